@@ -1,0 +1,21 @@
+"""Single-file algorithms. Each module has ``Config``, ``make_train(config)`` and ``make_loop``.
+
+``get(name)`` imports one by name for the driver and the command line; the registry below is the
+only place that lists them, so the driver itself knows no algorithm.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+ALGORITHMS: dict[str, str] = {
+    "dyna_q": "purembrl.algos.dyna_q",
+}
+
+
+def get(name: str) -> ModuleType:
+    """The algorithm module registered as ``name``; ``ValueError`` lists the known ones."""
+    if name not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {name!r}; known algorithms: {', '.join(ALGORITHMS)}")
+    return importlib.import_module(ALGORITHMS[name])

@@ -1,0 +1,368 @@
+"""Tabular Dyna-Q and Dyna-Q+, fully jitted (Sutton 1990; Sutton & Barto 2018, Sections 8.2-8.3).
+
+Each real step: act epsilon-greedily (ties broken at random), take a Q-learning step on the real
+transition, record it in the model, then make ``planning_steps`` (n) simulated Q-learning updates
+from (s, a) drawn from experience: a random previously observed state, then a random action
+previously taken in it (the book's Tabular Dyna-Q box).
+
+Options:
+
+* ``plus=True``: Dyna-Q+ (Section 8.3). Simulated rewards get the bonus ``kappa * sqrt(tau)``,
+  tau the number of real steps since (s, a) was last tried; planning also considers actions never
+  tried from an observed state, modelled as leading back to the same state with reward 0 (the
+  book's footnote to Figure 8.4).
+* ``model="counts"``: a stochastic, count-based model. Each planning update draws
+  ``num_next_samples`` next states from the empirical distribution of (s, a) and regresses Q(s, a)
+  on the *average* target over them (the notes' expected update); ``num_next_samples=0`` uses the
+  exact expectation under the counts. ``model="deterministic"`` (default) is the book's: the last
+  observed (s', r).
+
+The run is either ``num_episodes`` episodes (one iteration, and one greedy evaluation, per
+episode; Figure 8.2) or, when ``num_steps > 0``, a fixed number of real steps evaluated every
+``eval_every`` steps with the cumulative reward recorded (Figures 8.4 and 8.5).
+
+``planning_steps``, ``alpha``, ``gamma``, ``epsilon``, ``kappa`` and ``slip_prob`` are pytree
+leaves: ``jax.vmap`` over a batch of configs sweeps them in one compile.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from purembrl import envs
+from purembrl.config import check, check_choice, check_int, static
+from purembrl.loop import TrainLoop, as_train
+
+ENVS = ("DynaMaze", "BlockingMaze", "ShortcutMaze")
+MODELS = ("deterministic", "counts")
+
+
+@struct.dataclass
+class Config:
+    """Dyna-Q hyperparameters; defaults are the book's Figure 8.2 settings.
+
+    Attributes:
+      env: a tabular environment, one of ``ENVS``.
+      num_episodes: episodes in an episode-mode run (``num_steps == 0``).
+      num_steps: real steps in a step-mode run; 0 selects episode mode.
+      eval_every: step mode only: real steps between evaluations (must divide ``num_steps``).
+      planning_steps: n, simulated updates per real step (0: plain Q-learning).
+      alpha: step size. gamma: discount. epsilon: exploration rate of the behaviour policy.
+      kappa: Dyna-Q+ exploration bonus scale (used when ``plus``).
+      plus: Dyna-Q+ (bonus in planning, untried actions modelled as self-loops).
+      model: ``"deterministic"`` (last observed outcome) or ``"counts"`` (empirical distribution).
+      num_next_samples: ``model="counts"``: s' drawn per planning update (0: exact expectation).
+      slip_prob: probability the environment replaces the action by a random one.
+      eval_episodes: greedy evaluation episodes per evaluation.
+      eval_max_steps: cap on the length of an evaluation episode.
+      max_episode_steps: time limit of a training episode (truncation, bootstrapped through).
+    """
+
+    env: str = static("DynaMaze")
+    num_episodes: int = static(50)
+    num_steps: int = static(0)
+    eval_every: int = static(50)
+    planning_steps: int = 5
+    alpha: float = 0.1
+    gamma: float = 0.95
+    epsilon: float = 0.1
+    kappa: float = 0.0
+    plus: bool = static(False)
+    model: str = static("deterministic")
+    num_next_samples: int = static(1)
+    slip_prob: float = 0.0
+    eval_episodes: int = static(1)
+    eval_max_steps: int = static(500)
+    max_episode_steps: int = static(100_000)
+
+    def __post_init__(self):
+        check_choice("env", self.env, ENVS)
+        check_int("num_episodes", self.num_episodes, 1)
+        check_int("num_steps", self.num_steps, 0)
+        check_int("eval_every", self.eval_every, 1)
+        if self.num_steps > 0 and self.num_steps % self.eval_every:
+            raise ValueError(f"eval_every={self.eval_every} is invalid: allowed a divisor of "
+                             f"num_steps={self.num_steps}")
+        check_int("planning_steps", self.planning_steps, 0)
+        check("alpha", self.alpha, lambda v: (v > 0) & (v <= 1), "0 < alpha <= 1")
+        check("gamma", self.gamma, lambda v: (v >= 0) & (v <= 1), "0 <= gamma <= 1")
+        check("epsilon", self.epsilon, lambda v: (v >= 0) & (v <= 1), "0 <= epsilon <= 1")
+        check("kappa", self.kappa, lambda v: v >= 0, "kappa >= 0")
+        check("slip_prob", self.slip_prob, lambda v: (v >= 0) & (v <= 1), "0 <= slip_prob <= 1")
+        check_choice("model", self.model, MODELS)
+        check_int("num_next_samples", self.num_next_samples, 0)
+        check_int("eval_episodes", self.eval_episodes, 1)
+        check_int("eval_max_steps", self.eval_max_steps, 1)
+        check_int("max_episode_steps", self.max_episode_steps, 1)
+
+    @property
+    def num_iterations(self) -> int:
+        return self.num_steps // self.eval_every if self.num_steps > 0 else self.num_episodes
+
+
+@struct.dataclass
+class DynaQState:
+    """Everything a Dyna-Q run carries. S states, A actions.
+
+    Attributes:
+      q: action values ``[S, A]``.
+      next_state, reward, terminal: the deterministic model, ``[S, A]`` (untried: self-loop, 0).
+      counts, reward_sum, terminal_sum: the count model, ``[S, A, S]``.
+      tried: whether (s, a) was ever taken, ``[S, A]``; last_tried: real step it was last taken.
+      observed: observed states in order of first visit ``[S]``; num_observed: how many.
+      obs, env_state: the environment's current observation and state.
+      t: real steps so far; episodes: completed episodes; cumulative_reward: sum of real rewards.
+      key: the run's PRNG key.
+    """
+
+    q: jax.Array
+    next_state: jax.Array
+    reward: jax.Array
+    terminal: jax.Array
+    counts: jax.Array
+    reward_sum: jax.Array
+    terminal_sum: jax.Array
+    tried: jax.Array
+    last_tried: jax.Array
+    observed: jax.Array
+    num_observed: jax.Array
+    obs: jax.Array
+    env_state: object
+    t: jax.Array
+    episodes: jax.Array
+    cumulative_reward: jax.Array
+    key: jax.Array
+
+
+def uniform_choice(u: jax.Array, allowed: jax.Array) -> jax.Array:
+    """The index of a uniformly chosen ``True`` entry of ``allowed`` ([A]) given u ~ U[0, 1)."""
+    count = allowed.sum()
+    rank = jnp.minimum(jnp.floor(u * count), count - 1)  # which allowed entry, 0-based
+    return jnp.argmax(allowed & (jnp.cumsum(allowed) - 1 == rank))
+
+
+def random_argmax(u: jax.Array, values: jax.Array) -> jax.Array:
+    """An index of ``max(values)`` ([A]), uniformly among ties, given u ~ U[0, 1)."""
+    return uniform_choice(u, values == values.max())
+
+
+def epsilon_greedy(u: jax.Array, q_row: jax.Array, epsilon: jax.Array) -> jax.Array:
+    """Epsilon-greedy with random tie-breaking from three uniforms ``u`` ([3]).
+
+    One uniform draw per decision instead of three keyed samplers keeps the jitted loop small
+    (each ``jax.random`` call inlines a Threefry hash).
+    """
+    num_actions = q_row.shape[0]
+    random_action = jnp.minimum(jnp.floor(u[1] * num_actions), num_actions - 1).astype(jnp.int32)
+    return jnp.where(u[0] < epsilon, random_action, random_argmax(u[2], q_row))
+
+
+def count_model_targets(counts: jax.Array, reward_sum: jax.Array, terminal_sum: jax.Array,
+                        q: jax.Array, gamma: jax.Array, s: jax.Array
+                        ) -> tuple[jax.Array, jax.Array]:
+    """The count model's distribution over s' and the one-step target for each s'.
+
+    Args:
+      counts, reward_sum, terminal_sum: for one (s, a), ``[S']``: visits to each s', and the
+        summed rewards and terminal flags of those visits.
+      q: action values ``[S, A]``. gamma: discount. s: the state, the self-loop of an untried
+        (s, a) (Dyna-Q+ plans with those; the book models them as reward 0, staying put).
+
+    Returns:
+      ``probs [S']`` (empirical P(s' | s, a)) and ``targets [S']`` =
+      mean reward + gamma * (1 - terminal) * max_a' Q(s', a'); their dot product is the
+      expected update's target, and a mean over sampled s' estimates it.
+    """
+    total = counts.sum()
+    probs = jnp.where(total > 0, counts / jnp.maximum(total, 1.0),
+                      jax.nn.one_hot(s, counts.shape[0]))
+    safe = jnp.maximum(counts, 1.0)
+    targets = reward_sum / safe + gamma * (1.0 - terminal_sum / safe) * q.max(axis=1)
+    return probs, targets
+
+
+def sample_categorical(u: jax.Array, probs: jax.Array) -> jax.Array:
+    """Inverse-CDF samples ``[K]`` from ``probs`` ([N]) given uniforms ``u`` ([K])."""
+    cdf = jnp.cumsum(probs)
+    samples = jnp.sum(cdf[None, :] <= u[:, None] * cdf[-1], axis=1)
+    last = probs.shape[0] - 1 - jnp.argmax(probs[::-1] > 0)  # round-off never picks p = 0
+    return jnp.minimum(samples, last)
+
+
+def make_loop(config: Config) -> TrainLoop:
+    """The Dyna-Q run as ``init`` / ``step`` (see ``purembrl.loop``)."""
+    env, env_params = envs.make(config.env)
+    env_params = env_params.replace(slip_prob=config.slip_prob,
+                                    max_steps_in_episode=config.max_episode_steps)
+    num_states, num_actions = env.num_states, env.num_actions
+
+    def init(key: jax.Array) -> DynaQState:
+        key_reset, key_run = jax.random.split(key)
+        obs, env_state = env.reset(key_reset, env_params)
+        states = jnp.arange(num_states, dtype=jnp.int32)
+        # Only the chosen model's tables are allocated; the other's have size zero.
+        table = (num_states, num_actions) if config.model == "deterministic" else (0, 0)
+        cube = (num_states, num_actions, num_states) if config.model == "counts" else (0, 0, 0)
+        return DynaQState(
+            q=jnp.zeros((num_states, num_actions)),
+            next_state=jnp.zeros(table, jnp.int32) + (states[:, None] if table[0] else 0),
+            reward=jnp.zeros(table),
+            terminal=jnp.zeros(table, bool),
+            counts=jnp.zeros(cube),
+            reward_sum=jnp.zeros(cube),
+            terminal_sum=jnp.zeros(cube),
+            tried=jnp.zeros((num_states, num_actions), bool),
+            last_tried=jnp.zeros((num_states, num_actions), jnp.int32),
+            observed=jnp.zeros((num_states,), jnp.int32),
+            num_observed=jnp.zeros((), jnp.int32),
+            obs=obs,
+            env_state=env_state,
+            t=jnp.zeros((), jnp.int32),
+            episodes=jnp.zeros((), jnp.int32),
+            cumulative_reward=jnp.zeros(()),
+            key=key_run,
+        )
+
+    def planning_target(c: DynaQState, u: jax.Array, s: jax.Array, a: jax.Array) -> jax.Array:
+        """The model's target r + gamma * max_a' Q(s', a') for (s, a); ``u`` [K] uniforms."""
+        if config.model == "deterministic":
+            s_next = c.next_state[s, a]
+            not_terminal = 1.0 - c.terminal[s, a]
+            return c.reward[s, a] + config.gamma * not_terminal * c.q[s_next].max()
+        probs, targets = count_model_targets(c.counts[s, a], c.reward_sum[s, a],
+                                             c.terminal_sum[s, a], c.q, config.gamma, s)
+        if config.num_next_samples == 0:
+            return probs @ targets
+        return targets[sample_categorical(u, probs)].mean()
+
+    def planning_update(i, carry):
+        c, key = carry
+        u = jax.random.uniform(jax.random.fold_in(key, i), (2 + config.num_next_samples,))
+        s = c.observed[jnp.minimum(jnp.floor(u[0] * c.num_observed).astype(jnp.int32),
+                                   c.num_observed - 1)]
+        allowed = jnp.ones((num_actions,), bool) if config.plus else c.tried[s]
+        a = uniform_choice(u[1], allowed)
+        target = planning_target(c, u[2:], s, a)
+        if config.plus:
+            target += config.kappa * jnp.sqrt((c.t - c.last_tried[s, a]).astype(jnp.float32))
+        return c.replace(q=c.q.at[s, a].add(config.alpha * (target - c.q[s, a]))), key
+
+    def real_step(c: DynaQState) -> tuple[DynaQState, jax.Array, jax.Array]:
+        """One real step, its Q-learning and model updates, then n planning updates."""
+        key, key_act, key_env, key_plan = jax.random.split(c.key, 4)
+        s = env.obs_to_index(c.obs)
+        a = epsilon_greedy(jax.random.uniform(key_act, (3,)), c.q[s], config.epsilon)
+        obs, env_state, r, terminated, truncated, info = env.step(key_env, c.env_state, a,
+                                                                  env_params)
+        s_next = env.obs_to_index(info["final_observation"])
+        target = r + config.gamma * (1.0 - terminated) * c.q[s_next].max()
+        first_visit = ~c.tried[s].any()
+        if config.model == "counts":
+            c = c.replace(
+                counts=c.counts.at[s, a, s_next].add(1.0),
+                reward_sum=c.reward_sum.at[s, a, s_next].add(r),
+                terminal_sum=c.terminal_sum.at[s, a, s_next].add(terminated.astype(jnp.float32)),
+            )
+        else:
+            c = c.replace(
+                next_state=c.next_state.at[s, a].set(s_next),
+                reward=c.reward.at[s, a].set(r),
+                terminal=c.terminal.at[s, a].set(terminated),
+            )
+        c = c.replace(
+            q=c.q.at[s, a].add(config.alpha * (target - c.q[s, a])),
+            tried=c.tried.at[s, a].set(True),
+            last_tried=c.last_tried.at[s, a].set(c.t + 1),
+            observed=jnp.where(first_visit, c.observed.at[c.num_observed].set(s), c.observed),
+            num_observed=c.num_observed + first_visit,
+            obs=obs,
+            env_state=env_state,
+            t=c.t + 1,
+            episodes=c.episodes + (terminated | truncated),
+            cumulative_reward=c.cumulative_reward + r,
+            key=key,
+        )
+        c, _ = jax.lax.fori_loop(0, config.planning_steps, planning_update, (c, key_plan))
+        return c, r, terminated | truncated
+
+    def evaluate(c: DynaQState, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Mean undiscounted return and length of greedy episodes (capped at eval_max_steps)."""
+
+        def episode(key):
+            key_reset, key_run = jax.random.split(key)
+            obs, env_state = env.reset(key_reset, env_params)
+            if hasattr(env_state, "total_steps"):  # a maze whose walls move: evaluate it as now
+                env_state = env_state.replace(total_steps=c.env_state.total_steps)
+
+            def cond(x):
+                return ~x[4] & (x[3] < config.eval_max_steps)
+
+            def body(x):
+                obs, env_state, key, length, _, ret = x
+                key, key_act, key_env = jax.random.split(key, 3)
+                a = random_argmax(jax.random.uniform(key_act), c.q[env.obs_to_index(obs)])
+                obs, env_state, r, term, trunc, _ = env.step(key_env, env_state, a, env_params)
+                return obs, env_state, key, length + 1, term | trunc, ret + r
+
+            init = (obs, env_state, key_run, jnp.zeros((), jnp.int32), jnp.zeros((), bool),
+                    jnp.zeros(()))
+            *_, length, _, ret = jax.lax.while_loop(cond, body, init)
+            return ret, length
+
+        returns, lengths = jax.vmap(episode)(jax.random.split(key, config.eval_episodes))
+        return returns.mean(), lengths.mean()
+
+    def episode_step(c: DynaQState) -> tuple[DynaQState, dict[str, jax.Array]]:
+        """One training episode (to the goal or the time limit), then one evaluation."""
+        key, key_eval = jax.random.split(c.key)
+        c = c.replace(key=key)
+
+        def body(x):
+            c, length, ret, _ = x
+            c, r, done = real_step(c)
+            return c, length + 1, ret + r, done
+
+        init = (c, jnp.zeros((), jnp.int32), jnp.zeros(()), jnp.zeros((), bool))
+        c, length, ret, _ = jax.lax.while_loop(lambda x: ~x[3], body, init)
+        eval_return, eval_length = evaluate(c, key_eval)
+        return c, {"steps_per_episode": length, "episode_return": ret, "env_steps": c.t,
+                   "eval_return": eval_return, "eval_length": eval_length}
+
+    def steps_step(c: DynaQState) -> tuple[DynaQState, dict[str, jax.Array]]:
+        """``eval_every`` real steps, then one evaluation."""
+        key, key_eval = jax.random.split(c.key)
+        c = jax.lax.fori_loop(0, config.eval_every, lambda i, c: real_step(c)[0],
+                              c.replace(key=key))
+        eval_return, eval_length = evaluate(c, key_eval)
+        return c, {"env_steps": c.t, "cumulative_reward": c.cumulative_reward,
+                   "episodes": c.episodes, "eval_return": eval_return,
+                   "eval_length": eval_length}
+
+    step = steps_step if config.num_steps > 0 else episode_step
+    return TrainLoop(init=init, step=step, num_iterations=config.num_iterations)
+
+
+def make_train(config: Config):
+    """``train(key) -> (DynaQState, metrics)``; metrics have a leading iteration axis.
+
+    Episode mode: ``steps_per_episode``, ``episode_return``, ``env_steps``, ``eval_return``,
+    ``eval_length``, each ``[num_episodes]``. Step mode: ``env_steps``, ``cumulative_reward``,
+    ``episodes``, ``eval_return``, ``eval_length``, each ``[num_steps // eval_every]``.
+    """
+    return as_train(make_loop(config))
+
+
+def curve(config: Config) -> tuple[str, str]:
+    """(x, y) of the learning curve the driver plots: x is a metric name or ``"iteration"``."""
+    if config.num_steps > 0:
+        return "env_steps", "cumulative_reward"
+    return "episode", "steps_per_episode"
+
+
+def greedy_policy(state: DynaQState, env_name: str = "DynaMaze"):
+    """The learned greedy policy as a pure function ``(key, obs) -> action``."""
+    env, _ = envs.make(env_name)
+    return lambda key, obs: random_argmax(jax.random.uniform(key),
+                                          state.q[env.obs_to_index(obs)])

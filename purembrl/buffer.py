@@ -1,0 +1,102 @@
+"""Preallocated replay buffer: ``init`` / ``add`` / ``sample`` over a pytree of arrays.
+
+The interface follows flashbax's flat buffer (state as a small pytree, pure functions, works
+under ``jit`` and ``vmap``), but the implementation is ours and minimal: the storage is the
+example pytree with a leading ``capacity`` axis, ``add`` is one scatter per leaf with wrap-around,
+and ``sample`` is one uniform ``randint`` and one gather per leaf, O(batch) whatever the capacity.
+
+Why not flashbax itself: measured side by side in one run on this 2-core CPU
+(``benchmarks/buffer.py``, numbers in ``benchmarks/RESULTS.md``), adding 1 or 256 items to a
+100k store costs well under a microsecond in both (0.7x-1.7x of each other), and sampling 256
+items is about 1.8-2x faster here (12 vs 22 us for one seed, 76 vs 152 us for 8 vmapped seeds),
+flashbax's flat buffer paying for its trajectory bookkeeping (it samples (t, t+1) pairs).
+Beyond speed we need what the flat buffer lacks: a validity mask on ``add`` (model rollouts
+write only their finite, non-terminated steps) and adds of a batch larger than the buffer. And a
+few dozen lines keep flashbax out of the dependencies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+
+@struct.dataclass
+class BufferState:
+    """Replay storage.
+
+    Attributes:
+      data: the example pytree with a leading ``[capacity]`` axis on every leaf.
+      insert: index where the next item goes (wraps around), int32 scalar.
+      size: number of filled entries, ``<= capacity``, int32 scalar.
+    """
+
+    data: Any
+    insert: jax.Array
+    size: jax.Array
+
+    @property
+    def capacity(self) -> int:
+        return jax.tree.leaves(self.data)[0].shape[0]
+
+
+def init(example: Any, capacity: int) -> BufferState:
+    """An empty buffer for items shaped like ``example`` (a pytree without a batch axis)."""
+    if not isinstance(capacity, int) or capacity < 1:
+        raise ValueError(f"capacity={capacity!r} is invalid: allowed an integer >= 1")
+    data = jax.tree.map(lambda x: jnp.zeros((capacity, *jnp.shape(x)), jnp.asarray(x).dtype),
+                        example)
+    zero = jnp.zeros((), jnp.int32)
+    return BufferState(data=data, insert=zero, size=zero)
+
+
+def add(state: BufferState, batch: Any, mask: jax.Array | None = None) -> BufferState:
+    """Append a batch (leading axis ``[n]`` on every leaf), skipping items where ``mask`` is False.
+
+    Valid items are written contiguously in their order, wrapping around the end; when more
+    than ``capacity`` valid items arrive at once only the last ``capacity`` are kept.
+    """
+    capacity = state.capacity
+    leaves = jax.tree.leaves(batch)
+    n = leaves[0].shape[0]
+    chex.assert_trees_all_equal_structs(batch, state.data)
+    for leaf, stored in zip(leaves, jax.tree.leaves(state.data), strict=True):
+        if leaf.shape[0] != n or leaf.shape[1:] != stored.shape[1:]:
+            raise ValueError(f"batch leaf of shape {leaf.shape} does not match stored items "
+                             f"of shape {stored.shape[1:]} with a common leading batch axis {n}")
+    if mask is None:
+        mask = jnp.ones((n,), bool)
+    chex.assert_shape(mask, (n,))
+    mask = mask.astype(bool)
+    offset = jnp.cumsum(mask, dtype=jnp.int32) - 1  # position of each valid item among the valid
+    num_valid = offset[-1] + 1 if n > 0 else jnp.zeros((), jnp.int32)
+    # Of more than `capacity` valid items only the last `capacity` survive; scatter with
+    # duplicate indices has no defined order, so the earlier ones are dropped explicitly.
+    keep = mask & (offset >= num_valid - capacity)
+    index = jnp.where(keep, (state.insert + offset) % capacity, capacity)  # capacity: dropped
+    data = jax.tree.map(lambda d, b: d.at[index].set(b.astype(d.dtype), mode="drop"),
+                        state.data, batch)
+    return BufferState(
+        data=data,
+        insert=(state.insert + num_valid) % capacity,
+        size=jnp.minimum(state.size + num_valid, capacity),
+    )
+
+
+def sample(state: BufferState, key: jax.Array, batch_size: int) -> Any:
+    """``batch_size`` items drawn uniformly (with replacement) from the filled part.
+
+    Sampling an empty buffer returns the zero-initialised first entry; guard with
+    ``can_sample`` where that can happen.
+    """
+    index = jax.random.randint(key, (batch_size,), 0, jnp.maximum(state.size, 1))
+    return jax.tree.map(lambda d: d[index], state.data)
+
+
+def can_sample(state: BufferState, min_size: int = 1) -> jax.Array:
+    """Whether the buffer holds at least ``min_size`` items."""
+    return state.size >= min_size

@@ -1,0 +1,119 @@
+"""Helpers for algorithm configs: static fields and validation that names what is wrong.
+
+An algorithm's ``Config`` is a frozen ``flax.struct`` dataclass. Fields that fix shapes, loop
+lengths or the environment are *static* (``static(...)``: part of the treedef, a change means a
+recompile); numeric hyperparameters are pytree leaves, so a user can ``jax.vmap`` over a batch of
+configs (rejax's pattern). ``__post_init__`` validates on construction and raises ``ValueError``
+naming the field, the value and the allowed range. When JAX rebuilds a config from traced leaves
+(under ``jit``/``vmap``) the traced values are skipped: they were checked when the concrete
+config was built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+from flax import struct
+
+
+def static(default: Any) -> Any:
+    """A config field that is part of the pytree structure (shapes, loop lengths, names)."""
+    return struct.field(pytree_node=False, default=default)
+
+
+def _concrete(value: Any) -> np.ndarray | None:
+    """The value as a NumPy array, or None when it is not a concrete number.
+
+    Under ``jit``/``vmap``/``lower`` JAX rebuilds configs from tracers or placeholders; those
+    were checked when the concrete config was built.
+    """
+    if isinstance(value, jax.core.Tracer):
+        return None
+    if isinstance(value, bool | int | float | str | np.ndarray | np.generic | jax.Array):
+        return np.asarray(value)
+    return None
+
+
+def check(name: str, value: Any, ok: Callable[[np.ndarray], Any], allowed: str) -> None:
+    """Raise ``ValueError`` unless ``ok(value)`` holds for every element of a concrete value."""
+    arr = _concrete(value)
+    if arr is None:
+        return
+    try:
+        good = bool(np.all(ok(arr)))
+    except (TypeError, ValueError):
+        good = False
+    if not good:
+        raise ValueError(f"{name}={value!r} is invalid: allowed {allowed}")
+
+
+def check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
+    """An integer in [low, high] (high None: unbounded)."""
+    arr = _concrete(value)
+    if arr is None:
+        return
+    if isinstance(value, bool) or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name}={value!r} is invalid: allowed an integer >= {low}"
+                         + (f" and <= {high}" if high is not None else ""))
+    allowed = f"an integer in [{low}, {high}]" if high is not None else f"an integer >= {low}"
+    check(name, value, lambda v: (v >= low) & ((v <= high) if high is not None else True),
+          allowed)
+
+
+def check_choice(name: str, value: Any, choices: typing.Iterable[Any]) -> None:
+    choices = tuple(choices)
+    if value not in choices:
+        allowed = ", ".join(map(repr, choices))
+        raise ValueError(f"{name}={value!r} is invalid: allowed one of {allowed}")
+
+
+def field_types(config_cls: type) -> dict[str, type]:
+    """Map each field of a config class to its Python type (int, float, bool or str)."""
+    hints = typing.get_type_hints(config_cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(config_cls)}
+
+
+def is_static(config_cls: type, name: str) -> bool:
+    for f in dataclasses.fields(config_cls):
+        if f.name == name:
+            return not f.metadata.get("pytree_node", True)
+    raise KeyError(name)
+
+
+def parse_value(config_cls: type, name: str, text: str) -> Any:
+    """Parse ``text`` as the type of field ``name``; ``ValueError`` names the field on failure."""
+    types = field_types(config_cls)
+    if name not in types:
+        raise ValueError(f"unknown field {name!r}; fields are: {', '.join(sorted(types))}")
+    kind = types[name]
+    try:
+        if kind is bool:
+            low = text.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r} is not a valid {kind.__name__}") from None
+
+
+def as_dict(config: Any) -> dict[str, Any]:
+    """The config's fields as plain Python values (for JSON and for printing)."""
+    out = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, np.ndarray | jax.Array):
+            value = np.asarray(value).tolist()
+        out[f.name] = value
+    return out

@@ -1,0 +1,43 @@
+"""Environments with the gymnax interface, and ``make(name)`` over them and gymnax's registry.
+
+The library's own environments (``DynaMaze``, ``BlockingMaze``, ``ShortcutMaze``) come first;
+any other name is passed to ``gymnax.make``. Tabular environments additionally expose
+``num_states`` and ``obs_to_index(obs)`` (used by the tabular algorithms).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnax
+
+from purembrl.envs.dyna_maze import BlockingMaze, DynaMaze, GridMaze, ShortcutMaze
+
+OWN_ENVS: dict[str, Callable[[], Any]] = {
+    "DynaMaze": DynaMaze,
+    "BlockingMaze": BlockingMaze,
+    "ShortcutMaze": ShortcutMaze,
+}
+
+
+def names() -> list[str]:
+    """Every environment name ``make`` accepts."""
+    return list(OWN_ENVS) + [n for n in gymnax.registered_envs if n not in OWN_ENVS]
+
+
+def make(name: str) -> tuple[Any, Any]:
+    """``(env, default_params)`` for a library or gymnax environment name."""
+    if name in OWN_ENVS:
+        env = OWN_ENVS[name]()
+        return env, env.default_params
+    if name in gymnax.registered_envs:
+        return gymnax.make(name)
+    raise ValueError(f"unknown env {name!r}; known envs: {', '.join(names())}")
+
+
+def is_tabular(env: Any) -> bool:
+    return hasattr(env, "num_states") and hasattr(env, "obs_to_index")
+
+
+__all__ = ["BlockingMaze", "DynaMaze", "GridMaze", "ShortcutMaze", "is_tabular", "make", "names"]

@@ -1,0 +1,31 @@
+"""Shared pytrees.
+
+``Transition`` is the unit every buffer, model and learner exchanges. Its ``next_obs`` is the
+*true* next observation (gymnax's ``info["final_observation"]``), never the observation of the
+auto-reset episode, and ``terminated`` is kept apart from truncation: targets bootstrap through a
+time limit but never through a true terminal state.
+"""
+
+from __future__ import annotations
+
+import jax
+from flax import struct
+
+
+@struct.dataclass
+class Transition:
+    """One environment transition (or a batch of them, with leading axes).
+
+    Attributes:
+      obs: observation at time t, ``[..., *obs_shape]``.
+      action: action taken at time t, ``[...]`` (discrete) or ``[..., action_dim]``.
+      reward: reward r_{t+1}, ``[...]``.
+      next_obs: the true observation at t+1 (before any auto-reset), ``[..., *obs_shape]``.
+      terminated: 1 where s_{t+1} is terminal (no bootstrap), ``[...]``; truncation is not stored.
+    """
+
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    next_obs: jax.Array
+    terminated: jax.Array

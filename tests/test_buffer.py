@@ -1,0 +1,103 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from purembrl import buffer
+from purembrl.types import Transition
+
+from .helpers import seed_slice
+
+
+def example():
+    return Transition(obs=jnp.zeros(3), action=jnp.zeros((), jnp.int32), reward=jnp.zeros(()),
+                      next_obs=jnp.zeros(3), terminated=jnp.zeros((), bool))
+
+
+def batch(values):
+    v = jnp.asarray(values, jnp.float32)
+    return Transition(obs=jnp.repeat(v[:, None], 3, 1), action=v.astype(jnp.int32), reward=v,
+                      next_obs=jnp.repeat(v[:, None] + 1, 3, 1), terminated=v > 100)
+
+
+def stored_rewards(state):
+    return np.asarray(state.data.reward[: int(state.size)])
+
+
+def test_init_is_empty_and_preallocated():
+    state = buffer.init(example(), 10)
+    assert state.capacity == 10 and int(state.size) == 0 and int(state.insert) == 0
+    assert state.data.obs.shape == (10, 3) and state.data.action.dtype == jnp.int32
+    assert not bool(buffer.can_sample(state))
+
+
+@pytest.mark.parametrize("capacity", [0, -3, 2.5])
+def test_bad_capacity(capacity):
+    with pytest.raises(ValueError, match="capacity"):
+        buffer.init(example(), capacity)
+
+
+def test_add_wraps_around_in_order():
+    state = buffer.init(example(), 5)
+    state = buffer.add(state, batch([1, 2, 3]))
+    state = buffer.add(state, batch([4, 5, 6, 7]))
+    assert int(state.size) == 5 and int(state.insert) == 2
+    np.testing.assert_array_equal(np.asarray(state.data.reward), [6, 7, 3, 4, 5])
+    np.testing.assert_array_equal(np.asarray(state.data.next_obs[:, 0]), [7, 8, 4, 5, 6])
+
+
+def test_mask_skips_items_and_keeps_order():
+    state = buffer.init(example(), 6)
+    mask = jnp.array([True, False, True, False, True])
+    state = buffer.add(state, batch([1, 2, 3, 4, 5]), mask)
+    assert int(state.size) == 3
+    np.testing.assert_array_equal(stored_rewards(state), [1, 3, 5])
+    state = buffer.add(state, batch([9, 9]), jnp.array([False, False]))
+    assert int(state.size) == 3 and int(state.insert) == 3
+
+
+def test_batch_larger_than_capacity_keeps_the_last_items():
+    state = buffer.init(example(), 4)
+    state = buffer.add(state, batch([1]))
+    state = buffer.add(state, batch(np.arange(10, 20)),
+                       jnp.arange(10) != 8)  # item 18 is masked out
+    assert int(state.size) == 4
+    assert sorted(np.asarray(state.data.reward).tolist()) == [15, 16, 17, 19]
+
+
+def test_sample_draws_only_filled_entries_uniformly():
+    state = buffer.init(example(), 1000)
+    state = buffer.add(state, batch(np.arange(1, 11)))
+    sample = jax.jit(buffer.sample, static_argnums=2)(state, jax.random.key(0), 20000)
+    values = np.asarray(sample.reward)
+    assert set(values.tolist()) == set(range(1, 11))
+    counts = np.bincount(values.astype(int))[1:]
+    assert counts.min() > 1700 and counts.max() < 2300  # 2000 expected per value
+    # transitions stay whole: each sampled item's fields belong together
+    np.testing.assert_array_equal(np.asarray(sample.next_obs[:, 0]), values + 1)
+
+
+def test_shape_mismatch_is_an_error():
+    state = buffer.init(example(), 4)
+    bad = batch([1, 2]).replace(obs=jnp.zeros((2, 4)))
+    with pytest.raises(ValueError, match="does not match"):
+        buffer.add(state, bad)
+
+
+def test_jit_and_vmap_over_seeds(keys):
+    def fill(key):
+        state = buffer.init(example(), 8)
+        values = jax.random.uniform(key, (12,))
+        mask = jax.random.bernoulli(key, 0.7, (12,))
+        state = buffer.add(state, batch(values), mask)
+        return state, values, mask
+
+    states, values, masks = jax.jit(jax.vmap(fill))(keys)
+    for i in range(keys.shape[0]):
+        expected = np.asarray(values[i])[np.asarray(masks[i])][-8:]
+        state = seed_slice(states, i)
+        assert int(state.size) == min(8, len(expected))
+        assert sorted(stored_rewards(state).tolist()) == sorted(expected.tolist())
+    samples = jax.jit(jax.vmap(buffer.sample, in_axes=(0, 0, None)), static_argnums=2)(
+        states, keys, 5)
+    assert samples.obs.shape == (keys.shape[0], 5, 3)

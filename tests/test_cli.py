@@ -1,0 +1,59 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "purembrl", *args], capture_output=True,
+                          text=True, env=ENV, cwd=cwd, timeout=300)
+
+
+def test_list_names_algorithms_envs_and_defaults():
+    out = cli("list")
+    assert out.returncode == 0
+    assert "dyna_q:" in out.stdout and "DynaMaze" in out.stdout
+    assert "planning_steps=5" in out.stdout
+
+
+def test_train_writes_metrics_with_a_seed_axis(tmp_path):
+    out = cli("train", "dyna_q", "--env", "DynaMaze", "--seeds", "3", "--set",
+              "planning_steps=50", "--set", "num_episodes=6", "--out", str(tmp_path / "run"))
+    assert out.returncode == 0, out.stderr
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    steps = saved["steps_per_episode"]
+    assert len(steps) == 3 and all(len(row) == 6 for row in steps)
+    assert saved["_run"]["config"]["planning_steps"] == 50
+    assert "median and interquartile range over 3 seeds" in out.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "nope"], "unknown algorithm 'nope'"),
+    (["train", "dyna_q", "--env", "Atlantis"], "env='Atlantis' is invalid"),
+    (["train", "dyna_q", "--set", "lr=0.1"], "unknown field 'lr'"),
+    (["train", "dyna_q", "--set", "alpha"], "expected field=value"),
+    (["train", "dyna_q", "--set", "alpha=fast"], "alpha='fast' is not a valid float"),
+    (["train", "dyna_q", "--set", "gamma=2"], "gamma=2.0 is invalid"),
+    (["train", "dyna_q", "--set", "planning_steps=-5"], "planning_steps=-5 is invalid"),
+    (["train", "dyna_q", "--seeds", "0"], "--seeds 0"),
+    (["train", "dyna_q", "--seeds", "many"], "invalid int value"),
+    (["fly"], "invalid choice"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(args, message, tmp_path):
+    out = cli(*args, "--out", str(tmp_path / "x")) if args[0] == "train" else cli(*args)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], out.stderr
+    assert not (tmp_path / "x").exists()  # failed before anything was written
+
+
+def test_out_that_is_a_file_is_refused_and_kept(tmp_path):
+    target = tmp_path / "results"
+    target.write_text("precious")
+    out = cli("train", "dyna_q", "--out", str(target))
+    assert out.returncode == 2 and "not a directory" in out.stderr
+    assert target.read_text() == "precious"

@@ -1,0 +1,59 @@
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from purembrl import run
+from purembrl.algos import dyna_q
+
+
+def test_chunk_length_divides_the_run():
+    assert run.chunk_length(50, 10) == 5
+    assert run.chunk_length(60, 7) in (6, 10)
+    assert 60 % run.chunk_length(60, 7) == 0
+    assert run.chunk_length(1, 10) == 1
+
+
+def test_chunked_run_equals_make_train_and_writes_results(tmp_path, capsys):
+    config = dyna_q.Config(planning_steps=5, num_episodes=12)
+    result = run.run(dyna_q, config, num_seeds=3, seed=11, out=tmp_path, num_chunks=4,
+                     progress=True)
+    # chunking changes nothing: the same keys through make_train give the same metrics
+    keys = run.seed_keys(11, 3)
+    _, metrics = jax.jit(jax.vmap(dyna_q.make_train(config)))(keys)
+    for name, values in metrics.items():
+        np.testing.assert_array_equal(result.metrics[name], np.asarray(values))
+    assert result.metrics["steps_per_episode"].shape == (3, 12)
+
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    np.testing.assert_array_equal(np.array(saved["steps_per_episode"]),
+                                  result.metrics["steps_per_episode"])
+    assert saved["_run"]["algorithm"] == "dyna_q" and saved["_run"]["num_seeds"] == 3
+    assert saved["_run"]["config"]["planning_steps"] == 5
+
+    lines = (tmp_path / "curve.csv").read_text().splitlines()
+    assert lines[0].startswith("iteration,env_steps_median,steps_per_episode_median")
+    assert len(lines) == 13
+    median = float(lines[-1].split(",")[2])
+    assert median == np.median(result.metrics["steps_per_episode"][:, -1])
+    assert (tmp_path / "curve.png").stat().st_size > 1000
+
+    captured = capsys.readouterr()
+    assert "median and interquartile range over 3 seeds" in captured.out
+    assert "[dyna_q] seeds 3 | iteration 12/12" in captured.err
+
+
+def test_summary_table_reports_median_and_iqr():
+    metrics = {"env_steps": np.array([[1, 2], [1, 2], [1, 2], [1, 2], [1, 2]]),
+               "eval_return": np.array([[0, 1], [1, 2], [2, 3], [3, 4], [4, 5.0]])}
+    table = run.summary_table(metrics, ("env_steps", "eval_return"))
+    assert "2 [1, 3]" in table and "3 [2, 4]" in table
+
+
+def test_out_that_is_a_file_is_refused(tmp_path):
+    path = tmp_path / "file"
+    path.write_text("keep me")
+    with pytest.raises(ValueError, match="exists and is not a directory"):
+        run.prepare_out(path)
+    assert path.read_text() == "keep me"
