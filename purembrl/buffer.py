@@ -17,6 +17,7 @@ few dozen lines keep flashbax out of the dependencies.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import chex
@@ -46,7 +47,7 @@ class BufferState:
 
 def init(example: Any, capacity: int) -> BufferState:
     """An empty buffer for items shaped like ``example`` (a pytree without a batch axis)."""
-    if not isinstance(capacity, int) or capacity < 1:
+    if isinstance(capacity, bool) or not isinstance(capacity, numbers.Integral) or capacity < 1:
         raise ValueError(f"capacity={capacity!r} is invalid: allowed an integer >= 1")
     data = jax.tree.map(lambda x: jnp.zeros((capacity, *jnp.shape(x)), jnp.asarray(x).dtype),
                         example)
