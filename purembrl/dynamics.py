@@ -1,0 +1,473 @@
+"""Probabilistic ensemble dynamics model, fitted and sampled inside jit (MBPO's model).
+
+Janner, Fu, Zhang & Levine 2019 (MBPO), Appendix C, after Chua, Calandra, McAllister & Levine
+2018 (PETS), Section 4 and Appendix A.1:
+
+* E members (default 7), each an MLP (default 4 x 200, swish) that outputs a diagonal Gaussian
+  over the targets ``[reward, next_obs - obs]`` (reward dropped when ``learn_reward=False``) and,
+  when ``learn_termination``, one Bernoulli logit for termination.
+* The log-variance is softly bounded between learned bounds (PETS, Appendix A.1)::
+
+      logvar = max_logvar - softplus(max_logvar - raw)
+      logvar = min_logvar + softplus(logvar - min_logvar)
+
+  with ``logvar_penalty * (sum(max_logvar) - sum(min_logvar))`` added to the loss, and an L2
+  penalty ``weight_decay[l] * ||W_l||^2 / 2`` on each layer's kernel (MBPO's decays).
+* Inputs ``[obs, action]`` and targets are standardised by the statistics of the training data,
+  recomputed at every ``fit``; a near-constant feature gets scale 1, never a division by ~0.
+
+``fit`` trains on the filled part of a replay buffer whose size grows during training (masks,
+no recompilation): a random ``holdout_ratio`` of the rows (at most ``max_holdout``) is held out;
+each member trains on its own bootstrap resample of the rest, in minibatches drawn from it;
+after each epoch (one pass worth of minibatches) the holdout MSE of each member is compared with
+its best so far, a member that improved by more than ``improvement_threshold`` (1%) keeps a
+snapshot of its parameters, and training stops when no member has improved for ``patience``
+epochs (or after ``max_epochs``). Each member ends at its best snapshot; the ``num_elites``
+members with the lowest holdout MSE are the elites.
+
+Units: ``predict`` returns mean and log-variance of the targets in their original units, i.e.
+of ``[reward, next_obs - obs]`` (``[next_obs - obs]`` without a learned reward).
+``sample_step`` returns ``next_obs`` itself.
+
+Actions are float vectors ``[action_dim]``; integer (discrete) actions stored in a buffer are
+one-hot encoded to ``action_dim`` by ``model_inputs`` (see ``one_hot_actions``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from purembrl.buffer import BufferState
+from purembrl.config import check, check_choice, check_int, static
+from purembrl.networks import ACTIVATIONS, MLP, ensemble_apply, ensemble_init
+
+RewardFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+
+
+@struct.dataclass
+class EnsembleConfig:
+    """Ensemble hyperparameters; defaults are MBPO's (Janner et al. 2019, Appendix C).
+
+    Attributes:
+      num_members: E, ensemble size. num_elites: members used for sampling.
+      hidden_sizes: widths of the hidden layers. activation: one of ``networks.ACTIVATIONS``.
+      learn_reward / learn_termination: model the reward / a termination logit. Switch off when
+        ``reward_fn`` / ``termination_fn`` are given to ``sample_step``.
+      learning_rate: Adam step size. weight_decay: L2 coefficient per layer (hidden..., output);
+        a single float applies to every layer.
+      logvar_penalty: weight of the log-variance bound penalty.
+      batch_size: minibatch per member. holdout_ratio / max_holdout: validation split.
+      max_epochs: bound on epochs per fit (jit needs one). patience: epochs without improvement
+        before stopping. improvement_threshold: relative improvement that counts (0.01 = 1%).
+    """
+
+    num_members: int = static(7)
+    num_elites: int = static(5)
+    hidden_sizes: tuple[int, ...] = static((200, 200, 200, 200))
+    activation: str = static("swish")
+    learn_reward: bool = static(True)
+    learn_termination: bool = static(True)
+    batch_size: int = static(256)
+    holdout_ratio: float = static(0.2)
+    max_holdout: int = static(5000)
+    max_epochs: int = static(100)
+    patience: int = static(5)
+    learning_rate: float = 1e-3
+    weight_decay: tuple[float, ...] | float = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4)
+    logvar_penalty: float = 0.01
+    improvement_threshold: float = 0.01
+
+    def __post_init__(self):
+        check_int("num_members", self.num_members, 1)
+        check_int("num_elites", self.num_elites, 1, self.num_members)
+        if not self.hidden_sizes or any(
+                isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden_sizes):
+            raise ValueError(f"hidden_sizes={self.hidden_sizes!r} is invalid: allowed a "
+                             "non-empty tuple of positive integers")
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_int("batch_size", self.batch_size, 1)
+        check("holdout_ratio", self.holdout_ratio, lambda v: (v >= 0) & (v < 1),
+              "0 <= holdout_ratio < 1")
+        check_int("max_holdout", self.max_holdout, 0)
+        check_int("max_epochs", self.max_epochs, 1)
+        check_int("patience", self.patience, 1)
+        check("learning_rate", self.learning_rate, lambda v: v > 0, "learning_rate > 0")
+        if isinstance(self.weight_decay, tuple | list) and len(self.weight_decay) != len(
+                self.hidden_sizes) + 1:
+            raise ValueError(f"weight_decay={self.weight_decay!r} is invalid: allowed a float or "
+                             f"one value per layer ({len(self.hidden_sizes) + 1})")
+        check("weight_decay", self.weight_decay, lambda v: v >= 0, "weight_decay >= 0")
+        check("logvar_penalty", self.logvar_penalty, lambda v: v >= 0, "logvar_penalty >= 0")
+        check("improvement_threshold", self.improvement_threshold, lambda v: v >= 0,
+              "improvement_threshold >= 0")
+
+
+@struct.dataclass
+class Normalizer:
+    """Per-feature mean and scale of the inputs and of the targets."""
+
+    in_mean: jax.Array
+    in_std: jax.Array
+    out_mean: jax.Array
+    out_std: jax.Array
+
+
+@struct.dataclass
+class EnsembleState:
+    """Everything the model carries between fits.
+
+    Attributes:
+      params: ``{"net": stacked MLP params, "max_logvar": [E, D], "min_logvar": [E, D]}``, every
+        leaf with a leading member axis.
+      opt_state: Adam's state (kept across fits: the model is trained further, not afresh).
+      normalizer: input and target statistics of the last fit.
+      elites: indices of the ``num_elites`` best members ``[num_elites]``.
+      obs_dim, action_dim, hidden_sizes, activation, learn_reward, learn_termination: the
+        network's structure (static), so ``predict`` and ``sample_step`` need no config.
+    """
+
+    params: Any
+    opt_state: Any
+    normalizer: Normalizer
+    elites: jax.Array
+    obs_dim: int = static(0)
+    action_dim: int = static(0)
+    hidden_sizes: tuple[int, ...] = static((200, 200, 200, 200))
+    activation: str = static("swish")
+    learn_reward: bool = static(True)
+    learn_termination: bool = static(True)
+
+    @property
+    def target_dim(self) -> int:
+        return self.params["max_logvar"].shape[-1]
+
+    @property
+    def num_members(self) -> int:
+        return self.params["max_logvar"].shape[0]
+
+    @property
+    def module(self) -> MLP:
+        out_size = 2 * self.target_dim + int(self.learn_termination)
+        return MLP(hidden_sizes=self.hidden_sizes, out_size=out_size, activation=self.activation)
+
+
+def _optimizer(config: EnsembleConfig) -> optax.GradientTransformation:
+    return optax.adam(config.learning_rate)
+
+
+def init(key: jax.Array, config: EnsembleConfig, obs_dim: int, action_dim: int
+         ) -> EnsembleState:
+    """A fresh ensemble for ``obs_dim``-dimensional observations and ``action_dim`` actions."""
+    for name, value in (("obs_dim", obs_dim), ("action_dim", action_dim)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r} is invalid: allowed an integer >= 1")
+    target_dim = obs_dim + int(config.learn_reward)
+    E = config.num_members
+    shell = EnsembleState(
+        params={"max_logvar": jnp.full((E, target_dim), 0.5),  # PETS' initial bounds
+                "min_logvar": jnp.full((E, target_dim), -10.0)},
+        opt_state=None, normalizer=None, elites=jnp.arange(config.num_elites, dtype=jnp.int32),
+        obs_dim=obs_dim, action_dim=action_dim, hidden_sizes=tuple(config.hidden_sizes),
+        activation=config.activation, learn_reward=config.learn_reward,
+        learn_termination=config.learn_termination)
+    params = {**shell.params, "net": ensemble_init(shell.module, key, E, obs_dim + action_dim)}
+    in_dim = obs_dim + action_dim
+    normalizer = Normalizer(jnp.zeros(in_dim), jnp.ones(in_dim), jnp.zeros(target_dim),
+                            jnp.ones(target_dim))
+    return shell.replace(params=params, opt_state=_optimizer(config).init(params),
+                         normalizer=normalizer)
+
+
+# --- pieces of the loss, unbatched where that is natural -----------------------------------
+
+def gaussian_nll(mean: jax.Array, logvar: jax.Array, target: jax.Array) -> jax.Array:
+    """Negative log-likelihood of ``target`` under N(mean, exp(logvar)), summed over the last
+    axis: 0.5 * sum((target - mean)^2 * exp(-logvar) + logvar + log(2 pi))."""
+    chex.assert_equal_shape([mean, logvar, target])
+    return 0.5 * jnp.sum((target - mean) ** 2 * jnp.exp(-logvar) + logvar + jnp.log(2 * jnp.pi),
+                         axis=-1)
+
+
+def bound_logvar(raw: jax.Array, max_logvar: jax.Array, min_logvar: jax.Array) -> jax.Array:
+    """PETS' soft bounds: a smooth clamp of ``raw`` into (min_logvar, max_logvar)."""
+    logvar = max_logvar - jax.nn.softplus(max_logvar - raw)
+    return min_logvar + jax.nn.softplus(logvar - min_logvar)
+
+
+def one_hot_actions(action: jax.Array, action_dim: int) -> jax.Array:
+    """Float action vectors: integer actions ``[...]`` one-hot to ``[..., action_dim]``, float
+    actions ``[..., action_dim]`` unchanged (scalars get a trailing axis)."""
+    if jnp.issubdtype(action.dtype, jnp.integer):
+        return jax.nn.one_hot(action, action_dim)
+    action = action.astype(jnp.float32)
+    return action[..., None] if action_dim == 1 and action.ndim == 0 else action
+
+
+def model_inputs(obs: jax.Array, action: jax.Array, action_dim: int) -> jax.Array:
+    """``[obs, action]`` for a batch: obs ``[B, obs_dim]``, action ``[B]`` (int) or ``[B, A]``."""
+    action = one_hot_actions(action, action_dim)
+    if action.ndim == obs.ndim - 1:
+        action = action[..., None]
+    return jnp.concatenate([obs.astype(jnp.float32), action], axis=-1)
+
+
+def model_targets(transition, learn_reward: bool) -> jax.Array:
+    """``[reward, next_obs - obs]`` (or ``[next_obs - obs]``) for a batch of transitions."""
+    delta = (transition.next_obs - transition.obs).astype(jnp.float32)
+    if not learn_reward:
+        return delta
+    return jnp.concatenate([transition.reward[..., None].astype(jnp.float32), delta], axis=-1)
+
+
+def _raw_outputs(state: EnsembleState, params, normalizer: Normalizer, x: jax.Array):
+    """Normalised mean, bounded log-variance ``[E, B, D]`` and termination logit ``[E, B]``
+    (None when not learned) of inputs ``x [E, B, in]`` in original units."""
+    d = state.target_dim
+    out = ensemble_apply(state.module, params["net"],
+                         (x - normalizer.in_mean) / normalizer.in_std)
+    mean = out[..., :d]
+    logvar = bound_logvar(out[..., d:2 * d], params["max_logvar"][:, None],
+                          params["min_logvar"][:, None])
+    logit = out[..., 2 * d] if state.learn_termination else None
+    return mean, logvar, logit
+
+
+def predict(state: EnsembleState, obs: jax.Array, action: jax.Array):
+    """Per-member Gaussian over the targets, in original units.
+
+    Args:
+      obs: ``[B, obs_dim]``; action: ``[B, action_dim]`` floats or ``[B]`` integers.
+
+    Returns:
+      ``(mean, logvar)``, each ``[E, B, target_dim]`` over ``[reward, next_obs - obs]``
+      (``[next_obs - obs]`` when the reward is not learned).
+    """
+    mean, logvar, _ = predict_full(state, obs, action)
+    return mean, logvar
+
+
+def predict_full(state: EnsembleState, obs: jax.Array, action: jax.Array):
+    """``predict`` plus the termination logits ``[E, B]`` (None when not learned)."""
+    chex.assert_rank(obs, 2)
+    chex.assert_axis_dimension(obs, 1, state.obs_dim)
+    x = model_inputs(obs, action, state.action_dim)
+    x = jnp.broadcast_to(x, (state.num_members, *x.shape))
+    mean, logvar, logit = _raw_outputs(state, state.params, state.normalizer, x)
+    n = state.normalizer
+    return mean * n.out_std + n.out_mean, logvar + 2 * jnp.log(n.out_std), logit
+
+
+def sample_step(state: EnsembleState, key: jax.Array, obs: jax.Array, action: jax.Array, *,
+                deterministic: bool = False, reward_fn: RewardFn | None = None,
+                termination_fn: RewardFn | None = None):
+    """One model step for a batch: ``(next_obs [B, obs_dim], reward [B], terminated [B])``.
+
+    Each sample uses one elite drawn at random (MBPO's choice) and samples its Gaussian, or
+    takes its mean when ``deterministic``. ``reward_fn(obs, action, next_obs)`` and
+    ``termination_fn(obs, action, next_obs)``, when given, replace the learned reward and
+    termination (required when those are not learned). A learned termination is
+    ``sigmoid(logit) > 0.5``.
+    """
+    if reward_fn is None and not state.learn_reward:
+        raise ValueError("the model has no learned reward (learn_reward=False): pass reward_fn")
+    key_member, key_noise = jax.random.split(key)
+    mean, logvar, logit = predict_full(state, obs, action)
+    batch = obs.shape[0]
+    member = state.elites[jax.random.randint(key_member, (batch,), 0, state.elites.shape[0])]
+    pick = lambda x: x[member, jnp.arange(batch)]
+    mean, logvar = pick(mean), pick(logvar)
+    if not deterministic:
+        mean = mean + jnp.exp(0.5 * logvar) * jax.random.normal(key_noise, mean.shape)
+    offset = int(state.learn_reward)
+    next_obs = obs + mean[:, offset:]
+    if reward_fn is not None:
+        reward = reward_fn(obs, action, next_obs)
+    else:
+        reward = mean[:, 0]
+    if termination_fn is not None:
+        terminated = termination_fn(obs, action, next_obs).astype(bool)
+    elif state.learn_termination:
+        terminated = pick(logit) > 0.0
+    else:
+        terminated = jnp.zeros((batch,), bool)
+    return next_obs, reward, terminated
+
+
+def make_model_step(state: EnsembleState, *, deterministic: bool = False,
+                    reward_fn: RewardFn | None = None, termination_fn: RewardFn | None = None):
+    """``model_step(key, obs, action) -> (next_obs, reward, terminated)`` for ``rollout``."""
+    return lambda key, obs, action: sample_step(
+        state, key, obs, action, deterministic=deterministic, reward_fn=reward_fn,
+        termination_fn=termination_fn)
+
+
+# --- fitting ----------------------------------------------------------------------------------
+
+def _masked_stats(x: jax.Array, weight: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Mean and standard deviation of rows ``x [N, D]`` with 0/1 ``weight [N]``; a scale below
+    1e-6 (a constant feature) becomes 1. Computed around a shifted origin for stability."""
+    count = jnp.maximum(weight.sum(), 1.0)
+    shift = x[jnp.argmax(weight)]  # any included row
+    centred = (x - shift) * weight[:, None]
+    mean_c = centred.sum(0) / count
+    var = jnp.maximum((centred ** 2).sum(0) / count - mean_c ** 2, 0.0)
+    std = jnp.sqrt(var)
+    return mean_c + shift, jnp.where(std < 1e-6 * jnp.maximum(1.0, jnp.abs(mean_c + shift)), 1.0,
+                                     std)
+
+
+def _weight_decay_loss(config: EnsembleConfig, net_params) -> jax.Array:
+    layers = net_params["params"]
+    num_layers = len(config.hidden_sizes) + 1
+    decays = config.weight_decay
+    if not isinstance(decays, tuple | list):
+        decays = (decays,) * num_layers
+    return sum(decays[i] * 0.5 * jnp.sum(layers[f"Dense_{i}"]["kernel"] ** 2)
+               for i in range(num_layers))
+
+
+def _losses(state: EnsembleState, config: EnsembleConfig, params, normalizer, x, y, done):
+    """Summed training loss and per-member NLL [E]: x [E, B, in] in original units,
+    y [E, B, D] normalised targets, done [E, B]."""
+    mean, logvar, logit = _raw_outputs(state, params, normalizer, x)
+    nll = jnp.mean(gaussian_nll(mean, logvar, y), axis=-1)  # [E]
+    loss = nll
+    if state.learn_termination:
+        loss = loss + jnp.mean(optax.sigmoid_binary_cross_entropy(logit, done), axis=-1)
+    penalty = config.logvar_penalty * (params["max_logvar"].sum(-1)
+                                       - params["min_logvar"].sum(-1))
+    decay = jax.vmap(lambda p: _weight_decay_loss(config, p))(params["net"])  # [E]
+    return jnp.sum(loss + penalty + decay), nll
+
+
+def fit(state: EnsembleState, buffer_state: BufferState, key: jax.Array,
+        config: EnsembleConfig) -> tuple[EnsembleState, dict[str, jax.Array]]:
+    """Fit the ensemble to the filled part of ``buffer_state`` (a buffer of ``Transition``s).
+
+    Returns the new state and ``info``: ``train_nll`` (mean NLL of the last epoch, normalised
+    units), ``val_mse`` per member (holdout MSE of its kept parameters, normalised units),
+    ``elites``, ``epochs`` used, ``num_train`` / ``num_holdout`` rows and ``nonfinite`` (True if
+    any loss or parameter was NaN or inf; a member whose holdout loss was never finite keeps its
+    parameters from before the fit).
+    """
+    data = buffer_state.data
+    capacity = buffer_state.capacity
+    size = buffer_state.size
+    if config.num_members != state.num_members or tuple(config.hidden_sizes) != state.hidden_sizes:
+        raise ValueError("config does not match the state: num_members / hidden_sizes differ "
+                         "from those the state was initialised with")
+    E, B = config.num_members, config.batch_size
+    key_split, key_boot, key_epochs = jax.random.split(key, 3)
+    # (uniform draws below are prefix-consistent in the array length, so a buffer with more,
+    # unfilled, capacity holds out the same rows)
+
+    x_all = model_inputs(data.obs, data.action, state.action_dim)
+    y_all = model_targets(data, state.learn_reward)
+    done_all = data.terminated.astype(jnp.float32)
+
+    # Random split of the filled rows: unfilled rows sort last.
+    filled = jnp.arange(capacity) < size
+    order = jnp.argsort(jnp.where(filled, jax.random.uniform(key_split, (capacity,)), 2.0))
+    holdout_cap = min(config.max_holdout, capacity)
+    num_holdout = jnp.minimum(jnp.floor(size * config.holdout_ratio).astype(jnp.int32),
+                              holdout_cap)
+    num_train = jnp.maximum(size - num_holdout, 1)
+    holdout_rows = order[:holdout_cap] if holdout_cap else jnp.zeros((1,), jnp.int32)
+    holdout_w = (jnp.arange(holdout_rows.shape[0]) < num_holdout).astype(jnp.float32)
+    train_rows = jnp.roll(order, -num_holdout)  # train rows first, num_train of them
+    train_w = (jnp.arange(capacity) < num_train).astype(jnp.float32)
+
+    in_mean, in_std = _masked_stats(x_all[train_rows], train_w)
+    out_mean, out_std = _masked_stats(y_all[train_rows], train_w)
+    normalizer = Normalizer(in_mean, in_std, out_mean, out_std)
+    y_norm = (y_all - out_mean) / out_std
+
+    # Member m's bootstrap of the training part is num_train draws with replacement; its
+    # position p holds training row boot_index(m, p), a hash of (key, m, p), so no [E, capacity]
+    # table is stored and nothing depends on the buffer's capacity.
+    member_keys = jax.vmap(lambda m: jax.random.fold_in(key_boot, m))(jnp.arange(E))
+
+    def boot_rows(pos):  # [E, B] positions -> [E, B] buffer rows
+        draw = jax.vmap(jax.vmap(lambda k, p: jax.random.randint(
+            jax.random.fold_in(k, p), (), 0, num_train), in_axes=(None, 0)))(member_keys, pos)
+        return train_rows[draw]
+
+    # Holdout: all members see the same held-out rows (without holdout, the training rows).
+    use_train_as_val = num_holdout == 0
+    val_rows = jnp.where(use_train_as_val, train_rows[:holdout_rows.shape[0]], holdout_rows)
+    val_w = jnp.where(use_train_as_val,
+                      (jnp.arange(holdout_rows.shape[0]) < num_train).astype(jnp.float32),
+                      holdout_w)
+    x_val = jnp.broadcast_to(x_all[val_rows], (E, *x_all[val_rows].shape))
+    y_val = y_norm[val_rows]
+
+    def val_mse(params):
+        mean, _, _ = _raw_outputs(state, params, normalizer, x_val)
+        per_row = jnp.mean((mean - y_val) ** 2, axis=-1)  # [E, V]
+        return (per_row * val_w).sum(-1) / jnp.maximum(val_w.sum(), 1.0)
+
+    optimizer = _optimizer(config)
+    grad_fn = jax.grad(lambda p, x, y, d: _losses(state, config, p, normalizer, x, y, d),
+                       has_aux=True)
+    steps_per_epoch = jnp.maximum((num_train + B - 1) // B, 1)
+
+    def sgd_step(i, carry):
+        params, opt_state, key, nll_sum = carry
+        key, key_batch = jax.random.split(key)
+        pos = jax.random.randint(key_batch, (E, B), 0, num_train)
+        rows = boot_rows(pos)  # [E, B]
+        x, y, d = x_all[rows], y_norm[rows], done_all[rows]
+        grads, nll = grad_fn(params, x, y, d)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, key, nll_sum + nll
+
+    def member_select(improved, new, old):
+        """Per member (leading axis of every leaf): ``new`` where improved, else ``old``."""
+        return jax.tree.map(
+            lambda n, o: jnp.where(improved.reshape((E,) + (1,) * (n.ndim - 1)), n, o), new, old)
+
+    def epoch(carry):
+        (params, opt_state, best_params, best_mse, key, epochs, since, _, nonfinite) = carry
+        key, key_epoch = jax.random.split(key)
+        params, opt_state, _, nll_sum = jax.lax.fori_loop(
+            0, steps_per_epoch, sgd_step,
+            (params, opt_state, key_epoch, jnp.zeros((E,))))
+        mse = val_mse(params)
+        finite = jnp.isfinite(mse) & jnp.all(jnp.stack([
+            jnp.all(jnp.isfinite(leaf).reshape(E, -1), axis=1)
+            for leaf in jax.tree.leaves(params)]), axis=0)
+        improved = finite & ((best_mse - mse) / jnp.where(jnp.isfinite(best_mse), best_mse, 1.0)
+                             > config.improvement_threshold)
+        improved = improved | (finite & ~jnp.isfinite(best_mse))
+        best_params = member_select(improved, params, best_params)
+        best_mse = jnp.where(improved, mse, best_mse)
+        since = jnp.where(improved.any(), 0, since + 1)
+        nonfinite = nonfinite | ~finite.all() | ~jnp.isfinite(nll_sum).all()
+        train_nll = nll_sum / steps_per_epoch
+        return (params, opt_state, best_params, best_mse, key, epochs + 1, since, train_nll,
+                nonfinite)
+
+    def keep_going(carry):
+        epochs, since = carry[5], carry[6]
+        return (epochs < config.max_epochs) & (since < config.patience)
+
+    start = (state.params, state.opt_state, state.params, jnp.full((E,), jnp.inf), key_epochs,
+             jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), jnp.zeros((E,)),
+             jnp.zeros((), bool))
+    (_, opt_state, best_params, best_mse, _, epochs, _, train_nll,
+     nonfinite) = jax.lax.while_loop(keep_going, epoch, start)
+
+    elites = jnp.argsort(jnp.where(jnp.isfinite(best_mse), best_mse, jnp.inf))[
+        :config.num_elites].astype(jnp.int32)
+    new_state = state.replace(params=best_params, opt_state=opt_state, normalizer=normalizer,
+                              elites=elites)
+    info = {"train_nll": train_nll, "val_mse": best_mse, "elites": elites, "epochs": epochs,
+            "num_train": num_train, "num_holdout": num_holdout, "nonfinite": nonfinite}
+    return new_state, info

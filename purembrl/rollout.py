@@ -1,0 +1,99 @@
+"""Scan-based rollouts of a policy through a model: branched k-step, full horizon, fan-out.
+
+MBPO (Janner et al. 2019, Section 4 and Algorithm 2) branches short rollouts of length k from
+states of the real replay buffer, because model errors compound with the horizon; a rollout as
+long as an episode is the full-trajectory rollout the notes warn against, kept here (same
+function, ``horizon`` = episode length) for that ablation. Dyna's expected target draws several
+next states for one (s, a) (``fanout_step``).
+
+A ``model_step(key, obs [B, ...], action [B, ...]) -> (next_obs, reward [B], terminated [B])``
+is any batched step function: ``purembrl.dynamics.make_model_step`` gives one for the learned
+ensemble, and a wrapped true environment works the same way. A ``policy(key, obs [B, ...]) ->
+action [B, ...]`` is batched too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from purembrl.types import Transition
+
+ModelStep = Callable[[jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array, jax.Array]]
+Policy = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def _finite(tree) -> jax.Array:
+    """Per batch row: every float in every leaf ``[B, ...]`` is finite."""
+    checks = [jnp.all(jnp.isfinite(x).reshape(x.shape[0], -1), axis=1)
+              for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
+    return jnp.all(jnp.stack(checks), axis=0)
+
+
+def branched_rollout(key: jax.Array, model_step: ModelStep, policy: Policy,
+                     start_obs: jax.Array, horizon: int | jax.Array,
+                     max_horizon: int | None = None) -> tuple[Transition, jax.Array]:
+    """Roll ``policy`` through ``model_step`` from a batch of real start states.
+
+    Args:
+      key: PRNG key.
+      model_step, policy: batched functions (see the module docstring).
+      start_obs: ``[B, *obs_shape]`` real states to branch from.
+      horizon: rollout length k; may be a traced integer (MBPO's schedule changes it during
+        training) when ``max_horizon`` is given.
+      max_horizon: static length of the scan; steps at or beyond ``horizon`` are masked out, so
+        changing ``horizon`` never recompiles. Defaults to ``horizon`` (then a Python int).
+
+    Returns:
+      ``(transitions, valid)``: a ``Transition`` with leaves ``[max_horizon, B, ...]`` and the
+      mask ``[max_horizon, B]``. A step is valid when it is before ``horizon``, no earlier step
+      of that branch was a predicted termination (the terminating step itself is valid), and
+      all its numbers are finite (a branch stops at its first non-finite step).
+    """
+    if max_horizon is None:
+        if not isinstance(horizon, int):
+            raise ValueError("a traced horizon needs a static max_horizon")
+        max_horizon = horizon
+    if isinstance(max_horizon, bool) or not isinstance(max_horizon, int) or max_horizon < 1:
+        raise ValueError(f"max_horizon={max_horizon!r} is invalid: allowed an integer >= 1")
+    batch = start_obs.shape[0]
+
+    def step(carry, inputs):
+        obs, alive = carry
+        t, step_key = inputs
+        key_policy, key_model = jax.random.split(step_key)
+        action = policy(key_policy, obs)
+        next_obs, reward, terminated = model_step(key_model, obs, action)
+        transition = Transition(obs=obs, action=action, reward=reward, next_obs=next_obs,
+                                terminated=terminated.astype(bool))
+        valid = alive & (t < horizon) & _finite(transition)
+        alive = valid & ~transition.terminated
+        # A dead branch keeps stepping from its last good state (shapes are static); its
+        # transitions are masked out.
+        next_obs = jnp.where(alive.reshape((batch,) + (1,) * (obs.ndim - 1)), next_obs, obs)
+        return (next_obs, alive), (transition, valid)
+
+    steps = (jnp.arange(max_horizon), jax.random.split(key, max_horizon))
+    _, (transitions, valid) = jax.lax.scan(step, (start_obs, jnp.ones((batch,), bool)), steps)
+    return transitions, valid
+
+
+def fanout_step(key: jax.Array, model_step: ModelStep, obs: jax.Array, action: jax.Array,
+                num_samples: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``num_samples`` (K) model samples of the next step for each (s, a) of a batch.
+
+    Returns ``(next_obs [K, B, ...], reward [K, B], terminated [K, B])``: average a target over
+    the leading axis to estimate its expectation over s' (Dyna's expected update).
+    """
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples={num_samples!r} is invalid: allowed an integer >= 1")
+    keys = jax.random.split(key, num_samples)
+    return jax.vmap(lambda k: model_step(k, obs, action))(keys)
+
+
+def flatten(transitions: Transition, valid: jax.Array) -> tuple[Transition, jax.Array]:
+    """Merge the ``[horizon, B]`` axes into one, ready for ``buffer.add(state, batch, mask)``."""
+    flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), transitions)
+    return flat, valid.reshape(-1)
