@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 
@@ -33,20 +32,11 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy_dyna_q  # noqa: E402
+from common import machine  # noqa: E402
 
 from purembrl.algos import dyna_q  # noqa: E402
 
 BOOK_EPISODES_TO_OPTIMAL = {0: 25, 5: 5, 50: 3}  # Section 8.2, text under Figure 8.2
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, jax {jax.__version__} on {jax.default_backend()}"
 
 
 def episodes_to_optimal(mean_steps: np.ndarray, threshold: float = 20.0) -> int:

@@ -347,6 +347,16 @@ def _losses(state: EnsembleState, config: EnsembleConfig, params, normalizer, x,
     return jnp.sum(loss + penalty + decay), nll
 
 
+def train_step(state: EnsembleState, config: EnsembleConfig, params, opt_state,
+               normalizer: Normalizer, x: jax.Array, y: jax.Array, done: jax.Array):
+    """One Adam step on a minibatch per member: x ``[E, B, in]`` (original units), y
+    ``[E, B, D]`` (standardised targets), done ``[E, B]``. Returns (params, opt_state, nll [E])."""
+    grads, nll = jax.grad(lambda p: _losses(state, config, p, normalizer, x, y, done),
+                          has_aux=True)(params)
+    updates, opt_state = _optimizer(config).update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, nll
+
+
 def fit(state: EnsembleState, buffer_state: BufferState, key: jax.Array,
         config: EnsembleConfig) -> tuple[EnsembleState, dict[str, jax.Array]]:
     """Fit the ensemble to the filled part of ``buffer_state`` (a buffer of ``Transition``s).
@@ -375,7 +385,8 @@ def fit(state: EnsembleState, buffer_state: BufferState, key: jax.Array,
     # Random split of the filled rows: unfilled rows sort last.
     filled = jnp.arange(capacity) < size
     order = jnp.argsort(jnp.where(filled, jax.random.uniform(key_split, (capacity,)), 2.0))
-    holdout_cap = min(config.max_holdout, capacity)
+    # Static bound on the holdout rows: no more than a full buffer would hold out.
+    holdout_cap = min(config.max_holdout, int(capacity * config.holdout_ratio))
     num_holdout = jnp.minimum(jnp.floor(size * config.holdout_ratio).astype(jnp.int32),
                               holdout_cap)
     num_train = jnp.maximum(size - num_holdout, 1)
@@ -413,9 +424,6 @@ def fit(state: EnsembleState, buffer_state: BufferState, key: jax.Array,
         per_row = jnp.mean((mean - y_val) ** 2, axis=-1)  # [E, V]
         return (per_row * val_w).sum(-1) / jnp.maximum(val_w.sum(), 1.0)
 
-    optimizer = _optimizer(config)
-    grad_fn = jax.grad(lambda p, x, y, d: _losses(state, config, p, normalizer, x, y, d),
-                       has_aux=True)
     steps_per_epoch = jnp.maximum((num_train + B - 1) // B, 1)
 
     def sgd_step(i, carry):
@@ -423,10 +431,9 @@ def fit(state: EnsembleState, buffer_state: BufferState, key: jax.Array,
         key, key_batch = jax.random.split(key)
         pos = jax.random.randint(key_batch, (E, B), 0, num_train)
         rows = boot_rows(pos)  # [E, B]
-        x, y, d = x_all[rows], y_norm[rows], done_all[rows]
-        grads, nll = grad_fn(params, x, y, d)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, key, nll_sum + nll
+        params, opt_state, nll = train_step(state, config, params, opt_state, normalizer,
+                                            x_all[rows], y_norm[rows], done_all[rows])
+        return params, opt_state, key, nll_sum + nll
 
     def member_select(improved, new, old):
         """Per member (leading axis of every leaf): ``new`` where improved, else ``old``."""
