@@ -26,18 +26,29 @@ class _Parser(argparse.ArgumentParser):
 
 def build_config(algo, env: str | None, sets: list[str]):
     """The algorithm's ``Config`` from ``--env`` and ``--set field=value`` strings."""
-    values = {}
+    values, nested = {}, {}
     for item in sets:
         if "=" not in item:
             raise ValueError(f"--set {item!r}: expected field=value")
         name, text = item.split("=", 1)
         name = name.strip()
-        values[name] = parse_value(algo.Config, name, text.strip())
+        value = parse_value(algo.Config, name, text.strip())
+        if "." in name:
+            group, field = name.split(".", 1)
+            nested.setdefault(group, {})[field] = value
+        else:
+            values[name] = value
     if env is not None:
         if "env" not in field_types(algo.Config):
             raise ValueError("--env: this algorithm has no env field")
         values["env"] = env
-    return algo.Config(**values)
+    config = algo.Config(**values)  # presets fill nested groups not given
+    for group, fields in nested.items():
+        current = getattr(config, group)
+        if current is None:
+            raise ValueError(f"{group}: not used with this configuration")
+        config = config.replace(**{group: current.replace(**fields)})
+    return config
 
 
 def cmd_list() -> int:

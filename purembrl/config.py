@@ -72,10 +72,38 @@ def check_choice(name: str, value: Any, choices: typing.Iterable[Any]) -> None:
         raise ValueError(f"{name}={value!r} is invalid: allowed one of {allowed}")
 
 
+def _unwrap_optional(kind: Any) -> Any:
+    """``X | None`` -> ``X``; anything else unchanged."""
+    args = typing.get_args(kind)
+    if args and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0] if len(rest) == 1 else kind
+    return kind
+
+
 def field_types(config_cls: type) -> dict[str, type]:
-    """Map each field of a config class to its Python type (int, float, bool or str)."""
+    """Map each field of a config class to its type (``X | None`` read as ``X``)."""
     hints = typing.get_type_hints(config_cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(config_cls)}
+    return {f.name: _unwrap_optional(hints[f.name]) for f in dataclasses.fields(config_cls)}
+
+
+def resolve_presets(config: Any, presets: dict[str, dict[str, Any]], generic: dict[str, Any]
+                    ) -> None:
+    """Fill every field left ``None`` from ``presets[config.env]``, else from ``generic``.
+
+    Call from ``__post_init__`` before validating: ``Config(env="CartPole-v1")`` then carries
+    CartPole's preset for each field not given. Fields given explicitly are kept.
+    """
+    preset = presets.get(config.env, {})
+    for f in dataclasses.fields(config):
+        if getattr(config, f.name) is None:
+            if f.name in preset:
+                value = preset[f.name]
+            elif f.name in generic:
+                value = generic[f.name]
+            else:
+                continue
+            object.__setattr__(config, f.name, value)
 
 
 def is_static(config_cls: type, name: str) -> bool:
@@ -86,11 +114,27 @@ def is_static(config_cls: type, name: str) -> bool:
 
 
 def parse_value(config_cls: type, name: str, text: str) -> Any:
-    """Parse ``text`` as the type of field ``name``; ``ValueError`` names the field on failure."""
+    """Parse ``text`` as the type of field ``name``; ``ValueError`` names the field on failure.
+
+    ``name`` may be dotted (``sac.actor_lr``) to reach a field of a nested config.
+    """
     types = field_types(config_cls)
-    if name not in types:
+    head, _, rest = name.partition(".")
+    if head not in types:
         raise ValueError(f"unknown field {name!r}; fields are: {', '.join(sorted(types))}")
+    if rest:
+        if not dataclasses.is_dataclass(types[head]):
+            raise ValueError(f"unknown field {name!r}: {head} has no fields")
+        return parse_value(types[head], rest, text)
     kind = types[name]
+    if dataclasses.is_dataclass(kind):
+        raise ValueError(f"{name} is a group of fields: set {name}.FIELD=VALUE")
+    if typing.get_origin(kind) is tuple:
+        try:
+            return tuple(int(v) if v.strip().lstrip("-").isdigit() else float(v)
+                         for v in text.split(",") if v.strip())
+        except ValueError:
+            raise ValueError(f"{name}={text!r} is not a comma-separated list of numbers") from None
     try:
         if kind is bool:
             low = text.strip().lower()
@@ -115,5 +159,7 @@ def as_dict(config: Any) -> dict[str, Any]:
         value = getattr(config, f.name)
         if isinstance(value, np.ndarray | jax.Array):
             value = np.asarray(value).tolist()
+        elif dataclasses.is_dataclass(value):
+            value = as_dict(value)
         out[f.name] = value
     return out

@@ -49,3 +49,24 @@ def ensemble_init(module: nn.Module, key: jax.Array, num_members: int, in_size: 
 def ensemble_apply(module: nn.Module, params, x: jax.Array) -> jax.Array:
     """Apply each member to its own inputs: ``x [E, batch, in] -> [E, batch, out]``."""
     return jax.vmap(module.apply)(params, x)
+
+
+class GaussianActor(nn.Module):
+    """Mean and log standard deviation of a diagonal Gaussian over pre-squash actions.
+
+    The log-std is squashed into [log_std_min, log_std_max] with a tanh (smooth, no clipping
+    dead zone), as in many SAC implementations.
+    """
+
+    hidden_sizes: Sequence[int]
+    action_dim: int
+    activation: str = "relu"
+    log_std_min: float = -5.0
+    log_std_max: float = 2.0
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        out = MLP(self.hidden_sizes, 2 * self.action_dim, self.activation)(obs)
+        mean, raw = jnp.split(out, 2, axis=-1)
+        unit = 0.5 * (jnp.tanh(raw) + 1.0)
+        return mean, self.log_std_min + unit * (self.log_std_max - self.log_std_min)

@@ -11,6 +11,8 @@ from types import ModuleType
 
 ALGORITHMS: dict[str, str] = {
     "dyna_q": "purembrl.algos.dyna_q",
+    "sac": "purembrl.algos.sac",
+    "dqn": "purembrl.algos.dqn",
 }
 
 

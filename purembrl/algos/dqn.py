@@ -1,0 +1,177 @@
+"""DQN with double-Q targets (Mnih et al. 2015; van Hasselt et al. 2016), fully jitted: the
+model-free baseline of MBPO's discrete variant.
+
+``learning_starts`` uniformly random steps fill the replay buffer; then each environment step
+acts epsilon-greedily (epsilon decays linearly from ``eps_start`` to ``eps_end`` over
+``eps_decay_steps`` steps after ``learning_starts``), stores the transition and takes
+``updates_per_step`` DQN updates. Every ``eval_every`` steps the greedy policy is evaluated on
+``eval_episodes`` fresh episodes.
+
+Fields left ``None`` come from the env's preset in ``PRESETS`` (or ``GENERIC``).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from purembrl import buffer, envs, interact
+from purembrl.config import check_int, resolve_presets, static
+from purembrl.learners import DQNConfig, make_dqn
+from purembrl.loop import TrainLoop, as_train
+
+ENVS = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
+
+# CartPole: 128 x 128 ReLU, Adam 1e-3 with gradient clipping 10, double-Q, Huber, target copied
+# every 200 updates, batch 128, one update per step, epsilon 1 -> 0.05 over 10k steps after 1000
+# random steps. Chosen among a few settings tried on this library (Polyak tau 0.005-0.02
+# diverged); it is not yet reliable at reaching 475 (see benchmarks/RESULTS.md).
+PRESETS = {
+    "CartPole-v1": dict(total_steps=51_000, eval_every=5000, learning_starts=1000,
+                        buffer_size=50_000, batch_size=128, updates_per_step=1,
+                        eps_decay_steps=10_000,
+                        dqn=DQNConfig(hidden_sizes=(128, 128), target_update="periodic",
+                                      target_period=200)),
+}
+GENERIC = dict(total_steps=100_000, eval_every=5000, learning_starts=5000, buffer_size=100_000,
+               batch_size=64, updates_per_step=1, eps_decay_steps=20_000, dqn=DQNConfig())
+
+
+@struct.dataclass
+class Config:
+    """DQN run settings; ``None`` fields come from ``PRESETS[env]`` or ``GENERIC``.
+
+    Attributes:
+      env: a gymnax environment with a discrete action space.
+      total_steps: environment steps in the run, ``learning_starts`` included.
+      eval_every: environment steps between evaluations.
+      eval_episodes: episodes per evaluation.
+      learning_starts: uniformly random steps before learning.
+      buffer_size: replay capacity. batch_size: minibatch. updates_per_step: G.
+      eps_start, eps_end, eps_decay_steps: the exploration schedule.
+      dqn: the learner's hyperparameters (``purembrl.learners.DQNConfig``).
+    """
+
+    env: str = static("CartPole-v1")
+    total_steps: int | None = static(None)
+    eval_every: int | None = static(None)
+    eval_episodes: int = static(10)
+    learning_starts: int | None = static(None)
+    buffer_size: int | None = static(None)
+    batch_size: int | None = static(None)
+    updates_per_step: int | None = static(None)
+    eps_start: float = 1.0
+    eps_end: float = 0.05
+    eps_decay_steps: int | None = static(None)
+    dqn: DQNConfig | None = None
+
+    def __post_init__(self):
+        resolve_presets(self, PRESETS, GENERIC)
+        env, env_params = envs.make(self.env)  # ValueError for an unknown env
+        if not interact.spec(env, env_params).discrete:
+            raise ValueError(f"env={self.env!r} is invalid: DQN needs a discrete action space "
+                             "(use sac for continuous actions)")
+        check_int("total_steps", self.total_steps, 1)
+        check_int("eval_every", self.eval_every, 1)
+        check_int("eval_episodes", self.eval_episodes, 1)
+        check_int("learning_starts", self.learning_starts, 1)
+        check_int("buffer_size", self.buffer_size, 1)
+        check_int("batch_size", self.batch_size, 1)
+        check_int("updates_per_step", self.updates_per_step, 0)
+        check_int("eps_decay_steps", self.eps_decay_steps, 1)
+        trained = self.total_steps - self.learning_starts
+        if trained < self.eval_every or trained % self.eval_every:
+            raise ValueError(
+                f"total_steps={self.total_steps} is invalid: allowed learning_starts "
+                f"({self.learning_starts}) plus a positive multiple of eval_every "
+                f"({self.eval_every})")
+
+    @property
+    def num_iterations(self) -> int:
+        return (self.total_steps - self.learning_starts) // self.eval_every
+
+
+@struct.dataclass
+class DQNRunState:
+    learner: object
+    replay: buffer.BufferState
+    obs: jax.Array
+    env_state: object
+    env_steps: jax.Array
+    key: jax.Array
+
+
+def make_loop(config: Config) -> TrainLoop:
+    env, env_params = envs.make(config.env)
+    env_spec = interact.spec(env, env_params)
+    learner = make_dqn(config.dqn, env_spec.obs_dim, env_spec.num_actions)
+
+    def epsilon(trained_steps):
+        frac = jnp.clip(trained_steps / config.eps_decay_steps, 0.0, 1.0)
+        return config.eps_start + frac * (config.eps_end - config.eps_start)
+
+    def init(key):
+        key_learner, key_reset, key_warm, key_run = jax.random.split(key, 4)
+        obs, env_state = env.reset(key_reset, env_params)
+        carry = DQNRunState(
+            learner=learner.init(key_learner),
+            replay=buffer.init(interact.example_transition(env_spec), config.buffer_size),
+            obs=obs.astype(jnp.float32), env_state=env_state,
+            env_steps=jnp.zeros((), jnp.int32), key=key_run)
+
+        def warm(carry, key):
+            key_act, key_env = jax.random.split(key)
+            action = interact.random_action(env, env_params, key_act)
+            stepped = interact.step(env, env_params, key_env, carry.env_state, carry.obs, action)
+            replay = buffer.add(carry.replay, jax.tree.map(lambda x: x[None], stepped.transition))
+            return carry.replace(replay=replay, obs=stepped.obs, env_state=stepped.env_state,
+                                 env_steps=carry.env_steps + 1), None
+
+        carry, _ = jax.lax.scan(warm, carry, jax.random.split(key_warm, config.learning_starts))
+        return carry
+
+    def train_step(carry, key):
+        key_act, key_env, key_update = jax.random.split(key, 3)
+        eps = epsilon(carry.env_steps - config.learning_starts)
+        action = learner.act(carry.learner, key_act, carry.obs[None], epsilon=eps)[0]
+        stepped = interact.step(env, env_params, key_env, carry.env_state, carry.obs, action)
+        replay = buffer.add(carry.replay, jax.tree.map(lambda x: x[None], stepped.transition))
+
+        def update(state, k):
+            key_sample, key_learn = jax.random.split(k)
+            batch = buffer.sample(replay, key_sample, config.batch_size)
+            return learner.update(state, batch, key_learn)
+
+        learner_state, info = jax.lax.scan(
+            update, carry.learner, jax.random.split(key_update, config.updates_per_step))
+        carry = carry.replace(learner=learner_state, replay=replay, obs=stepped.obs,
+                              env_state=stepped.env_state, env_steps=carry.env_steps + 1)
+        return carry, jax.tree.map(jnp.mean, info)
+
+    def step(carry):
+        key, key_steps, key_eval = jax.random.split(carry.key, 3)
+        carry, info = jax.lax.scan(train_step, carry.replace(key=key),
+                                   jax.random.split(key_steps, config.eval_every))
+        policy = lambda k, obs: learner.act(carry.learner, k, obs, explore=False)
+        eval_return, eval_length = interact.evaluate(env, env_params, policy, key_eval,
+                                                     config.eval_episodes, env_spec.max_steps)
+        metrics = {"env_steps": carry.env_steps, "eval_return": eval_return,
+                   "eval_length": eval_length, **jax.tree.map(jnp.mean, info)}
+        return carry, metrics
+
+    return TrainLoop(init=init, step=step, num_iterations=config.num_iterations)
+
+
+def make_train(config: Config):
+    """``train(key) -> (DQNRunState, metrics)``; metrics ``[num_evals]``: ``env_steps``,
+    ``eval_return``, ``eval_length`` and the learner's mean loss and Q over each interval."""
+    return as_train(make_loop(config))
+
+
+def policy(state: DQNRunState, config: Config):
+    """The trained greedy policy as a pure function ``(key, obs [B, d]) -> action [B]``."""
+    env, env_params = envs.make(config.env)
+    env_spec = interact.spec(env, env_params)
+    learner = make_dqn(config.dqn, env_spec.obs_dim, env_spec.num_actions)
+    return lambda key, obs: learner.act(state.learner, key, obs, explore=False)

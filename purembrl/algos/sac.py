@@ -1,0 +1,165 @@
+"""Soft actor-critic (Haarnoja et al. 2018), model-free, fully jitted: the baseline for MBPO.
+
+``learning_starts`` uniformly random steps fill the replay buffer; then each environment step
+samples an action from the policy, stores the transition and takes ``updates_per_step`` SAC
+updates on uniform minibatches. Every ``eval_every`` steps the deterministic policy tanh(mean)
+is evaluated on ``eval_episodes`` fresh episodes.
+
+Fields left ``None`` come from the env's preset in ``PRESETS`` (or ``GENERIC``):
+``Config(env="Pendulum-v1")`` is the tuned Pendulum setting.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from purembrl import buffer, envs, interact
+from purembrl.config import check_int, resolve_presets, static
+from purembrl.learners import SACConfig, make_sac
+from purembrl.loop import TrainLoop, as_train
+
+ENVS = ("Pendulum-v1", "MountainCarContinuous-v0", "ContinuousMountainCar-v0")
+
+# Pendulum: a strong baseline rather than the paper's MuJoCo defaults (which learn Pendulum
+# slowly): 256 x 256 swish, Adam 1e-3, tau 0.02, one update per step, 1000 random steps (five
+# 200-step episodes). Tuned on this library's Pendulum runs (see benchmarks/RESULTS.md).
+PRESETS = {
+    "Pendulum-v1": dict(total_steps=10_000, eval_every=1000, learning_starts=1000,
+                        buffer_size=100_000, batch_size=256, updates_per_step=1,
+                        sac=SACConfig(hidden_sizes=(256, 256), activation="swish",
+                                      actor_lr=1e-3, critic_lr=1e-3, alpha_lr=1e-3,
+                                      tau=0.02)),
+}
+GENERIC = dict(total_steps=100_000, eval_every=5000, learning_starts=5000, buffer_size=1_000_000,
+               batch_size=256, updates_per_step=1, sac=SACConfig())
+
+
+@struct.dataclass
+class Config:
+    """SAC run settings; ``None`` fields come from ``PRESETS[env]`` or ``GENERIC``.
+
+    Attributes:
+      env: a gymnax environment with a continuous (Box) action space.
+      total_steps: environment steps in the run, ``learning_starts`` included.
+      eval_every: environment steps between evaluations.
+      eval_episodes: episodes per evaluation.
+      learning_starts: uniformly random steps before learning.
+      buffer_size: replay capacity. batch_size: minibatch. updates_per_step: G.
+      sac: the learner's hyperparameters (``purembrl.learners.SACConfig``).
+    """
+
+    env: str = static("Pendulum-v1")
+    total_steps: int | None = static(None)
+    eval_every: int | None = static(None)
+    eval_episodes: int = static(10)
+    learning_starts: int | None = static(None)
+    buffer_size: int | None = static(None)
+    batch_size: int | None = static(None)
+    updates_per_step: int | None = static(None)
+    sac: SACConfig | None = None
+
+    def __post_init__(self):
+        resolve_presets(self, PRESETS, GENERIC)
+        env, env_params = envs.make(self.env)  # ValueError for an unknown env
+        if interact.spec(env, env_params).discrete:
+            raise ValueError(f"env={self.env!r} is invalid: SAC needs a continuous action space "
+                             "(use dqn for discrete actions)")
+        check_int("total_steps", self.total_steps, 1)
+        check_int("eval_every", self.eval_every, 1)
+        check_int("eval_episodes", self.eval_episodes, 1)
+        check_int("learning_starts", self.learning_starts, 1)
+        check_int("buffer_size", self.buffer_size, 1)
+        check_int("batch_size", self.batch_size, 1)
+        check_int("updates_per_step", self.updates_per_step, 0)
+        trained = self.total_steps - self.learning_starts
+        if trained < self.eval_every or trained % self.eval_every:
+            raise ValueError(
+                f"total_steps={self.total_steps} is invalid: allowed learning_starts "
+                f"({self.learning_starts}) plus a positive multiple of eval_every "
+                f"({self.eval_every})")
+
+    @property
+    def num_iterations(self) -> int:
+        return (self.total_steps - self.learning_starts) // self.eval_every
+
+
+@struct.dataclass
+class SACRunState:
+    learner: object
+    replay: buffer.BufferState
+    obs: jax.Array
+    env_state: object
+    env_steps: jax.Array
+    key: jax.Array
+
+
+def make_loop(config: Config) -> TrainLoop:
+    env, env_params = envs.make(config.env)
+    env_spec = interact.spec(env, env_params)
+    learner = make_sac(config.sac, env_spec.obs_dim, env_spec.action_low, env_spec.action_high)
+
+    def init(key):
+        key_learner, key_reset, key_warm, key_run = jax.random.split(key, 4)
+        obs, env_state = env.reset(key_reset, env_params)
+        carry = SACRunState(
+            learner=learner.init(key_learner),
+            replay=buffer.init(interact.example_transition(env_spec), config.buffer_size),
+            obs=obs.astype(jnp.float32), env_state=env_state,
+            env_steps=jnp.zeros((), jnp.int32), key=key_run)
+
+        def warm(carry, key):
+            key_act, key_env = jax.random.split(key)
+            action = interact.random_action(env, env_params, key_act)
+            stepped = interact.step(env, env_params, key_env, carry.env_state, carry.obs, action)
+            replay = buffer.add(carry.replay, jax.tree.map(lambda x: x[None], stepped.transition))
+            return carry.replace(replay=replay, obs=stepped.obs, env_state=stepped.env_state,
+                                 env_steps=carry.env_steps + 1), None
+
+        carry, _ = jax.lax.scan(warm, carry, jax.random.split(key_warm, config.learning_starts))
+        return carry
+
+    def train_step(carry, key):
+        key_act, key_env, key_update = jax.random.split(key, 3)
+        action = learner.act(carry.learner, key_act, carry.obs[None])[0]
+        stepped = interact.step(env, env_params, key_env, carry.env_state, carry.obs, action)
+        replay = buffer.add(carry.replay, jax.tree.map(lambda x: x[None], stepped.transition))
+
+        def update(state, k):
+            key_sample, key_learn = jax.random.split(k)
+            batch = buffer.sample(replay, key_sample, config.batch_size)
+            return learner.update(state, batch, key_learn)
+
+        learner_state, info = jax.lax.scan(
+            update, carry.learner, jax.random.split(key_update, config.updates_per_step))
+        carry = carry.replace(learner=learner_state, replay=replay, obs=stepped.obs,
+                              env_state=stepped.env_state, env_steps=carry.env_steps + 1)
+        return carry, jax.tree.map(jnp.mean, info)
+
+    def step(carry):
+        key, key_steps, key_eval = jax.random.split(carry.key, 3)
+        carry, info = jax.lax.scan(train_step, carry.replace(key=key),
+                                   jax.random.split(key_steps, config.eval_every))
+        policy = lambda k, obs: learner.act(carry.learner, k, obs, explore=False)
+        eval_return, eval_length = interact.evaluate(env, env_params, policy, key_eval,
+                                                     config.eval_episodes, env_spec.max_steps)
+        metrics = {"env_steps": carry.env_steps, "eval_return": eval_return,
+                   "eval_length": eval_length, **jax.tree.map(jnp.mean, info)}
+        return carry, metrics
+
+    return TrainLoop(init=init, step=step, num_iterations=config.num_iterations)
+
+
+def make_train(config: Config):
+    """``train(key) -> (SACRunState, metrics)``; metrics ``[num_evals]``: ``env_steps``,
+    ``eval_return``, ``eval_length`` and the learner's mean losses over each interval."""
+    return as_train(make_loop(config))
+
+
+def policy(state: SACRunState, config: Config):
+    """The trained deterministic policy as a pure function ``(key, obs [B, d]) -> action``."""
+    env, env_params = envs.make(config.env)
+    env_spec = interact.spec(env, env_params)
+    learner = make_sac(config.sac, env_spec.obs_dim, env_spec.action_low, env_spec.action_high)
+    return lambda key, obs: learner.act(state.learner, key, obs, explore=False)

@@ -1,0 +1,106 @@
+"""Acting in a gymnax environment: one step as a ``Transition``, random warm-up, evaluation.
+
+Shared by the deep algorithms. ``step`` records the *true* next observation
+(``info["final_observation"]``) and ``terminated`` apart from truncation, as the design asks;
+the returned ``obs`` is the auto-reset one, to act from next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from gymnax.environments import spaces
+
+from purembrl.types import Transition
+
+
+class EnvSpec(NamedTuple):
+    """What an algorithm needs to know of an environment (Python values, static)."""
+
+    obs_dim: int
+    discrete: bool
+    num_actions: int  # discrete: number of actions; continuous: action dimension
+    action_low: np.ndarray | None
+    action_high: np.ndarray | None
+    max_steps: int
+
+
+def spec(env, env_params) -> EnvSpec:
+    """The observation size, action space and episode limit of ``env``."""
+    obs_shape = env.observation_space(env_params).shape
+    if len(obs_shape) != 1:
+        raise ValueError(f"{env.name}: observations of shape {obs_shape} are not supported "
+                         "(flat vectors only)")
+    space = env.action_space(env_params)
+    max_steps = int(env_params.max_steps_in_episode)
+    if isinstance(space, spaces.Discrete):
+        return EnvSpec(obs_shape[0], True, int(space.n), None, None, max_steps)
+    if isinstance(space, spaces.Box):
+        low = np.broadcast_to(np.asarray(space.low, np.float32), space.shape).reshape(-1)
+        high = np.broadcast_to(np.asarray(space.high, np.float32), space.shape).reshape(-1)
+        return EnvSpec(obs_shape[0], False, int(np.prod(space.shape)), low, high, max_steps)
+    raise ValueError(f"{env.name}: action space {space} is not supported")
+
+
+def example_transition(env_spec: EnvSpec) -> Transition:
+    """A zero ``Transition`` with the shapes and dtypes this environment produces."""
+    action = (jnp.zeros((), jnp.int32) if env_spec.discrete
+              else jnp.zeros((env_spec.num_actions,), jnp.float32))
+    return Transition(obs=jnp.zeros(env_spec.obs_dim), action=action, reward=jnp.zeros(()),
+                      next_obs=jnp.zeros(env_spec.obs_dim), terminated=jnp.zeros((), bool))
+
+
+class Stepped(NamedTuple):
+    obs: jax.Array  # to act from next (auto-reset at episode ends)
+    env_state: Any
+    transition: Transition
+    done: jax.Array  # terminated or truncated
+
+
+def step(env, env_params, key: jax.Array, env_state, obs: jax.Array, action) -> Stepped:
+    """One environment step of one environment (vmap for several)."""
+    next_obs, env_state, reward, terminated, truncated, info = env.step(
+        key, env_state, action, env_params)
+    transition = Transition(obs=obs.astype(jnp.float32), action=action,
+                            reward=jnp.asarray(reward, jnp.float32),
+                            next_obs=info["final_observation"].astype(jnp.float32),
+                            terminated=jnp.asarray(terminated, bool))
+    return Stepped(next_obs.astype(jnp.float32), env_state, transition, terminated | truncated)
+
+
+def random_action(env, env_params, key: jax.Array):
+    action = env.action_space(env_params).sample(key)
+    return action.astype(jnp.int32) if jnp.issubdtype(action.dtype, jnp.integer) else action
+
+
+def evaluate(env, env_params, policy: Callable[[jax.Array, jax.Array], jax.Array],
+             key: jax.Array, num_episodes: int, max_steps: int) -> tuple[jax.Array, jax.Array]:
+    """Mean undiscounted return and mean length of ``num_episodes`` fresh episodes.
+
+    ``policy(key, obs [B, obs_dim]) -> action [B, ...]`` acts for all episodes at once; each
+    episode counts rewards until its first termination or truncation (at most ``max_steps``).
+    """
+    key_reset, key_run = jax.random.split(key)
+    obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(
+        jax.random.split(key_reset, num_episodes), env_params)
+
+    def body(carry, step_key):
+        obs, env_state, alive, ret, length = carry
+        key_policy, key_env = jax.random.split(step_key)
+        action = policy(key_policy, obs)
+        obs, env_state, reward, terminated, truncated, _ = jax.vmap(
+            env.step, in_axes=(0, 0, 0, None))(jax.random.split(key_env, num_episodes),
+                                                env_state, action, env_params)
+        ret = ret + jnp.where(alive, reward, 0.0)
+        length = length + alive
+        alive = alive & ~(terminated | truncated)
+        return (obs.astype(jnp.float32), env_state, alive, ret, length), None
+
+    init = (obs.astype(jnp.float32), env_state, jnp.ones(num_episodes, bool),
+            jnp.zeros(num_episodes), jnp.zeros(num_episodes, jnp.int32))
+    (_, _, _, ret, length), _ = jax.lax.scan(body, init, jax.random.split(key_run, max_steps))
+    return ret.mean(), length.mean()

@@ -1,0 +1,282 @@
+"""Off-policy learners as triples of pure functions: ``init``, ``update``, ``act`` (optax-style).
+
+``make_sac(config, obs_dim, action_low, action_high)`` and ``make_dqn(config, obs_dim,
+num_actions)`` return a ``Learner``; an algorithm composes it with an environment loop, a replay
+buffer and, for the model-based ones, a learned model. The losses live in ``purembrl.value``.
+
+* SAC (Haarnoja et al. 2018): twin critics with Polyak-averaged targets, a tanh-squashed
+  Gaussian actor (distrax ``Transformed(MultivariateNormalDiag, Block(Tanh))``, so the log-prob
+  carries the tanh correction), automatic temperature towards a target entropy of
+  ``-target_entropy_scale * action_dim``. The squashed action in [-1, 1] is scaled affinely to
+  the environment's bounds; log-probs and the entropy target refer to the [-1, 1] action.
+* DQN (Mnih et al. 2015) with the double-Q target (van Hasselt et al. 2016), Huber or squared
+  loss, epsilon-greedy acting, Polyak or periodic target updates, optional gradient clipping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import distrax
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from purembrl import value
+from purembrl.config import check, check_choice, check_int, static
+from purembrl.networks import ACTIVATIONS, MLP, GaussianActor, ensemble_apply, ensemble_init
+from purembrl.types import Transition
+
+
+class Learner(NamedTuple):
+    """``init(key) -> state``; ``update(state, batch, key) -> (state, info)`` with ``batch`` a
+    ``Transition`` with a leading batch axis; ``act(state, key, obs [B, ...], explore) ->
+    action [B, ...]`` (``explore``: sample / epsilon-greedy, else the deterministic policy)."""
+
+    init: Callable[[jax.Array], Any]
+    update: Callable[[Any, Transition, jax.Array], tuple[Any, dict[str, jax.Array]]]
+    act: Callable[..., jax.Array]
+
+
+# --- SAC --------------------------------------------------------------------------------------
+
+@struct.dataclass
+class SACConfig:
+    """SAC hyperparameters; defaults are Haarnoja et al. 2018 (Table 1), 256 x 256 ReLU."""
+
+    hidden_sizes: tuple[int, ...] = static((256, 256))
+    activation: str = static("relu")
+    num_critics: int = static(2)
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    alpha_lr: float = 3e-4
+    gamma: float = 0.99
+    tau: float = 0.005
+    init_alpha: float = 1.0
+    target_entropy_scale: float = 1.0
+    autotune_alpha: bool = static(True)
+
+    def __post_init__(self):
+        if not self.hidden_sizes or any(not isinstance(h, int) or h < 1
+                                        for h in self.hidden_sizes):
+            raise ValueError(f"hidden_sizes={self.hidden_sizes!r} is invalid: allowed a "
+                             "non-empty tuple of positive integers")
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_int("num_critics", self.num_critics, 1)
+        for name in ("actor_lr", "critic_lr", "alpha_lr", "init_alpha"):
+            check(name, getattr(self, name), lambda v: v > 0, f"{name} > 0")
+        check("gamma", self.gamma, lambda v: (v >= 0) & (v < 1), "0 <= gamma < 1")
+        check("tau", self.tau, lambda v: (v > 0) & (v <= 1), "0 < tau <= 1")
+
+
+@struct.dataclass
+class SACState:
+    actor: Any
+    critic: Any  # [num_critics, ...] stacked
+    target_critic: Any
+    log_alpha: jax.Array
+    actor_opt: Any
+    critic_opt: Any
+    alpha_opt: Any
+    steps: jax.Array
+
+
+def squashed_gaussian(mean: jax.Array, log_std: jax.Array) -> distrax.Distribution:
+    """tanh(N(mean, exp(log_std))) over [-1, 1]^d with the exact log-density."""
+    return distrax.Transformed(distrax.MultivariateNormalDiag(mean, jnp.exp(log_std)),
+                               distrax.Block(distrax.Tanh(), ndims=1))
+
+
+def make_sac(config: SACConfig, obs_dim: int, action_low: jax.Array,
+             action_high: jax.Array) -> Learner:
+    """A SAC learner for ``obs_dim`` observations and actions in [action_low, action_high]."""
+    action_low = jnp.asarray(action_low, jnp.float32).reshape(-1)
+    action_high = jnp.asarray(action_high, jnp.float32).reshape(-1)
+    action_dim = action_low.shape[0]
+    actor_net = GaussianActor(config.hidden_sizes, action_dim, config.activation)
+    critic_net = MLP(config.hidden_sizes, 1, config.activation)
+    actor_opt = optax.adam(config.actor_lr)
+    critic_opt = optax.adam(config.critic_lr)
+    alpha_opt = optax.adam(config.alpha_lr)
+    target_entropy = -config.target_entropy_scale * action_dim
+    scale, shift = (action_high - action_low) / 2, (action_high + action_low) / 2
+
+    def to_env(unit_action):
+        return shift + scale * unit_action
+
+    def critic_values(params, obs, action):
+        """Q_i(s, a) for every critic: obs [B, d], action [B, a] (env scale) -> [num, B]."""
+        x = jnp.concatenate([obs, action], axis=-1)
+        x = jnp.broadcast_to(x, (config.num_critics, *x.shape))
+        return ensemble_apply(critic_net, params, x)[..., 0]
+
+    def sample(params, key, obs):
+        """Env-scale action and log pi of its [-1, 1] version: obs [B, d] -> [B, a], [B]."""
+        mean, log_std = actor_net.apply(params, obs)
+        unit, log_prob = squashed_gaussian(mean, log_std).sample_and_log_prob(seed=key)
+        return to_env(unit), log_prob
+
+    def init(key):
+        key_actor, key_critic = jax.random.split(key)
+        actor = actor_net.init(key_actor, jnp.zeros((1, obs_dim)))
+        critic = ensemble_init(critic_net, key_critic, config.num_critics, obs_dim + action_dim)
+        log_alpha = jnp.log(jnp.asarray(config.init_alpha, jnp.float32))
+        return SACState(actor=actor, critic=critic, target_critic=critic, log_alpha=log_alpha,
+                        actor_opt=actor_opt.init(actor), critic_opt=critic_opt.init(critic),
+                        alpha_opt=alpha_opt.init(log_alpha), steps=jnp.zeros((), jnp.int32))
+
+    def update(state: SACState, batch: Transition, key):
+        key_next, key_new = jax.random.split(key)
+        alpha = jnp.exp(state.log_alpha)
+        obs, next_obs = batch.obs.astype(jnp.float32), batch.next_obs.astype(jnp.float32)
+        action = batch.action.astype(jnp.float32).reshape(obs.shape[0], action_dim)
+
+        next_action, next_log_prob = sample(state.actor, key_next, next_obs)
+        next_q = critic_values(state.target_critic, next_obs, next_action)  # [num, B]
+        target = jax.vmap(value.sac_target, in_axes=(0, 0, None, 1, 0, None))(
+            batch.reward.astype(jnp.float32), batch.terminated, config.gamma, next_q,
+            next_log_prob, alpha)
+        target = jax.lax.stop_gradient(target)
+
+        def critic_loss(params):
+            q = critic_values(params, obs, action)
+            return jnp.mean(jax.vmap(value.sac_critic_loss, in_axes=(1, 0))(q, target)), q
+
+        (c_loss, q), grads = jax.value_and_grad(critic_loss, has_aux=True)(state.critic)
+        updates, critic_opt_state = critic_opt.update(grads, state.critic_opt, state.critic)
+        critic = optax.apply_updates(state.critic, updates)
+
+        def actor_loss(params):
+            new_action, log_prob = sample(params, key_new, obs)
+            q_new = critic_values(critic, obs, new_action)
+            loss = jax.vmap(value.sac_actor_loss, in_axes=(1, 0, None))(q_new, log_prob, alpha)
+            return jnp.mean(loss), log_prob
+
+        (a_loss, log_prob), grads = jax.value_and_grad(actor_loss, has_aux=True)(state.actor)
+        updates, actor_opt_state = actor_opt.update(grads, state.actor_opt, state.actor)
+        actor = optax.apply_updates(state.actor, updates)
+
+        log_alpha, alpha_opt_state = state.log_alpha, state.alpha_opt
+        if config.autotune_alpha:
+            def alpha_loss(la):
+                return jnp.mean(jax.vmap(value.sac_temperature_loss, in_axes=(None, 0, None))(
+                    la, log_prob, target_entropy))
+
+            grad = jax.grad(alpha_loss)(state.log_alpha)
+            updates, alpha_opt_state = alpha_opt.update(grad, state.alpha_opt, state.log_alpha)
+            log_alpha = optax.apply_updates(state.log_alpha, updates)
+
+        new_state = SACState(
+            actor=actor, critic=critic,
+            target_critic=value.polyak(state.target_critic, critic, config.tau),
+            log_alpha=log_alpha, actor_opt=actor_opt_state, critic_opt=critic_opt_state,
+            alpha_opt=alpha_opt_state, steps=state.steps + 1)
+        info = {"critic_loss": c_loss, "actor_loss": a_loss, "alpha": jnp.exp(log_alpha),
+                "q_mean": q.mean(), "entropy": -log_prob.mean()}
+        return new_state, info
+
+    def act(state: SACState, key, obs, explore: bool | jax.Array = True):
+        """Sampled action when exploring, else the mean action tanh(mu) (SAC's evaluation)."""
+        mean, log_std = actor_net.apply(state.actor, obs)
+        sampled, _ = squashed_gaussian(mean, log_std).sample_and_log_prob(seed=key)
+        return to_env(jnp.where(explore, sampled, jnp.tanh(mean)))
+
+    return Learner(init=init, update=update, act=act)
+
+
+# --- DQN ----------------------------------------------------------------------------------------
+
+@struct.dataclass
+class DQNConfig:
+    """DQN hyperparameters. Defaults: double-Q, Huber loss, Adam 1e-3, Polyak tau 0.005."""
+
+    hidden_sizes: tuple[int, ...] = static((64, 64))
+    activation: str = static("relu")
+    loss: str = static("huber")
+    double_q: bool = static(True)
+    target_update: str = static("polyak")
+    target_period: int = static(500)
+    learning_rate: float = 1e-3
+    gamma: float = 0.99
+    tau: float = 0.005
+    max_grad_norm: float = 10.0
+
+    def __post_init__(self):
+        if not self.hidden_sizes or any(not isinstance(h, int) or h < 1
+                                        for h in self.hidden_sizes):
+            raise ValueError(f"hidden_sizes={self.hidden_sizes!r} is invalid: allowed a "
+                             "non-empty tuple of positive integers")
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("loss", self.loss, ("huber", "mse"))
+        check_choice("target_update", self.target_update, ("polyak", "periodic"))
+        check_int("target_period", self.target_period, 1)
+        check("learning_rate", self.learning_rate, lambda v: v > 0, "learning_rate > 0")
+        check("gamma", self.gamma, lambda v: (v >= 0) & (v < 1), "0 <= gamma < 1")
+        check("tau", self.tau, lambda v: (v > 0) & (v <= 1), "0 < tau <= 1")
+        check("max_grad_norm", self.max_grad_norm, lambda v: v > 0, "max_grad_norm > 0")
+
+
+@struct.dataclass
+class DQNState:
+    params: Any
+    target_params: Any
+    opt_state: Any
+    steps: jax.Array
+
+
+def make_dqn(config: DQNConfig, obs_dim: int, num_actions: int) -> Learner:
+    """A DQN learner for ``obs_dim`` observations and ``num_actions`` discrete actions."""
+    net = MLP(config.hidden_sizes, num_actions, config.activation)
+    optimizer = optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
+                            optax.adam(config.learning_rate))
+
+    def init(key):
+        params = net.init(key, jnp.zeros((1, obs_dim)))
+        return DQNState(params=params, target_params=params, opt_state=optimizer.init(params),
+                        steps=jnp.zeros((), jnp.int32))
+
+    def update(state: DQNState, batch: Transition, key):
+        del key
+        obs, next_obs = batch.obs.astype(jnp.float32), batch.next_obs.astype(jnp.float32)
+        action = batch.action.astype(jnp.int32).reshape(obs.shape[0])
+        next_target = net.apply(state.target_params, next_obs)
+        if config.double_q:
+            next_online = net.apply(state.params, next_obs)
+            target = jax.vmap(value.double_q_target, in_axes=(0, 0, None, 0, 0))(
+                batch.reward.astype(jnp.float32), batch.terminated, config.gamma, next_online,
+                next_target)
+        else:
+            target = jax.vmap(value.q_learning_target, in_axes=(0, 0, None, 0))(
+                batch.reward.astype(jnp.float32), batch.terminated, config.gamma, next_target)
+
+        def loss_fn(params):
+            q = jnp.take_along_axis(net.apply(params, obs), action[:, None], axis=1)[:, 0]
+            return jnp.mean(jax.vmap(value.td_loss, in_axes=(0, 0, None))(q, target,
+                                                                          config.loss)), q
+
+        (loss, q), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        steps = state.steps + 1
+        if config.target_update == "polyak":
+            target_params = value.polyak(state.target_params, params, config.tau)
+        else:
+            target_params = value.periodic_update(state.target_params, params, steps,
+                                                  config.target_period)
+        info = {"q_loss": loss, "q_mean": q.mean()}
+        return DQNState(params=params, target_params=target_params, opt_state=opt_state,
+                        steps=steps), info
+
+    def act(state: DQNState, key, obs, explore: bool | jax.Array = True,
+            epsilon: float | jax.Array = 0.0):
+        """Greedy action, or epsilon-greedy when exploring: obs [B, d] -> [B]."""
+        key_explore, key_random = jax.random.split(key)
+        greedy = jnp.argmax(net.apply(state.params, obs), axis=-1).astype(jnp.int32)
+        batch = obs.shape[0]
+        random = jax.random.randint(key_random, (batch,), 0, num_actions)
+        use_random = explore & (jax.random.uniform(key_explore, (batch,)) < epsilon)
+        return jnp.where(use_random, random, greedy)
+
+    return Learner(init=init, update=update, act=act)
