@@ -13,6 +13,7 @@ ALGORITHMS: dict[str, str] = {
     "dyna_q": "purembrl.algos.dyna_q",
     "sac": "purembrl.algos.sac",
     "dqn": "purembrl.algos.dqn",
+    "mbpo": "purembrl.algos.mbpo",
 }
 
 

@@ -1,0 +1,385 @@
+"""Model-Based Policy Optimization (Janner, Fu, Zhang & Levine 2019), fully jitted.
+
+The loop of the paper's Algorithm 2, as nested ``lax.scan``s over environment steps:
+
+    initial_random_steps uniformly random real steps into the env buffer
+    every model_train_freq steps:  fit the ensemble on the env buffer (purembrl.dynamics)
+      every rollout_freq steps:    branch rollouts_per_step * rollout_freq rollouts of length k
+                                   from real states with the current policy into the model
+                                   buffer (purembrl.rollout), k from the linear schedule
+        every step:                act, store the real transition, take updates_per_step (G)
+                                   learner updates on batches mixing a real_ratio fraction of
+                                   env data with model data
+    every eval_every steps:        evaluate the deterministic policy
+
+The learner is SAC for continuous actions and double DQN (epsilon-greedy) for discrete ones
+(``purembrl.learners``), chosen by the env's action space; asking for the other is a
+``ValueError``. ``real_ratio=1.0`` switches the model off entirely (no fit, no rollouts): the
+same code is then the model-free baseline.
+
+Blocks are scanned, not branched with ``lax.cond``: under ``vmap`` a ``cond`` on a step counter
+would run the model fit at every step for every seed.
+
+The rollout length k follows ``rollout_schedule = (min_epoch, max_epoch, min_len, max_len)``:
+``min_len`` up to epoch ``min_epoch``, then linear to ``max_len`` at ``max_epoch``, epochs being
+``epoch_length`` env steps. It is a traced value; rollouts scan ``max_len`` steps and mask the
+rest, so the schedule never recompiles. The model buffer keeps the rollouts of the last
+``model_retain_epochs`` epochs.
+
+Fields left ``None`` come from ``PRESETS[env]``, else from ``GENERIC`` (documented there).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from purembrl import buffer, dynamics, envs, interact, rollout
+from purembrl.config import check, check_choice, check_int, resolve_presets, static
+from purembrl.envs import known
+from purembrl.learners import DQNConfig, SACConfig, make_dqn, make_sac
+from purembrl.loop import TrainLoop, as_train
+
+ENVS = ("Pendulum-v1", "CartPole-v1", "MountainCarContinuous-v0", "Acrobot-v1")
+
+PRESETS = {
+    # Pendulum: 200-step episodes, so epochs of 200 steps and a warm-up of 250 random steps
+    # (mbrl-lib's Pendulum/CartPole overrides also use 200-step epochs and rollout length 1);
+    # the model is MBPO's 7 x 4 x 200 ensemble; SAC 128 x 128 (swish, Adam 1e-3, tau 0.02) with
+    # the paper's G = 20. The known termination (never) is used; the reward is learned, as in
+    # the paper. Chosen on this library's runs (benchmarks/mbpo_pendulum.py).
+    "Pendulum-v1": dict(
+        total_steps=3000, eval_every=250, initial_random_steps=250, buffer_size=100_000,
+        batch_size=256, updates_per_step=20, real_ratio=0.05, model_train_freq=250,
+        rollout_freq=250, rollouts_per_step=400, rollout_schedule=(1, 15, 1, 1),
+        epoch_length=200, model_retain_epochs=1, known_termination=True,
+        sac=SACConfig(hidden_sizes=(128, 128), activation="swish", actor_lr=1e-3,
+                      critic_lr=1e-3, alpha_lr=1e-3, tau=0.02)),
+    # CartPole: MBPO-DQN with the known termination function and a learned model.
+    "CartPole-v1": dict(
+        total_steps=10_500, eval_every=500, initial_random_steps=500, buffer_size=100_000,
+        batch_size=128, updates_per_step=5, real_ratio=0.1, model_train_freq=250,
+        rollout_freq=250, rollouts_per_step=100, rollout_schedule=(1, 10, 1, 5),
+        epoch_length=500, model_retain_epochs=1, known_termination=True,
+        eps_decay_steps=5000,
+        dqn=DQNConfig(hidden_sizes=(128, 128), target_update="periodic", target_period=200)),
+}
+# Janner et al. 2019, Appendix C (for MuJoCo: G = 20, 400 rollouts per step, real ratio 0.05,
+# retrain every 250 steps, 1000-step epochs), with the warm-up of 5000 steps scaled down to
+# 1000 for gymnax's shorter tasks.
+GENERIC = dict(
+    total_steps=21_000, eval_every=1000, initial_random_steps=1000, buffer_size=1_000_000,
+    batch_size=256, updates_per_step=20, real_ratio=0.05, model_train_freq=250,
+    rollout_freq=250, rollouts_per_step=400, rollout_schedule=(20, 100, 1, 15),
+    epoch_length=1000, model_retain_epochs=1, known_termination=False, eps_decay_steps=10_000)
+
+
+@struct.dataclass
+class Config:
+    """MBPO settings; ``None`` fields come from ``PRESETS[env]``, else ``GENERIC``.
+
+    Attributes:
+      env: a gymnax environment with flat observations.
+      learner: ``"auto"`` (SAC for continuous actions, DQN for discrete), ``"sac"`` or ``"dqn"``.
+      total_steps: real steps, ``initial_random_steps`` included.
+      eval_every / eval_episodes: evaluation period (a multiple of ``model_train_freq``) and size.
+      initial_random_steps: uniformly random steps before anything is learned.
+      buffer_size: env buffer capacity. batch_size: learner minibatch. updates_per_step: G.
+      real_ratio: fraction of each minibatch from the env buffer; 1.0 switches the model off.
+      model_train_freq: steps between model fits. rollout_freq: steps between rollout batches
+        (divides ``model_train_freq``). rollouts_per_step: M, branched rollouts per env step.
+      rollout_schedule: (min_epoch, max_epoch, min_len, max_len), see the module docstring.
+      epoch_length: env steps per epoch (schedule and retention).
+      model_retain_epochs: epochs of rollouts kept in the model buffer.
+      known_reward / known_termination: use ``purembrl.envs.known``'s functions for this env
+        instead of learning them.
+      eps_start / eps_end / eps_decay_steps: DQN's exploration schedule (after the warm-up).
+      model: the ensemble (``purembrl.dynamics.EnsembleConfig``).
+      sac / dqn: the learner's hyperparameters.
+    """
+
+    env: str = static("Pendulum-v1")
+    learner: str = static("auto")
+    total_steps: int | None = static(None)
+    eval_every: int | None = static(None)
+    eval_episodes: int = static(10)
+    initial_random_steps: int | None = static(None)
+    buffer_size: int | None = static(None)
+    batch_size: int | None = static(None)
+    updates_per_step: int | None = static(None)
+    real_ratio: float | None = static(None)
+    model_train_freq: int | None = static(None)
+    rollout_freq: int | None = static(None)
+    rollouts_per_step: int | None = static(None)
+    rollout_schedule: tuple[int, int, int, int] | None = static(None)
+    epoch_length: int | None = static(None)
+    model_retain_epochs: int | None = static(None)
+    known_reward: bool = static(False)
+    known_termination: bool | None = static(None)
+    eps_start: float = 1.0
+    eps_end: float = 0.05
+    eps_decay_steps: int | None = static(None)
+    model: dynamics.EnsembleConfig = dynamics.EnsembleConfig()
+    sac: SACConfig | None = None
+    dqn: DQNConfig | None = None
+
+    def __post_init__(self):
+        resolve_presets(self, PRESETS, GENERIC)
+        env, env_params = envs.make(self.env)
+        discrete = interact.spec(env, env_params).discrete
+        check_choice("learner", self.learner, ("auto", "sac", "dqn"))
+        if self.learner == "auto":
+            object.__setattr__(self, "learner", "dqn" if discrete else "sac")
+        if (self.learner == "dqn") != discrete:
+            kind = "discrete" if discrete else "continuous"
+            raise ValueError(f"learner={self.learner!r} is invalid for env={self.env!r}: its "
+                             f"actions are {kind} (allowed: "
+                             f"{'dqn' if discrete else 'sac'} or 'auto')")
+        if self.learner == "sac" and self.sac is None:
+            object.__setattr__(self, "sac", SACConfig())
+        if self.learner == "dqn" and self.dqn is None:
+            object.__setattr__(self, "dqn", DQNConfig())
+        for name in ("total_steps", "eval_every", "eval_episodes", "initial_random_steps",
+                     "buffer_size", "batch_size", "model_train_freq", "rollout_freq",
+                     "rollouts_per_step", "epoch_length", "model_retain_epochs",
+                     "eps_decay_steps"):
+            check_int(name, getattr(self, name), 1)
+        check_int("updates_per_step", self.updates_per_step, 0)
+        check("real_ratio", self.real_ratio, lambda v: (v >= 0) & (v <= 1), "0 <= real_ratio <= 1")
+        if self.model_train_freq % self.rollout_freq:
+            raise ValueError(f"rollout_freq={self.rollout_freq} is invalid: allowed a divisor "
+                             f"of model_train_freq={self.model_train_freq}")
+        if self.eval_every % self.model_train_freq:
+            raise ValueError(f"eval_every={self.eval_every} is invalid: allowed a multiple of "
+                             f"model_train_freq={self.model_train_freq}")
+        trained = self.total_steps - self.initial_random_steps
+        if trained < self.eval_every or trained % self.eval_every:
+            raise ValueError(
+                f"total_steps={self.total_steps} is invalid: allowed initial_random_steps "
+                f"({self.initial_random_steps}) plus a positive multiple of eval_every "
+                f"({self.eval_every})")
+        schedule = self.rollout_schedule
+        if (len(schedule) != 4 or any(not isinstance(v, int) for v in schedule)
+                or schedule[0] > schedule[1] or not 1 <= schedule[2] <= schedule[3]):
+            raise ValueError(f"rollout_schedule={schedule!r} is invalid: allowed integers "
+                             "(min_epoch, max_epoch, min_len, max_len) with min_epoch <= "
+                             "max_epoch and 1 <= min_len <= max_len")
+        if self.batch_size > self.buffer_size:
+            raise ValueError(f"batch_size={self.batch_size} is invalid: allowed at most "
+                             f"buffer_size={self.buffer_size}")
+        if self.known_reward and self.env not in known.REWARD_FNS:
+            raise ValueError(f"known_reward=True is invalid for env={self.env!r}: no known "
+                             f"reward function (known for {', '.join(known.REWARD_FNS)})")
+        if self.known_termination and self.env not in known.TERMINATION_FNS:
+            raise ValueError(f"known_termination=True is invalid for env={self.env!r}: no known "
+                             "termination function (known for "
+                             f"{', '.join(known.TERMINATION_FNS)})")
+
+    @property
+    def num_iterations(self) -> int:
+        return (self.total_steps - self.initial_random_steps) // self.eval_every
+
+    @property
+    def model_on(self) -> bool:
+        return self.real_ratio < 1.0
+
+    @property
+    def num_real(self) -> int:
+        """Real samples in each learner minibatch."""
+        return self.batch_size if not self.model_on else int(round(self.real_ratio
+                                                                   * self.batch_size))
+
+    @property
+    def model_buffer_size(self) -> int:
+        """Rollouts of ``model_retain_epochs`` epochs at the longest rollout length."""
+        per_event = self.rollouts_per_step * self.rollout_freq * self.rollout_schedule[3]
+        events = math.ceil(self.model_retain_epochs * self.epoch_length / self.rollout_freq)
+        return per_event * events
+
+
+def mixed_batch(env_buffer: buffer.BufferState, model_buffer: buffer.BufferState,
+                key: jax.Array, num_real: int, num_model: int):
+    """``num_real`` env samples followed by ``num_model`` model samples (env samples in their
+    place while the model buffer is still empty)."""
+    key_real, key_model = jax.random.split(key)
+    real = buffer.sample(env_buffer, key_real, num_real)
+    if num_model == 0:
+        return real
+    fake = buffer.sample(model_buffer, key_model, num_model)
+    backup = buffer.sample(env_buffer, key_model, num_model)
+    fake = jax.tree.map(lambda f, b: jnp.where(buffer.can_sample(model_buffer), f, b),
+                        fake, backup)
+    return jax.tree.map(lambda r, f: jnp.concatenate([r, f]), real, fake)
+
+
+def rollout_length(config: Config, env_steps: jax.Array) -> jax.Array:
+    """The schedule's rollout length after ``env_steps`` real steps (an int32 scalar)."""
+    min_epoch, max_epoch, min_len, max_len = config.rollout_schedule
+    epoch = env_steps // config.epoch_length
+    span = max(max_epoch - min_epoch, 1)
+    frac = jnp.clip((epoch - min_epoch) / span, 0.0, 1.0)
+    return jnp.floor(min_len + frac * (max_len - min_len)).astype(jnp.int32)
+
+
+@struct.dataclass
+class MBPOState:
+    learner: object
+    model: dynamics.EnsembleState
+    env_buffer: buffer.BufferState
+    model_buffer: buffer.BufferState
+    obs: jax.Array
+    env_state: object
+    env_steps: jax.Array
+    key: jax.Array
+
+
+def make_loop(config: Config) -> TrainLoop:
+    env, env_params = envs.make(config.env)
+    env_spec = interact.spec(env, env_params)
+    if config.learner == "sac":
+        learner = make_sac(config.sac, env_spec.obs_dim, env_spec.action_low,
+                           env_spec.action_high)
+    else:
+        learner = make_dqn(config.dqn, env_spec.obs_dim, env_spec.num_actions)
+    action_dim = env_spec.num_actions
+    reward_fn = known.REWARD_FNS[config.env] if config.known_reward else None
+    termination_fn = known.TERMINATION_FNS[config.env] if config.known_termination else None
+    model_config = config.model.replace(learn_reward=not config.known_reward,
+                                        learn_termination=not config.known_termination)
+    example = interact.example_transition(env_spec)
+    num_real, num_model = config.num_real, config.batch_size - config.num_real
+
+    def explore(learner_state, key, obs, env_steps):
+        """Behaviour policy on a batch of observations."""
+        if config.learner == "sac":
+            return learner.act(learner_state, key, obs)
+        frac = jnp.clip((env_steps - config.initial_random_steps) / config.eps_decay_steps,
+                        0.0, 1.0)
+        epsilon = config.eps_start + frac * (config.eps_end - config.eps_start)
+        return learner.act(learner_state, key, obs, epsilon=epsilon)
+
+    def init(key):
+        key_learner, key_model, key_reset, key_warm, key_run = jax.random.split(key, 5)
+        obs, env_state = env.reset(key_reset, env_params)
+        model_capacity = config.model_buffer_size if config.model_on else 1
+        carry = MBPOState(
+            learner=learner.init(key_learner),
+            model=dynamics.init(key_model, model_config, env_spec.obs_dim, action_dim),
+            env_buffer=buffer.init(example, config.buffer_size),
+            model_buffer=buffer.init(example, model_capacity),
+            obs=obs.astype(jnp.float32), env_state=env_state,
+            env_steps=jnp.zeros((), jnp.int32), key=key_run)
+
+        def warm(carry, key):
+            key_act, key_env = jax.random.split(key)
+            action = interact.random_action(env, env_params, key_act)
+            stepped = interact.step(env, env_params, key_env, carry.env_state, carry.obs, action)
+            return carry.replace(
+                env_buffer=buffer.add(carry.env_buffer, _one(stepped.transition)),
+                obs=stepped.obs, env_state=stepped.env_state,
+                env_steps=carry.env_steps + 1), None
+
+        carry, _ = jax.lax.scan(warm, carry,
+                                jax.random.split(key_warm, config.initial_random_steps))
+        return carry
+
+    def branch(carry: MBPOState, key):
+        """Rollouts from real start states into the model buffer; returns (carry, stats)."""
+        key_start, key_roll = jax.random.split(key)
+        num_starts = config.rollouts_per_step * config.rollout_freq
+        starts = buffer.sample(carry.env_buffer, key_start, num_starts).obs
+        model_step = dynamics.make_model_step(carry.model, reward_fn=reward_fn,
+                                              termination_fn=termination_fn)
+        policy = lambda k, obs: explore(carry.learner, k, obs, carry.env_steps)
+        horizon = rollout_length(config, carry.env_steps)
+        transitions, valid = rollout.branched_rollout(
+            key_roll, model_step, policy, starts, horizon,
+            max_horizon=config.rollout_schedule[3])
+        flat, mask = rollout.flatten(transitions, valid)
+        model_buffer = buffer.add(carry.model_buffer, flat, mask)
+        stats = {"rollout_length": horizon, "rollouts_added": mask.sum(),
+                 "model_reward_mean": jnp.sum(jnp.where(mask, flat.reward, 0.0))
+                 / jnp.maximum(mask.sum(), 1)}
+        return carry.replace(model_buffer=model_buffer), stats
+
+    def env_step(carry: MBPOState, key):
+        """One real step and G learner updates."""
+        key_act, key_env, key_update = jax.random.split(key, 3)
+        action = explore(carry.learner, key_act, carry.obs[None], carry.env_steps)[0]
+        stepped = interact.step(env, env_params, key_env, carry.env_state, carry.obs, action)
+        carry = carry.replace(env_buffer=buffer.add(carry.env_buffer, _one(stepped.transition)),
+                              obs=stepped.obs, env_state=stepped.env_state,
+                              env_steps=carry.env_steps + 1)
+
+        def update(learner_state, k):
+            key_batch, key_learn = jax.random.split(k)
+            batch = mixed_batch(carry.env_buffer, carry.model_buffer, key_batch, num_real,
+                                num_model)
+            return learner.update(learner_state, batch, key_learn)
+
+        learner_state, info = jax.lax.scan(update, carry.learner,
+                                           jax.random.split(key_update, config.updates_per_step))
+        return carry.replace(learner=learner_state), jax.tree.map(jnp.mean, info)
+
+    def rollout_block(carry: MBPOState, key):
+        key_branch, key_steps = jax.random.split(key)
+        stats = {}
+        if config.model_on:
+            carry, stats = branch(carry, key_branch)
+        carry, info = jax.lax.scan(env_step, carry,
+                                   jax.random.split(key_steps, config.rollout_freq))
+        return carry, {**stats, **jax.tree.map(jnp.mean, info)}
+
+    def model_block(carry: MBPOState, key):
+        key_fit, key_blocks = jax.random.split(key)
+        fit_info = {}
+        if config.model_on:
+            model, info = dynamics.fit(carry.model, carry.env_buffer, key_fit, model_config)
+            carry = carry.replace(model=model)
+            fit_info = {"model_val_mse": info["val_mse"][info["elites"]].mean(),
+                        "model_epochs": info["epochs"], "model_nonfinite": info["nonfinite"]}
+        blocks = config.model_train_freq // config.rollout_freq
+        carry, info = jax.lax.scan(rollout_block, carry, jax.random.split(key_blocks, blocks))
+        return carry, {**fit_info, **jax.tree.map(jnp.mean, info)}
+
+    def step(carry: MBPOState):
+        key, key_blocks, key_eval = jax.random.split(carry.key, 3)
+        blocks = config.eval_every // config.model_train_freq
+        carry, info = jax.lax.scan(model_block, carry.replace(key=key),
+                                   jax.random.split(key_blocks, blocks))
+        policy = lambda k, obs: learner.act(carry.learner, k, obs, explore=False)
+        eval_return, eval_length = interact.evaluate(env, env_params, policy, key_eval,
+                                                     config.eval_episodes, env_spec.max_steps)
+        metrics = {"env_steps": carry.env_steps, "eval_return": eval_return,
+                   "eval_length": eval_length, "model_buffer_size": carry.model_buffer.size,
+                   **{k: (v.any() if v.dtype == bool else v.mean()) for k, v in info.items()}}
+        return carry, metrics
+
+    return TrainLoop(init=init, step=step, num_iterations=config.num_iterations)
+
+
+def _one(transition):
+    """A single transition as a batch of one."""
+    return jax.tree.map(lambda x: x[None], transition)
+
+
+def make_train(config: Config):
+    """``train(key) -> (MBPOState, metrics)``; metrics ``[num_evals]``: ``env_steps``,
+    ``eval_return``, ``eval_length``, ``model_buffer_size``, the model's holdout MSE (elites),
+    epochs and ``model_nonfinite`` flag, rollout length and count, and the learner's losses."""
+    return as_train(make_loop(config))
+
+
+def policy(state: MBPOState, config: Config):
+    """The trained deterministic policy as a pure function ``(key, obs [B, d]) -> action``."""
+    env, env_params = envs.make(config.env)
+    env_spec = interact.spec(env, env_params)
+    if config.learner == "sac":
+        learner = make_sac(config.sac, env_spec.obs_dim, env_spec.action_low,
+                           env_spec.action_high)
+    else:
+        learner = make_dqn(config.dqn, env_spec.obs_dim, env_spec.num_actions)
+    return lambda key, obs: learner.act(state.learner, key, obs, explore=False)

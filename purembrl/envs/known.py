@@ -1,0 +1,48 @@
+"""Reward and termination functions of gymnax classic-control tasks, in observation space.
+
+MBPO (Janner et al. 2019) learns the reward but uses known termination functions for its tasks;
+a user who knows them should not have to learn them. Each function is batched:
+``fn(obs [B, d], action [B, ...], next_obs [B, d]) -> [B]`` and matches gymnax's ``step_env``
+(tests check it against the environment).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+StepFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+
+
+def pendulum_reward(obs, action, next_obs):
+    """-(theta^2 + 0.1 theta_dot^2 + 0.001 u^2) of the state *before* the step; obs is
+    [cos theta, sin theta, theta_dot], u the torque clipped to [-2, 2]."""
+    theta = jnp.arctan2(obs[:, 1], obs[:, 0])
+    torque = jnp.clip(action.reshape(obs.shape[0], -1)[:, 0], -2.0, 2.0)
+    return -(theta ** 2 + 0.1 * obs[:, 2] ** 2 + 0.001 * torque ** 2)
+
+
+def never_terminates(obs, action, next_obs):
+    return jnp.zeros(obs.shape[0], bool)
+
+
+def cartpole_terminated(obs, action, next_obs):
+    """|x| > 2.4 or |theta| > 12 degrees after the step; obs is [x, x_dot, theta, theta_dot]."""
+    return (jnp.abs(next_obs[:, 0]) > 2.4) | (jnp.abs(next_obs[:, 2]) > 12 * 2 * jnp.pi / 360)
+
+
+def cartpole_reward(obs, action, next_obs):
+    """1 for every step taken from a non-terminal state (all stored transitions)."""
+    return jnp.ones(obs.shape[0])
+
+
+REWARD_FNS: dict[str, StepFn] = {
+    "Pendulum-v1": pendulum_reward,
+    "CartPole-v1": cartpole_reward,
+}
+TERMINATION_FNS: dict[str, StepFn] = {
+    "Pendulum-v1": never_terminates,
+    "CartPole-v1": cartpole_terminated,
+}

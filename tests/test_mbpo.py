@@ -1,0 +1,112 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from purembrl import buffer, dynamics
+from purembrl.algos import mbpo
+from purembrl.learners import DQNConfig, SACConfig
+from purembrl.types import Transition
+
+TINY_MODEL = dynamics.EnsembleConfig(num_members=3, num_elites=2, hidden_sizes=(32, 32),
+                                     weight_decay=0.0, max_epochs=3)
+
+
+def tiny(**fields):
+    base = dict(env="Pendulum-v1", total_steps=700, eval_every=100, initial_random_steps=500,
+                model_train_freq=100, rollout_freq=50, rollouts_per_step=4, updates_per_step=2,
+                batch_size=64, eval_episodes=2, epoch_length=100, model=TINY_MODEL,
+                rollout_schedule=(1, 3, 1, 4), sac=SACConfig(hidden_sizes=(32, 32)))
+    return mbpo.Config(**{**base, **fields})
+
+
+def test_end_to_end_under_jit_vmap_two_seeds():
+    config = tiny()
+    train = jax.jit(jax.vmap(mbpo.make_train(config)))
+    keys = jax.random.split(jax.random.key(0), 2)
+    state, metrics = train(keys)
+    assert metrics["env_steps"].shape == (2, 2) and metrics["eval_return"].shape == (2, 2)
+    np.testing.assert_array_equal(np.asarray(metrics["env_steps"][0]), [600, 700])
+    assert not bool(np.asarray(metrics["model_nonfinite"]).any())
+    _, again = train(keys)
+    for name in ("eval_return", "critic_loss", "model_val_mse"):
+        np.testing.assert_array_equal(np.asarray(metrics[name]), np.asarray(again[name]))
+    assert not np.array_equal(np.asarray(metrics["critic_loss"][0]),
+                              np.asarray(metrics["critic_loss"][1]))
+
+
+def test_rollout_schedule_and_model_buffer_counts():
+    # epochs of 100 steps; schedule (1, 3, 1, 4): length 1 up to epoch 1, linear to 4 at epoch 3
+    config = tiny(total_steps=900, eval_every=100)
+    lengths = [int(mbpo.rollout_length(config, jnp.int32(s))) for s in (0, 199, 200, 300, 450)]
+    assert lengths == [1, 1, 2, 4, 4]  # epoch 2: floor(1 + 0.5 * 3) = 2
+    _, metrics = jax.jit(mbpo.make_train(config))(jax.random.key(1))
+    # rollouts start at env step 500 (epoch 5): the schedule is at its maximum, 4; each batch
+    # branches from 4 rollouts per step * 50 steps = 200 start states
+    np.testing.assert_array_equal(np.asarray(metrics["rollout_length"]), 4)
+    # Pendulum never terminates (known termination): every branch runs its full length, so
+    # each rollout batch adds 200 * 4 = 800 transitions
+    np.testing.assert_array_equal(np.asarray(metrics["rollouts_added"]), 800)
+    # the model buffer keeps one epoch (100 steps = two rollout batches) at the longest length
+    assert config.model_buffer_size == 200 * 4 * 2
+    sizes = np.asarray(metrics["model_buffer_size"])
+    assert sizes[0] == 1600 and np.all(sizes == 1600)
+
+
+def test_mixed_batches_have_the_configured_real_fraction():
+    config = tiny(real_ratio=0.25, batch_size=64)
+    assert config.num_real == 16
+    example = Transition(obs=jnp.zeros(3), action=jnp.zeros(1), reward=jnp.zeros(()),
+                         next_obs=jnp.zeros(3), terminated=jnp.zeros((), bool))
+    fill = lambda r, n: jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *x.shape)),
+                                     example.replace(reward=jnp.float32(r)))
+    env_buf = buffer.add(buffer.init(example, 100), fill(1.0, 100))
+    model_buf = buffer.add(buffer.init(example, 100), fill(-1.0, 100))
+    batch = mbpo.mixed_batch(env_buf, model_buf, jax.random.key(0), 16, 48)
+    assert int((batch.reward == 1.0).sum()) == 16 and int((batch.reward == -1.0).sum()) == 48
+    empty = buffer.init(example, 100)
+    batch = mbpo.mixed_batch(env_buf, empty, jax.random.key(0), 16, 48)
+    assert bool((batch.reward == 1.0).all())  # no model data yet: real data in its place
+
+
+def test_model_off_is_the_model_free_learner():
+    config = tiny(real_ratio=1.0)
+    assert not config.model_on and config.num_real == config.batch_size
+    _, metrics = jax.jit(mbpo.make_train(config))(jax.random.key(2))
+    assert "model_val_mse" not in metrics and int(metrics["model_buffer_size"][-1]) == 0
+
+
+def test_discrete_actions_use_dqn_with_a_learned_model():
+    config = mbpo.Config(env="CartPole-v1", total_steps=700, eval_every=100,
+                         initial_random_steps=500, model_train_freq=100, rollout_freq=100,
+                         rollouts_per_step=2, updates_per_step=2, batch_size=32,
+                         eval_episodes=2, model=TINY_MODEL, rollout_schedule=(1, 1, 3, 3),
+                         dqn=DQNConfig(hidden_sizes=(16,)))
+    assert config.learner == "dqn" and config.known_termination  # CartPole's preset
+    _, metrics = jax.jit(mbpo.make_train(config))(jax.random.key(3))
+    assert np.isfinite(np.asarray(metrics["q_loss"])).all()
+    # branches end at the (known) termination: fewer than 200 * 3 transitions may be added
+    assert 200 <= int(metrics["rollouts_added"][-1]) <= 600
+
+
+def test_presets_and_errors():
+    assert mbpo.Config(env="CartPole-v1").total_steps == mbpo.PRESETS["CartPole-v1"]["total_steps"]
+    generic = mbpo.Config(env="Acrobot-v1")
+    assert generic.updates_per_step == mbpo.GENERIC["updates_per_step"]
+    assert generic.learner == "dqn" and generic.dqn is not None
+    with pytest.raises(ValueError, match="learner='sac' is invalid for env='CartPole-v1'"):
+        mbpo.Config(env="CartPole-v1", learner="sac")
+    with pytest.raises(ValueError, match="learner='dqn' is invalid for env='Pendulum-v1'"):
+        mbpo.Config(env="Pendulum-v1", learner="dqn")
+    with pytest.raises(ValueError, match="real_ratio=1.5 is invalid"):
+        mbpo.Config(real_ratio=1.5)
+    with pytest.raises(ValueError, match="rollout_freq=7 is invalid"):
+        mbpo.Config(rollout_freq=7)
+    with pytest.raises(ValueError, match="eval_every=300 is invalid"):
+        mbpo.Config(eval_every=300)
+    with pytest.raises(ValueError, match="rollout_schedule"):
+        mbpo.Config(rollout_schedule=(5, 1, 1, 1))
+    with pytest.raises(ValueError, match="known_reward=True is invalid"):
+        mbpo.Config(env="Acrobot-v1", known_reward=True)
+    with pytest.raises(ValueError, match="unknown env"):
+        mbpo.Config(env="Nope-v0")

@@ -1,0 +1,51 @@
+"""The model-free baselines: SAC on Pendulum and DQN on CartPole learn on tiny budgets."""
+
+import jax
+import numpy as np
+import pytest
+
+from purembrl.algos import dqn, sac
+from purembrl.learners import SACConfig
+
+
+def test_sac_learns_pendulum_on_a_small_budget():
+    # a random policy scores about -1200 on Pendulum-v1; -500 is clearly swinging up
+    config = sac.Config(env="Pendulum-v1", total_steps=4000, eval_every=1000)
+    _, metrics = jax.jit(jax.vmap(sac.make_train(config)))(
+        jax.random.split(jax.random.key(0), 2))
+    assert metrics["eval_return"].shape == (2, 3)
+    np.testing.assert_array_equal(np.asarray(metrics["env_steps"][0]), [2000, 3000, 4000])
+    final = np.asarray(metrics["eval_return"])[:, -1]
+    assert np.median(final) > -500, final
+
+
+def test_dqn_learns_cartpole_on_a_small_budget():
+    # a random policy lasts about 22 steps
+    config = dqn.Config(env="CartPole-v1", total_steps=11_000, eval_every=5000)
+    _, metrics = jax.jit(jax.vmap(dqn.make_train(config)))(
+        jax.random.split(jax.random.key(0), 2))
+    best = np.asarray(metrics["eval_return"]).max(axis=1)
+    assert np.all(best > 100), best
+
+
+def test_same_key_same_result_different_keys_different_results():
+    config = sac.Config(total_steps=1200, eval_every=100, learning_starts=1000, eval_episodes=2,
+                        sac=SACConfig(hidden_sizes=(16, 16)))
+    train = jax.jit(jax.vmap(sac.make_train(config)))
+    keys = jax.random.split(jax.random.key(3), 2)
+    _, m = train(keys)
+    _, again = train(keys)
+    np.testing.assert_array_equal(np.asarray(m["eval_return"]), np.asarray(again["eval_return"]))
+    assert not np.array_equal(np.asarray(m["critic_loss"][0]), np.asarray(m["critic_loss"][1]))
+
+
+def test_presets_and_action_space_checks():
+    assert sac.Config(env="Pendulum-v1").total_steps == sac.PRESETS["Pendulum-v1"]["total_steps"]
+    assert sac.Config(env="Pendulum-v1", total_steps=3000).total_steps == 3000
+    assert dqn.Config(env="Acrobot-v1").buffer_size == dqn.GENERIC["buffer_size"]
+    with pytest.raises(ValueError, match="SAC needs a continuous action space"):
+        sac.Config(env="CartPole-v1")
+    with pytest.raises(ValueError, match="DQN needs a discrete action space"):
+        dqn.Config(env="Pendulum-v1")
+    with pytest.raises(ValueError, match="total_steps=2500 is invalid"):
+        sac.Config(env="Pendulum-v1", total_steps=2500, eval_every=1000)

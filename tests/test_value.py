@@ -1,0 +1,113 @@
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from purembrl import value
+from purembrl.learners import DQNConfig, SACConfig, make_dqn, make_sac, squashed_gaussian
+from purembrl.types import Transition
+
+f = lambda *x: jnp.asarray(x, jnp.float32) if len(x) > 1 else jnp.asarray(x[0], jnp.float32)
+
+
+def test_sac_target_against_hand_computed_values():
+    target = value.sac_target(f(1.0), jnp.array(False), 0.9, f(2.0, 3.0), f(-1.0), 0.5)
+    assert float(target) == pytest.approx(1 + 0.9 * (2.0 + 0.5))  # min Q, minus alpha log pi
+    terminal = value.sac_target(f(1.0), jnp.array(True), 0.9, f(2.0, 3.0), f(-1.0), 0.5)
+    assert float(terminal) == pytest.approx(1.0)
+
+
+def test_sac_losses_against_hand_computed_values():
+    assert float(value.sac_critic_loss(f(1.0, 2.0), f(3.0))) == pytest.approx(2.5)
+    assert float(value.sac_actor_loss(f(1.0, 2.0), f(-0.5), 0.2)) == pytest.approx(-1.1)
+    loss, grad = jax.value_and_grad(value.sac_temperature_loss)(f(0.3), f(-2.0), -1.0)
+    assert float(loss) == pytest.approx(0.9) and float(grad) == pytest.approx(3.0)
+
+
+def test_q_targets_against_hand_computed_values():
+    online, target = f(1.0, 5.0, 2.0), f(10.0, 20.0, 30.0)
+    assert float(value.double_q_target(f(1.0), jnp.array(0), 0.5, online, target)) == 11.0
+    assert float(value.q_learning_target(f(1.0), jnp.array(0), 0.5, target)) == 16.0
+    assert float(value.double_q_target(f(1.0), jnp.array(1), 0.5, online, target)) == 1.0
+
+
+def test_huber_and_td_loss():
+    assert float(value.huber(f(0.5))) == pytest.approx(0.125)
+    assert float(value.huber(f(-3.0))) == pytest.approx(2.5)
+    assert float(value.td_loss(f(1.0), f(4.0), "mse")) == pytest.approx(4.5)
+    assert float(value.td_loss(f(1.0), f(4.0), "huber")) == pytest.approx(2.5)
+    grad = jax.grad(lambda t: value.td_loss(f(1.0), t))(f(4.0))
+    assert float(grad) == 0.0  # the target is held constant
+    with pytest.raises(ValueError, match="kind"):
+        value.td_loss(f(1.0), f(2.0), "l1")
+
+
+def test_shapes_are_checked_at_the_boundary():
+    with pytest.raises(AssertionError):
+        value.sac_target(f(1.0), jnp.array(False), 0.9, f(2.0), f(-1.0), 0.5)  # next_q rank 0
+    with pytest.raises(AssertionError):
+        value.double_q_target(f(1.0), jnp.array(0), 0.5, f(1.0, 2.0), f(1.0, 2.0, 3.0))
+
+
+def test_target_updates():
+    target, online = {"w": f(0.0, 10.0)}, {"w": f(10.0, 0.0)}
+    np.testing.assert_allclose(value.polyak(target, online, 0.1)["w"], [1.0, 9.0])
+    np.testing.assert_array_equal(value.periodic_update(target, online, 6, 3)["w"], [10.0, 0.0])
+    np.testing.assert_array_equal(value.periodic_update(target, online, 7, 3)["w"], [0.0, 10.0])
+
+
+def test_losses_under_jit_and_vmap():
+    batched = jax.jit(jax.vmap(value.sac_target, in_axes=(0, 0, None, 0, 0, None)))
+    out = batched(f(1.0, 2.0), jnp.array([False, True]), 0.9, jnp.ones((2, 2)), f(0.0, 0.0), 0.1)
+    np.testing.assert_allclose(out, [1.9, 2.0])
+
+
+def test_squashed_gaussian_log_prob_has_the_tanh_correction():
+    mean, log_std = f(0.3, -0.2), f(-0.5, 0.1)
+    dist = squashed_gaussian(mean, log_std)
+    u = jnp.array([0.7, -1.1])
+    a = jnp.tanh(u)
+    std = jnp.exp(log_std)
+    normal = -0.5 * (((u - mean) / std) ** 2 + 2 * log_std + math.log(2 * math.pi))
+    expected = jnp.sum(normal - jnp.log(1 - a ** 2))
+    assert float(dist.log_prob(a)) == pytest.approx(float(expected), rel=1e-4)
+
+
+def batch_of(obs_dim, action, n=32, key=0):
+    k = jax.random.key(key)
+    return Transition(obs=jax.random.normal(k, (n, obs_dim)), action=action,
+                      reward=jnp.ones(n), next_obs=jax.random.normal(k, (n, obs_dim)) * 0.5,
+                      terminated=jnp.zeros(n, bool))
+
+
+def test_sac_learner_acts_within_bounds_and_updates():
+    learner = make_sac(SACConfig(hidden_sizes=(32, 32)), 3, np.array([-2.0]), np.array([2.0]))
+    state = learner.init(jax.random.key(0))
+    obs = jax.random.normal(jax.random.key(1), (500, 3)) * 5
+    actions = learner.act(state, jax.random.key(2), obs)
+    assert actions.shape == (500, 1) and float(jnp.abs(actions).max()) <= 2.0
+    deterministic = learner.act(state, jax.random.key(3), obs, explore=False)
+    np.testing.assert_array_equal(deterministic, learner.act(state, jax.random.key(4), obs,
+                                                             explore=False))
+    batch = batch_of(3, jax.random.uniform(jax.random.key(5), (32, 1), minval=-2, maxval=2))
+    new, info = jax.jit(learner.update)(state, batch, jax.random.key(6))
+    assert all(np.isfinite(float(v)) for v in info.values())
+    assert int(new.steps) == 1 and float(info["alpha"]) < 1.0  # entropy above target: alpha falls
+
+
+def test_dqn_learner_fits_a_constant_reward_chain():
+    learner = make_dqn(DQNConfig(hidden_sizes=(16,), gamma=0.9, tau=0.05), 4, 2)
+    state = learner.init(jax.random.key(0))
+    batch = Transition(obs=jnp.ones((64, 4)), action=jnp.zeros(64, jnp.int32),
+                       reward=jnp.ones(64), next_obs=jnp.ones((64, 4)),
+                       terminated=jnp.zeros(64, bool))
+    update = jax.jit(learner.update)
+    for i in range(1500):
+        state, info = update(state, batch, jax.random.key(i))
+    assert float(info["q_mean"]) == pytest.approx(10.0, rel=0.02)  # 1 / (1 - 0.9)
+    greedy = learner.act(state, jax.random.key(0), jnp.ones((5, 4)), explore=False)
+    assert greedy.shape == (5,)
+    explored = learner.act(state, jax.random.key(1), jnp.ones((1000, 4)), epsilon=1.0)
+    assert 400 < int(explored.sum()) < 600  # uniform over the 2 actions
