@@ -41,6 +41,7 @@ from typing import Any
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 
@@ -61,7 +62,9 @@ class EnsembleConfig:
       learn_reward / learn_termination: model the reward / a termination logit. Switch off when
         ``reward_fn`` / ``termination_fn`` are given to ``sample_step``.
       learning_rate: Adam step size. weight_decay: L2 coefficient per layer (hidden..., output);
-        a single float applies to every layer.
+        a single float applies to every layer; None (default) gives MBPO's
+        (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4) for 4 hidden layers, and the same rise from 2.5e-5
+        to 1e-4 spread over the layers of other depths.
       logvar_penalty: weight of the log-variance bound penalty.
       batch_size: minibatch per member. holdout_ratio / max_holdout: validation split.
       max_epochs: bound on epochs per fit (jit needs one). patience: epochs without improvement
@@ -80,7 +83,7 @@ class EnsembleConfig:
     max_epochs: int = static(100)
     patience: int = static(5)
     learning_rate: float = 1e-3
-    weight_decay: tuple[float, ...] | float = (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4)
+    weight_decay: tuple[float, ...] | float | None = None
     logvar_penalty: float = 0.01
     improvement_threshold: float = 0.01
 
@@ -96,6 +99,11 @@ class EnsembleConfig:
         check("holdout_ratio", self.holdout_ratio, lambda v: (v >= 0) & (v < 1),
               "0 <= holdout_ratio < 1")
         check_int("max_holdout", self.max_holdout, 0)
+        if self.weight_decay is None and isinstance(self.hidden_sizes, tuple):
+            depth = len(self.hidden_sizes)
+            decays = ((2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4) if depth == 4 else
+                      tuple(float(v) for v in np.linspace(2.5e-5, 1e-4, depth + 1)))
+            object.__setattr__(self, "weight_decay", decays)
         check_int("max_epochs", self.max_epochs, 1)
         check_int("patience", self.patience, 1)
         check("learning_rate", self.learning_rate, lambda v: v > 0, "learning_rate > 0")

@@ -57,3 +57,30 @@ def test_out_that_is_a_file_is_refused_and_kept(tmp_path):
     out = cli("train", "dyna_q", "--out", str(target))
     assert out.returncode == 2 and "not a directory" in out.stderr
     assert target.read_text() == "precious"
+
+
+def test_mbpo_command_line_contract(tmp_path):
+    out = cli("train", "mbpo", "--env", "Pendulum-v1", "--seeds", "2", "--set", "total_steps=500",
+              "--set", "eval_every=250", "--set", "model.max_epochs=3", "--set",
+              "rollouts_per_step=8", "--set", "updates_per_step=2", "--set",
+              "sac.hidden_sizes=32,32", "--out", str(tmp_path / "mbpo"))
+    assert out.returncode == 0, out.stderr
+    saved = json.loads((tmp_path / "mbpo" / "metrics.json").read_text())
+    assert saved["env_steps"] == [[500], [500]]
+    assert len(saved["eval_return"]) == 2 and len(saved["eval_return"][0]) == 1
+    assert saved["_run"]["config"]["model"]["max_epochs"] == 3
+    assert saved["_run"]["config"]["sac"]["hidden_sizes"] == [32, 32]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "sac.actor_lr=fast"], "actor_lr='fast' is not a valid float"),
+    (["--set", "model.bogus=1"], "unknown field 'bogus'"),
+    (["--set", "learner=dqn"], "learner='dqn' is invalid for env='Pendulum-v1'"),
+    (["--set", "dqn.learning_rate=0.1"], "dqn: not used with this configuration"),
+    (["--set", "sac=1"], "sac is a group of fields"),
+])
+def test_nested_settings_errors(args, message, tmp_path):
+    out = cli("train", "mbpo", "--env", "Pendulum-v1", *args, "--out", str(tmp_path / "x"))
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], out.stderr

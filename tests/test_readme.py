@@ -12,3 +12,4 @@ def test_readme_python_example_runs(capsys):
         exec(compile(block, "README.md", "exec"), {})
     out = capsys.readouterr().out
     assert "(8, 20)" in out
+    assert out.strip().splitlines()[-1].endswith(" 768")  # 256 branches x 3 steps, all valid
