@@ -65,6 +65,22 @@ def check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
           allowed)
 
 
+def check_sizes(name: str, value: Any) -> None:
+    """A non-empty tuple of positive integers (layer widths)."""
+    if (not isinstance(value, tuple) or not value
+            or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in value)):
+        raise ValueError(f"{name}={value!r} is invalid: allowed a non-empty tuple of positive "
+                         "integers")
+
+
+def check_budget(total_steps: int, warmup_steps: int, warmup_name: str, eval_every: int) -> None:
+    """``total_steps`` = warm-up steps + a positive multiple of ``eval_every``."""
+    trained = total_steps - warmup_steps
+    if trained < eval_every or trained % eval_every:
+        raise ValueError(f"total_steps={total_steps} is invalid: allowed {warmup_name} "
+                         f"({warmup_steps}) plus a positive multiple of eval_every ({eval_every})")
+
+
 def check_choice(name: str, value: Any, choices: typing.Iterable[Any]) -> None:
     choices = tuple(choices)
     if value not in choices:

@@ -46,7 +46,7 @@ import optax
 from flax import struct
 
 from purembrl.buffer import BufferState
-from purembrl.config import check, check_choice, check_int, static
+from purembrl.config import check, check_choice, check_int, check_sizes, static
 from purembrl.networks import ACTIVATIONS, MLP, ensemble_apply, ensemble_init
 
 RewardFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
@@ -90,10 +90,7 @@ class EnsembleConfig:
     def __post_init__(self):
         check_int("num_members", self.num_members, 1)
         check_int("num_elites", self.num_elites, 1, self.num_members)
-        if not self.hidden_sizes or any(
-                isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden_sizes):
-            raise ValueError(f"hidden_sizes={self.hidden_sizes!r} is invalid: allowed a "
-                             "non-empty tuple of positive integers")
+        check_sizes("hidden_sizes", self.hidden_sizes)
         check_choice("activation", self.activation, ACTIVATIONS)
         check_int("batch_size", self.batch_size, 1)
         check("holdout_ratio", self.holdout_ratio, lambda v: (v >= 0) & (v < 1),

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from gymnax.environments import spaces
 
+from purembrl import buffer
 from purembrl.types import Transition
 
 
@@ -75,6 +76,29 @@ def step(env, env_params, key: jax.Array, env_state, obs: jax.Array, action) -> 
 def random_action(env, env_params, key: jax.Array):
     action = env.action_space(env_params).sample(key)
     return action.astype(jnp.int32) if jnp.issubdtype(action.dtype, jnp.integer) else action
+
+
+def step_into(env, env_params, key: jax.Array, env_state, obs: jax.Array, action,
+              replay: buffer.BufferState) -> tuple[jax.Array, Any, buffer.BufferState]:
+    """One step whose transition goes into ``replay``: ``(obs, env_state, replay)``."""
+    stepped = step(env, env_params, key, env_state, obs, action)
+    replay = buffer.add(replay, jax.tree.map(lambda x: x[None], stepped.transition))
+    return stepped.obs, stepped.env_state, replay
+
+
+def warmup(env, env_params, key: jax.Array, env_state, obs: jax.Array,
+           replay: buffer.BufferState, num_steps: int):
+    """``num_steps`` uniformly random steps into ``replay``: ``(obs, env_state, replay)``."""
+
+    def body(carry, k):
+        obs, env_state, replay = carry
+        key_action, key_env = jax.random.split(k)
+        action = random_action(env, env_params, key_action)
+        return step_into(env, env_params, key_env, env_state, obs, action, replay), None
+
+    (obs, env_state, replay), _ = jax.lax.scan(body, (obs, env_state, replay),
+                                               jax.random.split(key, num_steps))
+    return obs, env_state, replay
 
 
 def evaluate(env, env_params, policy: Callable[[jax.Array, jax.Array], jax.Array],

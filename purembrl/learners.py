@@ -25,7 +25,7 @@ import optax
 from flax import struct
 
 from purembrl import value
-from purembrl.config import check, check_choice, check_int, static
+from purembrl.config import check, check_choice, check_int, check_sizes, static
 from purembrl.networks import ACTIVATIONS, MLP, GaussianActor, ensemble_apply, ensemble_init
 from purembrl.types import Transition
 
@@ -59,10 +59,7 @@ class SACConfig:
     autotune_alpha: bool = static(True)
 
     def __post_init__(self):
-        if not self.hidden_sizes or any(not isinstance(h, int) or h < 1
-                                        for h in self.hidden_sizes):
-            raise ValueError(f"hidden_sizes={self.hidden_sizes!r} is invalid: allowed a "
-                             "non-empty tuple of positive integers")
+        check_sizes("hidden_sizes", self.hidden_sizes)
         check_choice("activation", self.activation, ACTIVATIONS)
         check_int("num_critics", self.num_critics, 1)
         for name in ("actor_lr", "critic_lr", "alpha_lr", "init_alpha"):
@@ -204,10 +201,7 @@ class DQNConfig:
     max_grad_norm: float = 10.0
 
     def __post_init__(self):
-        if not self.hidden_sizes or any(not isinstance(h, int) or h < 1
-                                        for h in self.hidden_sizes):
-            raise ValueError(f"hidden_sizes={self.hidden_sizes!r} is invalid: allowed a "
-                             "non-empty tuple of positive integers")
+        check_sizes("hidden_sizes", self.hidden_sizes)
         check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("loss", self.loss, ("huber", "mse"))
         check_choice("target_update", self.target_update, ("polyak", "periodic"))

@@ -38,7 +38,14 @@ import jax.numpy as jnp
 from flax import struct
 
 from purembrl import buffer, dynamics, envs, interact, rollout
-from purembrl.config import check, check_choice, check_int, resolve_presets, static
+from purembrl.config import (
+    check,
+    check_budget,
+    check_choice,
+    check_int,
+    resolve_presets,
+    static,
+)
 from purembrl.envs import known
 from purembrl.learners import DQNConfig, SACConfig, make_dqn, make_sac
 from purembrl.loop import TrainLoop, as_train
@@ -94,6 +101,7 @@ class Config:
       rollout_schedule: (min_epoch, max_epoch, min_len, max_len), see the module docstring.
       epoch_length: env steps per epoch (schedule and retention).
       model_retain_epochs: epochs of rollouts kept in the model buffer.
+      rollout_chunk: most start states rolled out at once (bounds memory, not results' meaning).
       known_reward / known_termination: use ``purembrl.envs.known``'s functions for this env
         instead of learning them.
       eps_start / eps_end / eps_decay_steps: DQN's exploration schedule (after the warm-up).
@@ -117,6 +125,7 @@ class Config:
     rollout_schedule: tuple[int, int, int, int] | None = static(None)
     epoch_length: int | None = static(None)
     model_retain_epochs: int | None = static(None)
+    rollout_chunk: int = static(10_000)
     known_reward: bool = static(False)
     known_termination: bool | None = static(None)
     eps_start: float = 1.0
@@ -145,7 +154,7 @@ class Config:
         for name in ("total_steps", "eval_every", "eval_episodes", "initial_random_steps",
                      "buffer_size", "batch_size", "model_train_freq", "rollout_freq",
                      "rollouts_per_step", "epoch_length", "model_retain_epochs",
-                     "eps_decay_steps"):
+                     "eps_decay_steps", "rollout_chunk"):
             check_int(name, getattr(self, name), 1)
         check_int("updates_per_step", self.updates_per_step, 0)
         check("real_ratio", self.real_ratio, lambda v: (v >= 0) & (v <= 1), "0 <= real_ratio <= 1")
@@ -155,12 +164,8 @@ class Config:
         if self.eval_every % self.model_train_freq:
             raise ValueError(f"eval_every={self.eval_every} is invalid: allowed a multiple of "
                              f"model_train_freq={self.model_train_freq}")
-        trained = self.total_steps - self.initial_random_steps
-        if trained < self.eval_every or trained % self.eval_every:
-            raise ValueError(
-                f"total_steps={self.total_steps} is invalid: allowed initial_random_steps "
-                f"({self.initial_random_steps}) plus a positive multiple of eval_every "
-                f"({self.eval_every})")
+        check_budget(self.total_steps, self.initial_random_steps, "initial_random_steps",
+                     self.eval_every)
         schedule = self.rollout_schedule
         if (len(schedule) != 4 or any(not isinstance(v, int) for v in schedule)
                 or schedule[0] > schedule[1] or not 1 <= schedule[2] <= schedule[3]):
@@ -224,6 +229,13 @@ def rollout_length(config: Config, env_steps: jax.Array) -> jax.Array:
     return jnp.floor(min_len + frac * (max_len - min_len)).astype(jnp.int32)
 
 
+def make_learner(config: Config, env_spec: interact.EnvSpec):
+    """SAC or DQN, as the config chose, for this environment."""
+    if config.learner == "sac":
+        return make_sac(config.sac, env_spec.obs_dim, env_spec.action_low, env_spec.action_high)
+    return make_dqn(config.dqn, env_spec.obs_dim, env_spec.num_actions)
+
+
 @struct.dataclass
 class MBPOState:
     learner: object
@@ -239,11 +251,7 @@ class MBPOState:
 def make_loop(config: Config) -> TrainLoop:
     env, env_params = envs.make(config.env)
     env_spec = interact.spec(env, env_params)
-    if config.learner == "sac":
-        learner = make_sac(config.sac, env_spec.obs_dim, env_spec.action_low,
-                           env_spec.action_high)
-    else:
-        learner = make_dqn(config.dqn, env_spec.obs_dim, env_spec.num_actions)
+    learner = make_learner(config, env_spec)
     action_dim = env_spec.num_actions
     reward_fn = known.REWARD_FNS[config.env] if config.known_reward else None
     termination_fn = known.TERMINATION_FNS[config.env] if config.known_termination else None
@@ -264,41 +272,44 @@ def make_loop(config: Config) -> TrainLoop:
     def init(key):
         key_learner, key_model, key_reset, key_warm, key_run = jax.random.split(key, 5)
         obs, env_state = env.reset(key_reset, env_params)
+        obs, env_state, env_buffer = interact.warmup(
+            env, env_params, key_warm, env_state, obs.astype(jnp.float32),
+            buffer.init(example, config.buffer_size), config.initial_random_steps)
         model_capacity = config.model_buffer_size if config.model_on else 1
-        carry = MBPOState(
+        return MBPOState(
             learner=learner.init(key_learner),
             model=dynamics.init(key_model, model_config, env_spec.obs_dim, action_dim),
-            env_buffer=buffer.init(example, config.buffer_size),
-            model_buffer=buffer.init(example, model_capacity),
-            obs=obs.astype(jnp.float32), env_state=env_state,
-            env_steps=jnp.zeros((), jnp.int32), key=key_run)
+            env_buffer=env_buffer, model_buffer=buffer.init(example, model_capacity),
+            obs=obs, env_state=env_state,
+            env_steps=jnp.full((), config.initial_random_steps, jnp.int32), key=key_run)
 
-        def warm(carry, key):
-            key_act, key_env = jax.random.split(key)
-            action = interact.random_action(env, env_params, key_act)
-            stepped = interact.step(env, env_params, key_env, carry.env_state, carry.obs, action)
-            return carry.replace(
-                env_buffer=buffer.add(carry.env_buffer, _one(stepped.transition)),
-                obs=stepped.obs, env_state=stepped.env_state,
-                env_steps=carry.env_steps + 1), None
-
-        carry, _ = jax.lax.scan(warm, carry,
-                                jax.random.split(key_warm, config.initial_random_steps))
-        return carry
+    num_starts = config.rollouts_per_step * config.rollout_freq
+    # Rollouts run in chunks of start states: every member of the ensemble sees every start,
+    # so one 100k-start batch would hold [members, 100k, width] activations per layer.
+    chunk = max(d for d in range(1, min(num_starts, config.rollout_chunk) + 1)
+                if num_starts % d == 0)
 
     def branch(carry: MBPOState, key):
         """Rollouts from real start states into the model buffer; returns (carry, stats)."""
         key_start, key_roll = jax.random.split(key)
-        num_starts = config.rollouts_per_step * config.rollout_freq
         starts = buffer.sample(carry.env_buffer, key_start, num_starts).obs
         model_step = dynamics.make_model_step(carry.model, reward_fn=reward_fn,
                                               termination_fn=termination_fn)
         policy = lambda k, obs: explore(carry.learner, k, obs, carry.env_steps)
         horizon = rollout_length(config, carry.env_steps)
-        transitions, valid = rollout.branched_rollout(
-            key_roll, model_step, policy, starts, horizon,
-            max_horizon=config.rollout_schedule[3])
-        flat, mask = rollout.flatten(transitions, valid)
+
+        def one_chunk(inputs):
+            chunk_key, chunk_starts = inputs
+            return rollout.branched_rollout(chunk_key, model_step, policy, chunk_starts,
+                                            horizon, max_horizon=config.rollout_schedule[3])
+
+        num_chunks = num_starts // chunk
+        transitions, valid = jax.lax.map(one_chunk, (
+            jax.random.split(key_roll, num_chunks),
+            starts.reshape(num_chunks, chunk, *starts.shape[1:])))
+        # [chunks, horizon, chunk, ...] -> [horizon, chunks * chunk, ...]
+        merge = lambda x: jnp.moveaxis(x, 0, 1).reshape(x.shape[1], num_starts, *x.shape[3:])
+        flat, mask = rollout.flatten(jax.tree.map(merge, transitions), merge(valid))
         model_buffer = buffer.add(carry.model_buffer, flat, mask)
         stats = {"rollout_length": horizon, "rollouts_added": mask.sum(),
                  "model_reward_mean": jnp.sum(jnp.where(mask, flat.reward, 0.0))
@@ -309,9 +320,9 @@ def make_loop(config: Config) -> TrainLoop:
         """One real step and G learner updates."""
         key_act, key_env, key_update = jax.random.split(key, 3)
         action = explore(carry.learner, key_act, carry.obs[None], carry.env_steps)[0]
-        stepped = interact.step(env, env_params, key_env, carry.env_state, carry.obs, action)
-        carry = carry.replace(env_buffer=buffer.add(carry.env_buffer, _one(stepped.transition)),
-                              obs=stepped.obs, env_state=stepped.env_state,
+        obs, env_state, env_buffer = interact.step_into(env, env_params, key_env, carry.env_state,
+                                                        carry.obs, action, carry.env_buffer)
+        carry = carry.replace(env_buffer=env_buffer, obs=obs, env_state=env_state,
                               env_steps=carry.env_steps + 1)
 
         def update(learner_state, k):
@@ -361,11 +372,6 @@ def make_loop(config: Config) -> TrainLoop:
     return TrainLoop(init=init, step=step, num_iterations=config.num_iterations)
 
 
-def _one(transition):
-    """A single transition as a batch of one."""
-    return jax.tree.map(lambda x: x[None], transition)
-
-
 def make_train(config: Config):
     """``train(key) -> (MBPOState, metrics)``; metrics ``[num_evals]``: ``env_steps``,
     ``eval_return``, ``eval_length``, ``model_buffer_size``, the model's holdout MSE (elites),
@@ -376,10 +382,5 @@ def make_train(config: Config):
 def policy(state: MBPOState, config: Config):
     """The trained deterministic policy as a pure function ``(key, obs [B, d]) -> action``."""
     env, env_params = envs.make(config.env)
-    env_spec = interact.spec(env, env_params)
-    if config.learner == "sac":
-        learner = make_sac(config.sac, env_spec.obs_dim, env_spec.action_low,
-                           env_spec.action_high)
-    else:
-        learner = make_dqn(config.dqn, env_spec.obs_dim, env_spec.num_actions)
+    learner = make_learner(config, interact.spec(env, env_params))
     return lambda key, obs: learner.act(state.learner, key, obs, explore=False)

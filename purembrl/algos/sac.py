@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from purembrl import buffer, envs, interact
-from purembrl.config import check_int, resolve_presets, static
+from purembrl.config import check_budget, check_int, resolve_presets, static
 from purembrl.learners import SACConfig, make_sac
 from purembrl.loop import TrainLoop, as_train
 
@@ -73,12 +73,7 @@ class Config:
         check_int("buffer_size", self.buffer_size, 1)
         check_int("batch_size", self.batch_size, 1)
         check_int("updates_per_step", self.updates_per_step, 0)
-        trained = self.total_steps - self.learning_starts
-        if trained < self.eval_every or trained % self.eval_every:
-            raise ValueError(
-                f"total_steps={self.total_steps} is invalid: allowed learning_starts "
-                f"({self.learning_starts}) plus a positive multiple of eval_every "
-                f"({self.eval_every})")
+        check_budget(self.total_steps, self.learning_starts, "learning_starts", self.eval_every)
 
     @property
     def num_iterations(self) -> int:
@@ -103,28 +98,20 @@ def make_loop(config: Config) -> TrainLoop:
     def init(key):
         key_learner, key_reset, key_warm, key_run = jax.random.split(key, 4)
         obs, env_state = env.reset(key_reset, env_params)
-        carry = SACRunState(
-            learner=learner.init(key_learner),
-            replay=buffer.init(interact.example_transition(env_spec), config.buffer_size),
-            obs=obs.astype(jnp.float32), env_state=env_state,
-            env_steps=jnp.zeros((), jnp.int32), key=key_run)
-
-        def warm(carry, key):
-            key_act, key_env = jax.random.split(key)
-            action = interact.random_action(env, env_params, key_act)
-            stepped = interact.step(env, env_params, key_env, carry.env_state, carry.obs, action)
-            replay = buffer.add(carry.replay, jax.tree.map(lambda x: x[None], stepped.transition))
-            return carry.replace(replay=replay, obs=stepped.obs, env_state=stepped.env_state,
-                                 env_steps=carry.env_steps + 1), None
-
-        carry, _ = jax.lax.scan(warm, carry, jax.random.split(key_warm, config.learning_starts))
-        return carry
+        replay = buffer.init(interact.example_transition(env_spec), config.buffer_size)
+        obs, env_state, replay = interact.warmup(env, env_params, key_warm, env_state,
+                                                 obs.astype(jnp.float32), replay,
+                                                 config.learning_starts)
+        return SACRunState(learner=learner.init(key_learner), replay=replay, obs=obs,
+                           env_state=env_state,
+                           env_steps=jnp.full((), config.learning_starts, jnp.int32),
+                           key=key_run)
 
     def train_step(carry, key):
         key_act, key_env, key_update = jax.random.split(key, 3)
         action = learner.act(carry.learner, key_act, carry.obs[None])[0]
-        stepped = interact.step(env, env_params, key_env, carry.env_state, carry.obs, action)
-        replay = buffer.add(carry.replay, jax.tree.map(lambda x: x[None], stepped.transition))
+        obs, env_state, replay = interact.step_into(env, env_params, key_env, carry.env_state,
+                                                    carry.obs, action, carry.replay)
 
         def update(state, k):
             key_sample, key_learn = jax.random.split(k)
@@ -133,8 +120,8 @@ def make_loop(config: Config) -> TrainLoop:
 
         learner_state, info = jax.lax.scan(
             update, carry.learner, jax.random.split(key_update, config.updates_per_step))
-        carry = carry.replace(learner=learner_state, replay=replay, obs=stepped.obs,
-                              env_state=stepped.env_state, env_steps=carry.env_steps + 1)
+        carry = carry.replace(learner=learner_state, replay=replay, obs=obs,
+                              env_state=env_state, env_steps=carry.env_steps + 1)
         return carry, jax.tree.map(jnp.mean, info)
 
     def step(carry):
