@@ -11,11 +11,10 @@ that is a file) prints one line on stderr and exits with code 2, before anything
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 
 from purembrl import algos
-from purembrl.config import field_types, parse_value
+from purembrl.config import as_dict, field_types, parse_value
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,8 +56,16 @@ def cmd_list() -> int:
         doc = (algo.__doc__ or "").strip().splitlines()[0]
         print(f"{name}: {doc}")
         print(f"  envs: {', '.join(getattr(algo, 'ENVS', ()))}")
-        defaults = {f.name: f.default for f in dataclasses.fields(algo.Config)}
-        print("  defaults: " + ", ".join(f"{k}={v}" for k, v in defaults.items()))
+        if getattr(algo, "PRESETS", None):
+            print(f"  presets: {', '.join(algo.PRESETS)} (other gymnax envs: generic defaults)")
+        defaults = as_dict(algo.Config())  # the default env's preset, resolved
+        flat = {}
+        for key, value in defaults.items():
+            if isinstance(value, dict):
+                flat.update({f"{key}.{k}": v for k, v in value.items()})
+            else:
+                flat[key] = value
+        print("  defaults: " + ", ".join(f"{k}={v}" for k, v in flat.items()))
     return 0
 
 

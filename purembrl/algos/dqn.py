@@ -1,5 +1,6 @@
-"""DQN with double-Q targets (Mnih et al. 2015; van Hasselt et al. 2016), fully jitted: the
-model-free baseline of MBPO's discrete variant.
+"""DQN with double-Q targets (Mnih et al. 2015; van Hasselt et al. 2016), fully jitted.
+
+The model-free baseline of MBPO's discrete variant.
 
 ``learning_starts`` uniformly random steps fill the replay buffer; then each environment step
 acts epsilon-greedily (epsilon decays linearly from ``eps_start`` to ``eps_end`` over

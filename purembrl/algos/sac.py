@@ -20,7 +20,7 @@ from purembrl.config import check_budget, check_int, resolve_presets, static
 from purembrl.learners import SACConfig, make_sac
 from purembrl.loop import TrainLoop, as_train
 
-ENVS = ("Pendulum-v1", "MountainCarContinuous-v0", "ContinuousMountainCar-v0")
+ENVS = ("Pendulum-v1", "MountainCarContinuous-v0")
 
 # Pendulum: a strong baseline rather than the paper's MuJoCo defaults (which learn Pendulum
 # slowly): 256 x 256 swish, Adam 1e-3, tau 0.02, one update per step, 1000 random steps (five
