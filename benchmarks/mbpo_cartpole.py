@@ -1,0 +1,62 @@
+"""MBPO-DQN vs DQN on CartPole-v1: env steps to reach a return of 475, side by side.
+
+    python benchmarks/mbpo_cartpole.py [--seeds 4] [--mbpo-steps 10500] [--dqn-steps 51000]
+
+Both with their presets (``mbpo.Config(env="CartPole-v1")``: learned model, known termination,
+G = 5, real ratio 0.1; ``dqn.Config(env="CartPole-v1")``), evaluated every 500 env steps on 10
+greedy episodes. Prints, per method, the median and IQR of the return at fixed budgets and the
+env steps each seed needs to first reach 475 ("never" within its budget).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import machine  # noqa: E402
+from mbpo_pendulum import at_budget, run, steps_to  # noqa: E402
+
+from purembrl.algos import dqn, mbpo  # noqa: E402
+
+THRESHOLD = 475.0
+BUDGETS = (1000, 2500, 5000, 10000, 25000, 50000)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--mbpo-steps", type=int, default=10_500)
+    parser.add_argument("--dqn-steps", type=int, default=51_000)
+    args = parser.parse_args(argv)
+
+    runs = {
+        "MBPO-DQN": run(mbpo, mbpo.Config(env="CartPole-v1", total_steps=args.mbpo_steps,
+                                          eval_every=500), args.seeds, args.seed),
+        "DQN": run(dqn, dqn.Config(env="CartPole-v1", total_steps=args.dqn_steps,
+                                   eval_every=500), args.seeds, args.seed),
+    }
+    print(f"machine: {machine()}")
+    print(f"CartPole-v1, {args.seeds} seeds; median [IQR] evaluation return (10 episodes)")
+    print(f"{'method':<10}" + "".join(f"{b:>20}" for b in BUDGETS))
+    for name, (metrics, _) in runs.items():
+        cells = []
+        for b in BUDGETS:
+            stat = at_budget(metrics, b)
+            cells.append("-" if stat is None else f"{stat[0]:.0f} [{stat[1]:.0f}, {stat[2]:.0f}]")
+        print(f"{name:<10}" + "".join(f"{c:>20}" for c in cells))
+    print(f"\nenv steps to first reach {THRESHOLD:.0f}")
+    for name, (metrics, seconds) in runs.items():
+        per_seed = steps_to(metrics, THRESHOLD)
+        shown = ", ".join("never" if np.isinf(v) else f"{v:.0f}" for v in per_seed)
+        print(f"  {name:<10} median {np.median(per_seed):>8.0f}   [{shown}]   ({seconds:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
