@@ -361,8 +361,9 @@ def curve(config: Config) -> tuple[str, str]:
     return "episode", "steps_per_episode"
 
 
-def greedy_policy(state: DynaQState, env_name: str = "DynaMaze"):
-    """The learned greedy policy as a pure function ``(key, obs) -> action``."""
-    env, _ = envs.make(env_name)
+def policy(state: DynaQState, config: Config):
+    """The learned greedy policy as a pure function ``(key, obs) -> action`` (random ties),
+    with the same signature as the deep algorithms' ``policy(state, config)``."""
+    env, _ = envs.make(config.env)
     return lambda key, obs: random_argmax(jax.random.uniform(key),
                                           state.q[env.obs_to_index(obs)])
