@@ -14,6 +14,7 @@ ALGORITHMS: dict[str, str] = {
     "sac": "purembrl.algos.sac",
     "dqn": "purembrl.algos.dqn",
     "mbpo": "purembrl.algos.mbpo",
+    "sf_gpi": "purembrl.algos.sf_gpi",
 }
 
 

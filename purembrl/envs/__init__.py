@@ -1,6 +1,7 @@
 """Environments with the gymnax interface, and ``make(name)`` over them and gymnax's registry.
 
-The library's own environments (``DynaMaze``, ``BlockingMaze``, ``ShortcutMaze``) come first;
+The library's own environments (``DynaMaze``, ``BlockingMaze``, ``ShortcutMaze``,
+``FourRoomObjects`` and its 4 x 5 test layout ``FourRoomObjects-small``) come first;
 any other name is passed to ``gymnax.make``. Tabular environments additionally expose
 ``num_states`` and ``obs_to_index(obs)`` (used by the tabular algorithms).
 """
@@ -13,11 +14,14 @@ from typing import Any
 import gymnax
 
 from purembrl.envs.dyna_maze import BlockingMaze, DynaMaze, GridMaze, ShortcutMaze
+from purembrl.envs.four_room_objects import SMALL_LAYOUT, FourRoomObjects
 
 OWN_ENVS: dict[str, Callable[[], Any]] = {
     "DynaMaze": DynaMaze,
     "BlockingMaze": BlockingMaze,
     "ShortcutMaze": ShortcutMaze,
+    "FourRoomObjects": FourRoomObjects,
+    "FourRoomObjects-small": lambda: FourRoomObjects(SMALL_LAYOUT),
 }
 
 
@@ -40,4 +44,5 @@ def is_tabular(env: Any) -> bool:
     return hasattr(env, "num_states") and hasattr(env, "obs_to_index")
 
 
-__all__ = ["BlockingMaze", "DynaMaze", "GridMaze", "ShortcutMaze", "is_tabular", "make", "names"]
+__all__ = ["BlockingMaze", "DynaMaze", "FourRoomObjects", "GridMaze", "ShortcutMaze", "is_tabular",
+           "make", "names"]
