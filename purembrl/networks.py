@@ -70,3 +70,32 @@ class GaussianActor(nn.Module):
         mean, raw = jnp.split(out, 2, axis=-1)
         unit = 0.5 * (jnp.tanh(raw) + 1.0)
         return mean, self.log_std_min + unit * (self.log_std_max - self.log_std_min)
+
+
+class SuccessorHead(nn.Module):
+    """Successor features psi(s, .) for every action: ``[..., num_actions, num_features]``.
+
+    With ``num_states > 0`` the input is a tabular state index and the first layer an embedding
+    (a linear layer on the one-hot state, without building it); with no hidden layers that is a
+    table, initialised to zero like tabular TD. Otherwise the input is an observation vector and
+    the network an MLP. (Barreto et al. 2017's SFDQN uses one psi head of N outputs per action.)
+    """
+
+    num_actions: int
+    num_features: int
+    hidden_sizes: Sequence[int] = ()
+    num_states: int = 0
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        out = self.num_actions * self.num_features
+        hidden = tuple(self.hidden_sizes)
+        if self.num_states:
+            if not hidden:
+                y = nn.Embed(self.num_states, out, embedding_init=nn.initializers.zeros)(x)
+                return y.reshape(*y.shape[:-1], self.num_actions, self.num_features)
+            x = ACTIVATIONS[self.activation](nn.Embed(self.num_states, hidden[0])(x))
+            hidden = hidden[1:]
+        y = MLP(hidden, out, self.activation)(x)
+        return y.reshape(*y.shape[:-1], self.num_actions, self.num_features)

@@ -244,3 +244,34 @@ def test_four_rooms_mdp_matches_gymnax_samples():
         np.testing.assert_allclose(freq, P[3 * 13 + 5, action], atol=0.015)
     # the intended move happens with probability 2/3
     assert P[3 * 13 + 5, 1, 3 * 13 + 6] == pytest.approx(2 / 3)
+
+
+def test_semi_gradient_sf_td_on_a_table_converges_to_closed_form(mdp):
+    """sf_td_loss through the library's psi network (a zero-initialised table: SuccessorHead
+    with an embedding and no hidden layer), expected targets over every (s, a), gradient
+    descent: the fixed point is psi = M phi."""
+    from purembrl.networks import SuccessorHead
+
+    P, _, pi = mdp
+    S, A = pi.shape
+    N = 4
+    phi = jnp.asarray(np.random.default_rng(7).standard_normal((S, A, N)), jnp.float32)
+    P_j, pi_j = jnp.asarray(P, jnp.float32), jnp.asarray(pi, jnp.float32)
+    net = SuccessorHead(A, N, (), num_states=S)
+    params = net.init(jax.random.key(0), jnp.arange(S))
+
+    def loss(params):
+        psi = net.apply(params, jnp.arange(S))  # [S, A, N]
+        next_psi = jnp.einsum("sat,tb,tbn->san", P_j, pi_j, psi)  # E psi(s', a'), a' ~ pi
+        per = jax.vmap(jax.vmap(successor.sf_td_loss, in_axes=(0, 0, 0, None, None)),
+                       in_axes=(0, 0, 0, None, None))(psi, phi, next_psi, jnp.array(False),
+                                                       GAMMA)
+        return per.sum()
+
+    def sgd(params, _):
+        return jax.tree.map(lambda p, g: p - 0.5 * g, params, jax.grad(loss)(params)), None
+
+    params, _ = jax.jit(lambda p: jax.lax.scan(sgd, p, None, length=600))(params)
+    M = successor.sr_closed_form(successor.state_action_chain(P, pi), GAMMA)
+    closed = (M @ np.asarray(phi).reshape(S * A, N)).reshape(S, A, N)
+    np.testing.assert_allclose(net.apply(params, jnp.arange(S)), closed, atol=1e-4)

@@ -15,6 +15,7 @@ ALGORITHMS: dict[str, str] = {
     "dqn": "purembrl.algos.dqn",
     "mbpo": "purembrl.algos.mbpo",
     "sf_gpi": "purembrl.algos.sf_gpi",
+    "sf_policy_iteration": "purembrl.algos.sf_policy_iteration",
 }
 
 
