@@ -14,7 +14,11 @@ The features phi are the environment's (``info["features"]``, as in Barreto et a
 with known features). ``encoding="index"`` feeds psi the tabular state index through an
 embedding: with ``hidden_sizes=()`` psi is a table and the loop is exact policy iteration in the
 limit of many TD updates; ``encoding="obs"`` feeds the observation to an MLP (deep successor
-features). ``lr``, ``gamma`` and ``epsilon`` are pytree leaves.
+features; integer observations one-hot per coordinate). Measured on the 4 x 5 layout (4 seeds):
+the table reaches the optimal return with the defaults; the MLP does with the unnormalised
+convention (psi 1/(1 - g) times larger against the network's initial noise), 256 x 256, lr
+1e-3, 4000 steps and TD updates per round, and not with the normalised one at lr 3e-4.
+``lr``, ``gamma`` and ``epsilon`` are pytree leaves.
 """
 
 from __future__ import annotations
@@ -115,19 +119,31 @@ class PIState:
     key: jax.Array
 
 
+def encode_obs(obs: jax.Array, high: np.ndarray, integer: bool) -> jax.Array:
+    """The network input for ``encoding="obs"``: integer observations (grid coordinates, flags)
+    one-hot per coordinate, concatenated (an MLP fits them far better than raw integers);
+    real-valued ones scaled by the observation space's bound."""
+    if integer:
+        return jnp.concatenate([jax.nn.one_hot(obs[..., i].astype(jnp.int32), int(h) + 1)
+                                for i, h in enumerate(high)], axis=-1)
+    return obs.astype(jnp.float32) / np.maximum(np.abs(high).astype(np.float32), 1.0)
+
+
 def make_loop(config: Config) -> TrainLoop:
     env, env_params = envs.make(config.env)
     A, N = env.num_actions, env.num_features
     true_w = env.task_weights(env_params)
     tabular = config.encoding == "index"
     network = SuccessorHead(A, N, config.hidden_sizes, env.num_states if tabular else 0)
-    scale = np.maximum(np.asarray(env.observation_space(env_params).high, np.float32), 1.0)
+    space = env.observation_space(env_params)
+    high = np.broadcast_to(np.asarray(space.high), space.shape)
+    integer_obs = jnp.issubdtype(space.dtype, jnp.integer)
     optimiser = optax.adam(config.lr)
 
     def encode(obs: jax.Array) -> jax.Array:
         if tabular:
             return env.obs_to_index(obs.astype(jnp.int32))
-        return obs.astype(jnp.float32) / scale
+        return encode_obs(obs, high, integer_obs)
 
     def q_values(params, w, obs):
         return successor.q_from_sf(network.apply(params, encode(obs)), w, config.gamma,
@@ -229,10 +245,13 @@ def policy(state: PIState, config: Config):
     network = SuccessorHead(env.num_actions, env.num_features, config.hidden_sizes,
                             env.num_states if config.encoding == "index" else 0)
 
+    space = env.observation_space(env.default_params)
+    high = np.broadcast_to(np.asarray(space.high), space.shape)
+    integer_obs = jnp.issubdtype(space.dtype, jnp.integer)
+
     def act(obs: jax.Array) -> jax.Array:
         x = (env.obs_to_index(obs.astype(jnp.int32)) if config.encoding == "index"
-             else obs.astype(jnp.float32) / jnp.maximum(env.observation_space(
-                 env.default_params).high, 1.0))
+             else encode_obs(obs, high, integer_obs))
         return jnp.argmax(network.apply(state.policy_params, x) @ state.policy_w).astype(
             jnp.int32)
 
