@@ -30,7 +30,7 @@ from common import machine  # noqa: E402
 
 from purembrl.algos import sf_gpi  # noqa: E402
 
-METHODS = ("sfql", "q_restart", "q_continue")
+METHODS = ("sfql", "sfql_h", "q_restart", "q_continue")
 
 
 def run(method: str, seeds: int, tasks: int, steps: int, env: str):

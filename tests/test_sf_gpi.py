@@ -84,3 +84,30 @@ def test_config_errors():
         sf_gpi.Config(steps_per_task=1000, eval_every=300)
     with pytest.raises(ValueError, match="gamma"):
         sf_gpi.Config(gamma=1.0)
+
+
+def test_sfql_h_fits_features_then_transfers():
+    """SFQL-h: Q-learning on the first h tasks (identical to q_restart with the same key), the
+    fitted phi~(s, a)_j equals task j's reward w_j . phi(s, a) wherever (s, a) was tried, then
+    SF + GPI on phi~."""
+    common = dict(num_tasks=4, steps_per_task=2000, eval_every=1000, **SMALL)
+    h = 2
+    s_h, m_h = jax.jit(sf_gpi.make_train(sf_gpi.Config(method="sfql_h", feature_tasks=h,
+                                                       **common)))(jax.random.key(5))
+    _, m_q = jax.jit(sf_gpi.make_train(sf_gpi.Config(method="q_restart", **common)))(
+        jax.random.key(5))
+    np.testing.assert_array_equal(m_h["reward"][:2 * h], m_q["reward"][:2 * h])
+    assert not np.array_equal(m_h["reward"][2 * h:], m_q["reward"][2 * h:])
+    assert "w_error" not in m_h
+    env, _ = envs.make("FourRoomObjects-small")
+    _, phi, _ = env.tabular_model()
+    sums, counts = np.asarray(s_h.features[..., 0]), np.asarray(s_h.features[..., 1])
+    true_r = phi @ np.asarray(s_h.tasks[:h]).T  # [S, A, h]
+    tried = counts > 0
+    assert tried.sum() > 100
+    np.testing.assert_allclose((sums / np.maximum(counts, 1))[tried], true_r[tried], atol=1e-5)
+    # psi slots of the feature-fitting tasks are never used or written
+    np.testing.assert_array_equal(s_h.psi[:h], 0.0)
+    assert np.abs(np.asarray(s_h.psi[h:])).max() > 0
+    with pytest.raises(ValueError, match="feature_tasks"):
+        sf_gpi.Config(method="sfql_h", num_tasks=3, feature_tasks=5)

@@ -15,7 +15,15 @@ SFQL). On task t the agent
   paper) also the psi of the policy GPI followed, with that policy's own greedy next action
   under its own task's w.
 
-``method`` switches to the paper's baselines, tabular Q-learning restarted at each task
+``method="sfql_h"`` is the paper's SFQL-h: the features are not given but learned. During the
+first h = ``feature_tasks`` tasks the agent runs Q-learning (restarted per task) and fits
+``phi~(s, a) in R^h`` by multi-task least squares of the rewards, ``r_j(s, a) = phi~(s, a) . e_j``
+for task j: with d = h the weights can be fixed to the identity without loss of generality
+(SF and GPI are unchanged by an invertible linear map of the features), which makes the fit
+the per-task mean reward of each (s, a). From task h + 1 on it runs SFQL on phi~, GPI over the
+psi of tasks h+1..t. Being tabular, phi~ knows only the (s, a) seen during the first h tasks.
+
+``method`` also switches to the paper's baselines, tabular Q-learning restarted at each task
 (``"q_restart"``) or continuing across tasks (``"q_continue"``), on the same tasks and keys.
 
 A run is ``num_tasks * steps_per_task`` environment steps; every ``eval_every`` steps the metrics
@@ -38,7 +46,7 @@ from purembrl.config import check, check_choice, check_int, static
 from purembrl.loop import TrainLoop, as_train
 
 ENVS = ("FourRoomObjects", "FourRoomObjects-small")
-METHODS = ("sfql", "q_restart", "q_continue")
+METHODS = ("sfql", "sfql_h", "q_restart", "q_continue")
 
 
 @struct.dataclass
@@ -47,7 +55,10 @@ class Config:
 
     Attributes:
       env: one of ``ENVS`` (tabular, with ``num_features`` and ``task_weights``).
-      method: ``"sfql"`` (SF + GPI), ``"q_restart"`` or ``"q_continue"`` (Q-learning baselines).
+      method: ``"sfql"`` (SF + GPI on the env's features), ``"sfql_h"`` (SF + GPI on features
+        learned from the first ``feature_tasks`` tasks), ``"q_restart"`` or ``"q_continue"``
+        (Q-learning baselines).
+      feature_tasks: h of SFQL-h: tasks learned by Q-learning while the features are fitted.
       num_tasks: tasks in sequence. steps_per_task: environment steps on each task.
       eval_every: steps between records (a divisor of ``steps_per_task``).
       alpha: step size of the psi (or Q) tables. alpha_w: SGD step size of the reward weights.
@@ -60,6 +71,7 @@ class Config:
 
     env: str = static("FourRoomObjects")
     method: str = static("sfql")
+    feature_tasks: int = static(5)
     num_tasks: int = static(20)
     steps_per_task: int = static(20_000)
     eval_every: int = static(2_000)
@@ -77,6 +89,13 @@ class Config:
         check_choice("env", self.env, ENVS)
         check_choice("method", self.method, METHODS)
         check_int("num_tasks", self.num_tasks, 1)
+        check_int("feature_tasks", self.feature_tasks, 1)
+        if self.method == "sfql_h" and self.num_tasks <= self.feature_tasks:
+            raise ValueError(f"num_tasks={self.num_tasks} is invalid with method='sfql_h': "
+                             f"allowed more than feature_tasks={self.feature_tasks}")
+        if self.method == "sfql_h" and not self.learn_w:
+            raise ValueError("learn_w=False is invalid with method='sfql_h': learned features "
+                             "have no true weights; allowed learn_w=True")
         check_int("steps_per_task", self.steps_per_task, 1)
         check_int("eval_every", self.eval_every, 1)
         if isinstance(self.eval_every, int) and self.steps_per_task % self.eval_every:
@@ -103,15 +122,18 @@ class SFState:
     """A transfer run. T tasks, S states, A actions, N features.
 
     Attributes:
-      psi: ``[T, S, A, N]`` successor features per task's policy (SFQL) or ``[1, 1, 1, N]``.
-      q: ``[S, A]`` action values (Q-learning baselines) or ``[1, 1]``.
-      w: ``[T, N]`` learned reward weights per task; tasks: ``[T, N]`` the true ones.
+      psi: ``[T, S, A, D]`` successor features per task's policy (SFQL) or ``[1, 1, 1, D]``;
+        D = N, or h for SFQL-h.
+      q: ``[S, A]`` action values (Q-learning baselines and SFQL-h's first tasks) or ``[1, 1]``.
+      features: SFQL-h's fit ``[S, A, h, 2]`` (sum of rewards, count per task) or ``[1, 1, 1, 2]``.
+      w: ``[T, D]`` learned reward weights per task; tasks: ``[T, N]`` the true ones.
       task: index of the current task. obs, env_state: the environment now.
       t: environment steps so far. key: the run's PRNG key.
     """
 
     psi: jax.Array
     q: jax.Array
+    features: jax.Array
     w: jax.Array
     tasks: jax.Array
     task: jax.Array
@@ -136,37 +158,55 @@ def argmax_random_ties(key: jax.Array, values: jax.Array) -> jax.Array:
 def make_loop(config: Config) -> TrainLoop:
     env, base_params = envs.make(config.env)
     S, A, N = env.num_states, env.num_actions, env.num_features
-    T = config.num_tasks
-    sfql = config.method == "sfql"
+    T, H = config.num_tasks, config.feature_tasks
+    learned_phi = config.method == "sfql_h"
+    sf = config.method in ("sfql", "sfql_h")  # keeps psi tables
+    tabular_q = config.method != "sfql"  # keeps a Q table
+    D = H if learned_phi else N
     slots = jnp.arange(T)
 
     def params_for(weights):
         return base_params.replace(object_weights=weights[:-1], goal_reward=weights[-1])
 
+    def sf_phase(c: SFState) -> jax.Array:
+        """Whether the current task is learned with successor features (bool scalar)."""
+        if learned_phi:
+            return c.task >= H
+        return jnp.asarray(sf)
+
+    def valid_policies(c: SFState) -> jax.Array:
+        return (slots <= c.task) & (slots >= H) if learned_phi else slots <= c.task
+
+    def task_w(c: SFState) -> jax.Array:
+        return c.w[c.task] if config.learn_w else c.tasks[c.task]
+
     def greedy_q(c: SFState, s: jax.Array, w: jax.Array) -> jax.Array:
         """``[A]`` values the behaviour and evaluation policies are greedy for."""
-        if sfql:
-            return successor.gpi_q(c.psi[:, s], w, slots <= c.task)
-        return c.q[s]
+        if not sf:
+            return c.q[s]
+        gpi = successor.gpi_q(c.psi[:, s], w, valid_policies(c))
+        return jnp.where(sf_phase(c), gpi, c.q[s]) if tabular_q else gpi
 
     def init(key: jax.Array) -> SFState:
         key_tasks, key_reset, key = jax.random.split(key, 3)
         tasks = sample_tasks(key_tasks, T, N - 1)
         obs, env_state = env.reset(key_reset, params_for(tasks[0]))
         return SFState(
-            psi=jnp.zeros((T, S, A, N) if sfql else (1, 1, 1, N)),
-            q=jnp.zeros((1, 1) if sfql else (S, A)),
-            w=jnp.zeros((T, N)), tasks=tasks, task=jnp.zeros((), jnp.int32), obs=obs,
+            psi=jnp.zeros((T, S, A, D) if sf else (1, 1, 1, D)),
+            q=jnp.zeros((S, A) if tabular_q else (1, 1)),
+            features=jnp.zeros((S, A, H, 2) if learned_phi else (1, 1, 1, 2)),
+            w=jnp.zeros((T, D)), tasks=tasks, task=jnp.zeros((), jnp.int32), obs=obs,
             env_state=env_state, t=jnp.zeros((), jnp.int32), key=key)
 
     def start_task(c: SFState, task: jax.Array) -> SFState:
-        """New task: fresh episode; psi_t from psi_{t-1} (SFQL); Q zeroed (``q_restart``)."""
+        """New task: fresh episode; psi_t from psi_{t-1} (SFQL); Q zeroed (``q_restart``,
+        SFQL-h's first tasks)."""
         key, key_reset = jax.random.split(c.key)
         obs, env_state = env.reset(key_reset, params_for(c.tasks[task]))
         psi = c.psi
-        if sfql:
+        if sf:  # (SFQL-h's slots before H stay zero, so its first psi starts from zero)
             psi = psi.at[task].set(psi[jnp.maximum(task - 1, 0)])
-        q = jnp.zeros_like(c.q) if config.method == "q_restart" else c.q
+        q = jnp.zeros_like(c.q) if config.method in ("q_restart", "sfql_h") else c.q
         return c.replace(psi=psi, q=q, task=task, obs=obs, env_state=env_state, key=key)
 
     def psi_delta(psi, i, s, a, phi, s_next, a_next, terminated):
@@ -178,46 +218,60 @@ def make_loop(config: Config) -> TrainLoop:
     def env_step(c: SFState, _) -> tuple[SFState, jax.Array]:
         key, key_explore, key_random, key_tie, key_env = jax.random.split(c.key, 5)
         params = params_for(c.tasks[c.task])
-        w = c.w[c.task] if config.learn_w else c.tasks[c.task]
+        w = task_w(c)
+        use_sf = sf_phase(c)
         s = env.obs_to_index(c.obs)
         greedy = argmax_random_ties(key_tie, greedy_q(c, s, w))
         explore = jax.random.uniform(key_explore) < config.epsilon
         a = jnp.where(explore, jax.random.randint(key_random, (), 0, A), greedy)
         obs, env_state, r, terminated, _, info = env.step(key_env, c.env_state, a, params)
-        phi = info["features"]
         s_next = env.obs_to_index(info["final_observation"])
+        features = c.features
+        if learned_phi:
+            # phi~(s, a): per-task mean reward over the first H tasks (multi-task least squares
+            # with identity weights); recorded while the task is one of those H
+            sums, counts = c.features[s, a, :, 0], c.features[s, a, :, 1]
+            phi = sums / jnp.maximum(counts, 1.0)
+            record = jnp.where(use_sf, 0.0, 1.0) * jnp.stack([r, 1.0])
+            features = c.features.at[s, a, jnp.minimum(c.task, H - 1)].add(record)
+        else:
+            phi = info["features"]
         w_row = successor.reward_weights_sgd(c.w[c.task], phi, r, config.alpha_w)
+        if learned_phi:  # phi~ is still being fitted during the first H tasks
+            w_row = jnp.where(use_sf, w_row, c.w[c.task])
         learned = c.w.at[c.task].set(w_row)
         w = w_row if config.learn_w else w
-        if sfql:
+        psi, q = c.psi, c.q
+        if sf:
             # every read of the old table comes before the one write, so XLA updates it in
             # place (a read after a write keeps both versions alive: a full copy per step)
-            valid = slots <= c.task
+            valid = valid_policies(c)
+            on = use_sf.astype(jnp.float32)
             a_next = successor.gpi_action(c.psi[:, s_next], w, valid)
             chosen = successor.gpi_policy_index(c.psi[:, s], w, valid)
             w_chosen = learned[chosen] if config.learn_w else c.tasks[chosen]
             a_own = jnp.argmax(c.psi[chosen, s_next] @ w_chosen)
-            delta = psi_delta(c.psi, c.task, s, a, phi, s_next, a_next, terminated)
+            delta = on * psi_delta(c.psi, c.task, s, a, phi, s_next, a_next, terminated)
             if config.update_gpi_policy:
                 # the followed policy's own TD step; zero when GPI followed the current one
-                other = (chosen != c.task).astype(jnp.float32) * psi_delta(
+                other = on * (chosen != c.task).astype(jnp.float32) * psi_delta(
                     c.psi, chosen, s, a, phi, s_next, a_own, terminated)
                 rows = jnp.stack([c.task, chosen])
                 psi = c.psi.at[rows, s, a].add(jnp.stack([delta, other]))
             else:
                 psi = c.psi.at[c.task, s, a].add(delta)
-            q = c.q
-        else:
-            psi = c.psi
+        if tabular_q:
+            off = 1.0 - use_sf.astype(jnp.float32) if sf else 1.0
             cont = 1.0 - terminated.astype(jnp.float32)
             target = r + config.gamma * cont * jnp.max(c.q[s_next])
-            q = c.q.at[s, a].add(config.alpha * (target - c.q[s, a]))
-        c = c.replace(psi=psi, q=q, w=learned, obs=obs, env_state=env_state, t=c.t + 1, key=key)
+            q = c.q.at[s, a].add(off * config.alpha * (target - c.q[s, a]))
+        c = c.replace(psi=psi, q=q, features=features, w=learned, obs=obs, env_state=env_state,
+                      t=c.t + 1, key=key)
         return c, r
 
     def evaluate(c: SFState, key: jax.Array) -> jax.Array:
         params = params_for(c.tasks[c.task])
-        w = c.w[c.task] if config.learn_w else c.tasks[c.task]
+        w = task_w(c)
 
         def episode(key):
             key_reset, key_run = jax.random.split(key)
@@ -245,9 +299,11 @@ def make_loop(config: Config) -> TrainLoop:
         c, rewards = jax.lax.scan(env_step, c, None, length=config.eval_every)
         key, key_eval = jax.random.split(c.key)
         c = c.replace(key=key)
-        w_error = jnp.max(jnp.abs(c.w[c.task] - c.tasks[c.task]))
-        return c, {"env_steps": c.t, "task": c.task, "reward": rewards.sum(),
-                   "eval_return": evaluate(c, key_eval), "w_error": w_error}
+        metrics = {"env_steps": c.t, "task": c.task, "reward": rewards.sum(),
+                   "eval_return": evaluate(c, key_eval)}
+        if not learned_phi:  # learned features have no true weights to compare with
+            metrics["w_error"] = jnp.max(jnp.abs(c.w[c.task] - c.tasks[c.task]))
+        return c, metrics
 
     return TrainLoop(init=init, step=step, num_iterations=config.num_iterations)
 
@@ -261,12 +317,18 @@ def policy(state: SFState, config: Config):
     """The greedy policy on the current task: ``obs -> action`` (GPI for SFQL)."""
     env, _ = envs.make(config.env)
     slots = jnp.arange(config.num_tasks)
+    H = config.feature_tasks
 
     def act(obs: jax.Array) -> jax.Array:
         s = env.obs_to_index(obs.astype(jnp.int32))
-        if config.method == "sfql":
+        q = state.q[s] if config.method != "sfql" else None
+        if config.method in ("sfql", "sfql_h"):
             w = state.w[state.task] if config.learn_w else state.tasks[state.task]
-            return successor.gpi_action(state.psi[:, s], w, slots <= state.task)
-        return jnp.argmax(state.q[s]).astype(jnp.int32)
+            valid = slots <= state.task
+            if config.method == "sfql_h":
+                valid = valid & (slots >= H)
+            gpi = successor.gpi_q(state.psi[:, s], w, valid)
+            q = gpi if q is None else jnp.where(state.task >= H, gpi, q)
+        return jnp.argmax(q).astype(jnp.int32)
 
     return act
