@@ -12,4 +12,6 @@ def test_readme_python_example_runs(capsys):
         exec(compile(block, "README.md", "exec"), {})
     out = capsys.readouterr().out
     assert "(8, 20)" in out
-    assert out.strip().splitlines()[-1].endswith(" 768")  # 256 branches x 3 steps, all valid
+    lines = out.strip().splitlines()
+    assert any(line.endswith(" 768") for line in lines)  # 256 branches x 3 steps, all valid
+    assert lines[-1].startswith("(6, 4, 2) [")  # Q of 4 policies; GPI actions for 6 states
