@@ -168,24 +168,17 @@ def make_loop(config: Config) -> TrainLoop:
     def params_for(weights):
         return base_params.replace(object_weights=weights[:-1], goal_reward=weights[-1])
 
-    def sf_phase(c: SFState) -> jax.Array:
-        """Whether the current task is learned with successor features (bool scalar)."""
-        if learned_phi:
-            return c.task >= H
-        return jnp.asarray(sf)
-
     def valid_policies(c: SFState) -> jax.Array:
         return (slots <= c.task) & (slots >= H) if learned_phi else slots <= c.task
 
     def task_w(c: SFState) -> jax.Array:
         return c.w[c.task] if config.learn_w else c.tasks[c.task]
 
-    def greedy_q(c: SFState, s: jax.Array, w: jax.Array) -> jax.Array:
+    def greedy_q(c: SFState, s: jax.Array, w: jax.Array, use_sf: bool) -> jax.Array:
         """``[A]`` values the behaviour and evaluation policies are greedy for."""
-        if not sf:
-            return c.q[s]
-        gpi = successor.gpi_q(c.psi[:, s], w, valid_policies(c))
-        return jnp.where(sf_phase(c), gpi, c.q[s]) if tabular_q else gpi
+        if use_sf:
+            return successor.gpi_q(c.psi[:, s], w, valid_policies(c))
+        return c.q[s]
 
     def init(key: jax.Array) -> SFState:
         key_tasks, key_reset, key = jax.random.split(key, 3)
@@ -215,61 +208,65 @@ def make_loop(config: Config) -> TrainLoop:
                                      config.normalised)
         return config.alpha * (target - psi[i, s, a])
 
-    def env_step(c: SFState, _) -> tuple[SFState, jax.Array]:
+    def env_step(c: SFState, use_sf: bool) -> tuple[SFState, jax.Array]:
+        """One environment step, learning with psi tables (``use_sf``) or a Q table. The two
+        are separate traces so that each touches only its own tables: a step that both reads
+        and writes a large table may make XLA copy it every step."""
         key, key_explore, key_random, key_tie, key_env = jax.random.split(c.key, 5)
         params = params_for(c.tasks[c.task])
         w = task_w(c)
-        use_sf = sf_phase(c)
         s = env.obs_to_index(c.obs)
-        greedy = argmax_random_ties(key_tie, greedy_q(c, s, w))
+        greedy = argmax_random_ties(key_tie, greedy_q(c, s, w, use_sf))
         explore = jax.random.uniform(key_explore) < config.epsilon
         a = jnp.where(explore, jax.random.randint(key_random, (), 0, A), greedy)
         obs, env_state, r, terminated, _, info = env.step(key_env, c.env_state, a, params)
         s_next = env.obs_to_index(info["final_observation"])
-        features = c.features
-        if learned_phi:
-            # phi~(s, a): per-task mean reward over the first H tasks (multi-task least squares
-            # with identity weights); recorded while the task is one of those H
-            sums, counts = c.features[s, a, :, 0], c.features[s, a, :, 1]
-            phi = sums / jnp.maximum(counts, 1.0)
-            record = jnp.where(use_sf, 0.0, 1.0) * jnp.stack([r, 1.0])
-            features = c.features.at[s, a, jnp.minimum(c.task, H - 1)].add(record)
+        psi, q, features, learned = c.psi, c.q, c.features, c.w
+        if learned_phi and not use_sf:
+            # fit phi~ on the first H tasks: per-task sums and counts of rewards at (s, a)
+            # (multi-task least squares with identity weights)
+            features = c.features.at[s, a, c.task].add(jnp.stack([r, 1.0]))
+        if use_sf:
+            if learned_phi:
+                fit = c.features[s, a]  # [H, 2]
+                phi = fit[:, 0] / jnp.maximum(fit[:, 1], 1.0)
+            else:
+                phi = info["features"]
         else:
-            phi = info["features"]
-        w_row = successor.reward_weights_sgd(c.w[c.task], phi, r, config.alpha_w)
-        if learned_phi:  # phi~ is still being fitted during the first H tasks
-            w_row = jnp.where(use_sf, w_row, c.w[c.task])
-        learned = c.w.at[c.task].set(w_row)
-        w = w_row if config.learn_w else w
-        psi, q = c.psi, c.q
-        if sf:
+            phi = info["features"] if not learned_phi else None
+        if phi is not None:
+            w_row = successor.reward_weights_sgd(c.w[c.task], phi, r, config.alpha_w)
+            learned = c.w.at[c.task].set(w_row)
+            w = w_row if config.learn_w else w
+        if use_sf:
             # every read of the old table comes before the one write, so XLA updates it in
             # place (a read after a write keeps both versions alive: a full copy per step)
             valid = valid_policies(c)
-            on = use_sf.astype(jnp.float32)
             a_next = successor.gpi_action(c.psi[:, s_next], w, valid)
             chosen = successor.gpi_policy_index(c.psi[:, s], w, valid)
             w_chosen = learned[chosen] if config.learn_w else c.tasks[chosen]
             a_own = jnp.argmax(c.psi[chosen, s_next] @ w_chosen)
-            delta = on * psi_delta(c.psi, c.task, s, a, phi, s_next, a_next, terminated)
+            delta = psi_delta(c.psi, c.task, s, a, phi, s_next, a_next, terminated)
             if config.update_gpi_policy:
                 # the followed policy's own TD step; zero when GPI followed the current one
-                other = on * (chosen != c.task).astype(jnp.float32) * psi_delta(
+                other = (chosen != c.task).astype(jnp.float32) * psi_delta(
                     c.psi, chosen, s, a, phi, s_next, a_own, terminated)
                 rows = jnp.stack([c.task, chosen])
                 psi = c.psi.at[rows, s, a].add(jnp.stack([delta, other]))
             else:
                 psi = c.psi.at[c.task, s, a].add(delta)
-        if tabular_q:
-            off = 1.0 - use_sf.astype(jnp.float32) if sf else 1.0
+        else:
             cont = 1.0 - terminated.astype(jnp.float32)
             target = r + config.gamma * cont * jnp.max(c.q[s_next])
-            q = c.q.at[s, a].add(off * config.alpha * (target - c.q[s, a]))
+            q = c.q.at[s, a].add(config.alpha * (target - c.q[s, a]))
         c = c.replace(psi=psi, q=q, features=features, w=learned, obs=obs, env_state=env_state,
                       t=c.t + 1, key=key)
         return c, r
 
-    def evaluate(c: SFState, key: jax.Array) -> jax.Array:
+    def run_steps(c: SFState, use_sf: bool) -> tuple[SFState, jax.Array]:
+        return jax.lax.scan(lambda c, _: env_step(c, use_sf), c, None, length=config.eval_every)
+
+    def evaluate(c: SFState, key: jax.Array, use_sf: bool) -> jax.Array:
         params = params_for(c.tasks[c.task])
         w = task_w(c)
 
@@ -280,7 +277,7 @@ def make_loop(config: Config) -> TrainLoop:
             def body(x):
                 obs, env_state, key, length, _, ret = x
                 key, key_tie, key_env = jax.random.split(key, 3)
-                a = argmax_random_ties(key_tie, greedy_q(c, env.obs_to_index(obs), w))
+                a = argmax_random_ties(key_tie, greedy_q(c, env.obs_to_index(obs), w, use_sf))
                 obs, env_state, r, term, trunc, _ = env.step(key_env, env_state, a, params)
                 return obs, env_state, key, length + 1, term | trunc, ret + r
 
@@ -292,15 +289,23 @@ def make_loop(config: Config) -> TrainLoop:
 
         return jax.vmap(episode)(jax.random.split(key, config.eval_episodes)).mean()
 
+    def iteration(c: SFState, use_sf: bool):
+        c, rewards = run_steps(c, use_sf)
+        key, key_eval = jax.random.split(c.key)
+        c = c.replace(key=key)
+        return c, rewards, evaluate(c, key_eval, use_sf)
+
     def step(c: SFState) -> tuple[SFState, dict[str, jax.Array]]:
         task = (c.t // config.steps_per_task).astype(jnp.int32)
         c = jax.lax.cond((c.t % config.steps_per_task == 0) & (c.t > 0),
                          lambda c: start_task(c, task), lambda c: c, c)
-        c, rewards = jax.lax.scan(env_step, c, None, length=config.eval_every)
-        key, key_eval = jax.random.split(c.key)
-        c = c.replace(key=key)
+        if learned_phi:  # Q-learning while phi~ is fitted (the first H tasks), then SFQL
+            c, rewards, ret = jax.lax.cond(
+                c.task < H, lambda c: iteration(c, False), lambda c: iteration(c, True), c)
+        else:
+            c, rewards, ret = iteration(c, sf)
         metrics = {"env_steps": c.t, "task": c.task, "reward": rewards.sum(),
-                   "eval_return": evaluate(c, key_eval)}
+                   "eval_return": ret}
         if not learned_phi:  # learned features have no true weights to compare with
             metrics["w_error"] = jnp.max(jnp.abs(c.w[c.task] - c.tasks[c.task]))
         return c, metrics
