@@ -49,3 +49,13 @@ def test_presets_and_action_space_checks():
         dqn.Config(env="Pendulum-v1")
     with pytest.raises(ValueError, match="total_steps=2500 is invalid"):
         sac.Config(env="Pendulum-v1", total_steps=2500, eval_every=1000)
+
+
+def test_dqn_train_every_sets_the_replay_ratio():
+    config = dqn.Config(env="CartPole-v1", total_steps=1400, eval_every=200, learning_starts=200,
+                        train_every=4, updates_per_step=2, eval_episodes=1)
+    state, metrics = jax.jit(dqn.make_train(config))(jax.random.key(0))
+    assert int(state.learner.steps) == 1200 // 4 * 2
+    assert np.isfinite(np.asarray(metrics["q_loss"])).all()
+    with pytest.raises(ValueError, match="train_every"):
+        dqn.Config(env="CartPole-v1", train_every=0)

@@ -5,8 +5,9 @@ The model-free baseline of MBPO's discrete variant.
 ``learning_starts`` uniformly random steps fill the replay buffer; then each environment step
 acts epsilon-greedily (epsilon decays linearly from ``eps_start`` to ``eps_end`` over
 ``eps_decay_steps`` steps after ``learning_starts``), stores the transition and takes
-``updates_per_step`` DQN updates. Every ``eval_every`` steps the greedy policy is evaluated on
-``eval_episodes`` fresh episodes.
+``updates_per_step`` DQN updates every ``train_every`` steps (a replay ratio below one update
+per step, as in purejaxrl's and CleanRL's DQN, needs ``train_every > 1``). Every
+``eval_every`` steps the greedy policy is evaluated on ``eval_episodes`` fresh episodes.
 
 Fields left ``None`` come from the env's preset in ``PRESETS`` (or ``GENERIC``).
 """
@@ -50,6 +51,7 @@ class Config:
       eval_episodes: episodes per evaluation.
       learning_starts: uniformly random steps before learning.
       buffer_size: replay capacity. batch_size: minibatch. updates_per_step: G.
+      train_every: environment steps between learner updates (G updates each time).
       eps_start, eps_end, eps_decay_steps: the exploration schedule.
       dqn: the learner's hyperparameters (``purembrl.learners.DQNConfig``).
     """
@@ -62,6 +64,7 @@ class Config:
     buffer_size: int | None = static(None)
     batch_size: int | None = static(None)
     updates_per_step: int | None = static(None)
+    train_every: int = static(1)
     eps_start: float = 1.0
     eps_end: float = 0.05
     eps_decay_steps: int | None = static(None)
@@ -80,6 +83,7 @@ class Config:
         check_int("buffer_size", self.buffer_size, 1)
         check_int("batch_size", self.batch_size, 1)
         check_int("updates_per_step", self.updates_per_step, 0)
+        check_int("train_every", self.train_every, 1)
         check_int("eps_decay_steps", self.eps_decay_steps, 1)
         check_budget(self.total_steps, self.learning_starts, "learning_starts", self.eval_every)
 
@@ -131,11 +135,21 @@ def make_loop(config: Config) -> TrainLoop:
             batch = buffer.sample(replay, key_sample, config.batch_size)
             return learner.update(state, batch, key_learn)
 
-        learner_state, info = jax.lax.scan(
-            update, carry.learner, jax.random.split(key_update, config.updates_per_step))
+        def updates(learner_state):
+            return jax.lax.scan(update, learner_state,
+                                jax.random.split(key_update, config.updates_per_step))
+
+        if config.train_every == 1:
+            learner_state, info = updates(carry.learner)
+        else:
+            skipped = jax.tree.map(lambda x: jnp.full(x.shape, jnp.nan, x.dtype),
+                                   jax.eval_shape(updates, carry.learner)[1])
+            learner_state, info = jax.lax.cond(
+                carry.env_steps % config.train_every == 0, updates,
+                lambda s: (s, skipped), carry.learner)
         carry = carry.replace(learner=learner_state, replay=replay, obs=obs,
                               env_state=env_state, env_steps=carry.env_steps + 1)
-        return carry, jax.tree.map(jnp.mean, info)
+        return carry, jax.tree.map(jnp.mean, info)  # NaN on steps without updates
 
     def step(carry):
         key, key_steps, key_eval = jax.random.split(carry.key, 3)
@@ -145,7 +159,7 @@ def make_loop(config: Config) -> TrainLoop:
         eval_return, eval_length = interact.evaluate(env, env_params, policy, key_eval,
                                                      config.eval_episodes, env_spec.max_steps)
         metrics = {"env_steps": carry.env_steps, "eval_return": eval_return,
-                   "eval_length": eval_length, **jax.tree.map(jnp.mean, info)}
+                   "eval_length": eval_length, **jax.tree.map(jnp.nanmean, info)}
         return carry, metrics
 
     return TrainLoop(init=init, step=step, num_iterations=config.num_iterations)

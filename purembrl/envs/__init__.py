@@ -1,7 +1,8 @@
 """Environments with the gymnax interface, and ``make(name)`` over them and gymnax's registry.
 
 The library's own environments (``DynaMaze``, ``BlockingMaze``, ``ShortcutMaze``,
-``FourRoomObjects`` and its 4 x 5 test layout ``FourRoomObjects-small``) come first;
+``FourRoomObjects`` and its 4 x 5 test layout ``FourRoomObjects-small``, the goal-conditioned
+``PointMaze-{open,umaze,four_rooms}``) come first;
 any other name is passed to ``gymnax.make``. Tabular environments additionally expose
 ``num_states`` and ``obs_to_index(obs)`` (used by the tabular algorithms).
 """
@@ -15,6 +16,7 @@ import gymnax
 
 from purembrl.envs.dyna_maze import BlockingMaze, DynaMaze, GridMaze, ShortcutMaze
 from purembrl.envs.four_room_objects import SMALL_LAYOUT, FourRoomObjects
+from purembrl.envs.point_maze import PointMaze
 
 OWN_ENVS: dict[str, Callable[[], Any]] = {
     "DynaMaze": DynaMaze,
@@ -22,6 +24,9 @@ OWN_ENVS: dict[str, Callable[[], Any]] = {
     "ShortcutMaze": ShortcutMaze,
     "FourRoomObjects": FourRoomObjects,
     "FourRoomObjects-small": lambda: FourRoomObjects(SMALL_LAYOUT),
+    "PointMaze-open": lambda: PointMaze("open"),
+    "PointMaze-umaze": lambda: PointMaze("umaze"),
+    "PointMaze-four_rooms": lambda: PointMaze("four_rooms"),
 }
 
 
@@ -44,5 +49,5 @@ def is_tabular(env: Any) -> bool:
     return hasattr(env, "num_states") and hasattr(env, "obs_to_index")
 
 
-__all__ = ["BlockingMaze", "DynaMaze", "FourRoomObjects", "GridMaze", "ShortcutMaze", "is_tabular",
-           "make", "names"]
+__all__ = ["BlockingMaze", "DynaMaze", "FourRoomObjects", "GridMaze", "PointMaze", "ShortcutMaze",
+           "is_tabular", "make", "names"]
