@@ -16,6 +16,7 @@ ALGORITHMS: dict[str, str] = {
     "mbpo": "purembrl.algos.mbpo",
     "sf_gpi": "purembrl.algos.sf_gpi",
     "sf_policy_iteration": "purembrl.algos.sf_policy_iteration",
+    "c_learning": "purembrl.algos.c_learning",
 }
 
 

@@ -1,0 +1,316 @@
+"""Goal-conditioned C-learning (Eysenbach, Salakhutdinov & Levine 2021), and contrastive RL.
+
+The critic is a classifier of futures: ``C(s, a, g)`` says whether g is a future state of
+(s, a) or a state from a marginal, so ``C / (1 - C) = p_fut^pi(g | s, a) / p(g)`` and its logit
+is the log density ratio. The actor maximises it: ``a = argmax_a log p_fut^pi(g | s, a)`` up to
+a term that does not depend on a. No reward is used.
+
+Each iteration collects ``episodes_per_iteration`` fixed-length episodes (fresh goals, the
+stochastic policy; ``initial_episodes`` uniformly random ones first) into a trajectory buffer
+``[capacity_episodes, episode_length]``, then takes ``updates_per_iteration`` gradient steps on
+minibatches of transitions (s, a, s') with relabelled goals:
+
+* ``critic="td"`` (C-learning, off-policy, ``classifier.td_classifier_loss``): twin classifier
+  critics; the next state is the positive (weight 1 - g); a goal drawn from the relabelling
+  mixture (``future_prob`` a future state of the same episode at a Geometric(1 - g) offset,
+  else a random state of the buffer) gets the bootstrapped weight from the target critics at
+  (s', a' ~ pi(s', g), g) (minimum over the two). Polyak-averaged targets.
+* ``critic="infonce"`` (contrastive RL, Eysenbach et al. 2022): ``logit = phi(s, a) . psi(g)``
+  with future-state goals, the other goals of the minibatch as negatives
+  (``classifier.infonce_loss``). Monte Carlo, so on-policy in spirit.
+
+The actor (squashed Gaussian) minimises ``alpha log pi(a|s, g) - min_i logit_i(s, a, g)`` on
+goals drawn from the same mixture, with a fixed entropy coefficient ``alpha``. Evaluation runs
+the mean action on ``eval_episodes`` fresh goals: ``success_rate`` (the goal was reached at
+some step), ``final_distance`` and ``eval_return`` (steps spent within the success radius).
+``actor_lr``, ``critic_lr``, ``gamma``, ``tau`` and ``alpha`` are pytree leaves.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from purembrl import classifier, envs, value
+from purembrl.config import check, check_choice, check_int, check_sizes, static
+from purembrl.learners import squashed_gaussian
+from purembrl.loop import TrainLoop, as_train
+from purembrl.networks import MLP, GaussianActor
+
+ENVS = ("PointMaze-open", "PointMaze-umaze", "PointMaze-four_rooms")
+CRITICS = ("td", "infonce")
+
+
+@struct.dataclass
+class Config:
+    """C-learning settings (defaults: a small point-maze run; the paper's are larger).
+
+    Attributes:
+      env: a goal-conditioned environment (``ENVS``).
+      critic: ``"td"`` (C-learning) or ``"infonce"`` (contrastive RL).
+      num_iterations: collect-then-train rounds (one evaluation each).
+      initial_episodes: uniformly random episodes collected before the first round.
+      episodes_per_iteration: episodes collected per round (in parallel).
+      updates_per_iteration: gradient steps per round. batch_size: transitions per step.
+      capacity_episodes: episodes the buffer holds (oldest overwritten).
+      hidden_sizes: actor and critic layers. repr_dim: InfoNCE representation size.
+      actor_lr, critic_lr: Adam step sizes. gamma: discount of the future distribution.
+      tau: Polyak rate of the target critics. alpha: entropy coefficient of the actor.
+      future_prob: share of relabelled goals that are future states (else random states).
+      max_weight: optional clip of the TD weight w (None: unbiased).
+      eval_episodes: fresh-goal episodes per evaluation.
+    """
+
+    env: str = static("PointMaze-open")
+    critic: str = static("td")
+    num_iterations: int = static(20)
+    initial_episodes: int = static(20)
+    episodes_per_iteration: int = static(4)
+    updates_per_iteration: int = static(100)
+    batch_size: int = static(256)
+    capacity_episodes: int = static(1000)
+    hidden_sizes: tuple = static((128, 128))
+    repr_dim: int = static(32)
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    gamma: float = 0.9
+    tau: float = 0.01
+    alpha: float = 0.01
+    future_prob: float = 0.5
+    max_weight: float | None = static(None)
+    eval_episodes: int = static(20)
+
+    def __post_init__(self):
+        check_choice("env", self.env, ENVS)
+        check_choice("critic", self.critic, CRITICS)
+        for name in ("num_iterations", "initial_episodes", "episodes_per_iteration",
+                     "updates_per_iteration", "batch_size", "capacity_episodes", "repr_dim",
+                     "eval_episodes"):
+            check_int(name, getattr(self, name), 1)
+        check_sizes("hidden_sizes", self.hidden_sizes)
+        if (isinstance(self.initial_episodes, int)
+                and self.initial_episodes > self.capacity_episodes):
+            raise ValueError(f"initial_episodes={self.initial_episodes} is invalid: allowed at "
+                             f"most capacity_episodes={self.capacity_episodes}")
+        check("actor_lr", self.actor_lr, lambda v: v > 0, "actor_lr > 0")
+        check("critic_lr", self.critic_lr, lambda v: v > 0, "critic_lr > 0")
+        check("gamma", self.gamma, lambda v: (v > 0) & (v < 1), "0 < gamma < 1")
+        check("tau", self.tau, lambda v: (v > 0) & (v <= 1), "0 < tau <= 1")
+        check("alpha", self.alpha, lambda v: v >= 0, "alpha >= 0")
+        check("future_prob", self.future_prob, lambda v: (v >= 0) & (v <= 1),
+              "0 <= future_prob <= 1")
+        if self.max_weight is not None:
+            check("max_weight", self.max_weight, lambda v: v > 0, "max_weight > 0 or None")
+
+
+def curve(config: Config) -> tuple[str, str]:
+    return ("env_steps", "success_rate")
+
+
+class Episodes(NamedTuple):
+    """Trajectories ``[capacity, L, ...]``: state part of obs, action, state part of next obs,
+    and the episode's commanded goal."""
+
+    state: jax.Array
+    action: jax.Array
+    next_state: jax.Array
+    goal: jax.Array
+
+
+@struct.dataclass
+class CState:
+    actor: object
+    critic: object
+    target_critic: object
+    actor_opt: object
+    critic_opt: object
+    episodes: Episodes
+    num_episodes: jax.Array  # episodes ever stored
+    env_steps: jax.Array
+    key: jax.Array
+
+
+def make_loop(config: Config) -> TrainLoop:
+    env, env_params = envs.make(config.env)
+    L = int(env_params.max_steps_in_episode)
+    G = 2  # goal (and achieved-state) dimension of the point maze
+    action_dim = env.action_space(env_params).shape[0]
+    td = config.critic == "td"
+    actor_net = GaussianActor(config.hidden_sizes, action_dim)
+    if td:
+        critic_net = MLP(config.hidden_sizes, 2)  # twin logits of C(s, a, g)
+    else:
+        sa_net = MLP(config.hidden_sizes, config.repr_dim)
+        g_net = MLP(config.hidden_sizes, config.repr_dim)
+    actor_opt = optax.adam(config.actor_lr)
+    critic_opt = optax.adam(config.critic_lr)
+
+    def logits(params, state, action, goal):
+        """``[2, B]`` classifier logits (TD) or the ``[B, B]`` InfoNCE matrix."""
+        if td:
+            return critic_net.apply(params, jnp.concatenate([state, action, goal], -1)).T
+        rep_sa = sa_net.apply(params["sa"], jnp.concatenate([state, action], -1))
+        rep_g = g_net.apply(params["g"], goal)
+        return rep_sa @ rep_g.T
+
+    def pair_logits(params, state, action, goal):
+        """``[B]`` logits of matched (s, a, g) rows (the lower twin for TD)."""
+        if td:
+            return logits(params, state, action, goal).min(0)
+        rep_sa = sa_net.apply(params["sa"], jnp.concatenate([state, action], -1))
+        return jnp.sum(rep_sa * g_net.apply(params["g"], goal), -1)
+
+    def policy_dist(params, state, goal):
+        mean, log_std = actor_net.apply(params, jnp.concatenate([state, goal], -1))
+        return squashed_gaussian(mean, log_std)
+
+    def collect(actor, key, num, random):
+        """``num`` fresh episodes in parallel: an ``Episodes`` of ``[num, L, ...]``."""
+        key_reset, key_run = jax.random.split(key)
+        obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(
+            jax.random.split(key_reset, num), env_params)
+
+        def body(carry, k):
+            obs, env_state = carry
+            key_act, key_env = jax.random.split(k)
+            state, goal = env.achieved_goal(obs), env.desired_goal(obs)
+            if random:
+                action = jax.random.uniform(key_act, (num, action_dim), minval=-1, maxval=1)
+            else:
+                action = policy_dist(actor, state, goal).sample(seed=key_act)
+            nobs, env_state, *_ , info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+                jax.random.split(key_env, num), env_state, action, env_params)
+            next_state = env.achieved_goal(info["final_observation"])
+            return (nobs, env_state), Episodes(state, action, next_state, goal)
+
+        _, eps = jax.lax.scan(body, (obs, env_state), jax.random.split(key_run, L))
+        return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), eps)
+
+    def store(c: CState, new: Episodes) -> CState:
+        n = new.state.shape[0]
+        idx = (c.num_episodes + jnp.arange(n)) % config.capacity_episodes
+        episodes = jax.tree.map(lambda buf, x: buf.at[idx].set(x), c.episodes, new)
+        return c.replace(episodes=episodes, num_episodes=c.num_episodes + n,
+                         env_steps=c.env_steps + n * L)
+
+    def init(key: jax.Array) -> CState:
+        key_a, key_c, key_data, key = jax.random.split(key, 4)
+        state0, action0, goal0 = jnp.zeros((1, G)), jnp.zeros((1, action_dim)), jnp.zeros((1, G))
+        actor = actor_net.init(key_a, jnp.zeros((1, 2 * G)))
+        if td:
+            critic = critic_net.init(key_c, jnp.zeros((1, 2 * G + action_dim)))
+        else:
+            key_sa, key_g = jax.random.split(key_c)
+            critic = {"sa": sa_net.init(key_sa, jnp.concatenate([state0, action0], -1)),
+                      "g": g_net.init(key_g, goal0)}
+        empty = Episodes(jnp.zeros((config.capacity_episodes, L, G)),
+                         jnp.zeros((config.capacity_episodes, L, action_dim)),
+                         jnp.zeros((config.capacity_episodes, L, G)),
+                         jnp.zeros((config.capacity_episodes, L, G)))
+        c = CState(actor=actor, critic=critic, target_critic=critic,
+                   actor_opt=actor_opt.init(actor), critic_opt=critic_opt.init(critic),
+                   episodes=empty, num_episodes=jnp.zeros((), jnp.int32),
+                   env_steps=jnp.zeros((), jnp.int32), key=key)
+        return store(c, collect(actor, key_data, config.initial_episodes, random=True))
+
+    def sample(c: CState, key: jax.Array):
+        """Transitions with relabelled goals: ``(state, action, next_state, goal)``, ``[B, .]``;
+        ``goal`` is a future state of the same episode (``future_prob``) or a random stored
+        state. For InfoNCE every goal is a future state."""
+        key_e, key_t, key_f, key_re, key_rt, key_mix = jax.random.split(key, 6)
+        filled = jnp.minimum(c.num_episodes, config.capacity_episodes)
+        B = config.batch_size
+        e = jax.random.randint(key_e, (B,), 0, filled)
+        t = jax.random.randint(key_t, (B,), 0, L)
+        ep = c.episodes
+        future = ep.next_state[e, classifier.future_offsets(key_f, t, L, config.gamma)]
+        random = ep.next_state[jax.random.randint(key_re, (B,), 0, filled),
+                               jax.random.randint(key_rt, (B,), 0, L)]
+        if td:
+            use_future = jax.random.uniform(key_mix, (B,)) < config.future_prob
+            goal = jnp.where(use_future[:, None], future, random)
+        else:
+            goal = future
+        return ep.state[e, t], ep.action[e, t], ep.next_state[e, t], goal
+
+    def critic_loss(params, target_params, actor, batch, key):
+        state, action, next_state, goal = batch
+        if not td:
+            return classifier.infonce_loss(logits(params, state, action, goal))
+        next_action = policy_dist(actor, next_state, goal).sample(seed=key)
+        next_goal_logit = pair_logits(target_params, next_state, next_action, goal)
+        next_logits = logits(params, state, action, next_state)  # [2, B]
+        goal_logits = logits(params, state, action, goal)
+        per = jax.vmap(jax.vmap(
+            lambda n, g, w: classifier.td_classifier_loss(n, g, w, config.gamma,
+                                                          config.max_weight),
+            in_axes=(0, 0, 0)), in_axes=(0, 0, None))(next_logits, goal_logits,
+                                                      next_goal_logit)
+        return per.sum(0).mean()
+
+    def actor_loss(actor, critic, batch, key):
+        state, _, _, goal = batch
+        dist = policy_dist(actor, state, goal)
+        action, log_prob = dist.sample_and_log_prob(seed=key)
+        return jnp.mean(config.alpha * log_prob - pair_logits(critic, state, action, goal))
+
+    def update(c: CState, key: jax.Array):
+        key_batch, key_critic, key_actor = jax.random.split(key, 3)
+        batch = sample(c, key_batch)
+        c_loss, c_grads = jax.value_and_grad(critic_loss)(c.critic, c.target_critic, c.actor,
+                                                          batch, key_critic)
+        updates, critic_state = critic_opt.update(c_grads, c.critic_opt, c.critic)
+        critic = optax.apply_updates(c.critic, updates)
+        a_loss, a_grads = jax.value_and_grad(actor_loss)(c.actor, critic, batch, key_actor)
+        updates, actor_state = actor_opt.update(a_grads, c.actor_opt, c.actor)
+        actor = optax.apply_updates(c.actor, updates)
+        target = value.polyak(c.target_critic, critic, config.tau)
+        c = c.replace(actor=actor, critic=critic, target_critic=target, actor_opt=actor_state,
+                      critic_opt=critic_state)
+        return c, {"critic_loss": c_loss, "actor_loss": a_loss}
+
+    def evaluate(actor, key):
+        key_reset, key_run = jax.random.split(key)
+        n = config.eval_episodes
+        obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(
+            jax.random.split(key_reset, n), env_params)
+
+        def body(carry, k):
+            obs, env_state, reached, steps_in = carry
+            mean, _ = actor_net.apply(actor, obs)
+            obs, env_state, reward, *_ , info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+                jax.random.split(k, n), env_state, jnp.tanh(mean), env_params)
+            return (obs, env_state, reached | info["success"], steps_in + reward), \
+                info["distance"]
+
+        init = (obs, env_state, jnp.zeros(n, bool), jnp.zeros(n))
+        (_, _, reached, steps_in), dist = jax.lax.scan(body, init, jax.random.split(key_run, L))
+        return reached.mean(), dist[-1].mean(), steps_in.mean()
+
+    def step(c: CState):
+        key, key_collect, key_update, key_eval = jax.random.split(c.key, 4)
+        c = store(c.replace(key=key), collect(c.actor, key_collect,
+                                              config.episodes_per_iteration, random=False))
+        c, info = jax.lax.scan(update, c, jax.random.split(key_update,
+                                                           config.updates_per_iteration))
+        success, distance, ret = evaluate(c.actor, key_eval)
+        return c, {"env_steps": c.env_steps, "eval_return": ret, "success_rate": success,
+                   "final_distance": distance, **jax.tree.map(jnp.mean, info)}
+
+    return TrainLoop(init=init, step=step, num_iterations=config.num_iterations)
+
+
+def make_train(config: Config):
+    """``train(key) -> (CState, metrics [num_iterations])``."""
+    return as_train(make_loop(config))
+
+
+def policy(state: CState, config: Config):
+    """The deterministic goal-conditioned policy: ``obs [B, 4] -> action [B, 2]``."""
+    env, env_params = envs.make(config.env)
+    actor_net = GaussianActor(config.hidden_sizes, env.action_space(env_params).shape[0])
+    return lambda obs: jnp.tanh(actor_net.apply(state.actor, obs)[0])
