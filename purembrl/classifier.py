@@ -73,15 +73,21 @@ def td_classifier_loss(next_logit: jax.Array, goal_logit: jax.Array,
     return (1.0 - gamma) * _bce(next_logit, 1.0) + (1.0 + gamma * w) * _bce(goal_logit, label)
 
 
-def density_ratio(logit: jax.Array, k: float = 1.0) -> jax.Array:
-    """``k C / (1 - C) = k exp(logit)``: the estimate of ``p_fut(g | s, a) / p(g)``."""
-    return k * jnp.exp(logit)
+def density_ratio(c: jax.Array, k: float = 1.0) -> jax.Array:
+    """``k C / (1 - C)`` from classifier probabilities ``c``: the estimate of
+    ``p_fut(g | s, a) / p(g)`` (k: negatives per positive during training)."""
+    return k * c / (1.0 - c)
 
 
-def future_density(logit: jax.Array, marginal_density: jax.Array, k: float = 1.0) -> jax.Array:
+def log_density_ratio(logit: jax.Array, k: float = 1.0) -> jax.Array:
+    """``log(k C / (1 - C)) = logit + log k``: the same from a logit, without overflow."""
+    return logit + jnp.log(k)
+
+
+def future_density(c: jax.Array, marginal_density: jax.Array, k: float = 1.0) -> jax.Array:
     """``p_fut(g | s, a) = k C / (1 - C) p(g)``, exact when ``p(g)`` (the density the negatives
     were drawn from) is known; otherwise ``density_ratio`` is p_fut up to a factor of g."""
-    return density_ratio(logit, k) * marginal_density
+    return density_ratio(c, k) * marginal_density
 
 
 def infonce_loss(logits: jax.Array) -> jax.Array:

@@ -46,30 +46,37 @@ def test_td_c_learning_reaches_goals_in_the_open_room():
 
 
 def test_contrastive_critic_runs():
-    cfg = c_learning.Config(critic="infonce", num_iterations=2, updates_per_iteration=10,
-                            initial_episodes=4, batch_size=32)
+    cfg = c_learning.Config(env="PointMaze-UMaze", critic="infonce", total_steps=600,
+                            eval_every=200, initial_steps=200, updates_per_round=10,
+                            batch_size=32)
     _, m = jax.jit(c_learning.make_train(cfg))(jax.random.key(0))
     assert np.isfinite(np.asarray(m["critic_loss"])).all()
     assert m["success_rate"].shape == (2,)
 
 
 def test_jit_vmap_seeds_differ_and_keys_repeat():
-    cfg = c_learning.Config(num_iterations=2, updates_per_iteration=5, initial_episodes=4,
-                            batch_size=32, eval_episodes=4)
+    cfg = c_learning.Config(total_steps=600, eval_every=200, initial_steps=200,
+                            updates_per_round=5, batch_size=32, eval_episodes=4)
     train = jax.jit(jax.vmap(c_learning.make_train(cfg)))
     keys = jax.random.split(jax.random.key(1), 2)
     _, m1 = train(keys)
     _, m2 = train(keys)
     np.testing.assert_array_equal(m1["critic_loss"], m2["critic_loss"])
     assert not np.array_equal(m1["critic_loss"][0], m1["critic_loss"][1])
-    assert int(m1["env_steps"][0, -1]) == (4 + 2 * 4) * 50
+    assert np.asarray(m1["env_steps"][0]).tolist() == [400, 600]
 
 
 def test_config_errors():
     with pytest.raises(ValueError, match="critic"):
         c_learning.Config(critic="mse")
-    with pytest.raises(ValueError, match="initial_episodes"):
-        c_learning.Config(initial_episodes=10, capacity_episodes=5)
+    with pytest.raises(ValueError, match="initial_steps"):
+        c_learning.Config(initial_steps=500, capacity_episodes=5)
+    with pytest.raises(ValueError, match="initial_steps"):
+        c_learning.Config(initial_steps=1010)
+    with pytest.raises(ValueError, match="eval_every"):
+        c_learning.Config(eval_every=300)
+    with pytest.raises(ValueError, match="total_steps"):
+        c_learning.Config(total_steps=5100)
     with pytest.raises(ValueError, match="env"):
         c_learning.Config(env="Pendulum-v1")
     with pytest.raises(ValueError, match="gamma"):

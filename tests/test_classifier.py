@@ -84,11 +84,12 @@ def test_td_c_learning_fixed_point_is_the_successor_ratio(chain):
     logits = jnp.zeros((S, A, S))
     (logits, _), _ = jax.jit(lambda c: jax.lax.scan(step, c, None, length=4000))(
         (logits, opt.init(logits)))
-    ratio = np.asarray(classifier.density_ratio(logits))
+    ratio = np.asarray(classifier.density_ratio(jax.nn.sigmoid(logits)))
     expected = p_future(P, pi, GAMMA) / p_goal
     np.testing.assert_allclose(ratio, expected, rtol=2e-3, atol=1e-4)
-    # and p_fut itself, given the marginal
-    fut = np.asarray(classifier.future_density(logits, pg))
+    np.testing.assert_allclose(np.exp(classifier.log_density_ratio(logits)), ratio, rtol=1e-4)
+    # and p_fut itself, given the marginal: a distribution over goals
+    fut = np.asarray(classifier.future_density(jax.nn.sigmoid(logits), pg))
     np.testing.assert_allclose(fut.sum(-1), 1.0, atol=2e-3)
 
 
@@ -128,7 +129,7 @@ def test_mc_c_learning_from_sampled_trajectories(chain):
     keys = jax.random.split(jax.random.key(0), 3000)
     (logits, _), _ = jax.jit(lambda c, ks: jax.lax.scan(step, c, ks))((logits, opt.init(logits)),
                                                                      keys)
-    ratio = np.asarray(classifier.density_ratio(logits, k))
+    ratio = np.asarray(classifier.density_ratio(jax.nn.sigmoid(logits), k))
     expected = p_future(P, pi, GAMMA) / p_goal
     # compare where the pair (s, a) is common enough for the estimate to have settled
     visits = np.bincount(states[:-1] * A + actions, minlength=S * A).reshape(S, A) / T

@@ -10,7 +10,7 @@ from purembrl.envs.point_maze import PointMaze
 
 
 def test_registry_and_layouts():
-    for name in ("PointMaze-open", "PointMaze-umaze", "PointMaze-four_rooms"):
+    for name in ("PointMaze-Open", "PointMaze-UMaze", "PointMaze-FourRooms"):
         env, params = envs.make(name)
         obs, state = env.reset(jax.random.key(0), params)
         assert obs.shape == (4,) and bool(env.is_free(state.pos)) and bool(env.is_free(state.goal))
@@ -19,7 +19,7 @@ def test_registry_and_layouts():
 
 
 def test_walls_block_and_the_agent_slides_along_them():
-    env = PointMaze("umaze")  # start cell (1, 1); wall row 2 at columns 0-2
+    env = PointMaze("UMaze")  # start cell (1, 1); wall row 2 at columns 0-2
     params = env.default_params.replace(step_size=0.4)
     state = env.reset_env(jax.random.key(0), params)[1].replace(pos=jnp.array([1.5, 1.8]))
     _, state, *_ = env.step_env(jax.random.key(1), state, jnp.array([0.0, 1.0]), params)
@@ -31,7 +31,7 @@ def test_walls_block_and_the_agent_slides_along_them():
 
 
 def test_random_walks_stay_in_the_free_area():
-    env, params = envs.make("PointMaze-four_rooms")
+    env, params = envs.make("PointMaze-FourRooms")
 
     def walk(carry, key):
         obs, state = carry
@@ -47,7 +47,7 @@ def test_random_walks_stay_in_the_free_area():
 
 
 def test_success_reward_and_fixed_length_episodes():
-    env, params = envs.make("PointMaze-open")
+    env, params = envs.make("PointMaze-Open")
     obs, state = env.reset_env(jax.random.key(0), params)
     state = state.replace(pos=jnp.array([3.0, 3.0]), goal=jnp.array([3.2, 3.0]))
     obs, state, r, term, info = env.step_env(jax.random.key(1), state, jnp.zeros(2), params)

@@ -5,9 +5,9 @@ The critic is a classifier of futures: ``C(s, a, g)`` says whether g is a future
 is the log density ratio. The actor maximises it: ``a = argmax_a log p_fut^pi(g | s, a)`` up to
 a term that does not depend on a. No reward is used.
 
-Each iteration collects ``episodes_per_iteration`` fixed-length episodes (fresh goals, the
-stochastic policy; ``initial_episodes`` uniformly random ones first) into a trajectory buffer
-``[capacity_episodes, episode_length]``, then takes ``updates_per_iteration`` gradient steps on
+Each round collects ``episodes_per_round`` fixed-length episodes (fresh goals, the stochastic
+policy; ``initial_steps`` of uniformly random episodes first) into a trajectory buffer
+``[capacity_episodes, episode_length]``, then takes ``updates_per_round`` gradient steps on
 minibatches of transitions (s, a, s') with relabelled goals:
 
 * ``critic="td"`` (C-learning, off-policy, ``classifier.td_classifier_loss``): twin classifier
@@ -36,12 +36,12 @@ import optax
 from flax import struct
 
 from purembrl import classifier, envs, value
-from purembrl.config import check, check_choice, check_int, check_sizes, static
+from purembrl.config import check, check_budget, check_choice, check_int, check_sizes, static
 from purembrl.learners import squashed_gaussian
 from purembrl.loop import TrainLoop, as_train
 from purembrl.networks import MLP, GaussianActor
 
-ENVS = ("PointMaze-open", "PointMaze-umaze", "PointMaze-four_rooms")
+ENVS = ("PointMaze-Open", "PointMaze-UMaze", "PointMaze-FourRooms")
 CRITICS = ("td", "infonce")
 
 
@@ -52,11 +52,13 @@ class Config:
     Attributes:
       env: a goal-conditioned environment (``ENVS``).
       critic: ``"td"`` (C-learning) or ``"infonce"`` (contrastive RL).
-      num_iterations: collect-then-train rounds (one evaluation each).
-      initial_episodes: uniformly random episodes collected before the first round.
-      episodes_per_iteration: episodes collected per round (in parallel).
-      updates_per_iteration: gradient steps per round. batch_size: transitions per step.
-      capacity_episodes: episodes the buffer holds (oldest overwritten).
+      total_steps: environment steps in the run, the random ``initial_steps`` included.
+      eval_every: environment steps between evaluations (whole rounds).
+      initial_steps: uniformly random steps collected first (whole episodes).
+      episode_length: steps per episode (fixed; replaces the env's limit).
+      episodes_per_round: episodes collected in parallel per round;
+        ``updates_per_round`` gradient steps follow each round.
+      batch_size: transitions per step. capacity_episodes: episodes the buffer holds.
       hidden_sizes: actor and critic layers. repr_dim: InfoNCE representation size.
       actor_lr, critic_lr: Adam step sizes. gamma: discount of the future distribution.
       tau: Polyak rate of the target critics. alpha: entropy coefficient of the actor.
@@ -65,12 +67,14 @@ class Config:
       eval_episodes: fresh-goal episodes per evaluation.
     """
 
-    env: str = static("PointMaze-open")
+    env: str = static("PointMaze-Open")
     critic: str = static("td")
-    num_iterations: int = static(20)
-    initial_episodes: int = static(20)
-    episodes_per_iteration: int = static(4)
-    updates_per_iteration: int = static(100)
+    total_steps: int = static(5_000)
+    eval_every: int = static(200)
+    initial_steps: int = static(1_000)
+    episode_length: int = static(50)
+    episodes_per_round: int = static(4)
+    updates_per_round: int = static(100)
     batch_size: int = static(256)
     capacity_episodes: int = static(1000)
     hidden_sizes: tuple = static((128, 128))
@@ -87,15 +91,25 @@ class Config:
     def __post_init__(self):
         check_choice("env", self.env, ENVS)
         check_choice("critic", self.critic, CRITICS)
-        for name in ("num_iterations", "initial_episodes", "episodes_per_iteration",
-                     "updates_per_iteration", "batch_size", "capacity_episodes", "repr_dim",
-                     "eval_episodes"):
+        for name in ("total_steps", "eval_every", "initial_steps", "episode_length",
+                     "episodes_per_round", "updates_per_round", "batch_size",
+                     "capacity_episodes", "repr_dim", "eval_episodes"):
             check_int(name, getattr(self, name), 1)
         check_sizes("hidden_sizes", self.hidden_sizes)
-        if (isinstance(self.initial_episodes, int)
-                and self.initial_episodes > self.capacity_episodes):
-            raise ValueError(f"initial_episodes={self.initial_episodes} is invalid: allowed at "
-                             f"most capacity_episodes={self.capacity_episodes}")
+        if isinstance(self.initial_steps, int) and isinstance(self.episode_length, int):
+            if self.initial_steps % self.episode_length:
+                raise ValueError(f"initial_steps={self.initial_steps} is invalid: allowed a "
+                                 f"multiple of episode_length={self.episode_length}")
+            if self.initial_steps // self.episode_length > self.capacity_episodes:
+                raise ValueError(f"initial_steps={self.initial_steps} is invalid: allowed at "
+                                 f"most capacity_episodes x episode_length = "
+                                 f"{self.capacity_episodes * self.episode_length}")
+            round_steps = self.episodes_per_round * self.episode_length
+            if self.eval_every % round_steps:
+                raise ValueError(f"eval_every={self.eval_every} is invalid: allowed a multiple "
+                                 f"of episodes_per_round x episode_length = {round_steps}")
+            check_budget(self.total_steps, self.initial_steps, "initial_steps",
+                         self.eval_every)
         check("actor_lr", self.actor_lr, lambda v: v > 0, "actor_lr > 0")
         check("critic_lr", self.critic_lr, lambda v: v > 0, "critic_lr > 0")
         check("gamma", self.gamma, lambda v: (v > 0) & (v < 1), "0 < gamma < 1")
@@ -105,6 +119,14 @@ class Config:
               "0 <= future_prob <= 1")
         if self.max_weight is not None:
             check("max_weight", self.max_weight, lambda v: v > 0, "max_weight > 0 or None")
+
+    @property
+    def num_iterations(self) -> int:
+        return (self.total_steps - self.initial_steps) // self.eval_every
+
+    @property
+    def rounds_per_eval(self) -> int:
+        return self.eval_every // (self.episodes_per_round * self.episode_length)
 
 
 def curve(config: Config) -> tuple[str, str]:
@@ -136,7 +158,8 @@ class CState:
 
 def make_loop(config: Config) -> TrainLoop:
     env, env_params = envs.make(config.env)
-    L = int(env_params.max_steps_in_episode)
+    env_params = env_params.replace(max_steps_in_episode=config.episode_length)
+    L = config.episode_length
     G = 2  # goal (and achieved-state) dimension of the point maze
     action_dim = env.action_space(env_params).shape[0]
     td = config.critic == "td"
@@ -215,7 +238,7 @@ def make_loop(config: Config) -> TrainLoop:
                    actor_opt=actor_opt.init(actor), critic_opt=critic_opt.init(critic),
                    episodes=empty, num_episodes=jnp.zeros((), jnp.int32),
                    env_steps=jnp.zeros((), jnp.int32), key=key)
-        return store(c, collect(actor, key_data, config.initial_episodes, random=True))
+        return store(c, collect(actor, key_data, config.initial_steps // L, random=True))
 
     def sample(c: CState, key: jax.Array):
         """Transitions with relabelled goals: ``(state, action, next_state, goal)``, ``[B, .]``;
@@ -291,12 +314,16 @@ def make_loop(config: Config) -> TrainLoop:
         (_, _, reached, steps_in), dist = jax.lax.scan(body, init, jax.random.split(key_run, L))
         return reached.mean(), dist[-1].mean(), steps_in.mean()
 
+    def round_(c: CState, key: jax.Array):
+        """Collect ``episodes_per_round`` episodes, then ``updates_per_round`` updates."""
+        key_collect, key_update = jax.random.split(key)
+        c = store(c, collect(c.actor, key_collect, config.episodes_per_round, random=False))
+        return jax.lax.scan(update, c, jax.random.split(key_update, config.updates_per_round))
+
     def step(c: CState):
-        key, key_collect, key_update, key_eval = jax.random.split(c.key, 4)
-        c = store(c.replace(key=key), collect(c.actor, key_collect,
-                                              config.episodes_per_iteration, random=False))
-        c, info = jax.lax.scan(update, c, jax.random.split(key_update,
-                                                           config.updates_per_iteration))
+        key, key_rounds, key_eval = jax.random.split(c.key, 3)
+        c, info = jax.lax.scan(round_, c.replace(key=key),
+                               jax.random.split(key_rounds, config.rounds_per_eval))
         success, distance, ret = evaluate(c.actor, key_eval)
         return c, {"env_steps": c.env_steps, "eval_return": ret, "success_rate": success,
                    "final_distance": distance, **jax.tree.map(jnp.mean, info)}

@@ -2,7 +2,7 @@
 
 The library's own environments (``DynaMaze``, ``BlockingMaze``, ``ShortcutMaze``,
 ``FourRoomObjects`` and its 4 x 5 test layout ``FourRoomObjects-small``, the goal-conditioned
-``PointMaze-{open,umaze,four_rooms}``) come first;
+``PointMaze-{Open,UMaze,FourRooms}``) come first;
 any other name is passed to ``gymnax.make``. Tabular environments additionally expose
 ``num_states`` and ``obs_to_index(obs)`` (used by the tabular algorithms).
 """
@@ -24,9 +24,9 @@ OWN_ENVS: dict[str, Callable[[], Any]] = {
     "ShortcutMaze": ShortcutMaze,
     "FourRoomObjects": FourRoomObjects,
     "FourRoomObjects-small": lambda: FourRoomObjects(SMALL_LAYOUT),
-    "PointMaze-open": lambda: PointMaze("open"),
-    "PointMaze-umaze": lambda: PointMaze("umaze"),
-    "PointMaze-four_rooms": lambda: PointMaze("four_rooms"),
+    "PointMaze-Open": lambda: PointMaze("Open"),
+    "PointMaze-UMaze": lambda: PointMaze("UMaze"),
+    "PointMaze-FourRooms": lambda: PointMaze("FourRooms"),
 }
 
 

@@ -54,7 +54,7 @@ FOUR_ROOMS = (
     "#....#....#",
     "###########",
 )
-LAYOUTS = {"open": OPEN, "umaze": U_MAZE, "four_rooms": FOUR_ROOMS}
+LAYOUTS = {"Open": OPEN, "UMaze": U_MAZE, "FourRooms": FOUR_ROOMS}
 
 
 @struct.dataclass
@@ -75,7 +75,7 @@ class EnvParams(environment.EnvParams):
 class PointMaze(environment.Environment[EnvState, EnvParams]):
     """Goal-conditioned point mass in a grid maze (see the module docstring)."""
 
-    def __init__(self, layout: str | tuple[str, ...] = "umaze"):
+    def __init__(self, layout: str | tuple[str, ...] = "UMaze"):
         super().__init__()
         rows = LAYOUTS[layout] if isinstance(layout, str) else layout
         self._name = f"PointMaze-{layout}" if isinstance(layout, str) else "PointMaze"
