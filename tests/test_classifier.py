@@ -52,10 +52,8 @@ def test_bce_losses_by_hand():
     assert float(g) == 0.0
 
 
-def test_td_c_learning_fixed_point_is_the_successor_ratio(chain):
-    """Expected TD C-learning on a logit table, semi-gradient descent: C / (1 - C) converges to
-    p_fut(g | s, a) / p(g) (the paper's Lemma; the class ratio is 1)."""
-    P, pi, p_goal = chain
+def td_exact_logits(P, pi, p_goal):
+    """Expected TD C-learning on a logit table, semi-gradient Adam steps to convergence."""
     S, A, _ = P.shape
     P_j, pi_j, pg = (jnp.asarray(x, jnp.float32) for x in (P, pi, p_goal))
 
@@ -84,6 +82,15 @@ def test_td_c_learning_fixed_point_is_the_successor_ratio(chain):
     logits = jnp.zeros((S, A, S))
     (logits, _), _ = jax.jit(lambda c: jax.lax.scan(step, c, None, length=4000))(
         (logits, opt.init(logits)))
+    return logits
+
+
+def test_td_c_learning_fixed_point_is_the_successor_ratio(chain):
+    """Expected TD C-learning on a logit table, semi-gradient descent: C / (1 - C) converges to
+    p_fut(g | s, a) / p(g) (the paper's Lemma; the class ratio is 1)."""
+    P, pi, p_goal = chain
+    logits = td_exact_logits(P, pi, p_goal)
+    pg = jnp.asarray(p_goal, jnp.float32)
     ratio = np.asarray(classifier.density_ratio(jax.nn.sigmoid(logits)))
     expected = p_future(P, pi, GAMMA) / p_goal
     np.testing.assert_allclose(ratio, expected, rtol=2e-3, atol=1e-4)
@@ -136,6 +143,11 @@ def test_mc_c_learning_from_sampled_trajectories(chain):
     common = visits > 0.03
     rel = np.abs(ratio - expected)[common] / expected[common]
     assert np.median(rel) < 0.05 and rel.max() < 0.25, (np.median(rel), rel.max())
+    # the MC (on-policy, sampled) and TD (off-policy, exact) estimators agree
+    td_ratio = np.asarray(classifier.density_ratio(jax.nn.sigmoid(td_exact_logits(P, pi,
+                                                                                  p_goal))))
+    rel_td = np.abs(ratio - td_ratio)[common] / td_ratio[common]
+    assert np.median(rel_td) < 0.05 and rel_td.max() < 0.25
 
 
 def test_infonce_loss_by_hand_and_its_optimum():
