@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
+from gymnax.environments import spaces
 
 from purembrl import classifier, envs, value
 from purembrl.config import check, check_budget, check_choice, check_int, check_sizes, static
@@ -41,7 +42,7 @@ from purembrl.learners import squashed_gaussian
 from purembrl.loop import TrainLoop, as_train
 from purembrl.networks import MLP, GaussianActor
 
-ENVS = ("PointMaze-Open", "PointMaze-UMaze", "PointMaze-FourRooms")
+ENVS = ("PointMaze-Open", "PointMaze-UMaze", "PointMaze-FourRooms", "FourRooms-goal")
 CRITICS = ("td", "infonce")
 
 
@@ -62,6 +63,7 @@ class Config:
       hidden_sizes: actor and critic layers. repr_dim: InfoNCE representation size.
       actor_lr, critic_lr: Adam step sizes. gamma: discount of the future distribution.
       tau: Polyak rate of the target critics. alpha: entropy coefficient of the actor.
+      epsilon: exploration of the discrete (argmax) policy while collecting.
       future_prob: share of relabelled goals that are future states (else random states).
       max_weight: optional clip of the TD weight w (None: unbiased).
       eval_episodes: fresh-goal episodes per evaluation.
@@ -84,6 +86,7 @@ class Config:
     gamma: float = 0.9
     tau: float = 0.01
     alpha: float = 0.01
+    epsilon: float = 0.1
     future_prob: float = 0.5
     max_weight: float | None = static(None)
     eval_episodes: int = static(20)
@@ -115,6 +118,7 @@ class Config:
         check("gamma", self.gamma, lambda v: (v > 0) & (v < 1), "0 < gamma < 1")
         check("tau", self.tau, lambda v: (v > 0) & (v <= 1), "0 < tau <= 1")
         check("alpha", self.alpha, lambda v: v >= 0, "alpha >= 0")
+        check("epsilon", self.epsilon, lambda v: (v >= 0) & (v <= 1), "0 <= epsilon <= 1")
         check("future_prob", self.future_prob, lambda v: (v >= 0) & (v <= 1),
               "0 <= future_prob <= 1")
         if self.max_weight is not None:
@@ -160,23 +164,33 @@ def make_loop(config: Config) -> TrainLoop:
     env, env_params = envs.make(config.env)
     env_params = env_params.replace(max_steps_in_episode=config.episode_length)
     L = config.episode_length
-    G = 2  # goal (and achieved-state) dimension of the point maze
-    action_dim = env.action_space(env_params).shape[0]
+    G = 2  # goal (and achieved-state) dimension of the point maze and the grid
+    space = env.action_space(env_params)
+    discrete = isinstance(space, spaces.Discrete)
+    A = int(space.n) if discrete else space.shape[0]  # actions, or the action dimension
+    action_shape = () if discrete else (A,)
     td = config.critic == "td"
-    actor_net = GaussianActor(config.hidden_sizes, action_dim)
-    if td:
-        critic_net = MLP(config.hidden_sizes, 2)  # twin logits of C(s, a, g)
+    actor_net = GaussianActor(config.hidden_sizes, A)
+    if td:  # twin logits of C(s, a, g): one per action for discrete actions
+        critic_net = MLP(config.hidden_sizes, 2 * A if discrete else 2)
     else:
         sa_net = MLP(config.hidden_sizes, config.repr_dim)
         g_net = MLP(config.hidden_sizes, config.repr_dim)
     actor_opt = optax.adam(config.actor_lr)
     critic_opt = optax.adam(config.critic_lr)
 
+    def action_input(action):
+        return jax.nn.one_hot(action, A) if discrete else action
+
     def logits(params, state, action, goal):
         """``[2, B]`` classifier logits (TD) or the ``[B, B]`` InfoNCE matrix."""
         if td:
+            if discrete:
+                out = critic_net.apply(params, jnp.concatenate([state, goal], -1))
+                out = out.reshape(-1, 2, A)
+                return jnp.take_along_axis(out, action[:, None, None], axis=2)[..., 0].T
             return critic_net.apply(params, jnp.concatenate([state, action, goal], -1)).T
-        rep_sa = sa_net.apply(params["sa"], jnp.concatenate([state, action], -1))
+        rep_sa = sa_net.apply(params["sa"], jnp.concatenate([state, action_input(action)], -1))
         rep_g = g_net.apply(params["g"], goal)
         return rep_sa @ rep_g.T
 
@@ -184,14 +198,41 @@ def make_loop(config: Config) -> TrainLoop:
         """``[B]`` logits of matched (s, a, g) rows (the lower twin for TD)."""
         if td:
             return logits(params, state, action, goal).min(0)
-        rep_sa = sa_net.apply(params["sa"], jnp.concatenate([state, action], -1))
+        rep_sa = sa_net.apply(params["sa"], jnp.concatenate([state, action_input(action)], -1))
         return jnp.sum(rep_sa * g_net.apply(params["g"], goal), -1)
+
+    def greedy(critic, state, goal):
+        """Discrete actions: ``argmax_a`` of the classifier's logit, ``[B]``."""
+        per_action = jax.vmap(
+            lambda a: pair_logits(critic, state, jnp.full(state.shape[0], a), goal))(
+                jnp.arange(A))  # [A, B]
+        return jnp.argmax(per_action, axis=0).astype(jnp.int32)
 
     def policy_dist(params, state, goal):
         mean, log_std = actor_net.apply(params, jnp.concatenate([state, goal], -1))
         return squashed_gaussian(mean, log_std)
 
-    def collect(actor, key, num, random):
+    def act(c: CState, state, goal, key, mode: str):
+        """Actions ``[B, ...]``: ``mode`` "random", "explore" (sampled / epsilon-greedy) or
+        "greedy" (mean action / argmax)."""
+        B = state.shape[0]
+        key_random, key_explore = jax.random.split(key)
+        if discrete:
+            random = jax.random.randint(key_random, (B,), 0, A)
+            if mode == "random":
+                return random
+            best = greedy(c.critic, state, goal)
+            if mode == "greedy":
+                return best
+            explore = jax.random.uniform(key_explore, (B,)) < config.epsilon
+            return jnp.where(explore, random, best)
+        if mode == "random":
+            return jax.random.uniform(key_random, (B, A), minval=-1, maxval=1)
+        if mode == "greedy":
+            return jnp.tanh(actor_net.apply(c.actor, jnp.concatenate([state, goal], -1))[0])
+        return policy_dist(c.actor, state, goal).sample(seed=key_explore)
+
+    def collect(c: CState, key, num, mode):
         """``num`` fresh episodes in parallel: an ``Episodes`` of ``[num, L, ...]``."""
         key_reset, key_run = jax.random.split(key)
         obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(
@@ -201,10 +242,7 @@ def make_loop(config: Config) -> TrainLoop:
             obs, env_state = carry
             key_act, key_env = jax.random.split(k)
             state, goal = env.achieved_goal(obs), env.desired_goal(obs)
-            if random:
-                action = jax.random.uniform(key_act, (num, action_dim), minval=-1, maxval=1)
-            else:
-                action = policy_dist(actor, state, goal).sample(seed=key_act)
+            action = act(c, state, goal, key_act, mode)
             nobs, env_state, *_ , info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
                 jax.random.split(key_env, num), env_state, action, env_params)
             next_state = env.achieved_goal(info["final_observation"])
@@ -222,23 +260,25 @@ def make_loop(config: Config) -> TrainLoop:
 
     def init(key: jax.Array) -> CState:
         key_a, key_c, key_data, key = jax.random.split(key, 4)
-        state0, action0, goal0 = jnp.zeros((1, G)), jnp.zeros((1, action_dim)), jnp.zeros((1, G))
-        actor = actor_net.init(key_a, jnp.zeros((1, 2 * G)))
+        state0, goal0 = jnp.zeros((1, G)), jnp.zeros((1, G))
+        action0 = jnp.zeros((1, *action_shape), jnp.int32 if discrete else jnp.float32)
+        actor = {} if discrete else actor_net.init(key_a, jnp.zeros((1, 2 * G)))
         if td:
-            critic = critic_net.init(key_c, jnp.zeros((1, 2 * G + action_dim)))
+            critic = critic_net.init(key_c, jnp.zeros((1, 2 * G + (0 if discrete else A))))
         else:
             key_sa, key_g = jax.random.split(key_c)
-            critic = {"sa": sa_net.init(key_sa, jnp.concatenate([state0, action0], -1)),
+            critic = {"sa": sa_net.init(key_sa, jnp.concatenate(
+                          [state0, action_input(action0)], -1)),
                       "g": g_net.init(key_g, goal0)}
-        empty = Episodes(jnp.zeros((config.capacity_episodes, L, G)),
-                         jnp.zeros((config.capacity_episodes, L, action_dim)),
-                         jnp.zeros((config.capacity_episodes, L, G)),
-                         jnp.zeros((config.capacity_episodes, L, G)))
+        cap = config.capacity_episodes
+        empty = Episodes(jnp.zeros((cap, L, G)),
+                         jnp.zeros((cap, L, *action_shape), action0.dtype),
+                         jnp.zeros((cap, L, G)), jnp.zeros((cap, L, G)))
         c = CState(actor=actor, critic=critic, target_critic=critic,
                    actor_opt=actor_opt.init(actor), critic_opt=critic_opt.init(critic),
                    episodes=empty, num_episodes=jnp.zeros((), jnp.int32),
                    env_steps=jnp.zeros((), jnp.int32), key=key)
-        return store(c, collect(actor, key_data, config.initial_steps // L, random=True))
+        return store(c, collect(c, key_data, config.initial_steps // L, "random"))
 
     def sample(c: CState, key: jax.Array):
         """Transitions with relabelled goals: ``(state, action, next_state, goal)``, ``[B, .]``;
@@ -264,7 +304,10 @@ def make_loop(config: Config) -> TrainLoop:
         state, action, next_state, goal = batch
         if not td:
             return classifier.infonce_loss(logits(params, state, action, goal))
-        next_action = policy_dist(actor, next_state, goal).sample(seed=key)
+        if discrete:  # a' = argmax of the online classifier, valued by the target one
+            next_action = greedy(jax.lax.stop_gradient(params), next_state, goal)
+        else:
+            next_action = policy_dist(actor, next_state, goal).sample(seed=key)
         next_goal_logit = pair_logits(target_params, next_state, next_action, goal)
         next_logits = logits(params, state, action, next_state)  # [2, B]
         goal_logits = logits(params, state, action, goal)
@@ -288,15 +331,18 @@ def make_loop(config: Config) -> TrainLoop:
                                                           batch, key_critic)
         updates, critic_state = critic_opt.update(c_grads, c.critic_opt, c.critic)
         critic = optax.apply_updates(c.critic, updates)
-        a_loss, a_grads = jax.value_and_grad(actor_loss)(c.actor, critic, batch, key_actor)
-        updates, actor_state = actor_opt.update(a_grads, c.actor_opt, c.actor)
-        actor = optax.apply_updates(c.actor, updates)
+        if discrete:  # the policy is the classifier's argmax: no actor
+            a_loss, actor, actor_state = jnp.zeros(()), c.actor, c.actor_opt
+        else:
+            a_loss, a_grads = jax.value_and_grad(actor_loss)(c.actor, critic, batch, key_actor)
+            updates, actor_state = actor_opt.update(a_grads, c.actor_opt, c.actor)
+            actor = optax.apply_updates(c.actor, updates)
         target = value.polyak(c.target_critic, critic, config.tau)
         c = c.replace(actor=actor, critic=critic, target_critic=target, actor_opt=actor_state,
                       critic_opt=critic_state)
         return c, {"critic_loss": c_loss, "actor_loss": a_loss}
 
-    def evaluate(actor, key):
+    def evaluate(c: CState, key):
         key_reset, key_run = jax.random.split(key)
         n = config.eval_episodes
         obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(
@@ -304,9 +350,10 @@ def make_loop(config: Config) -> TrainLoop:
 
         def body(carry, k):
             obs, env_state, reached, steps_in = carry
-            mean, _ = actor_net.apply(actor, obs)
+            key_act, key_env = jax.random.split(k)
+            action = act(c, env.achieved_goal(obs), env.desired_goal(obs), key_act, "greedy")
             obs, env_state, reward, *_ , info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-                jax.random.split(k, n), env_state, jnp.tanh(mean), env_params)
+                jax.random.split(key_env, n), env_state, action, env_params)
             return (obs, env_state, reached | info["success"], steps_in + reward), \
                 info["distance"]
 
@@ -317,14 +364,14 @@ def make_loop(config: Config) -> TrainLoop:
     def round_(c: CState, key: jax.Array):
         """Collect ``episodes_per_round`` episodes, then ``updates_per_round`` updates."""
         key_collect, key_update = jax.random.split(key)
-        c = store(c, collect(c.actor, key_collect, config.episodes_per_round, random=False))
+        c = store(c, collect(c, key_collect, config.episodes_per_round, "explore"))
         return jax.lax.scan(update, c, jax.random.split(key_update, config.updates_per_round))
 
     def step(c: CState):
         key, key_rounds, key_eval = jax.random.split(c.key, 3)
         c, info = jax.lax.scan(round_, c.replace(key=key),
                                jax.random.split(key_rounds, config.rounds_per_eval))
-        success, distance, ret = evaluate(c.actor, key_eval)
+        success, distance, ret = evaluate(c, key_eval)
         return c, {"env_steps": c.env_steps, "eval_return": ret, "success_rate": success,
                    "final_distance": distance, **jax.tree.map(jnp.mean, info)}
 
@@ -337,7 +384,19 @@ def make_train(config: Config):
 
 
 def policy(state: CState, config: Config):
-    """The deterministic goal-conditioned policy: ``obs [B, 4] -> action [B, 2]``."""
+    """The greedy goal-conditioned policy: ``obs [B, 4] -> action [B, ...]`` (the actor's mean
+    action, or the classifier's argmax for discrete actions)."""
     env, env_params = envs.make(config.env)
-    actor_net = GaussianActor(config.hidden_sizes, env.action_space(env_params).shape[0])
+    space = env.action_space(env_params)
+    if isinstance(space, spaces.Discrete):
+        critic_net = MLP(config.hidden_sizes, 2 * int(space.n))
+        if config.critic != "td":
+            raise NotImplementedError("policy() for the discrete InfoNCE critic")
+
+        def act(obs):
+            out = critic_net.apply(state.critic, obs).reshape(obs.shape[0], 2, -1)
+            return jnp.argmax(out.min(1), axis=-1).astype(jnp.int32)
+
+        return act
+    actor_net = GaussianActor(config.hidden_sizes, space.shape[0])
     return lambda obs: jnp.tanh(actor_net.apply(state.actor, obs)[0])

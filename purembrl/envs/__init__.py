@@ -2,7 +2,7 @@
 
 The library's own environments (``DynaMaze``, ``BlockingMaze``, ``ShortcutMaze``,
 ``FourRoomObjects`` and its 4 x 5 test layout ``FourRoomObjects-small``, the goal-conditioned
-``PointMaze-{Open,UMaze,FourRooms}``) come first;
+``PointMaze-{Open,UMaze,FourRooms}`` and ``FourRooms-goal``) come first;
 any other name is passed to ``gymnax.make``. Tabular environments additionally expose
 ``num_states`` and ``obs_to_index(obs)`` (used by the tabular algorithms).
 """
@@ -16,6 +16,7 @@ import gymnax
 
 from purembrl.envs.dyna_maze import BlockingMaze, DynaMaze, GridMaze, ShortcutMaze
 from purembrl.envs.four_room_objects import SMALL_LAYOUT, FourRoomObjects
+from purembrl.envs.goal_four_rooms import GoalFourRooms
 from purembrl.envs.point_maze import PointMaze
 
 OWN_ENVS: dict[str, Callable[[], Any]] = {
@@ -27,6 +28,7 @@ OWN_ENVS: dict[str, Callable[[], Any]] = {
     "PointMaze-Open": lambda: PointMaze("Open"),
     "PointMaze-UMaze": lambda: PointMaze("UMaze"),
     "PointMaze-FourRooms": lambda: PointMaze("FourRooms"),
+    "FourRooms-goal": GoalFourRooms,
 }
 
 
