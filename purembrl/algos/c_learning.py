@@ -19,6 +19,11 @@ minibatches of transitions (s, a, s') with relabelled goals:
   with future-state goals, the other goals of the minibatch as negatives
   (``classifier.infonce_loss``). Monte Carlo, so on-policy in spirit.
 
+* ``critic="her"``, the baseline without a classifier: goal-conditioned SAC (DQN-style argmax
+  for discrete actions) with hindsight relabelling (Andrychowicz et al. 2017): twin Q(s, a, g)
+  regressed on ``r + g (min Q'(s', a', g) - alpha log pi(a'|s', g))``, r = 1 when s' reaches g,
+  goals relabelled to a future state (``future_prob``) or else the episode's own goal.
+
 The actor (squashed Gaussian) minimises ``alpha log pi(a|s, g) - min_i logit_i(s, a, g)`` on
 goals drawn from the same mixture, with a fixed entropy coefficient ``alpha``. Evaluation runs
 the mean action on ``eval_episodes`` fresh goals: ``success_rate`` (the goal was reached at
@@ -43,7 +48,7 @@ from purembrl.loop import TrainLoop, as_train
 from purembrl.networks import MLP, GaussianActor
 
 ENVS = ("PointMaze-Open", "PointMaze-UMaze", "PointMaze-FourRooms", "FourRooms-goal")
-CRITICS = ("td", "infonce")
+CRITICS = ("td", "infonce", "her")
 
 
 @struct.dataclass
@@ -52,7 +57,8 @@ class Config:
 
     Attributes:
       env: a goal-conditioned environment (``ENVS``).
-      critic: ``"td"`` (C-learning) or ``"infonce"`` (contrastive RL).
+      critic: ``"td"`` (C-learning), ``"infonce"`` (contrastive RL) or ``"her"`` (the
+        baseline: goal-conditioned SAC / DQN on the hindsight success reward).
       total_steps: environment steps in the run, the random ``initial_steps`` included.
       eval_every: environment steps between evaluations (whole rounds).
       initial_steps: uniformly random steps collected first (whole episodes).
@@ -169,7 +175,8 @@ def make_loop(config: Config) -> TrainLoop:
     discrete = isinstance(space, spaces.Discrete)
     A = int(space.n) if discrete else space.shape[0]  # actions, or the action dimension
     action_shape = () if discrete else (A,)
-    td = config.critic == "td"
+    td = config.critic in ("td", "her")  # twin heads on (s, a, g); "her" reads them as Q
+    her = config.critic == "her"
     actor_net = GaussianActor(config.hidden_sizes, A)
     if td:  # twin logits of C(s, a, g): one per action for discrete actions
         critic_net = MLP(config.hidden_sizes, 2 * A if discrete else 2)
@@ -293,8 +300,10 @@ def make_loop(config: Config) -> TrainLoop:
         future = ep.next_state[e, classifier.future_offsets(key_f, t, L, config.gamma)]
         random = ep.next_state[jax.random.randint(key_re, (B,), 0, filled),
                                jax.random.randint(key_rt, (B,), 0, L)]
-        if td:
-            use_future = jax.random.uniform(key_mix, (B,)) < config.future_prob
+        use_future = jax.random.uniform(key_mix, (B,)) < config.future_prob
+        if her:  # HER's "future" strategy; the rest keep the episode's own goal
+            goal = jnp.where(use_future[:, None], future, ep.goal[e, t])
+        elif td:
             goal = jnp.where(use_future[:, None], future, random)
         else:
             goal = future
@@ -306,8 +315,17 @@ def make_loop(config: Config) -> TrainLoop:
             return classifier.infonce_loss(logits(params, state, action, goal))
         if discrete:  # a' = argmax of the online classifier, valued by the target one
             next_action = greedy(jax.lax.stop_gradient(params), next_state, goal)
+            next_log_prob = jnp.zeros(next_state.shape[0])
         else:
-            next_action = policy_dist(actor, next_state, goal).sample(seed=key)
+            next_action, next_log_prob = policy_dist(actor, next_state, goal).sample_and_log_prob(
+                seed=key)
+        if her:
+            reward = env.goal_reached(next_state, goal, env_params).astype(jnp.float32)
+            next_q = pair_logits(target_params, next_state, next_action, goal)
+            soft = next_q - (0.0 if discrete else config.alpha) * next_log_prob
+            target = jax.lax.stop_gradient(reward + config.gamma * soft)
+            q = logits(params, state, action, goal)  # [2, B]
+            return jnp.mean(jnp.sum(0.5 * (q - target[None]) ** 2, axis=0))
         next_goal_logit = pair_logits(target_params, next_state, next_action, goal)
         next_logits = logits(params, state, action, next_state)  # [2, B]
         goal_logits = logits(params, state, action, goal)

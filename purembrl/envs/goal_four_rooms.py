@@ -30,6 +30,10 @@ class GoalFourRooms(environment.Environment[EnvState, EnvParams]):
     def default_params(self) -> EnvParams:
         return EnvParams(max_steps_in_episode=50)
 
+    def goal_reached(self, achieved: jax.Array, goal: jax.Array, params=None) -> jax.Array:
+        """Success of achieved cells ``[..., 2]`` for goal cells ``[..., 2]``."""
+        return (achieved == goal).all(axis=-1)
+
     @staticmethod
     def achieved_goal(obs: jax.Array) -> jax.Array:
         return obs[..., :2]
@@ -44,7 +48,7 @@ class GoalFourRooms(environment.Environment[EnvState, EnvParams]):
 
     def step_env(self, key, state: EnvState, action, params: EnvParams):
         _, moved, *_ = self.inner.step_env(key, state, action, params)
-        success = (moved.pos == state.goal).all()
+        success = self.goal_reached(moved.pos, state.goal)
         distance = jnp.linalg.norm((moved.pos - state.goal).astype(jnp.float32))
         new_state = moved.replace(goal=state.goal)
         info = {"success": success, "distance": distance, "discount": jnp.ones(())}

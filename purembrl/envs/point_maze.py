@@ -113,6 +113,10 @@ class PointMaze(environment.Environment[EnvState, EnvParams]):
         offset = jax.random.uniform(key_offset, (2,), minval=0.05, maxval=0.95)
         return jnp.array([cell[1], cell[0]], jnp.float32) + offset
 
+    def goal_reached(self, achieved: jax.Array, goal: jax.Array, params: EnvParams) -> jax.Array:
+        """Success of achieved positions ``[..., 2]`` for goals ``[..., 2]`` (hindsight reward)."""
+        return jnp.linalg.norm(achieved - goal, axis=-1) <= params.success_radius
+
     @staticmethod
     def achieved_goal(obs: jax.Array) -> jax.Array:
         return obs[..., :2]
@@ -134,7 +138,7 @@ class PointMaze(environment.Environment[EnvState, EnvParams]):
     def step_env(self, key, state: EnvState, action, params: EnvParams):
         pos = self.move(state.pos, action, params)
         distance = jnp.linalg.norm(pos - state.goal)
-        success = distance <= params.success_radius
+        success = self.goal_reached(pos, state.goal, params)
         new_state = EnvState(pos=pos, goal=state.goal, time=state.time + 1)
         info = {"success": success, "distance": distance, "discount": jnp.ones(())}
         return (self.get_obs(new_state), new_state, success.astype(jnp.float32),
