@@ -31,11 +31,12 @@ def random_success_rate(env_name, episodes=200):
     return float(jax.vmap(episode)(jax.random.split(jax.random.key(9), episodes)).mean())
 
 
-def test_td_c_learning_reaches_goals_in_the_open_room():
-    """Measured with these settings: success 0.95-1.0 and 0.8 at the end (2 seeds), final
-    distance 0.4-0.55 from about 3.5 at the start; a uniformly random policy succeeds in about
-    a third of the episodes (goals near the start)."""
-    cfg = c_learning.Config()
+@pytest.mark.parametrize("critic", ["td", "her"])
+def test_reaches_goals_in_the_open_room(critic):
+    """Measured with these settings: C-learning success 0.95-1.0 and 0.8 at the end (2 seeds),
+    final distance 0.4-0.55 from about 3.5 at the start; the HER baseline 1.0 and 0.1-0.15; a
+    uniformly random policy succeeds in about a third of the episodes (goals near the start)."""
+    cfg = c_learning.Config(critic=critic)
     _, m = jax.jit(jax.vmap(c_learning.make_train(cfg)))(jax.random.split(jax.random.key(0), 2))
     success = np.asarray(m["success_rate"])
     distance = np.asarray(m["final_distance"])
