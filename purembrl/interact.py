@@ -128,3 +128,29 @@ def evaluate(env, env_params, policy: Callable[[jax.Array, jax.Array], jax.Array
             jnp.zeros(num_episodes), jnp.zeros(num_episodes, jnp.int32))
     (_, _, _, ret, length), _ = jax.lax.scan(body, init, jax.random.split(key_run, max_steps))
     return ret.mean(), length.mean()
+
+
+def episode_return(env, env_params, act: Callable[[jax.Array, jax.Array], jax.Array],
+                   key: jax.Array, num_episodes: int, max_steps: int) -> jax.Array:
+    """Mean undiscounted return of ``num_episodes`` fresh episodes of ``act(key, obs) ->
+    action`` (one unbatched observation), each run until it terminates, is truncated or reaches
+    ``max_steps``: a while loop per episode, so short episodes stop early (the tabular
+    algorithms' greedy evaluation)."""
+
+    def episode(key):
+        key_reset, key_run = jax.random.split(key)
+        obs, env_state = env.reset(key_reset, env_params)
+
+        def body(x):
+            obs, env_state, key, length, _, ret = x
+            key, key_act, key_env = jax.random.split(key, 3)
+            obs, env_state, r, term, trunc, _ = env.step(key_env, env_state, act(key_act, obs),
+                                                        env_params)
+            return obs, env_state, key, length + 1, term | trunc, ret + r
+
+        init = (obs, env_state, key_run, jnp.zeros((), jnp.int32), jnp.zeros((), bool),
+                jnp.zeros(()))
+        *_, ret = jax.lax.while_loop(lambda x: ~x[4] & (x[3] < max_steps), body, init)
+        return ret
+
+    return jax.vmap(episode)(jax.random.split(key, num_episodes)).mean()

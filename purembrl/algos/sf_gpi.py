@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from purembrl import envs, successor
+from purembrl import envs, interact, successor
 from purembrl.config import check, check_choice, check_int, static
 from purembrl.loop import TrainLoop, as_train
 
@@ -267,27 +267,13 @@ def make_loop(config: Config) -> TrainLoop:
         return jax.lax.scan(lambda c, _: env_step(c, use_sf), c, None, length=config.eval_every)
 
     def evaluate(c: SFState, key: jax.Array, use_sf: bool) -> jax.Array:
-        params = params_for(c.tasks[c.task])
         w = task_w(c)
 
-        def episode(key):
-            key_reset, key_run = jax.random.split(key)
-            obs, env_state = env.reset(key_reset, params)
+        def act(key, obs):
+            return argmax_random_ties(key, greedy_q(c, env.obs_to_index(obs), w, use_sf))
 
-            def body(x):
-                obs, env_state, key, length, _, ret = x
-                key, key_tie, key_env = jax.random.split(key, 3)
-                a = argmax_random_ties(key_tie, greedy_q(c, env.obs_to_index(obs), w, use_sf))
-                obs, env_state, r, term, trunc, _ = env.step(key_env, env_state, a, params)
-                return obs, env_state, key, length + 1, term | trunc, ret + r
-
-            init = (obs, env_state, key_run, jnp.zeros((), jnp.int32), jnp.zeros((), bool),
-                    jnp.zeros(()))
-            *_, ret = jax.lax.while_loop(
-                lambda x: ~x[4] & (x[3] < config.eval_max_steps), body, init)
-            return ret
-
-        return jax.vmap(episode)(jax.random.split(key, config.eval_episodes)).mean()
+        return interact.episode_return(env, params_for(c.tasks[c.task]), act, key,
+                                       config.eval_episodes, config.eval_max_steps)
 
     def iteration(c: SFState, use_sf: bool):
         c, rewards = run_steps(c, use_sf)

@@ -31,7 +31,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from purembrl import buffer, envs, successor
+from purembrl import buffer, envs, interact, successor
 from purembrl.config import check, check_choice, check_int, check_sizes, static
 from purembrl.loop import TrainLoop, as_train
 from purembrl.networks import SuccessorHead
@@ -201,24 +201,9 @@ def make_loop(config: Config) -> TrainLoop:
                          key=key), loss
 
     def evaluate(params, w, key) -> jax.Array:
-        def episode(key):
-            key_reset, key_run = jax.random.split(key)
-            obs, env_state = env.reset(key_reset, env_params)
-
-            def body(x):
-                obs, env_state, key, length, _, ret = x
-                key, key_tie, key_env = jax.random.split(key, 3)
-                a = greedy(params, w, obs, key_tie)
-                obs, env_state, r, term, trunc, _ = env.step(key_env, env_state, a, env_params)
-                return obs, env_state, key, length + 1, term | trunc, ret + r
-
-            init = (obs, env_state, key_run, jnp.zeros((), jnp.int32), jnp.zeros((), bool),
-                    jnp.zeros(()))
-            *_, ret = jax.lax.while_loop(
-                lambda x: ~x[4] & (x[3] < config.eval_max_steps), body, init)
-            return ret
-
-        return jax.vmap(episode)(jax.random.split(key, config.eval_episodes)).mean()
+        return interact.episode_return(env, env_params,
+                                       lambda k, obs: greedy(params, w, obs, k), key,
+                                       config.eval_episodes, config.eval_max_steps)
 
     def step(c: PIState) -> tuple[PIState, dict[str, jax.Array]]:
         c, _ = jax.lax.scan(collect, c, None, length=config.steps_per_iteration)

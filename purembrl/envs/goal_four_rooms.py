@@ -17,8 +17,10 @@ import jax.numpy as jnp
 from gymnax.environments import environment, spaces
 from gymnax.environments.misc.rooms import EnvParams, EnvState
 
+from purembrl.envs.point_maze import GoalObservation
 
-class GoalFourRooms(environment.Environment[EnvState, EnvParams]):
+
+class GoalFourRooms(GoalObservation, environment.Environment[EnvState, EnvParams]):
     """FourRooms-misc with per-episode goals and no termination (discrete actions)."""
 
     def __init__(self):
@@ -33,18 +35,6 @@ class GoalFourRooms(environment.Environment[EnvState, EnvParams]):
     def goal_reached(self, achieved: jax.Array, goal: jax.Array, params=None) -> jax.Array:
         """Success of achieved cells ``[..., 2]`` for goal cells ``[..., 2]``."""
         return (achieved == goal).all(axis=-1)
-
-    @staticmethod
-    def achieved_goal(obs: jax.Array) -> jax.Array:
-        return obs[..., :2]
-
-    @staticmethod
-    def desired_goal(obs: jax.Array) -> jax.Array:
-        return obs[..., 2:]
-
-    @staticmethod
-    def with_goal(obs: jax.Array, goal: jax.Array) -> jax.Array:
-        return jnp.concatenate([obs[..., :2], goal], axis=-1)
 
     def step_env(self, key, state: EnvState, action, params: EnvParams):
         _, moved, *_ = self.inner.step_env(key, state, action, params)

@@ -57,6 +57,23 @@ FOUR_ROOMS = (
 LAYOUTS = {"Open": OPEN, "UMaze": U_MAZE, "FourRooms": FOUR_ROOMS}
 
 
+class GoalObservation:
+    """Observations ``[position (2), goal (2)]`` of the goal-conditioned environments."""
+
+    @staticmethod
+    def achieved_goal(obs: jax.Array) -> jax.Array:
+        return obs[..., :2]
+
+    @staticmethod
+    def desired_goal(obs: jax.Array) -> jax.Array:
+        return obs[..., 2:]
+
+    @staticmethod
+    def with_goal(obs: jax.Array, goal: jax.Array) -> jax.Array:
+        """The observation with its goal replaced (hindsight relabelling)."""
+        return jnp.concatenate([obs[..., :2], goal], axis=-1)
+
+
 @struct.dataclass
 class EnvState(environment.EnvState):
     pos: jax.Array  # [2] float32 (x, y)
@@ -72,7 +89,7 @@ class EnvParams(environment.EnvParams):
     max_steps_in_episode: int = 50
 
 
-class PointMaze(environment.Environment[EnvState, EnvParams]):
+class PointMaze(GoalObservation, environment.Environment[EnvState, EnvParams]):
     """Goal-conditioned point mass in a grid maze (see the module docstring)."""
 
     def __init__(self, layout: str | tuple[str, ...] = "UMaze"):
@@ -116,19 +133,6 @@ class PointMaze(environment.Environment[EnvState, EnvParams]):
     def goal_reached(self, achieved: jax.Array, goal: jax.Array, params: EnvParams) -> jax.Array:
         """Success of achieved positions ``[..., 2]`` for goals ``[..., 2]`` (hindsight reward)."""
         return jnp.linalg.norm(achieved - goal, axis=-1) <= params.success_radius
-
-    @staticmethod
-    def achieved_goal(obs: jax.Array) -> jax.Array:
-        return obs[..., :2]
-
-    @staticmethod
-    def desired_goal(obs: jax.Array) -> jax.Array:
-        return obs[..., 2:]
-
-    @staticmethod
-    def with_goal(obs: jax.Array, goal: jax.Array) -> jax.Array:
-        """The observation with its goal replaced (hindsight relabelling)."""
-        return jnp.concatenate([obs[..., :2], goal], axis=-1)
 
     # -- gymnax interface ----------------------------------------------------------------
     @property
