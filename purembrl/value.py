@@ -5,6 +5,9 @@
   clipped double-Q of Fujimoto et al. 2018), (7) and (18) (actor, temperature).
 * DQN: Mnih et al. 2015 (target network, Huber loss); double Q-learning target: van Hasselt,
   Guez & Silver 2016, Eq. (4).
+* Deep Dyna's expected target over sampled next states (the notes); model-based value
+  expansion, MBVE: Feinberg, Wang, Stoica, Jordan, Gonzalez & Levine 2018 (TD-k targets); NAF:
+  Gu, Lillicrap, Sutskever & Levine 2016 (the quadratic advantage head).
 * Polyak averaging of target parameters.
 
 Conventions: ``terminated`` is 1 only for a true terminal state; a time-limit truncation is not
@@ -97,6 +100,67 @@ def td_loss(q: jax.Array, target: jax.Array, kind: str = "huber") -> jax.Array:
     if kind == "mse":
         return 0.5 * error ** 2
     raise ValueError(f"kind={kind!r} is invalid: allowed 'huber' or 'mse'")
+
+
+# --- targets that use a model -------------------------------------------------------------------
+
+def expected_target(reward: jax.Array, terminated: jax.Array, gamma: jax.Array,
+                    next_value: jax.Array) -> jax.Array:
+    """Deep Dyna's expected target for one (s, a): the mean over ``K`` sampled next states of
+    ``r_k + gamma (1 - d_k) V(s'_k)``; ``reward``, ``terminated``, ``next_value``: ``[K]`` (the
+    notes' point: estimate E_{s'} from many model samples instead of one)."""
+    chex.assert_rank([reward, terminated, next_value], [1, 1, 1])
+    chex.assert_equal_shape([reward, terminated, next_value])
+    return jnp.mean(reward + gamma * _not_terminal(terminated) * next_value)
+
+
+def mbve_targets(rewards: jax.Array, terminated: jax.Array, gamma: jax.Array,
+                 bootstrap: jax.Array) -> jax.Array:
+    """Model-based value expansion targets with the TD-k trick (Feinberg et al. 2018, Eq. (3)).
+
+    Along one path h_0 = (s_0, a_0) (real), h_1 .. h_H (imagined with the target policy through
+    the model), the target of Q(h_t) for every t = 0..H is
+
+        G_t = sum_{k=t}^{H} gamma^{k-t} r_k + gamma^{H+1-t} V(s_{H+1}),
+
+    cut at the first termination. Args: ``rewards [H+1]`` (r_0 real, the rest imagined),
+    ``terminated [H+1]`` (d_k: s_{k+1} is terminal), ``bootstrap``: the target critic's value of
+    s_{H+1} under the target policy. Returns ``[H+1]``; with H = 0 it is the one-step TD target.
+    """
+    chex.assert_rank([rewards, terminated, bootstrap], [1, 1, 0])
+    chex.assert_equal_shape([rewards, terminated])
+
+    def back(g_next, x):
+        r, d = x
+        g = r + gamma * _not_terminal(d) * g_next
+        return g, g
+
+    _, targets = jax.lax.scan(back, bootstrap, (rewards, terminated), reverse=True)
+    return targets
+
+
+# --- normalized advantage functions -------------------------------------------------------------
+
+def naf_matrix(entries: jax.Array, action_dim: int) -> tuple[jax.Array, jax.Array]:
+    """``(L, P = L L^T)`` from ``action_dim (action_dim + 1) / 2`` network outputs: the lower
+    triangle of L row by row, its diagonal through ``exp`` so that P is positive definite
+    (Gu, Lillicrap, Sutskever & Levine 2016, Sec. 4)."""
+    chex.assert_shape(entries, (action_dim * (action_dim + 1) // 2,))
+    rows, cols = jnp.tril_indices(action_dim)
+    L = jnp.zeros((action_dim, action_dim), entries.dtype).at[rows, cols].set(entries)
+    L = jnp.where(jnp.eye(action_dim, dtype=bool), jnp.exp(L), L)
+    return L, L @ L.T
+
+
+def naf_q(value_: jax.Array, mu: jax.Array, entries: jax.Array, action: jax.Array) -> jax.Array:
+    """``Q(s, a) = V(s) - 1/2 (a - mu(s))^T P(s) (a - mu(s))`` for one state: ``value_`` scalar,
+    ``mu`` and ``action`` ``[d]``, ``entries`` the ``d (d + 1) / 2`` outputs of the L head. The
+    greedy action is ``mu`` and ``max_a Q = V``."""
+    chex.assert_rank([value_, mu, action], [0, 1, 1])
+    chex.assert_equal_shape([mu, action])
+    _, P = naf_matrix(entries, mu.shape[0])
+    diff = action - mu
+    return value_ - 0.5 * diff @ P @ diff
 
 
 # --- target networks ----------------------------------------------------------------------------

@@ -111,3 +111,48 @@ def test_dqn_learner_fits_a_constant_reward_chain():
     assert greedy.shape == (5,)
     explored = learner.act(state, jax.random.key(1), jnp.ones((1000, 4)), epsilon=1.0)
     assert 400 < int(explored.sum()) < 600  # uniform over the 2 actions
+
+
+def test_expected_target_with_identical_samples_is_the_one_sample_target():
+    one = value.q_learning_target(jnp.array(0.5), jnp.array(False), 0.9, jnp.array([2.0, 3.0]))
+    k = value.expected_target(jnp.full(4, 0.5), jnp.zeros(4, bool), 0.9, jnp.full(4, 3.0))
+    np.testing.assert_allclose(k, one, rtol=1e-6)
+    mixed = value.expected_target(jnp.array([1.0, 0.0]), jnp.array([True, False]), 0.5,
+                              jnp.array([10.0, 4.0]))
+    np.testing.assert_allclose(mixed, 0.5 * (1.0 + 0.0 + 0.5 * 4.0), rtol=1e-6)
+
+
+def test_mbve_targets_hand_unrolled_and_one_step_at_h0():
+    g = 0.9
+    r = jnp.array([1.0, 2.0, -1.0, 0.5])
+    d = jnp.zeros(4, bool)
+    boot = jnp.array(10.0)
+    t = np.asarray(value.mbve_targets(r, d, g, boot))
+    expected = [1 + g * 2 + g ** 2 * -1 + g ** 3 * 0.5 + g ** 4 * 10,
+                2 + g * -1 + g ** 2 * 0.5 + g ** 3 * 10, -1 + g * 0.5 + g ** 2 * 10, 0.5 + g * 10]
+    np.testing.assert_allclose(t, expected, rtol=1e-6)
+    # a termination after step 1 cuts the rest of the path
+    cut = np.asarray(value.mbve_targets(r, jnp.array([False, True, False, False]), g, boot))
+    np.testing.assert_allclose(cut[:2], [1 + g * 2, 2], rtol=1e-6)
+    # H = 0: the one-step TD target
+    h0 = value.mbve_targets(r[:1], d[:1], g, boot)
+    np.testing.assert_allclose(h0, [1 + g * 10], rtol=1e-6)
+
+
+def test_naf_q_is_maximised_at_mu_and_matches_the_quadratic_form():
+    rng = np.random.default_rng(0)
+    d = 3
+    entries = jnp.asarray(rng.standard_normal(d * (d + 1) // 2), jnp.float32)
+    mu = jnp.asarray(rng.standard_normal(d), jnp.float32)
+    L, P = value.naf_matrix(entries, d)
+    assert np.allclose(np.triu(np.asarray(L), 1), 0.0)
+    assert (np.linalg.eigvalsh(np.asarray(P)) > 0).all()
+    np.testing.assert_allclose(value.naf_q(jnp.array(1.5), mu, entries, mu), 1.5)
+    np.testing.assert_allclose(jax.grad(lambda a: value.naf_q(jnp.array(1.5), mu, entries, a))(mu),
+                               0.0, atol=1e-6)
+    for _ in range(20):
+        a = jnp.asarray(rng.standard_normal(d), jnp.float32)
+        q = value.naf_q(jnp.array(1.5), mu, entries, a)
+        diff = np.asarray(a - mu)
+        np.testing.assert_allclose(q, 1.5 - 0.5 * diff @ np.asarray(P) @ diff, rtol=1e-5)
+        assert float(q) <= 1.5
