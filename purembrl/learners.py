@@ -88,7 +88,11 @@ def squashed_gaussian(mean: jax.Array, log_std: jax.Array) -> distrax.Distributi
 
 def make_sac(config: SACConfig, obs_dim: int, action_low: jax.Array,
              action_high: jax.Array) -> Learner:
-    """A SAC learner for ``obs_dim`` observations and actions in [action_low, action_high]."""
+    """A SAC learner for ``obs_dim`` observations and actions in [action_low, action_high].
+
+    ``update`` takes a batch of transitions, or of (s, a) with K sampled next states each
+    (``reward``, ``terminated`` ``[B, K]``, ``next_obs`` ``[B, K, obs_dim]``): the critic then
+    regresses on the mean target over the K samples (deep Dyna, ``value.expected_target``)."""
     action_low = jnp.asarray(action_low, jnp.float32).reshape(-1)
     action_high = jnp.asarray(action_high, jnp.float32).reshape(-1)
     action_dim = action_low.shape[0]
@@ -130,11 +134,20 @@ def make_sac(config: SACConfig, obs_dim: int, action_low: jax.Array,
         obs, next_obs = batch.obs.astype(jnp.float32), batch.next_obs.astype(jnp.float32)
         action = batch.action.astype(jnp.float32).reshape(obs.shape[0], action_dim)
 
-        next_action, next_log_prob = sample(state.actor, key_next, next_obs)
-        next_q = critic_values(state.target_critic, next_obs, next_action)  # [num, B]
-        target = jax.vmap(value.sac_target, in_axes=(0, 0, None, 1, 0, None))(
-            batch.reward.astype(jnp.float32), batch.terminated, config.gamma, next_q,
-            next_log_prob, alpha)
+        if batch.reward.ndim == 2:  # K model samples of s' per (s, a): deep Dyna's expectation
+            B, K = batch.reward.shape
+            flat = next_obs.reshape(B * K, -1)
+            next_action, next_log_prob = sample(state.actor, key_next, flat)
+            next_q = critic_values(state.target_critic, flat, next_action)  # [num, B K]
+            soft = (jnp.min(next_q, axis=0) - alpha * next_log_prob).reshape(B, K)
+            target = jax.vmap(value.expected_target, in_axes=(0, 0, None, 0))(
+                batch.reward.astype(jnp.float32), batch.terminated, config.gamma, soft)
+        else:
+            next_action, next_log_prob = sample(state.actor, key_next, next_obs)
+            next_q = critic_values(state.target_critic, next_obs, next_action)  # [num, B]
+            target = jax.vmap(value.sac_target, in_axes=(0, 0, None, 1, 0, None))(
+                batch.reward.astype(jnp.float32), batch.terminated, config.gamma, next_q,
+                next_log_prob, alpha)
         target = jax.lax.stop_gradient(target)
 
         def critic_loss(params):
@@ -221,7 +234,10 @@ class DQNState:
 
 
 def make_dqn(config: DQNConfig, obs_dim: int, num_actions: int) -> Learner:
-    """A DQN learner for ``obs_dim`` observations and ``num_actions`` discrete actions."""
+    """A DQN learner for ``obs_dim`` observations and ``num_actions`` discrete actions.
+
+    Like SAC's, ``update`` also takes K sampled next states per (s, a) (``reward`` ``[B, K]``,
+    ``next_obs`` ``[B, K, obs_dim]``) and regresses on their mean target."""
     net = MLP(config.hidden_sizes, num_actions, config.activation)
     optimizer = optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
                             optax.adam(config.learning_rate))
@@ -235,15 +251,26 @@ def make_dqn(config: DQNConfig, obs_dim: int, num_actions: int) -> Learner:
         del key
         obs, next_obs = batch.obs.astype(jnp.float32), batch.next_obs.astype(jnp.float32)
         action = batch.action.astype(jnp.int32).reshape(obs.shape[0])
-        next_target = net.apply(state.target_params, next_obs)
-        if config.double_q:
-            next_online = net.apply(state.params, next_obs)
-            target = jax.vmap(value.double_q_target, in_axes=(0, 0, None, 0, 0))(
-                batch.reward.astype(jnp.float32), batch.terminated, config.gamma, next_online,
-                next_target)
+        if batch.reward.ndim == 2:  # K model samples of s' per (s, a): deep Dyna's expectation
+            B, K = batch.reward.shape
+            flat = next_obs.reshape(B * K, -1)
+            next_target = net.apply(state.target_params, flat)
+            best = jnp.argmax(net.apply(state.params, flat) if config.double_q else next_target,
+                              axis=-1)
+            next_value = jnp.take_along_axis(next_target, best[:, None], axis=-1).reshape(B, K)
+            target = jax.vmap(value.expected_target, in_axes=(0, 0, None, 0))(
+                batch.reward.astype(jnp.float32), batch.terminated, config.gamma, next_value)
         else:
-            target = jax.vmap(value.q_learning_target, in_axes=(0, 0, None, 0))(
-                batch.reward.astype(jnp.float32), batch.terminated, config.gamma, next_target)
+            next_target = net.apply(state.target_params, next_obs)
+            if config.double_q:
+                next_online = net.apply(state.params, next_obs)
+                target = jax.vmap(value.double_q_target, in_axes=(0, 0, None, 0, 0))(
+                    batch.reward.astype(jnp.float32), batch.terminated, config.gamma,
+                    next_online, next_target)
+            else:
+                target = jax.vmap(value.q_learning_target, in_axes=(0, 0, None, 0))(
+                    batch.reward.astype(jnp.float32), batch.terminated, config.gamma,
+                    next_target)
 
         def loss_fn(params):
             q = jnp.take_along_axis(net.apply(params, obs), action[:, None], axis=1)[:, 0]

@@ -156,3 +156,33 @@ def test_naf_q_is_maximised_at_mu_and_matches_the_quadratic_form():
         diff = np.asarray(a - mu)
         np.testing.assert_allclose(q, 1.5 - 0.5 * diff @ np.asarray(P) @ diff, rtol=1e-5)
         assert float(q) <= 1.5
+
+
+def test_learners_take_k_next_state_samples_and_k_identical_equals_one():
+    """Deep Dyna's batches: K sampled s' per (s, a). With K identical copies, DQN's update is
+    the one-sample update; SAC's runs and its critic moves."""
+    B, K, d = 16, 5, 4
+    rng = np.random.default_rng(0)
+    obs = jnp.asarray(rng.standard_normal((B, d)), jnp.float32)
+    next_obs = jnp.asarray(rng.standard_normal((B, d)), jnp.float32)
+    reward = jnp.asarray(rng.standard_normal(B), jnp.float32)
+    term = jnp.asarray(rng.random(B) < 0.2)
+    tile = lambda x: jnp.repeat(x[:, None], K, axis=1)  # noqa: E731
+    for double_q in (True, False):
+        learner = make_dqn(DQNConfig(double_q=double_q), d, 3)
+        state = learner.init(jax.random.key(0))
+        action = jnp.asarray(rng.integers(0, 3, B), jnp.int32)
+        one = Transition(obs, action, reward, next_obs, term)
+        many = Transition(obs, action, tile(reward), tile(next_obs), tile(term))
+        s1, i1 = learner.update(state, one, jax.random.key(1))
+        sk, ik = learner.update(state, many, jax.random.key(1))
+        np.testing.assert_allclose(i1["q_loss"], ik["q_loss"], rtol=1e-6)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+                     s1.params, sk.params)
+    sac = make_sac(SACConfig(hidden_sizes=(32, 32)), d, -np.ones(2), np.ones(2))
+    state = sac.init(jax.random.key(0))
+    action = jnp.asarray(rng.uniform(-1, 1, (B, 2)), jnp.float32)
+    many = Transition(obs, action, tile(reward), tile(next_obs), tile(term))
+    new, info = jax.jit(sac.update)(state, many, jax.random.key(2))
+    assert np.isfinite(float(info["critic_loss"]))
+    assert not np.allclose(jax.tree.leaves(new.critic)[0], jax.tree.leaves(state.critic)[0])
