@@ -17,6 +17,7 @@ ALGORITHMS: dict[str, str] = {
     "sf_gpi": "purembrl.algos.sf_gpi",
     "sf_policy_iteration": "purembrl.algos.sf_policy_iteration",
     "c_learning": "purembrl.algos.c_learning",
+    "dyna": "purembrl.algos.dyna",
 }
 
 

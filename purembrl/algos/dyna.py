@@ -1,0 +1,259 @@
+"""Deep Dyna with expected targets (the notes' "Dyna" with a learned one-step model, T = 1).
+
+Sutton 1990's Dyna with a neural model, as the notes put it: every learner update takes (s, a)
+from the replay buffer of real transitions, draws ``num_next_samples`` (K) next states (with
+rewards and terminations) from the learned probabilistic ensemble, and regresses Q(s, a) on the
+*average* target over them, ``mean_k r_k + g (1 - d_k) V(s'_k)`` (``value.expected_target``;
+the learners of ``purembrl.learners`` take such K-sample batches). The expectation over s' is
+estimated from many model samples instead of the single real one; the real s' is not used by
+the learner at all.
+
+    initial_random_steps uniformly random real steps into the replay buffer
+    every model_train_freq steps:  fit the ensemble on the replay buffer (purembrl.dynamics)
+      every step:                  act, store the real transition, take updates_per_step (G)
+                                   updates on (s, a) from replay with K model samples of s'
+    every eval_every steps:        evaluate the deterministic policy
+
+SAC for continuous actions, double DQN (epsilon-greedy) for discrete ones, chosen by the env's
+action space. Fields left ``None`` come from ``PRESETS[env]``, else ``GENERIC``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from purembrl import buffer, dynamics, envs, interact
+from purembrl.config import check_budget, check_choice, check_int, resolve_presets, static
+from purembrl.envs import known
+from purembrl.learners import DQNConfig, SACConfig, make_dqn, make_sac
+from purembrl.loop import TrainLoop, as_train
+from purembrl.types import Transition
+
+ENVS = ("Pendulum-v1", "CartPole-v1", "MountainCarContinuous-v0", "Acrobot-v1")
+
+PRESETS = {
+    # Pendulum: the MBPO preset's model and SAC (benchmarks/mbpo_pendulum.py), G = 10 updates
+    # per step of K = 5 model samples each (a K-sample update costs about K one-sample
+    # target computations), the known termination (never), the reward learned.
+    "Pendulum-v1": dict(
+        total_steps=3000, eval_every=250, initial_random_steps=250, buffer_size=100_000,
+        batch_size=256, updates_per_step=10, num_next_samples=5, model_train_freq=250,
+        known_termination=True,
+        sac=SACConfig(hidden_sizes=(128, 128), activation="swish", actor_lr=1e-3,
+                      critic_lr=1e-3, alpha_lr=1e-3, tau=0.02)),
+    # CartPole: double DQN with the known termination function and a learned model.
+    "CartPole-v1": dict(
+        total_steps=10_500, eval_every=500, initial_random_steps=500, buffer_size=100_000,
+        batch_size=128, updates_per_step=2, num_next_samples=5, model_train_freq=250,
+        known_termination=True, eps_decay_steps=5000,
+        dqn=DQNConfig(hidden_sizes=(128, 128), target_update="periodic", target_period=200)),
+}
+# Other gymnax envs: MBPO's generic model schedule (refit every 250 steps after 1000 random
+# steps) with 10 updates per step of 5 samples each.
+GENERIC = dict(
+    total_steps=21_000, eval_every=1000, initial_random_steps=1000, buffer_size=1_000_000,
+    batch_size=256, updates_per_step=10, num_next_samples=5, model_train_freq=250,
+    known_termination=False, eps_decay_steps=10_000)
+
+
+@struct.dataclass
+class Config:
+    """Deep Dyna settings; ``None`` fields come from ``PRESETS[env]``, else ``GENERIC``.
+
+    Attributes:
+      env: a gymnax environment with flat observations.
+      learner: ``"auto"`` (SAC for continuous actions, DQN for discrete), ``"sac"`` or ``"dqn"``.
+      total_steps: real steps, ``initial_random_steps`` included.
+      eval_every / eval_episodes: evaluation period (a multiple of ``model_train_freq``) and size.
+      initial_random_steps: uniformly random steps before anything is learned.
+      buffer_size: replay capacity. batch_size: (s, a) pairs per update. updates_per_step: G.
+      num_next_samples: K, model samples of s' per (s, a) (the expectation's sample size).
+      model_train_freq: steps between model fits.
+      known_reward / known_termination: ``purembrl.envs.known``'s functions instead of learned.
+      eps_start / eps_end / eps_decay_steps: DQN's exploration schedule (after the warm-up).
+      model: the ensemble. sac / dqn: the learner's hyperparameters.
+    """
+
+    env: str = static("Pendulum-v1")
+    learner: str = static("auto")
+    total_steps: int | None = static(None)
+    eval_every: int | None = static(None)
+    eval_episodes: int = static(10)
+    initial_random_steps: int | None = static(None)
+    buffer_size: int | None = static(None)
+    batch_size: int | None = static(None)
+    updates_per_step: int | None = static(None)
+    num_next_samples: int | None = static(None)
+    model_train_freq: int | None = static(None)
+    known_reward: bool = static(False)
+    known_termination: bool | None = static(None)
+    eps_start: float = 1.0
+    eps_end: float = 0.05
+    eps_decay_steps: int | None = static(None)
+    model: dynamics.EnsembleConfig = dynamics.EnsembleConfig()
+    sac: SACConfig | None = None
+    dqn: DQNConfig | None = None
+
+    def __post_init__(self):
+        resolve_presets(self, PRESETS, GENERIC)
+        env, env_params = envs.make(self.env)
+        discrete = interact.spec(env, env_params).discrete
+        check_choice("learner", self.learner, ("auto", "sac", "dqn"))
+        if self.learner == "auto":
+            object.__setattr__(self, "learner", "dqn" if discrete else "sac")
+        if (self.learner == "dqn") != discrete:
+            kind = "discrete" if discrete else "continuous"
+            raise ValueError(f"learner={self.learner!r} is invalid for env={self.env!r}: its "
+                             f"actions are {kind} (allowed: "
+                             f"{'dqn' if discrete else 'sac'} or 'auto')")
+        if self.learner == "sac" and self.sac is None:
+            object.__setattr__(self, "sac", SACConfig())
+        if self.learner == "dqn" and self.dqn is None:
+            object.__setattr__(self, "dqn", DQNConfig())
+        for name in ("total_steps", "eval_every", "eval_episodes", "initial_random_steps",
+                     "buffer_size", "batch_size", "num_next_samples", "model_train_freq",
+                     "eps_decay_steps"):
+            check_int(name, getattr(self, name), 1)
+        check_int("updates_per_step", self.updates_per_step, 0)
+        if self.eval_every % self.model_train_freq:
+            raise ValueError(f"eval_every={self.eval_every} is invalid: allowed a multiple of "
+                             f"model_train_freq={self.model_train_freq}")
+        check_budget(self.total_steps, self.initial_random_steps, "initial_random_steps",
+                     self.eval_every)
+        if self.batch_size > self.buffer_size:
+            raise ValueError(f"batch_size={self.batch_size} is invalid: allowed at most "
+                             f"buffer_size={self.buffer_size}")
+        if self.known_reward and self.env not in known.REWARD_FNS:
+            raise ValueError(f"known_reward=True is invalid for env={self.env!r}: no known "
+                             f"reward function (known for {', '.join(known.REWARD_FNS)})")
+        if self.known_termination and self.env not in known.TERMINATION_FNS:
+            raise ValueError(f"known_termination=True is invalid for env={self.env!r}: no known "
+                             "termination function (known for "
+                             f"{', '.join(known.TERMINATION_FNS)})")
+
+    @property
+    def num_iterations(self) -> int:
+        return (self.total_steps - self.initial_random_steps) // self.eval_every
+
+
+@struct.dataclass
+class DynaState:
+    learner: object
+    model: dynamics.EnsembleState
+    replay: buffer.BufferState
+    obs: jax.Array
+    env_state: object
+    env_steps: jax.Array
+    key: jax.Array
+
+
+def make_learner(config: Config, env_spec: interact.EnvSpec):
+    if config.learner == "sac":
+        return make_sac(config.sac, env_spec.obs_dim, env_spec.action_low, env_spec.action_high)
+    return make_dqn(config.dqn, env_spec.obs_dim, env_spec.num_actions)
+
+
+def model_batch(model_step, key: jax.Array, real: Transition, num_samples: int) -> Transition:
+    """(s, a) of a real batch with ``num_samples`` model draws of (r, s', d) each:
+    ``reward``, ``terminated`` ``[B, K]`` and ``next_obs`` ``[B, K, obs_dim]``."""
+    B = real.obs.shape[0]
+    obs = jnp.repeat(real.obs, num_samples, axis=0)
+    action = jnp.repeat(real.action, num_samples, axis=0)
+    next_obs, reward, terminated = model_step(key, obs, action)
+    return Transition(obs=real.obs, action=real.action,
+                      reward=reward.reshape(B, num_samples),
+                      next_obs=next_obs.reshape(B, num_samples, -1),
+                      terminated=terminated.reshape(B, num_samples))
+
+
+def make_loop(config: Config) -> TrainLoop:
+    env, env_params = envs.make(config.env)
+    env_spec = interact.spec(env, env_params)
+    learner = make_learner(config, env_spec)
+    reward_fn = known.REWARD_FNS[config.env] if config.known_reward else None
+    termination_fn = known.TERMINATION_FNS[config.env] if config.known_termination else None
+    model_config = config.model.replace(learn_reward=not config.known_reward,
+                                        learn_termination=not config.known_termination)
+    example = interact.example_transition(env_spec)
+
+    def explore(learner_state, key, obs, env_steps):
+        if config.learner == "sac":
+            return learner.act(learner_state, key, obs)
+        frac = jnp.clip((env_steps - config.initial_random_steps) / config.eps_decay_steps,
+                        0.0, 1.0)
+        epsilon = config.eps_start + frac * (config.eps_end - config.eps_start)
+        return learner.act(learner_state, key, obs, epsilon=epsilon)
+
+    def init(key):
+        key_learner, key_model, key_reset, key_warm, key_run = jax.random.split(key, 5)
+        obs, env_state = env.reset(key_reset, env_params)
+        obs, env_state, replay = interact.warmup(
+            env, env_params, key_warm, env_state, obs.astype(jnp.float32),
+            buffer.init(example, config.buffer_size), config.initial_random_steps)
+        return DynaState(
+            learner=learner.init(key_learner),
+            model=dynamics.init(key_model, model_config, env_spec.obs_dim,
+                                env_spec.num_actions),
+            replay=replay, obs=obs, env_state=env_state,
+            env_steps=jnp.full((), config.initial_random_steps, jnp.int32), key=key_run)
+
+    def env_step(carry: DynaState, key):
+        """One real step and G updates on model-expected targets."""
+        key_act, key_env, key_update = jax.random.split(key, 3)
+        action = explore(carry.learner, key_act, carry.obs[None], carry.env_steps)[0]
+        obs, env_state, replay = interact.step_into(env, env_params, key_env, carry.env_state,
+                                                    carry.obs, action, carry.replay)
+        carry = carry.replace(replay=replay, obs=obs, env_state=env_state,
+                              env_steps=carry.env_steps + 1)
+        model_step = dynamics.make_model_step(carry.model, reward_fn=reward_fn,
+                                              termination_fn=termination_fn)
+
+        def update(learner_state, k):
+            key_batch, key_model, key_learn = jax.random.split(k, 3)
+            real = buffer.sample(carry.replay, key_batch, config.batch_size)
+            batch = model_batch(model_step, key_model, real, config.num_next_samples)
+            return learner.update(learner_state, batch, key_learn)
+
+        learner_state, info = jax.lax.scan(update, carry.learner,
+                                           jax.random.split(key_update, config.updates_per_step))
+        return carry.replace(learner=learner_state), jax.tree.map(jnp.mean, info)
+
+    def model_block(carry: DynaState, key):
+        key_fit, key_steps = jax.random.split(key)
+        model, fit = dynamics.fit(carry.model, carry.replay, key_fit, model_config)
+        carry = carry.replace(model=model)
+        carry, info = jax.lax.scan(env_step, carry,
+                                   jax.random.split(key_steps, config.model_train_freq))
+        return carry, {"model_val_mse": fit["val_mse"][fit["elites"]].mean(),
+                       "model_nonfinite": fit["nonfinite"], **jax.tree.map(jnp.mean, info)}
+
+    def step(carry: DynaState):
+        key, key_blocks, key_eval = jax.random.split(carry.key, 3)
+        blocks = config.eval_every // config.model_train_freq
+        carry, info = jax.lax.scan(model_block, carry.replace(key=key),
+                                   jax.random.split(key_blocks, blocks))
+        policy = lambda k, obs: learner.act(carry.learner, k, obs, explore=False)
+        eval_return, eval_length = interact.evaluate(env, env_params, policy, key_eval,
+                                                     config.eval_episodes, env_spec.max_steps)
+        metrics = {"env_steps": carry.env_steps, "eval_return": eval_return,
+                   "eval_length": eval_length,
+                   **{k: (v.any() if v.dtype == bool else v.mean()) for k, v in info.items()}}
+        return carry, metrics
+
+    return TrainLoop(init=init, step=step, num_iterations=config.num_iterations)
+
+
+def make_train(config: Config):
+    """``train(key) -> (DynaState, metrics)``; metrics ``[num_evals]``: ``env_steps``,
+    ``eval_return``, ``eval_length``, the model's holdout MSE and non-finite flag, and the
+    learner's losses."""
+    return as_train(make_loop(config))
+
+
+def policy(state: DynaState, config: Config):
+    """The trained deterministic policy as a pure function ``(key, obs [B, d]) -> action``."""
+    env, env_params = envs.make(config.env)
+    learner = make_learner(config, interact.spec(env, env_params))
+    return lambda key, obs: learner.act(state.learner, key, obs, explore=False)

@@ -1,0 +1,59 @@
+"""Deep Dyna with expected targets over K model samples (purembrl.algos.dyna)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from purembrl import dynamics
+from purembrl.algos import dyna
+from purembrl.types import Transition
+
+
+def test_learns_cartpole_on_a_small_budget():
+    """Double DQN on K = 5 model samples per (s, a), with a small ensemble. Measured (2 seeds,
+    3500 env steps): best evaluations 409 and 230; a random policy lasts about 22 steps.
+    (Pendulum learns too, -120 and -134 after 1750 steps, but takes minutes on 2 cores.)"""
+    cfg = dyna.Config(env="CartPole-v1", total_steps=3500,
+                      model=dynamics.EnsembleConfig(num_members=5, num_elites=3,
+                                                    hidden_sizes=(64, 64), max_epochs=20))
+    _, m = jax.jit(jax.vmap(dyna.make_train(cfg)))(jax.random.split(jax.random.key(0), 2))
+    best = np.asarray(m["eval_return"]).max(axis=1)
+    assert (best > 150).all(), np.asarray(m["eval_return"])
+    assert not np.asarray(m["model_nonfinite"]).any()
+
+
+def test_model_batch_draws_k_next_states_per_pair():
+    model_cfg = dynamics.EnsembleConfig(num_members=3, num_elites=2, hidden_sizes=(16,))
+    model = dynamics.init(jax.random.key(0), model_cfg, obs_dim=3, action_dim=1)
+    step = dynamics.make_model_step(model)
+    real = Transition(obs=jnp.ones((4, 3)), action=jnp.zeros((4, 1)), reward=jnp.zeros(4),
+                      next_obs=jnp.ones((4, 3)), terminated=jnp.zeros(4, bool))
+    batch = dyna.model_batch(step, jax.random.key(1), real, 6)
+    assert batch.next_obs.shape == (4, 6, 3) and batch.reward.shape == (4, 6)
+    assert batch.terminated.shape == (4, 6) and batch.obs.shape == (4, 3)
+    # the K draws of one (s, a) differ (sampled members and noise)
+    assert float(jnp.std(batch.next_obs[0], axis=0).max()) > 0
+
+
+def test_jit_vmap_seeds_differ_and_keys_repeat():
+    cfg = dyna.Config(env="CartPole-v1", total_steps=1000, eval_every=250,
+                      initial_random_steps=500, eval_episodes=2,
+                      model=dynamics.EnsembleConfig(num_members=3, num_elites=2,
+                                                    hidden_sizes=(32,), max_epochs=3))
+    train = jax.jit(jax.vmap(dyna.make_train(cfg)))
+    keys = jax.random.split(jax.random.key(1), 2)
+    _, m1 = train(keys)
+    _, m2 = train(keys)
+    np.testing.assert_array_equal(m1["q_loss"], m2["q_loss"])
+    assert not np.array_equal(m1["q_loss"][0], m1["q_loss"][1])
+    assert np.asarray(m1["env_steps"][0]).tolist() == [750, 1000]
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="learner"):
+        dyna.Config(env="CartPole-v1", learner="sac")
+    with pytest.raises(ValueError, match="eval_every"):
+        dyna.Config(env="Pendulum-v1", eval_every=300)
+    with pytest.raises(ValueError, match="num_next_samples"):
+        dyna.Config(env="Pendulum-v1", num_next_samples=0)
