@@ -166,6 +166,55 @@ class CState:
     key: jax.Array
 
 
+def critics(config: Config, discrete: bool, A: int):
+    """The critic as functions of its parameters, shared by training and ``policy``:
+    ``(critic_net, action_input, logits, pair_logits, greedy)``; ``critic_net`` is the twin
+    head of "td" / "her" (None for InfoNCE, whose parameters are ``{"sa", "g"}``)."""
+    td = config.critic in ("td", "her")  # twin heads on (s, a, g); "her" reads them as Q
+    critic_net = sa_net = g_net = None
+    if td:  # twin logits of C(s, a, g): one per action for discrete actions
+        critic_net = MLP(config.hidden_sizes, 2 * A if discrete else 2)
+    else:
+        sa_net = MLP(config.hidden_sizes, config.repr_dim)
+        g_net = MLP(config.hidden_sizes, config.repr_dim)
+
+    def action_input(action):
+        return jax.nn.one_hot(action, A) if discrete else action
+
+    def all_actions(params, state, goal):
+        """Discrete TD heads: ``[B, 2, A]`` logits of every action in one pass."""
+        return critic_net.apply(params, jnp.concatenate([state, goal], -1)).reshape(-1, 2, A)
+
+    def logits(params, state, action, goal):
+        """``[2, B]`` classifier logits (TD) or the ``[B, B]`` InfoNCE matrix."""
+        if td:
+            if discrete:
+                out = all_actions(params, state, goal)
+                return jnp.take_along_axis(out, action[:, None, None], axis=2)[..., 0].T
+            return critic_net.apply(params, jnp.concatenate([state, action, goal], -1)).T
+        rep_sa = sa_net.apply(params["sa"], jnp.concatenate([state, action_input(action)], -1))
+        return rep_sa @ g_net.apply(params["g"], goal).T
+
+    def pair_logits(params, state, action, goal):
+        """``[B]`` logits of matched (s, a, g) rows (the lower twin for TD)."""
+        if td:
+            return logits(params, state, action, goal).min(0)
+        rep_sa = sa_net.apply(params["sa"], jnp.concatenate([state, action_input(action)], -1))
+        return jnp.sum(rep_sa * g_net.apply(params["g"], goal), -1)
+
+    def greedy(params, state, goal):
+        """Discrete actions: ``argmax_a`` of the classifier's logit, ``[B]``."""
+        if td:
+            per_action = all_actions(params, state, goal).min(1)  # [B, A]
+        else:
+            per_action = jax.vmap(
+                lambda a: pair_logits(params, state, jnp.full(state.shape[0], a), goal),
+                out_axes=1)(jnp.arange(A))
+        return jnp.argmax(per_action, axis=-1).astype(jnp.int32)
+
+    return critic_net, action_input, logits, pair_logits, greedy
+
+
 def make_loop(config: Config) -> TrainLoop:
     env, env_params = envs.make(config.env)
     env_params = env_params.replace(max_steps_in_episode=config.episode_length)
@@ -175,45 +224,15 @@ def make_loop(config: Config) -> TrainLoop:
     discrete = isinstance(space, spaces.Discrete)
     A = int(space.n) if discrete else space.shape[0]  # actions, or the action dimension
     action_shape = () if discrete else (A,)
-    td = config.critic in ("td", "her")  # twin heads on (s, a, g); "her" reads them as Q
     her = config.critic == "her"
     actor_net = GaussianActor(config.hidden_sizes, A)
-    if td:  # twin logits of C(s, a, g): one per action for discrete actions
-        critic_net = MLP(config.hidden_sizes, 2 * A if discrete else 2)
-    else:
+    critic_net, action_input, logits, pair_logits, greedy = critics(config, discrete, A)
+    td = critic_net is not None
+    if not td:
         sa_net = MLP(config.hidden_sizes, config.repr_dim)
         g_net = MLP(config.hidden_sizes, config.repr_dim)
     actor_opt = optax.adam(config.actor_lr)
     critic_opt = optax.adam(config.critic_lr)
-
-    def action_input(action):
-        return jax.nn.one_hot(action, A) if discrete else action
-
-    def logits(params, state, action, goal):
-        """``[2, B]`` classifier logits (TD) or the ``[B, B]`` InfoNCE matrix."""
-        if td:
-            if discrete:
-                out = critic_net.apply(params, jnp.concatenate([state, goal], -1))
-                out = out.reshape(-1, 2, A)
-                return jnp.take_along_axis(out, action[:, None, None], axis=2)[..., 0].T
-            return critic_net.apply(params, jnp.concatenate([state, action, goal], -1)).T
-        rep_sa = sa_net.apply(params["sa"], jnp.concatenate([state, action_input(action)], -1))
-        rep_g = g_net.apply(params["g"], goal)
-        return rep_sa @ rep_g.T
-
-    def pair_logits(params, state, action, goal):
-        """``[B]`` logits of matched (s, a, g) rows (the lower twin for TD)."""
-        if td:
-            return logits(params, state, action, goal).min(0)
-        rep_sa = sa_net.apply(params["sa"], jnp.concatenate([state, action_input(action)], -1))
-        return jnp.sum(rep_sa * g_net.apply(params["g"], goal), -1)
-
-    def greedy(critic, state, goal):
-        """Discrete actions: ``argmax_a`` of the classifier's logit, ``[B]``."""
-        per_action = jax.vmap(
-            lambda a: pair_logits(critic, state, jnp.full(state.shape[0], a), goal))(
-                jnp.arange(A))  # [A, B]
-        return jnp.argmax(per_action, axis=0).astype(jnp.int32)
 
     def policy_dist(params, state, goal):
         mean, log_std = actor_net.apply(params, jnp.concatenate([state, goal], -1))
@@ -407,14 +426,7 @@ def policy(state: CState, config: Config):
     env, env_params = envs.make(config.env)
     space = env.action_space(env_params)
     if isinstance(space, spaces.Discrete):
-        critic_net = MLP(config.hidden_sizes, 2 * int(space.n))
-        if config.critic != "td":
-            raise NotImplementedError("policy() for the discrete InfoNCE critic")
-
-        def act(obs):
-            out = critic_net.apply(state.critic, obs).reshape(obs.shape[0], 2, -1)
-            return jnp.argmax(out.min(1), axis=-1).astype(jnp.int32)
-
-        return act
+        greedy = critics(config, True, int(space.n))[-1]
+        return lambda obs: greedy(state.critic, env.achieved_goal(obs), env.desired_goal(obs))
     actor_net = GaussianActor(config.hidden_sizes, space.shape[0])
     return lambda obs: jnp.tanh(actor_net.apply(state.actor, obs)[0])
