@@ -301,3 +301,35 @@ def make_dqn(config: DQNConfig, obs_dim: int, num_actions: int) -> Learner:
         return jnp.where(use_random, random, greedy)
 
     return Learner(init=init, update=update, act=act)
+
+
+def for_env(kind: str, sac: SACConfig | None, dqn: DQNConfig | None, env_spec) -> Learner:
+    """SAC (``kind="sac"``) or DQN (``"dqn"``) for an ``interact.EnvSpec``."""
+    if kind == "sac":
+        return make_sac(sac, env_spec.obs_dim, env_spec.action_low, env_spec.action_high)
+    return make_dqn(dqn, env_spec.obs_dim, env_spec.num_actions)
+
+
+def linear_epsilon(steps: jax.Array, start: jax.Array, end: jax.Array,
+                   decay_steps: int) -> jax.Array:
+    """Epsilon decayed linearly from ``start`` to ``end`` over ``decay_steps`` steps."""
+    frac = jnp.clip(steps / decay_steps, 0.0, 1.0)
+    return start + frac * (end - start)
+
+
+def resolve_learner(config, discrete: bool) -> None:
+    """For a config with ``env``, ``learner``, ``sac``, ``dqn`` fields (in ``__post_init__``):
+    ``learner="auto"`` becomes SAC for continuous actions and DQN for discrete ones, a mismatch
+    is a ``ValueError``, and the chosen learner's missing config gets its defaults."""
+    check_choice("learner", config.learner, ("auto", "sac", "dqn"))
+    if config.learner == "auto":
+        object.__setattr__(config, "learner", "dqn" if discrete else "sac")
+    if (config.learner == "dqn") != discrete:
+        kind = "discrete" if discrete else "continuous"
+        raise ValueError(f"learner={config.learner!r} is invalid for env={config.env!r}: its "
+                         f"actions are {kind} (allowed: {'dqn' if discrete else 'sac'} or "
+                         "'auto')")
+    if config.learner == "sac" and config.sac is None:
+        object.__setattr__(config, "sac", SACConfig())
+    if config.learner == "dqn" and config.dqn is None:
+        object.__setattr__(config, "dqn", DQNConfig())

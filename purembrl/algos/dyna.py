@@ -25,9 +25,15 @@ import jax.numpy as jnp
 from flax import struct
 
 from purembrl import buffer, dynamics, envs, interact
-from purembrl.config import check_budget, check_choice, check_int, resolve_presets, static
+from purembrl.config import check_budget, check_int, resolve_presets, static
 from purembrl.envs import known
-from purembrl.learners import DQNConfig, SACConfig, make_dqn, make_sac
+from purembrl.learners import (
+    DQNConfig,
+    SACConfig,
+    for_env,
+    linear_epsilon,
+    resolve_learner,
+)
 from purembrl.loop import TrainLoop, as_train
 from purembrl.types import Transition
 
@@ -100,18 +106,7 @@ class Config:
         resolve_presets(self, PRESETS, GENERIC)
         env, env_params = envs.make(self.env)
         discrete = interact.spec(env, env_params).discrete
-        check_choice("learner", self.learner, ("auto", "sac", "dqn"))
-        if self.learner == "auto":
-            object.__setattr__(self, "learner", "dqn" if discrete else "sac")
-        if (self.learner == "dqn") != discrete:
-            kind = "discrete" if discrete else "continuous"
-            raise ValueError(f"learner={self.learner!r} is invalid for env={self.env!r}: its "
-                             f"actions are {kind} (allowed: "
-                             f"{'dqn' if discrete else 'sac'} or 'auto')")
-        if self.learner == "sac" and self.sac is None:
-            object.__setattr__(self, "sac", SACConfig())
-        if self.learner == "dqn" and self.dqn is None:
-            object.__setattr__(self, "dqn", DQNConfig())
+        resolve_learner(self, discrete)
         for name in ("total_steps", "eval_every", "eval_episodes", "initial_random_steps",
                      "buffer_size", "batch_size", "num_next_samples", "model_train_freq",
                      "eps_decay_steps"):
@@ -125,13 +120,7 @@ class Config:
         if self.batch_size > self.buffer_size:
             raise ValueError(f"batch_size={self.batch_size} is invalid: allowed at most "
                              f"buffer_size={self.buffer_size}")
-        if self.known_reward and self.env not in known.REWARD_FNS:
-            raise ValueError(f"known_reward=True is invalid for env={self.env!r}: no known "
-                             f"reward function (known for {', '.join(known.REWARD_FNS)})")
-        if self.known_termination and self.env not in known.TERMINATION_FNS:
-            raise ValueError(f"known_termination=True is invalid for env={self.env!r}: no known "
-                             "termination function (known for "
-                             f"{', '.join(known.TERMINATION_FNS)})")
+        known.check(self.env, self.known_reward, self.known_termination)
 
     @property
     def num_iterations(self) -> int:
@@ -147,12 +136,6 @@ class DynaState:
     env_state: object
     env_steps: jax.Array
     key: jax.Array
-
-
-def make_learner(config: Config, env_spec: interact.EnvSpec):
-    if config.learner == "sac":
-        return make_sac(config.sac, env_spec.obs_dim, env_spec.action_low, env_spec.action_high)
-    return make_dqn(config.dqn, env_spec.obs_dim, env_spec.num_actions)
 
 
 def model_batch(model_step, key: jax.Array, real: Transition, num_samples: int) -> Transition:
@@ -171,7 +154,7 @@ def model_batch(model_step, key: jax.Array, real: Transition, num_samples: int) 
 def make_loop(config: Config) -> TrainLoop:
     env, env_params = envs.make(config.env)
     env_spec = interact.spec(env, env_params)
-    learner = make_learner(config, env_spec)
+    learner = for_env(config.learner, config.sac, config.dqn, env_spec)
     reward_fn = known.REWARD_FNS[config.env] if config.known_reward else None
     termination_fn = known.TERMINATION_FNS[config.env] if config.known_termination else None
     model_config = config.model.replace(learn_reward=not config.known_reward,
@@ -181,9 +164,8 @@ def make_loop(config: Config) -> TrainLoop:
     def explore(learner_state, key, obs, env_steps):
         if config.learner == "sac":
             return learner.act(learner_state, key, obs)
-        frac = jnp.clip((env_steps - config.initial_random_steps) / config.eps_decay_steps,
-                        0.0, 1.0)
-        epsilon = config.eps_start + frac * (config.eps_end - config.eps_start)
+        epsilon = linear_epsilon(env_steps - config.initial_random_steps, config.eps_start,
+                                 config.eps_end, config.eps_decay_steps)
         return learner.act(learner_state, key, obs, epsilon=epsilon)
 
     def init(key):
@@ -255,5 +237,6 @@ def make_train(config: Config):
 def policy(state: DynaState, config: Config):
     """The trained deterministic policy as a pure function ``(key, obs [B, d]) -> action``."""
     env, env_params = envs.make(config.env)
-    learner = make_learner(config, interact.spec(env, env_params))
+    learner = for_env(config.learner, config.sac, config.dqn,
+                      interact.spec(env, env_params))
     return lambda key, obs: learner.act(state.learner, key, obs, explore=False)

@@ -41,13 +41,18 @@ from purembrl import buffer, dynamics, envs, interact, rollout
 from purembrl.config import (
     check,
     check_budget,
-    check_choice,
     check_int,
     resolve_presets,
     static,
 )
 from purembrl.envs import known
-from purembrl.learners import DQNConfig, SACConfig, make_dqn, make_sac
+from purembrl.learners import (
+    DQNConfig,
+    SACConfig,
+    for_env,
+    linear_epsilon,
+    resolve_learner,
+)
 from purembrl.loop import TrainLoop, as_train
 
 ENVS = ("Pendulum-v1", "CartPole-v1", "MountainCarContinuous-v0", "Acrobot-v1")
@@ -139,18 +144,7 @@ class Config:
         resolve_presets(self, PRESETS, GENERIC)
         env, env_params = envs.make(self.env)
         discrete = interact.spec(env, env_params).discrete
-        check_choice("learner", self.learner, ("auto", "sac", "dqn"))
-        if self.learner == "auto":
-            object.__setattr__(self, "learner", "dqn" if discrete else "sac")
-        if (self.learner == "dqn") != discrete:
-            kind = "discrete" if discrete else "continuous"
-            raise ValueError(f"learner={self.learner!r} is invalid for env={self.env!r}: its "
-                             f"actions are {kind} (allowed: "
-                             f"{'dqn' if discrete else 'sac'} or 'auto')")
-        if self.learner == "sac" and self.sac is None:
-            object.__setattr__(self, "sac", SACConfig())
-        if self.learner == "dqn" and self.dqn is None:
-            object.__setattr__(self, "dqn", DQNConfig())
+        resolve_learner(self, discrete)
         for name in ("total_steps", "eval_every", "eval_episodes", "initial_random_steps",
                      "buffer_size", "batch_size", "model_train_freq", "rollout_freq",
                      "rollouts_per_step", "epoch_length", "model_retain_epochs",
@@ -175,13 +169,7 @@ class Config:
         if self.batch_size > self.buffer_size:
             raise ValueError(f"batch_size={self.batch_size} is invalid: allowed at most "
                              f"buffer_size={self.buffer_size}")
-        if self.known_reward and self.env not in known.REWARD_FNS:
-            raise ValueError(f"known_reward=True is invalid for env={self.env!r}: no known "
-                             f"reward function (known for {', '.join(known.REWARD_FNS)})")
-        if self.known_termination and self.env not in known.TERMINATION_FNS:
-            raise ValueError(f"known_termination=True is invalid for env={self.env!r}: no known "
-                             "termination function (known for "
-                             f"{', '.join(known.TERMINATION_FNS)})")
+        known.check(self.env, self.known_reward, self.known_termination)
 
     @property
     def num_iterations(self) -> int:
@@ -229,13 +217,6 @@ def rollout_length(config: Config, env_steps: jax.Array) -> jax.Array:
     return jnp.floor(min_len + frac * (max_len - min_len)).astype(jnp.int32)
 
 
-def make_learner(config: Config, env_spec: interact.EnvSpec):
-    """SAC or DQN, as the config chose, for this environment."""
-    if config.learner == "sac":
-        return make_sac(config.sac, env_spec.obs_dim, env_spec.action_low, env_spec.action_high)
-    return make_dqn(config.dqn, env_spec.obs_dim, env_spec.num_actions)
-
-
 @struct.dataclass
 class MBPOState:
     learner: object
@@ -251,7 +232,7 @@ class MBPOState:
 def make_loop(config: Config) -> TrainLoop:
     env, env_params = envs.make(config.env)
     env_spec = interact.spec(env, env_params)
-    learner = make_learner(config, env_spec)
+    learner = for_env(config.learner, config.sac, config.dqn, env_spec)
     action_dim = env_spec.num_actions
     reward_fn = known.REWARD_FNS[config.env] if config.known_reward else None
     termination_fn = known.TERMINATION_FNS[config.env] if config.known_termination else None
@@ -264,9 +245,8 @@ def make_loop(config: Config) -> TrainLoop:
         """Behaviour policy on a batch of observations."""
         if config.learner == "sac":
             return learner.act(learner_state, key, obs)
-        frac = jnp.clip((env_steps - config.initial_random_steps) / config.eps_decay_steps,
-                        0.0, 1.0)
-        epsilon = config.eps_start + frac * (config.eps_end - config.eps_start)
+        epsilon = linear_epsilon(env_steps - config.initial_random_steps, config.eps_start,
+                                 config.eps_end, config.eps_decay_steps)
         return learner.act(learner_state, key, obs, epsilon=epsilon)
 
     def init(key):
@@ -382,5 +362,6 @@ def make_train(config: Config):
 def policy(state: MBPOState, config: Config):
     """The trained deterministic policy as a pure function ``(key, obs [B, d]) -> action``."""
     env, env_params = envs.make(config.env)
-    learner = make_learner(config, interact.spec(env, env_params))
+    learner = for_env(config.learner, config.sac, config.dqn,
+                      interact.spec(env, env_params))
     return lambda key, obs: learner.act(state.learner, key, obs, explore=False)

@@ -46,3 +46,13 @@ TERMINATION_FNS: dict[str, StepFn] = {
     "Pendulum-v1": never_terminates,
     "CartPole-v1": cartpole_terminated,
 }
+
+
+def check(env: str, known_reward: bool, known_termination: bool) -> None:
+    """``ValueError`` when a config asks for a known function this module lacks for ``env``."""
+    if known_reward and env not in REWARD_FNS:
+        raise ValueError(f"known_reward=True is invalid for env={env!r}: no known reward "
+                         f"function (known for {', '.join(REWARD_FNS)})")
+    if known_termination and env not in TERMINATION_FNS:
+        raise ValueError(f"known_termination=True is invalid for env={env!r}: no known "
+                         f"termination function (known for {', '.join(TERMINATION_FNS)})")
