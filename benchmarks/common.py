@@ -1,12 +1,15 @@
-"""Helpers shared by the benchmark scripts: the machine's name, random-policy data."""
+"""Helpers shared by the benchmark scripts: the machine's name, random-policy data, seeds of an
+algorithm run side by side and the statistics of their learning curves."""
 
 from __future__ import annotations
 
 import os
 import platform
+import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from purembrl.types import Transition
 
@@ -44,3 +47,33 @@ def random_policy_transitions(env, env_params, key: jax.Array, num_steps: int) -
     obs, state = env.reset(key_reset, env_params)
     _, transitions = jax.lax.scan(step, (obs, state), jax.random.split(key_steps, num_steps))
     return transitions
+
+
+def run(module, config, seeds: int, seed: int):
+    """``seeds`` seeds of ``module.make_train(config)`` under one jit(vmap): (metrics as NumPy,
+    seconds including compilation)."""
+    keys = jax.random.split(jax.random.key(seed), seeds)
+    start = time.perf_counter()
+    _, metrics = jax.jit(jax.vmap(module.make_train(config)))(keys)
+    metrics = jax.tree.map(np.asarray, metrics)
+    return metrics, time.perf_counter() - start
+
+
+def steps_to(metrics, threshold: float):
+    """Per seed: env steps of the first evaluation at or above ``threshold`` (inf if none)."""
+    steps, returns = metrics["env_steps"], metrics["eval_return"]
+    out = []
+    for s, r in zip(steps, returns, strict=True):
+        hit = np.nonzero(r >= threshold)[0]
+        out.append(float(s[hit[0]]) if hit.size else float("inf"))
+    return np.array(out)
+
+
+def at_budget(metrics, budget):
+    """Median and IQR of the return at the last evaluation at or before ``budget`` steps."""
+    steps = metrics["env_steps"][0]
+    if budget > steps[-1] or budget < steps[0]:
+        return None
+    i = np.searchsorted(steps, budget, side="right") - 1
+    q25, med, q75 = np.percentile(metrics["eval_return"][:, i], [25, 50, 75])
+    return med, q25, q75

@@ -18,8 +18,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import machine  # noqa: E402
-from mbpo_pendulum import at_budget, run, steps_to  # noqa: E402
+from common import at_budget, machine, run, steps_to  # noqa: E402
 
 from purembrl.algos import dqn, mbpo  # noqa: E402
 

@@ -21,47 +21,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
-import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import machine  # noqa: E402
+from common import at_budget, machine, run, steps_to  # noqa: E402
 
 from purembrl.algos import mbpo, sac  # noqa: E402
 
 THRESHOLD = -200.0
 BUDGETS = (500, 1000, 1500, 2000, 3000, 5000, 10000)
-
-
-def run(module, config, seeds: int, seed: int):
-    keys = jax.random.split(jax.random.key(seed), seeds)
-    start = time.perf_counter()
-    _, metrics = jax.jit(jax.vmap(module.make_train(config)))(keys)
-    metrics = jax.tree.map(np.asarray, metrics)
-    return metrics, time.perf_counter() - start
-
-
-def steps_to(metrics, threshold=THRESHOLD):
-    """Per seed: env steps of the first evaluation at or above ``threshold`` (inf if none)."""
-    steps, returns = metrics["env_steps"], metrics["eval_return"]
-    out = []
-    for s, r in zip(steps, returns, strict=True):
-        hit = np.nonzero(r >= threshold)[0]
-        out.append(float(s[hit[0]]) if hit.size else float("inf"))
-    return np.array(out)
-
-
-def at_budget(metrics, budget):
-    """Median and IQR of the return at the last evaluation at or before ``budget`` steps."""
-    steps = metrics["env_steps"][0]
-    if budget > steps[-1] or budget < steps[0]:
-        return None
-    i = np.searchsorted(steps, budget, side="right") - 1
-    q25, med, q75 = np.percentile(metrics["eval_return"][:, i], [25, 50, 75])
-    return med, q25, q75
 
 
 def main(argv=None) -> int:
@@ -98,7 +68,7 @@ def main(argv=None) -> int:
     print(f"\nenv steps to first reach {THRESHOLD:.0f} (per seed; median)")
     medians = {}
     for name, (metrics, seconds) in runs.items():
-        per_seed = steps_to(metrics)
+        per_seed = steps_to(metrics, THRESHOLD)
         medians[name] = float(np.median(per_seed))
         shown = ", ".join("never" if np.isinf(v) else f"{v:.0f}" for v in per_seed)
         print(f"  {name:<24} median {medians[name]:>7.0f}   [{shown}]   "

@@ -101,3 +101,18 @@ def sample(state: BufferState, key: jax.Array, batch_size: int) -> Any:
 def can_sample(state: BufferState, min_size: int = 1) -> jax.Array:
     """Whether the buffer holds at least ``min_size`` items."""
     return state.size >= min_size
+
+
+def sample_mixed(real: BufferState, imagined: BufferState, key: jax.Array, num_real: int,
+                 num_imagined: int) -> Any:
+    """``num_real`` samples of ``real`` followed by ``num_imagined`` of ``imagined`` (MBPO's
+    minibatch of env and model data), with samples of ``real`` in the imagined rows while
+    ``imagined`` is still empty (no rollout has produced a valid transition yet)."""
+    key_real, key_imagined = jax.random.split(key)
+    batch = sample(real, key_real, num_real)
+    if num_imagined == 0:
+        return batch
+    fake = sample(imagined, key_imagined, num_imagined)
+    backup = sample(real, key_imagined, num_imagined)
+    fake = jax.tree.map(lambda f, b: jnp.where(can_sample(imagined), f, b), fake, backup)
+    return jax.tree.map(lambda r, f: jnp.concatenate([r, f]), batch, fake)

@@ -81,6 +81,34 @@ def check_budget(total_steps: int, warmup_steps: int, warmup_name: str, eval_eve
                          f"({warmup_steps}) plus a positive multiple of eval_every ({eval_every})")
 
 
+def check_model_schedule(config: Any, counts: typing.Iterable[str] = (),
+                         non_negative: typing.Iterable[str] = ()) -> None:
+    """The checks shared by the model-based deep algorithms' configs (MBPO, deep Dyna, MBVE,
+    MBA): ``total_steps``, ``eval_every``, ``eval_episodes``, ``initial_random_steps``,
+    ``buffer_size``, ``batch_size``, ``model_train_freq`` (and ``rollout_freq`` where the config
+    has one) and the extra ``counts`` are integers >= 1, ``non_negative`` integers >= 0;
+    ``rollout_freq`` divides ``model_train_freq``, which divides ``eval_every``; the budget is
+    the warm-up plus whole evaluation periods; a minibatch fits in the buffer."""
+    has_rollouts = hasattr(config, "rollout_freq")
+    for name in ("total_steps", "eval_every", "eval_episodes", "initial_random_steps",
+                 "buffer_size", "batch_size", "model_train_freq",
+                 *(("rollout_freq",) if has_rollouts else ()), *counts):
+        check_int(name, getattr(config, name), 1)
+    for name in non_negative:
+        check_int(name, getattr(config, name), 0)
+    if has_rollouts and config.model_train_freq % config.rollout_freq:
+        raise ValueError(f"rollout_freq={config.rollout_freq} is invalid: allowed a divisor "
+                         f"of model_train_freq={config.model_train_freq}")
+    if config.eval_every % config.model_train_freq:
+        raise ValueError(f"eval_every={config.eval_every} is invalid: allowed a multiple of "
+                         f"model_train_freq={config.model_train_freq}")
+    check_budget(config.total_steps, config.initial_random_steps, "initial_random_steps",
+                 config.eval_every)
+    if config.batch_size > config.buffer_size:
+        raise ValueError(f"batch_size={config.batch_size} is invalid: allowed at most "
+                         f"buffer_size={config.buffer_size}")
+
+
 def check_choice(name: str, value: Any, choices: typing.Iterable[Any]) -> None:
     choices = tuple(choices)
     if value not in choices:

@@ -96,11 +96,6 @@ class EnsembleConfig:
         check("holdout_ratio", self.holdout_ratio, lambda v: (v >= 0) & (v < 1),
               "0 <= holdout_ratio < 1")
         check_int("max_holdout", self.max_holdout, 0)
-        if self.weight_decay is None and isinstance(self.hidden_sizes, tuple):
-            depth = len(self.hidden_sizes)
-            decays = ((2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4) if depth == 4 else
-                      tuple(float(v) for v in np.linspace(2.5e-5, 1e-4, depth + 1)))
-            object.__setattr__(self, "weight_decay", decays)
         check_int("max_epochs", self.max_epochs, 1)
         check_int("patience", self.patience, 1)
         check("learning_rate", self.learning_rate, lambda v: v > 0, "learning_rate > 0")
@@ -328,12 +323,25 @@ def _masked_stats(x: jax.Array, weight: jax.Array) -> tuple[jax.Array, jax.Array
                                      std)
 
 
+def layer_decays(config: EnsembleConfig) -> tuple:
+    """The L2 coefficient of each layer (hidden..., output). ``weight_decay=None`` stays None in
+    the config and is resolved here, from the depth, so that a config rebuilt with other
+    ``hidden_sizes`` (``replace``, the command line's ``--set model.hidden_sizes=...``) gets
+    the decays of its own depth."""
+    num_layers = len(config.hidden_sizes) + 1
+    decays = config.weight_decay
+    if decays is None:
+        return ((2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4) if num_layers == 5 else
+                tuple(float(v) for v in np.linspace(2.5e-5, 1e-4, num_layers)))
+    if not isinstance(decays, tuple | list):
+        return (decays,) * num_layers
+    return tuple(decays)
+
+
 def _weight_decay_loss(config: EnsembleConfig, net_params) -> jax.Array:
     layers = net_params["params"]
     num_layers = len(config.hidden_sizes) + 1
-    decays = config.weight_decay
-    if not isinstance(decays, tuple | list):
-        decays = (decays,) * num_layers
+    decays = layer_decays(config)
     return sum(decays[i] * 0.5 * jnp.sum(layers[f"Dense_{i}"]["kernel"] ** 2)
                for i in range(num_layers))
 

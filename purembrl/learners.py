@@ -86,38 +86,67 @@ def squashed_gaussian(mean: jax.Array, log_std: jax.Array) -> distrax.Distributi
                                distrax.Block(distrax.Tanh(), ndims=1))
 
 
+class SACNets(NamedTuple):
+    """SAC's networks as pure functions, for algorithms that build their own critic targets
+    (MBVE's expansion along an imagined path).
+
+    ``sample(actor, key, obs [B, d]) -> (action [B, a] in env units, log pi [B])`` (log pi of
+    the [-1, 1] action); ``critic_values(critic, obs [B, d], action [B, a]) -> [num_critics,
+    B]``; ``mean_action(actor, obs) -> [B, a]`` (the deterministic policy, env units)."""
+
+    actor: GaussianActor
+    critic: MLP
+    action_dim: int
+    sample: Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+    critic_values: Callable[[Any, jax.Array, jax.Array], jax.Array]
+    mean_action: Callable[[Any, jax.Array], jax.Array]
+
+
+def sac_nets(config: SACConfig, action_low: jax.Array, action_high: jax.Array) -> SACNets:
+    """The actor, the twin critics and the affine map from [-1, 1] to the env's bounds."""
+    action_low = jnp.asarray(action_low, jnp.float32).reshape(-1)
+    action_high = jnp.asarray(action_high, jnp.float32).reshape(-1)
+    action_dim = action_low.shape[0]
+    actor_net = GaussianActor(config.hidden_sizes, action_dim, config.activation)
+    critic_net = MLP(config.hidden_sizes, 1, config.activation)
+    scale, shift = (action_high - action_low) / 2, (action_high + action_low) / 2
+
+    def critic_values(params, obs, action):
+        x = jnp.concatenate([obs, action], axis=-1)
+        x = jnp.broadcast_to(x, (config.num_critics, *x.shape))
+        return ensemble_apply(critic_net, params, x)[..., 0]
+
+    def sample(params, key, obs):
+        mean, log_std = actor_net.apply(params, obs)
+        unit, log_prob = squashed_gaussian(mean, log_std).sample_and_log_prob(seed=key)
+        return shift + scale * unit, log_prob
+
+    def mean_action(params, obs):
+        mean, _ = actor_net.apply(params, obs)
+        return shift + scale * jnp.tanh(mean)
+
+    return SACNets(actor_net, critic_net, action_dim, sample, critic_values, mean_action)
+
+
 def make_sac(config: SACConfig, obs_dim: int, action_low: jax.Array,
              action_high: jax.Array) -> Learner:
     """A SAC learner for ``obs_dim`` observations and actions in [action_low, action_high].
 
     ``update`` takes a batch of transitions, or of (s, a) with K sampled next states each
     (``reward``, ``terminated`` ``[B, K]``, ``next_obs`` ``[B, K, obs_dim]``): the critic then
-    regresses on the mean target over the K samples (deep Dyna, ``value.expected_target``)."""
-    action_low = jnp.asarray(action_low, jnp.float32).reshape(-1)
-    action_high = jnp.asarray(action_high, jnp.float32).reshape(-1)
-    action_dim = action_low.shape[0]
-    actor_net = GaussianActor(config.hidden_sizes, action_dim, config.activation)
-    critic_net = MLP(config.hidden_sizes, 1, config.activation)
+    regresses on the mean target over the K samples (deep Dyna, ``value.expected_target``).
+    ``update(state, batch, key, critic_batch=(obs [N, d], action [N, a], target [N], weight
+    [N]))`` regresses the critics on those targets instead, as a ``weight``-weighted mean
+    (built by the caller from ``sac_nets``, e.g. MBVE's value-expansion targets); the actor and
+    temperature still train on ``batch.obs``."""
+    nets = sac_nets(config, action_low, action_high)
+    action_dim = nets.action_dim
+    actor_net, critic_net = nets.actor, nets.critic
+    critic_values, sample = nets.critic_values, nets.sample
     actor_opt = optax.adam(config.actor_lr)
     critic_opt = optax.adam(config.critic_lr)
     alpha_opt = optax.adam(config.alpha_lr)
     target_entropy = -config.target_entropy_scale * action_dim
-    scale, shift = (action_high - action_low) / 2, (action_high + action_low) / 2
-
-    def to_env(unit_action):
-        return shift + scale * unit_action
-
-    def critic_values(params, obs, action):
-        """Q_i(s, a) for every critic: obs [B, d], action [B, a] (env scale) -> [num, B]."""
-        x = jnp.concatenate([obs, action], axis=-1)
-        x = jnp.broadcast_to(x, (config.num_critics, *x.shape))
-        return ensemble_apply(critic_net, params, x)[..., 0]
-
-    def sample(params, key, obs):
-        """Env-scale action and log pi of its [-1, 1] version: obs [B, d] -> [B, a], [B]."""
-        mean, log_std = actor_net.apply(params, obs)
-        unit, log_prob = squashed_gaussian(mean, log_std).sample_and_log_prob(seed=key)
-        return to_env(unit), log_prob
 
     def init(key):
         key_actor, key_critic = jax.random.split(key)
@@ -128,13 +157,16 @@ def make_sac(config: SACConfig, obs_dim: int, action_low: jax.Array,
                         actor_opt=actor_opt.init(actor), critic_opt=critic_opt.init(critic),
                         alpha_opt=alpha_opt.init(log_alpha), steps=jnp.zeros((), jnp.int32))
 
-    def update(state: SACState, batch: Transition, key):
+    def update(state: SACState, batch: Transition, key, critic_batch=None):
         key_next, key_new = jax.random.split(key)
         alpha = jnp.exp(state.log_alpha)
         obs, next_obs = batch.obs.astype(jnp.float32), batch.next_obs.astype(jnp.float32)
         action = batch.action.astype(jnp.float32).reshape(obs.shape[0], action_dim)
 
-        if batch.reward.ndim == 2:  # K model samples of s' per (s, a): deep Dyna's expectation
+        weight = None
+        if critic_batch is not None:  # targets built by the caller (MBVE)
+            critic_obs, critic_action, target, weight = critic_batch
+        elif batch.reward.ndim == 2:  # K model samples of s' per (s, a): deep Dyna's expectation
             B, K = batch.reward.shape
             flat = next_obs.reshape(B * K, -1)
             next_action, next_log_prob = sample(state.actor, key_next, flat)
@@ -148,11 +180,16 @@ def make_sac(config: SACConfig, obs_dim: int, action_low: jax.Array,
             target = jax.vmap(value.sac_target, in_axes=(0, 0, None, 1, 0, None))(
                 batch.reward.astype(jnp.float32), batch.terminated, config.gamma, next_q,
                 next_log_prob, alpha)
+        if critic_batch is None:
+            critic_obs, critic_action = obs, action
         target = jax.lax.stop_gradient(target)
 
         def critic_loss(params):
-            q = critic_values(params, obs, action)
-            return jnp.mean(jax.vmap(value.sac_critic_loss, in_axes=(1, 0))(q, target)), q
+            q = critic_values(params, critic_obs, critic_action)
+            losses = jax.vmap(value.sac_critic_loss, in_axes=(1, 0))(q, target)
+            if weight is None:
+                return jnp.mean(losses), q
+            return jnp.sum(weight * losses) / jnp.maximum(jnp.sum(weight), 1e-8), q
 
         (c_loss, q), grads = jax.value_and_grad(critic_loss, has_aux=True)(state.critic)
         updates, critic_opt_state = critic_opt.update(grads, state.critic_opt, state.critic)
@@ -189,9 +226,8 @@ def make_sac(config: SACConfig, obs_dim: int, action_low: jax.Array,
 
     def act(state: SACState, key, obs, explore: bool | jax.Array = True):
         """Sampled action when exploring, else the mean action tanh(mu) (SAC's evaluation)."""
-        mean, log_std = actor_net.apply(state.actor, obs)
-        sampled, _ = squashed_gaussian(mean, log_std).sample_and_log_prob(seed=key)
-        return to_env(jnp.where(explore, sampled, jnp.tanh(mean)))
+        sampled, _ = sample(state.actor, key, obs)
+        return jnp.where(explore, sampled, nets.mean_action(state.actor, obs))
 
     return Learner(init=init, update=update, act=act)
 
@@ -299,6 +335,109 @@ def make_dqn(config: DQNConfig, obs_dim: int, num_actions: int) -> Learner:
         random = jax.random.randint(key_random, (batch,), 0, num_actions)
         use_random = explore & (jax.random.uniform(key_explore, (batch,)) < epsilon)
         return jnp.where(use_random, random, greedy)
+
+    return Learner(init=init, update=update, act=act)
+
+
+# --- NAF ----------------------------------------------------------------------------------------
+
+@struct.dataclass
+class NAFConfig:
+    """Normalized advantage functions (Gu, Lillicrap, Sutskever & Levine 2016).
+
+    Defaults follow the paper where it states them (Adam 1e-3, gamma 0.99, ReLU hidden layers
+    of 200) with a faster target (tau 0.005 instead of 0.001) for short runs; exploration adds
+    Gaussian noise of ``exploration_noise`` standard deviation (in units of half the action
+    range) to mu(s), in place of the paper's Ornstein-Uhlenbeck process."""
+
+    hidden_sizes: tuple[int, ...] = static((200, 200))
+    activation: str = static("relu")
+    learning_rate: float = 1e-3
+    gamma: float = 0.99
+    tau: float = 0.005
+    exploration_noise: float = 0.3
+    max_grad_norm: float = 10.0
+
+    def __post_init__(self):
+        check_sizes("hidden_sizes", self.hidden_sizes)
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check("learning_rate", self.learning_rate, lambda v: v > 0, "learning_rate > 0")
+        check("gamma", self.gamma, lambda v: (v >= 0) & (v < 1), "0 <= gamma < 1")
+        check("tau", self.tau, lambda v: (v > 0) & (v <= 1), "0 < tau <= 1")
+        check("exploration_noise", self.exploration_noise, lambda v: v >= 0,
+              "exploration_noise >= 0")
+        check("max_grad_norm", self.max_grad_norm, lambda v: v > 0, "max_grad_norm > 0")
+
+
+@struct.dataclass
+class NAFState:
+    params: Any
+    target_params: Any
+    opt_state: Any
+    steps: jax.Array
+
+
+def make_naf(config: NAFConfig, obs_dim: int, action_low: jax.Array,
+             action_high: jax.Array) -> Learner:
+    """A NAF learner: one network with a value head V(s), a linear mean head mu(s) and the
+    d (d + 1) / 2 entries of L(s), so that ``Q(s, a) = V(s) - 1/2 (a - mu)^T L L^T (a - mu)``
+    (``value.naf_q``, on actions rescaled to [-1, 1]) and the greedy action is mu(s) in closed
+    form, clipped to the bounds when acting. The target is ``r + gamma (1 - d) V'(s')`` with a
+    Polyak-averaged target network; the loss is the squared TD error.
+
+    mu is not squashed (the paper's choice): a tanh saturates at the bounds, where its gradient
+    vanishes. (Measured on Pendulum: with a tanh, 2 of 4 seeds sat at a constant full torque
+    for the whole run whatever the noise, step size or target rate; unsquashed, such runs
+    still occur: NAF's quadratic advantage fits a bang-bang task poorly.)"""
+    action_low = jnp.asarray(action_low, jnp.float32).reshape(-1)
+    action_high = jnp.asarray(action_high, jnp.float32).reshape(-1)
+    action_dim = action_low.shape[0]
+    num_entries = action_dim * (action_dim + 1) // 2
+    net = MLP(config.hidden_sizes, 1 + action_dim + num_entries, config.activation)
+    optimizer = optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
+                            optax.adam(config.learning_rate))
+    scale, shift = (action_high - action_low) / 2, (action_high + action_low) / 2
+
+    def heads(params, obs):
+        """V [B], mu [B, d] (unit scale, unbounded), L entries [B, d (d + 1) / 2]."""
+        out = net.apply(params, obs)
+        return out[:, 0], out[:, 1:1 + action_dim], out[:, 1 + action_dim:]
+
+    def init(key):
+        params = net.init(key, jnp.zeros((1, obs_dim)))
+        return NAFState(params=params, target_params=params, opt_state=optimizer.init(params),
+                        steps=jnp.zeros((), jnp.int32))
+
+    def update(state: NAFState, batch: Transition, key):
+        del key
+        obs, next_obs = batch.obs.astype(jnp.float32), batch.next_obs.astype(jnp.float32)
+        unit_action = (batch.action.astype(jnp.float32).reshape(obs.shape[0], action_dim)
+                       - shift) / scale
+        next_value, _, _ = heads(state.target_params, next_obs)
+        target = jax.vmap(value.state_value_target, in_axes=(0, 0, None, 0))(
+            batch.reward.astype(jnp.float32), batch.terminated, config.gamma, next_value)
+
+        def loss_fn(params):
+            v, mu, entries = heads(params, obs)
+            q = jax.vmap(value.naf_q)(v, mu, entries, unit_action)
+            loss = jax.vmap(value.td_loss, in_axes=(0, 0, None))(q, target, "mse")
+            return jnp.mean(loss), (q, v)
+
+        (loss, (q, v)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        info = {"q_loss": loss, "q_mean": q.mean(), "v_mean": v.mean()}
+        return NAFState(params=params,
+                        target_params=value.polyak(state.target_params, params, config.tau),
+                        opt_state=opt_state, steps=state.steps + 1), info
+
+    def act(state: NAFState, key, obs, explore: bool | jax.Array = True):
+        """mu(s), plus Gaussian noise when exploring, clipped to the bounds: obs [B, d] ->
+        [B, a]."""
+        _, mu, _ = heads(state.params, obs)
+        noise = config.exploration_noise * jax.random.normal(key, mu.shape)
+        unit = jnp.clip(jnp.where(explore, mu + noise, mu), -1.0, 1.0)
+        return shift + scale * unit
 
     return Learner(init=init, update=update, act=act)
 

@@ -163,6 +163,15 @@ def naf_q(value_: jax.Array, mu: jax.Array, entries: jax.Array, action: jax.Arra
     return value_ - 0.5 * diff @ P @ diff
 
 
+def state_value_target(reward: jax.Array, terminated: jax.Array, gamma: jax.Array,
+                       next_value: jax.Array) -> jax.Array:
+    """``r + gamma (1 - d) V'(s')`` for a learner with a state-value head: NAF's target
+    ``y = r + gamma V'(s')`` (Gu et al. 2016, Algorithm 1), where V' = max_a Q' is the target
+    network's value head. All arguments scalars."""
+    chex.assert_rank([reward, terminated, next_value], [0, 0, 0])
+    return reward + gamma * _not_terminal(terminated) * next_value
+
+
 # --- target networks ----------------------------------------------------------------------------
 
 def polyak(target, online, tau: jax.Array):

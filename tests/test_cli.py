@@ -84,3 +84,15 @@ def test_nested_settings_errors(args, message, tmp_path):
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], out.stderr
+
+
+@pytest.mark.parametrize("algo, group", [("mba", "naf"), ("mbve", "sac")])
+def test_mba_and_mbve_from_the_command_line(algo, group, tmp_path):
+    out = cli("train", algo, "--env", "Pendulum-v1", "--seeds", "2", "--set", "total_steps=500",
+              "--set", "model.max_epochs=2", "--set", "model.hidden_sizes=16",
+              "--set", f"{group}.hidden_sizes=16", "--set", "batch_size=32",
+              "--out", str(tmp_path / algo))
+    assert out.returncode == 0, out.stderr
+    saved = json.loads((tmp_path / algo / "metrics.json").read_text())
+    assert saved["env_steps"] == [[500], [500]]
+    assert saved["_run"]["config"][group]["hidden_sizes"] == [16]

@@ -170,6 +170,16 @@ def test_discrete_actions_are_one_hot_encoded():
     assert x.shape == (2, 5)
 
 
+def test_default_weight_decay_follows_the_depth():
+    """MBPO's decays for 4 hidden layers; another depth (also after ``replace``, as the
+    command line does) gets its own, from 2.5e-5 to 1e-4."""
+    assert dynamics.layer_decays(dynamics.EnsembleConfig()) == (2.5e-5, 5e-5, 7.5e-5, 7.5e-5,
+                                                                1e-4)
+    shallow = dynamics.EnsembleConfig().replace(hidden_sizes=(16,))
+    np.testing.assert_allclose(dynamics.layer_decays(shallow), (2.5e-5, 1e-4))
+    assert dynamics.layer_decays(shallow.replace(weight_decay=0.5)) == (0.5, 0.5)
+
+
 def test_bad_configs_are_refused():
     with pytest.raises(ValueError, match="num_elites=8 is invalid"):
         dynamics.EnsembleConfig(num_members=7, num_elites=8)

@@ -18,6 +18,8 @@ ALGORITHMS: dict[str, str] = {
     "sf_policy_iteration": "purembrl.algos.sf_policy_iteration",
     "c_learning": "purembrl.algos.c_learning",
     "dyna": "purembrl.algos.dyna",
+    "mbve": "purembrl.algos.mbve",
+    "mba": "purembrl.algos.mba",
 }
 
 

@@ -14,6 +14,8 @@ the learner at all.
                                    updates on (s, a) from replay with K model samples of s'
     every eval_every steps:        evaluate the deterministic policy
 
+(the loop is ``purembrl.model_loop``'s, shared with MBVE; this file is its update).
+
 SAC for continuous actions, double DQN (epsilon-greedy) for discrete ones, chosen by the env's
 action space. Fields left ``None`` come from ``PRESETS[env]``, else ``GENERIC``.
 """
@@ -25,7 +27,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from purembrl import buffer, dynamics, envs, interact
-from purembrl.config import check_budget, check_int, resolve_presets, static
+from purembrl.config import check_model_schedule, resolve_presets, static
 from purembrl.envs import known
 from purembrl.learners import (
     DQNConfig,
@@ -35,6 +37,7 @@ from purembrl.learners import (
     resolve_learner,
 )
 from purembrl.loop import TrainLoop, as_train
+from purembrl.model_loop import ModelLoopState, make_model_loop
 from purembrl.types import Transition
 
 ENVS = ("Pendulum-v1", "CartPole-v1", "MountainCarContinuous-v0", "Acrobot-v1")
@@ -107,35 +110,13 @@ class Config:
         env, env_params = envs.make(self.env)
         discrete = interact.spec(env, env_params).discrete
         resolve_learner(self, discrete)
-        for name in ("total_steps", "eval_every", "eval_episodes", "initial_random_steps",
-                     "buffer_size", "batch_size", "num_next_samples", "model_train_freq",
-                     "eps_decay_steps"):
-            check_int(name, getattr(self, name), 1)
-        check_int("updates_per_step", self.updates_per_step, 0)
-        if self.eval_every % self.model_train_freq:
-            raise ValueError(f"eval_every={self.eval_every} is invalid: allowed a multiple of "
-                             f"model_train_freq={self.model_train_freq}")
-        check_budget(self.total_steps, self.initial_random_steps, "initial_random_steps",
-                     self.eval_every)
-        if self.batch_size > self.buffer_size:
-            raise ValueError(f"batch_size={self.batch_size} is invalid: allowed at most "
-                             f"buffer_size={self.buffer_size}")
+        check_model_schedule(self, counts=("num_next_samples", "eps_decay_steps"),
+                             non_negative=("updates_per_step",))
         known.check(self.env, self.known_reward, self.known_termination)
 
     @property
     def num_iterations(self) -> int:
         return (self.total_steps - self.initial_random_steps) // self.eval_every
-
-
-@struct.dataclass
-class DynaState:
-    learner: object
-    model: dynamics.EnsembleState
-    replay: buffer.BufferState
-    obs: jax.Array
-    env_state: object
-    env_steps: jax.Array
-    key: jax.Array
 
 
 def model_batch(model_step, key: jax.Array, real: Transition, num_samples: int) -> Transition:
@@ -153,13 +134,9 @@ def model_batch(model_step, key: jax.Array, real: Transition, num_samples: int) 
 
 def make_loop(config: Config) -> TrainLoop:
     env, env_params = envs.make(config.env)
-    env_spec = interact.spec(env, env_params)
-    learner = for_env(config.learner, config.sac, config.dqn, env_spec)
-    reward_fn = known.REWARD_FNS[config.env] if config.known_reward else None
-    termination_fn = known.TERMINATION_FNS[config.env] if config.known_termination else None
+    learner = for_env(config.learner, config.sac, config.dqn, interact.spec(env, env_params))
     model_config = config.model.replace(learn_reward=not config.known_reward,
                                         learn_termination=not config.known_termination)
-    example = interact.example_transition(env_spec)
 
     def explore(learner_state, key, obs, env_steps):
         if config.learner == "sac":
@@ -168,73 +145,27 @@ def make_loop(config: Config) -> TrainLoop:
                                  config.eps_end, config.eps_decay_steps)
         return learner.act(learner_state, key, obs, epsilon=epsilon)
 
-    def init(key):
-        key_learner, key_model, key_reset, key_warm, key_run = jax.random.split(key, 5)
-        obs, env_state = env.reset(key_reset, env_params)
-        obs, env_state, replay = interact.warmup(
-            env, env_params, key_warm, env_state, obs.astype(jnp.float32),
-            buffer.init(example, config.buffer_size), config.initial_random_steps)
-        return DynaState(
-            learner=learner.init(key_learner),
-            model=dynamics.init(key_model, model_config, env_spec.obs_dim,
-                                env_spec.num_actions),
-            replay=replay, obs=obs, env_state=env_state,
-            env_steps=jnp.full((), config.initial_random_steps, jnp.int32), key=key_run)
+    def update(learner_state, replay, model_step, key):
+        """One update on real (s, a) with K model draws of (r, s', d) each."""
+        key_batch, key_model, key_learn = jax.random.split(key, 3)
+        real = buffer.sample(replay, key_batch, config.batch_size)
+        batch = model_batch(model_step, key_model, real, config.num_next_samples)
+        return learner.update(learner_state, batch, key_learn)
 
-    def env_step(carry: DynaState, key):
-        """One real step and G updates on model-expected targets."""
-        key_act, key_env, key_update = jax.random.split(key, 3)
-        action = explore(carry.learner, key_act, carry.obs[None], carry.env_steps)[0]
-        obs, env_state, replay = interact.step_into(env, env_params, key_env, carry.env_state,
-                                                    carry.obs, action, carry.replay)
-        carry = carry.replace(replay=replay, obs=obs, env_state=env_state,
-                              env_steps=carry.env_steps + 1)
-        model_step = dynamics.make_model_step(carry.model, reward_fn=reward_fn,
-                                              termination_fn=termination_fn)
-
-        def update(learner_state, k):
-            key_batch, key_model, key_learn = jax.random.split(k, 3)
-            real = buffer.sample(carry.replay, key_batch, config.batch_size)
-            batch = model_batch(model_step, key_model, real, config.num_next_samples)
-            return learner.update(learner_state, batch, key_learn)
-
-        learner_state, info = jax.lax.scan(update, carry.learner,
-                                           jax.random.split(key_update, config.updates_per_step))
-        return carry.replace(learner=learner_state), jax.tree.map(jnp.mean, info)
-
-    def model_block(carry: DynaState, key):
-        key_fit, key_steps = jax.random.split(key)
-        model, fit = dynamics.fit(carry.model, carry.replay, key_fit, model_config)
-        carry = carry.replace(model=model)
-        carry, info = jax.lax.scan(env_step, carry,
-                                   jax.random.split(key_steps, config.model_train_freq))
-        return carry, {"model_val_mse": fit["val_mse"][fit["elites"]].mean(),
-                       "model_nonfinite": fit["nonfinite"], **jax.tree.map(jnp.mean, info)}
-
-    def step(carry: DynaState):
-        key, key_blocks, key_eval = jax.random.split(carry.key, 3)
-        blocks = config.eval_every // config.model_train_freq
-        carry, info = jax.lax.scan(model_block, carry.replace(key=key),
-                                   jax.random.split(key_blocks, blocks))
-        policy = lambda k, obs: learner.act(carry.learner, k, obs, explore=False)
-        eval_return, eval_length = interact.evaluate(env, env_params, policy, key_eval,
-                                                     config.eval_episodes, env_spec.max_steps)
-        metrics = {"env_steps": carry.env_steps, "eval_return": eval_return,
-                   "eval_length": eval_length,
-                   **{k: (v.any() if v.dtype == bool else v.mean()) for k, v in info.items()}}
-        return carry, metrics
-
-    return TrainLoop(init=init, step=step, num_iterations=config.num_iterations)
+    return make_model_loop(
+        config, env, env_params, learner, model_config, update, explore,
+        reward_fn=known.REWARD_FNS[config.env] if config.known_reward else None,
+        termination_fn=known.TERMINATION_FNS[config.env] if config.known_termination else None)
 
 
 def make_train(config: Config):
-    """``train(key) -> (DynaState, metrics)``; metrics ``[num_evals]``: ``env_steps``,
+    """``train(key) -> (ModelLoopState, metrics)``; metrics ``[num_evals]``: ``env_steps``,
     ``eval_return``, ``eval_length``, the model's holdout MSE and non-finite flag, and the
     learner's losses."""
     return as_train(make_loop(config))
 
 
-def policy(state: DynaState, config: Config):
+def policy(state: ModelLoopState, config: Config):
     """The trained deterministic policy as a pure function ``(key, obs [B, d]) -> action``."""
     env, env_params = envs.make(config.env)
     learner = for_env(config.learner, config.sac, config.dqn,

@@ -17,8 +17,8 @@ The learner is SAC for continuous actions and double DQN (epsilon-greedy) for di
 ``ValueError``. ``real_ratio=1.0`` switches the model off entirely (no fit, no rollouts): the
 same code is then the model-free baseline.
 
-Blocks are scanned, not branched with ``lax.cond``: under ``vmap`` a ``cond`` on a step counter
-would run the model fit at every step for every seed.
+The loop is ``purembrl.model_loop.make_rollout_loop`` (shared with MBA); this file is MBPO's
+settings, its minibatch mix and its rollout schedule.
 
 The rollout length k follows ``rollout_schedule = (min_epoch, max_epoch, min_len, max_len)``:
 ``min_len`` up to epoch ``min_epoch``, then linear to ``max_len`` at ``max_epoch``, epochs being
@@ -37,14 +37,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from purembrl import buffer, dynamics, envs, interact, rollout
-from purembrl.config import (
-    check,
-    check_budget,
-    check_int,
-    resolve_presets,
-    static,
-)
+from purembrl import buffer, dynamics, envs, interact
+from purembrl.config import check, check_model_schedule, resolve_presets, static
 from purembrl.envs import known
 from purembrl.learners import (
     DQNConfig,
@@ -54,6 +48,7 @@ from purembrl.learners import (
     resolve_learner,
 )
 from purembrl.loop import TrainLoop, as_train
+from purembrl.model_loop import RolloutLoopState, make_rollout_loop
 
 ENVS = ("Pendulum-v1", "CartPole-v1", "MountainCarContinuous-v0", "Acrobot-v1")
 
@@ -145,30 +140,17 @@ class Config:
         env, env_params = envs.make(self.env)
         discrete = interact.spec(env, env_params).discrete
         resolve_learner(self, discrete)
-        for name in ("total_steps", "eval_every", "eval_episodes", "initial_random_steps",
-                     "buffer_size", "batch_size", "model_train_freq", "rollout_freq",
-                     "rollouts_per_step", "epoch_length", "model_retain_epochs",
-                     "eps_decay_steps", "rollout_chunk"):
-            check_int(name, getattr(self, name), 1)
-        check_int("updates_per_step", self.updates_per_step, 0)
+        check_model_schedule(self, counts=("rollouts_per_step", "epoch_length",
+                                           "model_retain_epochs", "eps_decay_steps",
+                                           "rollout_chunk"),
+                             non_negative=("updates_per_step",))
         check("real_ratio", self.real_ratio, lambda v: (v >= 0) & (v <= 1), "0 <= real_ratio <= 1")
-        if self.model_train_freq % self.rollout_freq:
-            raise ValueError(f"rollout_freq={self.rollout_freq} is invalid: allowed a divisor "
-                             f"of model_train_freq={self.model_train_freq}")
-        if self.eval_every % self.model_train_freq:
-            raise ValueError(f"eval_every={self.eval_every} is invalid: allowed a multiple of "
-                             f"model_train_freq={self.model_train_freq}")
-        check_budget(self.total_steps, self.initial_random_steps, "initial_random_steps",
-                     self.eval_every)
         schedule = self.rollout_schedule
         if (len(schedule) != 4 or any(not isinstance(v, int) for v in schedule)
                 or schedule[0] > schedule[1] or not 1 <= schedule[2] <= schedule[3]):
             raise ValueError(f"rollout_schedule={schedule!r} is invalid: allowed integers "
                              "(min_epoch, max_epoch, min_len, max_len) with min_epoch <= "
                              "max_epoch and 1 <= min_len <= max_len")
-        if self.batch_size > self.buffer_size:
-            raise ValueError(f"batch_size={self.batch_size} is invalid: allowed at most "
-                             f"buffer_size={self.buffer_size}")
         known.check(self.env, self.known_reward, self.known_termination)
 
     @property
@@ -196,16 +178,8 @@ class Config:
 def mixed_batch(env_buffer: buffer.BufferState, model_buffer: buffer.BufferState,
                 key: jax.Array, num_real: int, num_model: int):
     """``num_real`` env samples followed by ``num_model`` model samples (env samples in their
-    place while the model buffer is still empty)."""
-    key_real, key_model = jax.random.split(key)
-    real = buffer.sample(env_buffer, key_real, num_real)
-    if num_model == 0:
-        return real
-    fake = buffer.sample(model_buffer, key_model, num_model)
-    backup = buffer.sample(env_buffer, key_model, num_model)
-    fake = jax.tree.map(lambda f, b: jnp.where(buffer.can_sample(model_buffer), f, b),
-                        fake, backup)
-    return jax.tree.map(lambda r, f: jnp.concatenate([r, f]), real, fake)
+    place while the model buffer is still empty): ``buffer.sample_mixed``."""
+    return buffer.sample_mixed(env_buffer, model_buffer, key, num_real, num_model)
 
 
 def rollout_length(config: Config, env_steps: jax.Array) -> jax.Array:
@@ -217,139 +191,42 @@ def rollout_length(config: Config, env_steps: jax.Array) -> jax.Array:
     return jnp.floor(min_len + frac * (max_len - min_len)).astype(jnp.int32)
 
 
-@struct.dataclass
-class MBPOState:
-    learner: object
-    model: dynamics.EnsembleState
-    env_buffer: buffer.BufferState
-    model_buffer: buffer.BufferState
-    obs: jax.Array
-    env_state: object
-    env_steps: jax.Array
-    key: jax.Array
+MBPOState = RolloutLoopState
 
 
 def make_loop(config: Config) -> TrainLoop:
     env, env_params = envs.make(config.env)
-    env_spec = interact.spec(env, env_params)
-    learner = for_env(config.learner, config.sac, config.dqn, env_spec)
-    action_dim = env_spec.num_actions
-    reward_fn = known.REWARD_FNS[config.env] if config.known_reward else None
-    termination_fn = known.TERMINATION_FNS[config.env] if config.known_termination else None
+    learner = for_env(config.learner, config.sac, config.dqn, interact.spec(env, env_params))
     model_config = config.model.replace(learn_reward=not config.known_reward,
                                         learn_termination=not config.known_termination)
-    example = interact.example_transition(env_spec)
     num_real, num_model = config.num_real, config.batch_size - config.num_real
 
     def explore(learner_state, key, obs, env_steps):
-        """Behaviour policy on a batch of observations."""
+        """Behaviour policy on a batch of observations (real steps and model rollouts)."""
         if config.learner == "sac":
             return learner.act(learner_state, key, obs)
         epsilon = linear_epsilon(env_steps - config.initial_random_steps, config.eps_start,
                                  config.eps_end, config.eps_decay_steps)
         return learner.act(learner_state, key, obs, epsilon=epsilon)
 
-    def init(key):
-        key_learner, key_model, key_reset, key_warm, key_run = jax.random.split(key, 5)
-        obs, env_state = env.reset(key_reset, env_params)
-        obs, env_state, env_buffer = interact.warmup(
-            env, env_params, key_warm, env_state, obs.astype(jnp.float32),
-            buffer.init(example, config.buffer_size), config.initial_random_steps)
-        model_capacity = config.model_buffer_size if config.model_on else 1
-        return MBPOState(
-            learner=learner.init(key_learner),
-            model=dynamics.init(key_model, model_config, env_spec.obs_dim, action_dim),
-            env_buffer=env_buffer, model_buffer=buffer.init(example, model_capacity),
-            obs=obs, env_state=env_state,
-            env_steps=jnp.full((), config.initial_random_steps, jnp.int32), key=key_run)
-
-    num_starts = config.rollouts_per_step * config.rollout_freq
-    # Rollouts run in chunks of start states: every member of the ensemble sees every start,
-    # so one 100k-start batch would hold [members, 100k, width] activations per layer.
-    chunk = max(d for d in range(1, min(num_starts, config.rollout_chunk) + 1)
-                if num_starts % d == 0)
-
-    def branch(carry: MBPOState, key):
-        """Rollouts from real start states into the model buffer; returns (carry, stats)."""
-        key_start, key_roll = jax.random.split(key)
-        starts = buffer.sample(carry.env_buffer, key_start, num_starts).obs
-        model_step = dynamics.make_model_step(carry.model, reward_fn=reward_fn,
-                                              termination_fn=termination_fn)
-        policy = lambda k, obs: explore(carry.learner, k, obs, carry.env_steps)
-        horizon = rollout_length(config, carry.env_steps)
-
-        def one_chunk(inputs):
-            chunk_key, chunk_starts = inputs
-            return rollout.branched_rollout(chunk_key, model_step, policy, chunk_starts,
-                                            horizon, max_horizon=config.rollout_schedule[3])
-
-        num_chunks = num_starts // chunk
-        transitions, valid = jax.lax.map(one_chunk, (
-            jax.random.split(key_roll, num_chunks),
-            starts.reshape(num_chunks, chunk, *starts.shape[1:])))
-        # [chunks, horizon, chunk, ...] -> [horizon, chunks * chunk, ...]
-        merge = lambda x: jnp.moveaxis(x, 0, 1).reshape(x.shape[1], num_starts, *x.shape[3:])
-        flat, mask = rollout.flatten(jax.tree.map(merge, transitions), merge(valid))
-        model_buffer = buffer.add(carry.model_buffer, flat, mask)
-        stats = {"rollout_length": horizon, "rollouts_added": mask.sum(),
-                 "model_reward_mean": jnp.sum(jnp.where(mask, flat.reward, 0.0))
-                 / jnp.maximum(mask.sum(), 1)}
-        return carry.replace(model_buffer=model_buffer), stats
-
-    def env_step(carry: MBPOState, key):
-        """One real step and G learner updates."""
-        key_act, key_env, key_update = jax.random.split(key, 3)
-        action = explore(carry.learner, key_act, carry.obs[None], carry.env_steps)[0]
-        obs, env_state, env_buffer = interact.step_into(env, env_params, key_env, carry.env_state,
-                                                        carry.obs, action, carry.env_buffer)
-        carry = carry.replace(env_buffer=env_buffer, obs=obs, env_state=env_state,
-                              env_steps=carry.env_steps + 1)
-
-        def update(learner_state, k):
+    def updates(learner_state, env_buffer, model_buffer, key):
+        """G learner updates on batches mixing env and model data."""
+        def update(state, k):
             key_batch, key_learn = jax.random.split(k)
-            batch = mixed_batch(carry.env_buffer, carry.model_buffer, key_batch, num_real,
-                                num_model)
-            return learner.update(learner_state, batch, key_learn)
+            batch = mixed_batch(env_buffer, model_buffer, key_batch, num_real, num_model)
+            return learner.update(state, batch, key_learn)
 
-        learner_state, info = jax.lax.scan(update, carry.learner,
-                                           jax.random.split(key_update, config.updates_per_step))
-        return carry.replace(learner=learner_state), jax.tree.map(jnp.mean, info)
+        learner_state, info = jax.lax.scan(update, learner_state,
+                                           jax.random.split(key, config.updates_per_step))
+        return learner_state, jax.tree.map(jnp.mean, info)
 
-    def rollout_block(carry: MBPOState, key):
-        key_branch, key_steps = jax.random.split(key)
-        stats = {}
-        if config.model_on:
-            carry, stats = branch(carry, key_branch)
-        carry, info = jax.lax.scan(env_step, carry,
-                                   jax.random.split(key_steps, config.rollout_freq))
-        return carry, {**stats, **jax.tree.map(jnp.mean, info)}
-
-    def model_block(carry: MBPOState, key):
-        key_fit, key_blocks = jax.random.split(key)
-        fit_info = {}
-        if config.model_on:
-            model, info = dynamics.fit(carry.model, carry.env_buffer, key_fit, model_config)
-            carry = carry.replace(model=model)
-            fit_info = {"model_val_mse": info["val_mse"][info["elites"]].mean(),
-                        "model_epochs": info["epochs"], "model_nonfinite": info["nonfinite"]}
-        blocks = config.model_train_freq // config.rollout_freq
-        carry, info = jax.lax.scan(rollout_block, carry, jax.random.split(key_blocks, blocks))
-        return carry, {**fit_info, **jax.tree.map(jnp.mean, info)}
-
-    def step(carry: MBPOState):
-        key, key_blocks, key_eval = jax.random.split(carry.key, 3)
-        blocks = config.eval_every // config.model_train_freq
-        carry, info = jax.lax.scan(model_block, carry.replace(key=key),
-                                   jax.random.split(key_blocks, blocks))
-        policy = lambda k, obs: learner.act(carry.learner, k, obs, explore=False)
-        eval_return, eval_length = interact.evaluate(env, env_params, policy, key_eval,
-                                                     config.eval_episodes, env_spec.max_steps)
-        metrics = {"env_steps": carry.env_steps, "eval_return": eval_return,
-                   "eval_length": eval_length, "model_buffer_size": carry.model_buffer.size,
-                   **{k: (v.any() if v.dtype == bool else v.mean()) for k, v in info.items()}}
-        return carry, metrics
-
-    return TrainLoop(init=init, step=step, num_iterations=config.num_iterations)
+    return make_rollout_loop(
+        config, env, env_params, learner, model_config, updates, explore,
+        model_on=config.model_on, model_buffer_size=config.model_buffer_size,
+        horizon=lambda env_steps: rollout_length(config, env_steps),
+        max_horizon=config.rollout_schedule[3],
+        reward_fn=known.REWARD_FNS[config.env] if config.known_reward else None,
+        termination_fn=known.TERMINATION_FNS[config.env] if config.known_termination else None)
 
 
 def make_train(config: Config):

@@ -1,0 +1,199 @@
+"""Model-based acceleration, MBA: NAF with imagination rollouts from a learned model.
+
+Gu, Lillicrap, Sutskever & Levine 2016, "Continuous Deep Q-Learning with Model-based
+Acceleration", Algorithm 2.
+
+The learner is NAF (``purembrl.learners.make_naf``): Q(s, a) = V(s) - 1/2 (a - mu(s))^T P(s)
+(a - mu(s)), so the greedy action is mu(s) in closed form. Imagination rollouts: short rollouts
+of the exploration policy mu + noise through a learned model, branched from real states of the
+replay buffer, fill a separate buffer of fictional transitions; each real step takes
+``imagination_updates`` (I) updates on fictional minibatches and ``real_updates`` (R) on real
+ones, as in the paper's algorithm. The paper fits time-varying linear models (and found neural
+models harder to profit from); the model here is the probabilistic ensemble of
+``purembrl.dynamics``. ``imagination_updates=0`` switches the model off: plain NAF, the
+"NAF without imagination" baseline, from the same code.
+
+The loop is ``purembrl.model_loop.make_rollout_loop`` (MBPO's shape):
+
+    initial_random_steps uniformly random real steps into the replay buffer
+    every model_train_freq steps:  fit the ensemble on the replay buffer
+      every rollout_freq steps:    rollouts_per_step * rollout_freq imagination rollouts of
+                                   rollout_length steps into the fictional buffer
+        every step:                act (mu + noise), store the real transition, take I NAF
+                                   updates on fictional data, then R on real data
+    every eval_every steps:        evaluate the greedy policy mu(s)
+
+The fictional buffer keeps the rollouts of the last ``imagination_retain_steps`` env steps.
+Continuous actions only (a discrete env is a ``ValueError``). Fields left ``None`` come from
+``PRESETS[env]``, else ``GENERIC``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from purembrl import buffer, dynamics, envs, interact
+from purembrl.config import check_model_schedule, resolve_presets, static
+from purembrl.envs import known
+from purembrl.learners import NAFConfig, make_naf
+from purembrl.loop import TrainLoop, as_train
+from purembrl.model_loop import RolloutLoopState, make_rollout_loop
+
+ENVS = ("Pendulum-v1", "MountainCarContinuous-v0")
+
+PRESETS = {
+    # Pendulum: the MBPO preset's budget, model and schedule (refit every 250 steps after 250
+    # random steps); 5 real and 10 imagined updates per step; 50 rollouts per step of length 5
+    # (imagination is short, as the paper advises for learned models). NAF 256 x 256 swish with
+    # exploration noise 0.6: the best of a 4-seed sweep of NAF alone (benchmarks/RESULTS.md).
+    "Pendulum-v1": dict(
+        total_steps=3000, eval_every=250, initial_random_steps=250, buffer_size=100_000,
+        batch_size=128, real_updates=5, imagination_updates=10, model_train_freq=250,
+        rollout_freq=250, rollouts_per_step=50, rollout_length=5,
+        imagination_retain_steps=250, known_termination=True,
+        naf=NAFConfig(hidden_sizes=(256, 256), activation="swish", exploration_noise=0.6)),
+}
+# Other continuous gymnax envs: MBPO's generic model schedule, one real and five imagined
+# updates per step, rollouts of length 5.
+GENERIC = dict(
+    total_steps=21_000, eval_every=1000, initial_random_steps=1000, buffer_size=1_000_000,
+    batch_size=128, real_updates=1, imagination_updates=5, model_train_freq=250,
+    rollout_freq=250, rollouts_per_step=50, rollout_length=5, imagination_retain_steps=1000,
+    known_termination=False)
+
+
+@struct.dataclass
+class Config:
+    """MBA settings; ``None`` fields come from ``PRESETS[env]``, else ``GENERIC``.
+
+    Attributes:
+      env: a gymnax environment with flat observations and continuous actions.
+      total_steps: real steps, ``initial_random_steps`` included.
+      eval_every / eval_episodes: evaluation period (a multiple of ``model_train_freq``) and size.
+      initial_random_steps: uniformly random steps before anything is learned.
+      buffer_size: replay capacity. batch_size: minibatch of every update.
+      real_updates: R, NAF updates on real data per env step.
+      imagination_updates: I, NAF updates on fictional data per env step (0: no model).
+      model_train_freq: steps between model fits. rollout_freq: steps between rollout batches
+        (divides ``model_train_freq``). rollouts_per_step: rollouts branched per env step.
+      rollout_length: imagined steps per rollout.
+      imagination_retain_steps: env steps whose rollouts the fictional buffer keeps.
+      rollout_chunk: most start states rolled out at once (bounds memory only).
+      known_reward / known_termination: ``purembrl.envs.known``'s functions instead of learned.
+      model: the ensemble. naf: the learner's hyperparameters.
+    """
+
+    env: str = static("Pendulum-v1")
+    total_steps: int | None = static(None)
+    eval_every: int | None = static(None)
+    eval_episodes: int = static(10)
+    initial_random_steps: int | None = static(None)
+    buffer_size: int | None = static(None)
+    batch_size: int | None = static(None)
+    real_updates: int | None = static(None)
+    imagination_updates: int | None = static(None)
+    model_train_freq: int | None = static(None)
+    rollout_freq: int | None = static(None)
+    rollouts_per_step: int | None = static(None)
+    rollout_length: int | None = static(None)
+    imagination_retain_steps: int | None = static(None)
+    rollout_chunk: int = static(10_000)
+    known_reward: bool = static(False)
+    known_termination: bool | None = static(None)
+    model: dynamics.EnsembleConfig = dynamics.EnsembleConfig()
+    naf: NAFConfig | None = None
+
+    def __post_init__(self):
+        resolve_presets(self, PRESETS, GENERIC)
+        if self.naf is None:
+            object.__setattr__(self, "naf", NAFConfig())
+        env, env_params = envs.make(self.env)
+        if interact.spec(env, env_params).discrete:
+            raise ValueError(f"env={self.env!r} is invalid for MBA: its actions are discrete "
+                             "(allowed: an env with continuous actions; NAF's greedy action is "
+                             "the mean of a quadratic in a)")
+        check_model_schedule(self, counts=("rollouts_per_step", "rollout_length",
+                                           "imagination_retain_steps", "rollout_chunk"),
+                             non_negative=("real_updates", "imagination_updates"))
+        known.check(self.env, self.known_reward, self.known_termination)
+
+    @property
+    def num_iterations(self) -> int:
+        return (self.total_steps - self.initial_random_steps) // self.eval_every
+
+    @property
+    def model_on(self) -> bool:
+        return self.imagination_updates > 0
+
+    @property
+    def imagination_buffer_size(self) -> int:
+        """Rollouts of the last ``imagination_retain_steps`` steps, in whole rollout batches."""
+        batches = math.ceil(self.imagination_retain_steps / self.rollout_freq)
+        return batches * self.rollout_freq * self.rollouts_per_step * self.rollout_length
+
+
+def make_loop(config: Config) -> TrainLoop:
+    env, env_params = envs.make(config.env)
+    env_spec = interact.spec(env, env_params)
+    learner = make_naf(config.naf, env_spec.obs_dim, env_spec.action_low, env_spec.action_high)
+    model_config = config.model.replace(learn_reward=not config.known_reward,
+                                        learn_termination=not config.known_termination)
+
+    def explore(learner_state, key, obs, env_steps):
+        """mu(s) + noise: the behaviour policy of real steps and of imagination rollouts."""
+        return learner.act(learner_state, key, obs)
+
+    def updates(learner_state, env_buffer, fictional_buffer, key):
+        """I updates on fictional minibatches, then R on real ones (Algorithm 2's order)."""
+        key_imagined, key_real = jax.random.split(key)
+
+        def imagined_update(state, k):
+            key_batch, key_learn = jax.random.split(k)
+            batch = buffer.sample_mixed(env_buffer, fictional_buffer, key_batch, 0,
+                                        config.batch_size)
+            return learner.update(state, batch, key_learn)
+
+        def real_update(state, k):
+            key_batch, key_learn = jax.random.split(k)
+            return learner.update(state, buffer.sample(env_buffer, key_batch, config.batch_size),
+                                  key_learn)
+
+        info = {}
+        if config.imagination_updates:
+            learner_state, imagined = jax.lax.scan(
+                imagined_update, learner_state,
+                jax.random.split(key_imagined, config.imagination_updates))
+            info["imagined_q_loss"] = imagined["q_loss"].mean()
+        if config.real_updates:
+            learner_state, real = jax.lax.scan(real_update, learner_state,
+                                               jax.random.split(key_real, config.real_updates))
+            info.update({k: v.mean() for k, v in real.items()})
+        return learner_state, info
+
+    return make_rollout_loop(
+        config, env, env_params, learner, model_config, updates, explore,
+        model_on=config.model_on, model_buffer_size=config.imagination_buffer_size,
+        horizon=lambda env_steps: jnp.int32(config.rollout_length),
+        max_horizon=config.rollout_length,
+        reward_fn=known.REWARD_FNS[config.env] if config.known_reward else None,
+        termination_fn=known.TERMINATION_FNS[config.env] if config.known_termination else None)
+
+
+def make_train(config: Config):
+    """``train(key) -> (RolloutLoopState, metrics)``; metrics ``[num_evals]``: ``env_steps``,
+    ``eval_return``, ``eval_length``, the fictional buffer's size, the model's holdout MSE,
+    epochs and non-finite flag, rollout counts, NAF's loss on real (``q_loss``) and fictional
+    (``imagined_q_loss``) minibatches, ``q_mean`` and ``v_mean``."""
+    return as_train(make_loop(config))
+
+
+def policy(state: RolloutLoopState, config: Config):
+    """The trained greedy policy mu(s) as a pure function ``(key, obs [B, d]) -> action``."""
+    env, env_params = envs.make(config.env)
+    env_spec = interact.spec(env, env_params)
+    learner = make_naf(config.naf, env_spec.obs_dim, env_spec.action_low, env_spec.action_high)
+    return lambda key, obs: learner.act(state.learner, key, obs, explore=False)
