@@ -1,6 +1,6 @@
 """Backpropagation through a model: the policy gradient of an H-step model return, as H grows.
 
-    python benchmarks/backprop_through_model.py [--seeds 8] [--opt-seeds 4] [--opt-steps 200]
+    python benchmarks/backprop_through_model.py [--seeds 8] [--opt-seeds 4] [--opt-steps 1000]
                                                 [--mbpo-seeds 4] [--out DIR]
 
 The notes' first idea for using a model: maximise the model's return by the chain rule through
@@ -14,10 +14,11 @@ s_{t+1} = f(s_t, pi_theta(s_t)). This script measures on Pendulum-v1
    smooth, deterministic model). Reward: Pendulum's known reward in both, so only the dynamics
    differ. Printed: median, range and max / min ratio over seeds, and the norm per unit of
    horizon (the gradient of the mean per-step reward, which the optimiser below follows);
-2. policy optimisation with it: Adam on -J_H / H for ``--opt-steps`` steps (64 start states
-   drawn from Pendulum's reset distribution each step), for each H, through both models, from
-   the first ``--opt-seeds`` initialisations; then
-   the policy's return on the real environment (10 episodes of 200 steps, median over seeds);
+2. policy optimisation with it: Adam on -J_H / H for ``--opt-steps`` steps (16 start states,
+   ``--opt-starts``, drawn from Pendulum's reset distribution each step), for H = 10, 25, 50,
+   100 (``--opt-horizons``), through both models, from the first ``--opt-seeds``
+   initialisations; then the policy's return on the real environment (10 episodes of 200
+   steps, median over seeds);
 3. beside it, MBPO's preset on the same task (``--mbpo-seeds`` seeds, 2,000 env steps), which
    uses the model only for short branched rollouts that feed SAC.
 
@@ -48,7 +49,7 @@ from purembrl.algos import mbpo  # noqa: E402
 from purembrl.envs import known  # noqa: E402
 
 HORIZONS = (1, 2, 5, 10, 20, 30, 50, 75, 100)
-OPT_HORIZONS = (1, 5, 10, 25, 50, 100)
+OPT_HORIZONS = (10, 25, 50, 100)
 STARTS = 64
 
 
@@ -132,14 +133,15 @@ def fit_model(env, env_params, key, num_steps):
     return model, info
 
 
-def optimise(value, env, env_params, init_params, key, steps, horizon):
+def optimise(value, env, env_params, init_params, key, steps, horizon, starts=STARTS):
     """Adam on -J_H / H from fresh start states each step; returns the final parameters and
     the largest gradient norm met."""
     opt = optax.adam(1e-3)
 
     def body(carry, k):
         params, opt_state, worst = carry
-        grads = jax.grad(lambda p: -value(p, start_states(env, env_params, k)) / horizon)(params)
+        grads = jax.grad(lambda p: -value(p, start_states(env, env_params, k, starts))
+                         / horizon)(params)
         norm = optax.global_norm(grads)
         updates, opt_state = opt.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state, jnp.maximum(worst, norm)), None
@@ -152,8 +154,11 @@ def optimise(value, env, env_params, init_params, key, steps, horizon):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=8)
-    parser.add_argument("--opt-steps", type=int, default=200)
+    parser.add_argument("--opt-steps", type=int, default=1000)
     parser.add_argument("--opt-seeds", type=int, default=4)
+    parser.add_argument("--opt-starts", type=int, default=16,
+                        help="start states per optimisation step")
+    parser.add_argument("--opt-horizons", default=",".join(map(str, OPT_HORIZONS)))
     parser.add_argument("--model-steps", type=int, default=10_000)
     parser.add_argument("--mbpo-seeds", type=int, default=4)
     parser.add_argument("--out", default="runs/backprop_through_model")
@@ -201,16 +206,16 @@ def main(argv=None) -> int:
 
     # 2. optimisation by backprop through H steps
     print(f"\npolicy optimised by backprop through H steps ({args.opt_steps} Adam steps, "
-          f"{STARTS} starts each), return on the real env: median [min, max] over "
+          f"{args.opt_starts} starts each), return on the real env: median [min, max] over "
           f"{args.opt_seeds} seeds")
     print(f"{'H':>4} | {'through true dynamics':>30} | {'through the learned model':>30} | "
           "largest grad norm met (true / model)")
-    for horizon in OPT_HORIZONS:
+    for horizon in (int(h) for h in args.opt_horizons.split(",")):
         row = {}
         for name, value in (("true", true_return(env, env_params, horizon)),
                             ("model", model_return(model, horizon))):
             run = jax.jit(jax.vmap(lambda p, k, v=value, h=horizon: optimise(
-                v, env, env_params, p, k, args.opt_steps, h)))
+                v, env, env_params, p, k, args.opt_steps, h, args.opt_starts)))
             params, worst = run(jax.tree.map(lambda x: x[:args.opt_seeds], inits),
                                 jax.random.split(key_opt, args.opt_seeds))
             returns = jax.vmap(real_episode_return, in_axes=(None, None, 0, None))(
