@@ -77,3 +77,43 @@ def at_budget(metrics, budget):
     i = np.searchsorted(steps, budget, side="right") - 1
     q25, med, q75 = np.percentile(metrics["eval_return"][:, i], [25, 50, 75])
     return med, q25, q75
+
+
+def print_budget_table(runs, budgets, name_width: int, cell_width: int) -> None:
+    """One row per method of ``runs`` (name -> (metrics, seconds)): median [IQR] return at
+    each budget of env steps, "-" where the run did not evaluate there."""
+    print(f"{'method':<{name_width}}" + "".join(f"{b:>{cell_width}}" for b in budgets))
+    for name, (metrics, _) in runs.items():
+        cells = []
+        for b in budgets:
+            stat = at_budget(metrics, b)
+            cells.append("-" if stat is None else f"{stat[0]:.0f} [{stat[1]:.0f}, {stat[2]:.0f}]")
+        print(f"{name:<{name_width}}" + "".join(f"{c:>{cell_width}}" for c in cells))
+
+
+def steps_shown(per_seed) -> str:
+    """Per-seed env steps to a threshold, "never" where it was not reached."""
+    return ", ".join("never" if np.isinf(v) else f"{v:.0f}" for v in per_seed)
+
+
+def plot_curves(runs, path: str, threshold: float, title: str, ylabel: str,
+                figsize=(6, 4), alpha: float = 0.2, log_x: bool = False) -> None:
+    """Median return against env steps with an IQR band per method, a dashed threshold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=figsize)
+    for name, (metrics, _) in runs.items():
+        x = metrics["env_steps"][0]
+        q25, med, q75 = np.percentile(metrics["eval_return"], [25, 50, 75], axis=0)
+        ax.plot(x, med, label=name)
+        ax.fill_between(x, q25, q75, alpha=alpha)
+    ax.axhline(threshold, color="grey", lw=0.8, ls="--")
+    if log_x:
+        ax.set_xscale("log")
+    ax.set(xlabel="env steps", ylabel=ylabel, title=title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)

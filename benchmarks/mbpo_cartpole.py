@@ -18,7 +18,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import at_budget, machine, run, steps_to  # noqa: E402
+from common import machine, print_budget_table, run, steps_shown, steps_to  # noqa: E402
 
 from purembrl.algos import dqn, mbpo  # noqa: E402
 
@@ -42,18 +42,12 @@ def main(argv=None) -> int:
     }
     print(f"machine: {machine()}")
     print(f"CartPole-v1, {args.seeds} seeds; median [IQR] evaluation return (10 episodes)")
-    print(f"{'method':<10}" + "".join(f"{b:>20}" for b in BUDGETS))
-    for name, (metrics, _) in runs.items():
-        cells = []
-        for b in BUDGETS:
-            stat = at_budget(metrics, b)
-            cells.append("-" if stat is None else f"{stat[0]:.0f} [{stat[1]:.0f}, {stat[2]:.0f}]")
-        print(f"{name:<10}" + "".join(f"{c:>20}" for c in cells))
+    print_budget_table(runs, BUDGETS, 10, 20)
     print(f"\nenv steps to first reach {THRESHOLD:.0f}")
     for name, (metrics, seconds) in runs.items():
         per_seed = steps_to(metrics, THRESHOLD)
-        shown = ", ".join("never" if np.isinf(v) else f"{v:.0f}" for v in per_seed)
-        print(f"  {name:<10} median {np.median(per_seed):>8.0f}   [{shown}]   ({seconds:.0f} s)")
+        print(f"  {name:<10} median {np.median(per_seed):>8.0f}   [{steps_shown(per_seed)}]   "
+              f"({seconds:.0f} s)")
     return 0
 
 

@@ -26,7 +26,14 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import at_budget, machine, run, steps_to  # noqa: E402
+from common import (  # noqa: E402
+    machine,
+    plot_curves,
+    print_budget_table,
+    run,
+    steps_shown,
+    steps_to,
+)
 
 from purembrl.algos import mbpo, sac  # noqa: E402
 
@@ -56,22 +63,14 @@ def main(argv=None) -> int:
 
     print(f"machine: {machine()}")
     print(f"Pendulum-v1, {args.seeds} seeds; median [IQR] evaluation return (10 episodes)")
-    header = f"{'method':<24}" + "".join(f"{b:>22}" for b in BUDGETS)
-    print(header)
-    for name, (metrics, _) in runs.items():
-        cells = []
-        for b in BUDGETS:
-            stat = at_budget(metrics, b)
-            cells.append("-" if stat is None else f"{stat[0]:.0f} [{stat[1]:.0f}, {stat[2]:.0f}]")
-        print(f"{name:<24}" + "".join(f"{c:>22}" for c in cells))
+    print_budget_table(runs, BUDGETS, 24, 22)
 
     print(f"\nenv steps to first reach {THRESHOLD:.0f} (per seed; median)")
     medians = {}
     for name, (metrics, seconds) in runs.items():
         per_seed = steps_to(metrics, THRESHOLD)
         medians[name] = float(np.median(per_seed))
-        shown = ", ".join("never" if np.isinf(v) else f"{v:.0f}" for v in per_seed)
-        print(f"  {name:<24} median {medians[name]:>7.0f}   [{shown}]   "
+        print(f"  {name:<24} median {medians[name]:>7.0f}   [{steps_shown(per_seed)}]   "
               f"({seconds:.0f} s for all seeds, compile included)")
     ratio = medians["SAC"] / medians["MBPO"]
     ok_budget = medians["MBPO"] <= 1500
@@ -80,25 +79,9 @@ def main(argv=None) -> int:
     print(f"  [{'PASS' if ok_budget else 'FAIL'}] MBPO reaches {THRESHOLD:.0f} within 1500 steps")
     print(f"  [{'PASS' if ok_ratio else 'FAIL'}] MBPO needs >= 2.5x fewer steps than SAC")
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, (metrics, _) in runs.items():
-        x = metrics["env_steps"][0]
-        q25, med, q75 = np.percentile(metrics["eval_return"], [25, 50, 75], axis=0)
-        ax.plot(x, med, label=name)
-        ax.fill_between(x, q25, q75, alpha=0.2)
-    ax.axhline(THRESHOLD, color="grey", lw=0.8, ls="--")
-    ax.set_xscale("log")
-    ax.set_xlabel("env steps")
-    ax.set_ylabel(f"eval return (median of {args.seeds} seeds)")
-    ax.set_title("Pendulum-v1: MBPO vs SAC")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(os.path.join(args.out, "mbpo_pendulum.png"), dpi=100)
+    plot_curves(runs, os.path.join(args.out, "mbpo_pendulum.png"), THRESHOLD,
+                "Pendulum-v1: MBPO vs SAC", f"eval return (median of {args.seeds} seeds)",
+                log_x=True)
     print(f"\nplot saved to {args.out}/mbpo_pendulum.png")
     return 0 if ok_budget and ok_ratio else 1
 

@@ -28,7 +28,14 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import at_budget, machine, run, steps_to  # noqa: E402
+from common import (  # noqa: E402
+    machine,
+    plot_curves,
+    print_budget_table,
+    run,
+    steps_shown,
+    steps_to,
+)
 
 from purembrl.algos import dqn, dyna, mba, mbpo, mbve, sac  # noqa: E402
 
@@ -94,37 +101,18 @@ def main(argv=None) -> int:
     threshold = settings["threshold"]
     print(f"\n{args.env}, {args.seeds} seeds, {args.steps} env steps; median [IQR] evaluation "
           "return (10 episodes)")
-    print(f"{'method':<16}" + "".join(f"{b:>22}" for b in settings["budgets"]))
-    for name, (metrics, _) in runs.items():
-        cells = []
-        for b in settings["budgets"]:
-            stat = at_budget(metrics, b)
-            cells.append("-" if stat is None else f"{stat[0]:.0f} [{stat[1]:.0f}, {stat[2]:.0f}]")
-        print(f"{name:<16}" + "".join(f"{c:>22}" for c in cells))
+    print_budget_table(runs, settings["budgets"], 16, 22)
     print(f"\nenv steps to first reach {threshold:.0f} (median; per seed) and wall-clock")
     for name, (metrics, seconds) in runs.items():
         per_seed = steps_to(metrics, threshold)
-        shown = ", ".join("never" if np.isinf(v) else f"{v:.0f}" for v in per_seed)
-        print(f"  {name:<16} median {np.median(per_seed):>7.0f}   [{shown}]   {seconds:.0f} s "
+        print(f"  {name:<16} median {np.median(per_seed):>7.0f}   [{steps_shown(per_seed)}]   "
+              f"{seconds:.0f} s "
               f"for {args.seeds} seeds ({seconds / args.seeds:.0f} s per run), compile included")
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, (metrics, _) in runs.items():
-        x = metrics["env_steps"][0]
-        q25, med, q75 = np.percentile(metrics["eval_return"], [25, 50, 75], axis=0)
-        ax.plot(x, med, label=name)
-        ax.fill_between(x, q25, q75, alpha=0.15)
-    ax.axhline(threshold, color="grey", lw=0.8, ls="--")
-    ax.set(xlabel="env steps", ylabel=f"eval return (median, IQR over {args.seeds} seeds)",
-           title=f"{args.env}: model-based learners at the same budget")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(os.path.join(args.out, "zoo.png"), dpi=100)
+    plot_curves(runs, os.path.join(args.out, "zoo.png"), threshold,
+                f"{args.env}: model-based learners at the same budget",
+                f"eval return (median, IQR over {args.seeds} seeds)", figsize=(7, 4.5),
+                alpha=0.15)
     print(f"\nwrote {args.out}/zoo.json and zoo.png")
     return 0
 

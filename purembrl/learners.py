@@ -92,11 +92,13 @@ class SACNets(NamedTuple):
 
     ``sample(actor, key, obs [B, d]) -> (action [B, a] in env units, log pi [B])`` (log pi of
     the [-1, 1] action); ``critic_values(critic, obs [B, d], action [B, a]) -> [num_critics,
-    B]``; ``mean_action(actor, obs) -> [B, a]`` (the deterministic policy, env units)."""
+    B]``; ``mean_action(actor, obs) -> [B, a]`` (the deterministic policy, env units);
+    ``to_env(unit [B, a]) -> [B, a]`` maps [-1, 1] actions to the env's bounds."""
 
     actor: GaussianActor
     critic: MLP
     action_dim: int
+    to_env: Callable[[jax.Array], jax.Array]
     sample: Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
     critic_values: Callable[[Any, jax.Array, jax.Array], jax.Array]
     mean_action: Callable[[Any, jax.Array], jax.Array]
@@ -111,6 +113,9 @@ def sac_nets(config: SACConfig, action_low: jax.Array, action_high: jax.Array) -
     critic_net = MLP(config.hidden_sizes, 1, config.activation)
     scale, shift = (action_high - action_low) / 2, (action_high + action_low) / 2
 
+    def to_env(unit_action):
+        return shift + scale * unit_action
+
     def critic_values(params, obs, action):
         x = jnp.concatenate([obs, action], axis=-1)
         x = jnp.broadcast_to(x, (config.num_critics, *x.shape))
@@ -119,13 +124,13 @@ def sac_nets(config: SACConfig, action_low: jax.Array, action_high: jax.Array) -
     def sample(params, key, obs):
         mean, log_std = actor_net.apply(params, obs)
         unit, log_prob = squashed_gaussian(mean, log_std).sample_and_log_prob(seed=key)
-        return shift + scale * unit, log_prob
+        return to_env(unit), log_prob
 
     def mean_action(params, obs):
         mean, _ = actor_net.apply(params, obs)
-        return shift + scale * jnp.tanh(mean)
+        return to_env(jnp.tanh(mean))
 
-    return SACNets(actor_net, critic_net, action_dim, sample, critic_values, mean_action)
+    return SACNets(actor_net, critic_net, action_dim, to_env, sample, critic_values, mean_action)
 
 
 def make_sac(config: SACConfig, obs_dim: int, action_low: jax.Array,
@@ -163,7 +168,7 @@ def make_sac(config: SACConfig, obs_dim: int, action_low: jax.Array,
         obs, next_obs = batch.obs.astype(jnp.float32), batch.next_obs.astype(jnp.float32)
         action = batch.action.astype(jnp.float32).reshape(obs.shape[0], action_dim)
 
-        weight = None
+        critic_obs, critic_action, weight = obs, action, None
         if critic_batch is not None:  # targets built by the caller (MBVE)
             critic_obs, critic_action, target, weight = critic_batch
         elif batch.reward.ndim == 2:  # K model samples of s' per (s, a): deep Dyna's expectation
@@ -180,8 +185,6 @@ def make_sac(config: SACConfig, obs_dim: int, action_low: jax.Array,
             target = jax.vmap(value.sac_target, in_axes=(0, 0, None, 1, 0, None))(
                 batch.reward.astype(jnp.float32), batch.terminated, config.gamma, next_q,
                 next_log_prob, alpha)
-        if critic_batch is None:
-            critic_obs, critic_action = obs, action
         target = jax.lax.stop_gradient(target)
 
         def critic_loss(params):
@@ -225,9 +228,11 @@ def make_sac(config: SACConfig, obs_dim: int, action_low: jax.Array,
         return new_state, info
 
     def act(state: SACState, key, obs, explore: bool | jax.Array = True):
-        """Sampled action when exploring, else the mean action tanh(mu) (SAC's evaluation)."""
-        sampled, _ = sample(state.actor, key, obs)
-        return jnp.where(explore, sampled, nets.mean_action(state.actor, obs))
+        """Sampled action when exploring, else the mean action tanh(mu) (SAC's evaluation):
+        one actor pass for both."""
+        mean, log_std = actor_net.apply(state.actor, obs)
+        sampled, _ = squashed_gaussian(mean, log_std).sample_and_log_prob(seed=key)
+        return nets.to_env(jnp.where(explore, sampled, jnp.tanh(mean)))
 
     return Learner(init=init, update=update, act=act)
 

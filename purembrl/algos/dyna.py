@@ -135,8 +135,7 @@ def model_batch(model_step, key: jax.Array, real: Transition, num_samples: int) 
 def make_loop(config: Config) -> TrainLoop:
     env, env_params = envs.make(config.env)
     learner = for_env(config.learner, config.sac, config.dqn, interact.spec(env, env_params))
-    model_config = config.model.replace(learn_reward=not config.known_reward,
-                                        learn_termination=not config.known_termination)
+    model_config, reward_fn, termination_fn = known.model_functions(config)
 
     def explore(learner_state, key, obs, env_steps):
         if config.learner == "sac":
@@ -154,8 +153,7 @@ def make_loop(config: Config) -> TrainLoop:
 
     return make_model_loop(
         config, env, env_params, learner, model_config, update, explore,
-        reward_fn=known.REWARD_FNS[config.env] if config.known_reward else None,
-        termination_fn=known.TERMINATION_FNS[config.env] if config.known_termination else None)
+        reward_fn=reward_fn, termination_fn=termination_fn)
 
 
 def make_train(config: Config):

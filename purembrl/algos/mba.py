@@ -140,8 +140,7 @@ def make_loop(config: Config) -> TrainLoop:
     env, env_params = envs.make(config.env)
     env_spec = interact.spec(env, env_params)
     learner = make_naf(config.naf, env_spec.obs_dim, env_spec.action_low, env_spec.action_high)
-    model_config = config.model.replace(learn_reward=not config.known_reward,
-                                        learn_termination=not config.known_termination)
+    model_config, reward_fn, termination_fn = known.model_functions(config)
 
     def explore(learner_state, key, obs, env_steps):
         """mu(s) + noise: the behaviour policy of real steps and of imagination rollouts."""
@@ -179,8 +178,7 @@ def make_loop(config: Config) -> TrainLoop:
         model_on=config.model_on, model_buffer_size=config.imagination_buffer_size,
         horizon=lambda env_steps: jnp.int32(config.rollout_length),
         max_horizon=config.rollout_length,
-        reward_fn=known.REWARD_FNS[config.env] if config.known_reward else None,
-        termination_fn=known.TERMINATION_FNS[config.env] if config.known_termination else None)
+        reward_fn=reward_fn, termination_fn=termination_fn)
 
 
 def make_train(config: Config):

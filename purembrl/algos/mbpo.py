@@ -197,8 +197,7 @@ MBPOState = RolloutLoopState
 def make_loop(config: Config) -> TrainLoop:
     env, env_params = envs.make(config.env)
     learner = for_env(config.learner, config.sac, config.dqn, interact.spec(env, env_params))
-    model_config = config.model.replace(learn_reward=not config.known_reward,
-                                        learn_termination=not config.known_termination)
+    model_config, reward_fn, termination_fn = known.model_functions(config)
     num_real, num_model = config.num_real, config.batch_size - config.num_real
 
     def explore(learner_state, key, obs, env_steps):
@@ -225,8 +224,7 @@ def make_loop(config: Config) -> TrainLoop:
         model_on=config.model_on, model_buffer_size=config.model_buffer_size,
         horizon=lambda env_steps: rollout_length(config, env_steps),
         max_horizon=config.rollout_schedule[3],
-        reward_fn=known.REWARD_FNS[config.env] if config.known_reward else None,
-        termination_fn=known.TERMINATION_FNS[config.env] if config.known_termination else None)
+        reward_fn=reward_fn, termination_fn=termination_fn)
 
 
 def make_train(config: Config):

@@ -173,8 +173,7 @@ def make_loop(config: Config) -> TrainLoop:
     env_spec = interact.spec(env, env_params)
     learner = make_sac(config.sac, env_spec.obs_dim, env_spec.action_low, env_spec.action_high)
     nets = sac_nets(config.sac, env_spec.action_low, env_spec.action_high)
-    model_config = config.model.replace(learn_reward=not config.known_reward,
-                                        learn_termination=not config.known_termination)
+    model_config, reward_fn, termination_fn = known.model_functions(config)
 
     def explore(learner_state, key, obs, env_steps):
         return learner.act(learner_state, key, obs)
@@ -192,8 +191,7 @@ def make_loop(config: Config) -> TrainLoop:
 
     return make_model_loop(
         config, env, env_params, learner, model_config, update, explore,
-        reward_fn=known.REWARD_FNS[config.env] if config.known_reward else None,
-        termination_fn=known.TERMINATION_FNS[config.env] if config.known_termination else None,
+        reward_fn=reward_fn, termination_fn=termination_fn,
         deterministic_model=config.deterministic_model)
 
 

@@ -48,6 +48,16 @@ TERMINATION_FNS: dict[str, StepFn] = {
 }
 
 
+def model_functions(config):
+    """For an algorithm config with ``env``, ``model``, ``known_reward`` and
+    ``known_termination``: ``(model_config, reward_fn, termination_fn)``, the ensemble config
+    learning only what is not known, and the known functions (None where learned)."""
+    model_config = config.model.replace(learn_reward=not config.known_reward,
+                                        learn_termination=not config.known_termination)
+    return (model_config, REWARD_FNS[config.env] if config.known_reward else None,
+            TERMINATION_FNS[config.env] if config.known_termination else None)
+
+
 def check(env: str, known_reward: bool, known_termination: bool) -> None:
     """``ValueError`` when a config asks for a known function this module lacks for ``env``."""
     if known_reward and env not in REWARD_FNS:
