@@ -1,7 +1,8 @@
 """Backpropagation through a model: the policy gradient of an H-step model return, as H grows.
 
-    python benchmarks/backprop_through_model.py [--seeds 8] [--opt-seeds 4] [--opt-steps 1000]
-                                                [--mbpo-seeds 4] [--out DIR]
+    python benchmarks/backprop_through_model.py [--seeds 8] [--opt-seeds 8] [--opt-steps 1000]
+                                                [--mbpo-seeds 8] [--out DIR]
+    python benchmarks/backprop_through_model.py --replot DIR/results.json --out DIR
 
 The notes' first idea for using a model: maximise the model's return by the chain rule through
 H chained model steps into the policy, J_H(theta) = mean_s0 sum_{t<H} r(s_t, pi_theta(s_t)),
@@ -22,7 +23,8 @@ s_{t+1} = f(s_t, pi_theta(s_t)). This script measures on Pendulum-v1
 3. beside it, MBPO's preset on the same task (``--mbpo-seeds`` seeds, 2,000 env steps), which
    uses the model only for short branched rollouts that feed SAC.
 
-Prints tables and the machine, saves ``grad_norm.png`` and ``results.json`` to ``--out``.
+Prints tables and the machine, saves ``grad_norm.png``, ``return_vs_horizon.png`` and
+``results.json`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -151,19 +153,68 @@ def optimise(value, env, env_params, init_params, key, steps, horizon, starts=ST
     return params, worst
 
 
+def plot(results, out: str) -> None:
+    """``grad_norm.png`` (gradient norm against H, band over seeds) and
+    ``return_vs_horizon.png`` (real return of the optimised policy against H, band over seeds,
+    MBPO's final return as a dashed line) from a ``results.json``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = {"true": "gymnax Pendulum", "model": "learned ensemble"}
+    fig, ax = plt.subplots(figsize=(6, 4))
+    horizons = sorted(int(h) for h in results["grad_norm"])
+    for name, color in (("true", "C0"), ("model", "C1")):
+        norms = np.array([results["grad_norm"][str(h)][name] for h in horizons])
+        ax.plot(horizons, np.median(norms, 1), color=color, label=labels[name])
+        ax.fill_between(horizons, norms.min(1), norms.max(1), color=color, alpha=0.2)
+    ax.set(xscale="log", yscale="log", xlabel="horizon H",
+           ylabel="||dJ_H / dtheta||", title="Backprop through H model steps")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "grad_norm.png"), dpi=120)
+
+    horizons = sorted(int(h) for h in results["optimised_return"])
+    if not horizons:
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, color in (("true", "C0"), ("model", "C1")):
+        returns = np.array([results["optimised_return"][str(h)][name]["return"]
+                            for h in horizons])
+        ax.plot(horizons, np.median(returns, 1), "o-", color=color,
+                label=f"backprop through {labels[name]}")
+        ax.fill_between(horizons, returns.min(1), returns.max(1), color=color, alpha=0.2)
+    if "mbpo_final_return" in results:
+        ax.axhline(np.median(results["mbpo_final_return"]), color="C2", ls="--",
+                   label="MBPO, 2000 env steps")
+    ax.set(xscale="log", xlabel="horizon H", ylabel="real return (median, min-max over seeds)",
+           title="Policy optimised by backprop through H steps")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "return_vs_horizon.png"), dpi=120)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--opt-steps", type=int, default=1000)
-    parser.add_argument("--opt-seeds", type=int, default=4)
+    parser.add_argument("--opt-seeds", type=int, default=8)
     parser.add_argument("--opt-starts", type=int, default=16,
                         help="start states per optimisation step")
     parser.add_argument("--opt-horizons", default=",".join(map(str, OPT_HORIZONS)))
     parser.add_argument("--model-steps", type=int, default=10_000)
-    parser.add_argument("--mbpo-seeds", type=int, default=4)
+    parser.add_argument("--mbpo-seeds", type=int, default=8)
     parser.add_argument("--out", default="runs/backprop_through_model")
+    parser.add_argument("--replot", default=None, metavar="RESULTS_JSON",
+                        help="only redraw the two figures from a results.json into --out")
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
+    if args.replot:
+        with open(args.replot) as f:
+            plot(json.load(f), args.out)
+        print(f"wrote {args.out}/grad_norm.png and return_vs_horizon.png")
+        return 0
     print(f"machine: {machine()}")
     env, env_params = gymnax.make("Pendulum-v1")
     key = jax.random.key(0)
@@ -243,24 +294,8 @@ def main(argv=None) -> int:
 
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for name, color in (("true", "C0"), ("model", "C1")):
-            norms = np.array([results["grad_norm"][h][name] for h in HORIZONS])
-            ax.plot(HORIZONS, np.median(norms, 1), color=color,
-                    label={"true": "gymnax Pendulum", "model": "learned ensemble"}[name])
-            ax.fill_between(HORIZONS, norms.min(1), norms.max(1), color=color, alpha=0.2)
-        ax.set(xscale="log", yscale="log", xlabel="horizon H",
-               ylabel="||dJ_H / dtheta||", title="Backprop through H model steps")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(os.path.join(args.out, "grad_norm.png"), dpi=120)
-    except ImportError:
-        pass
-    print(f"\nwrote {args.out}/results.json and grad_norm.png")
+    plot(json.loads(json.dumps(results)), args.out)  # the keys as results.json has them
+    print(f"\nwrote {args.out}/results.json, grad_norm.png and return_vs_horizon.png")
     return 0
 
 
