@@ -1,16 +1,21 @@
 """Command line: ``python -m purembrl train ALGO ...`` and ``python -m purembrl list``.
 
     python -m purembrl train ALGO [--env ENV] [--seeds N] [--seed S] [--set field=value ...]
-                                  [--out DIR] [--chunks K] [--quiet]
+                                  [--out DIR] [--chunks K] [--quiet] [--no-checkpoint]
+    python -m purembrl train ALGO ... --resume DIR
     python -m purembrl list
 
-Bad input (unknown algorithm, env or field, a malformed or out-of-range value, an output path
-that is a file) prints one line on stderr and exits with code 2, before anything compiles.
+``train`` saves the whole training state to ``DIR/checkpoint.npz`` after every chunk;
+``--resume DIR`` (with the same algorithm, config, seeds) continues from it, bit-identical to an
+uninterrupted run. Bad input (unknown algorithm, env or field, a malformed or out-of-range
+value, an output path that is a file, a missing, corrupt or mismatched checkpoint) prints one
+line on stderr and exits with code 2, before anything compiles or is overwritten.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from purembrl import algos
@@ -79,14 +84,27 @@ def cmd_train(args) -> int:
             raise ValueError(f"--seeds {args.seeds}: allowed an integer >= 1")
         if args.chunks < 1:
             raise ValueError(f"--chunks {args.chunks}: allowed an integer >= 1")
-        out = args.out if args.out is not None else f"runs/{args.algo}_{config.env}"
+        if args.resume is not None and args.out is not None and args.out != args.resume:
+            raise ValueError(f"--resume {args.resume} and --out {args.out}: a resumed run "
+                             "writes where its checkpoint is; give one directory")
+        out = args.resume or args.out or f"runs/{args.algo}_{config.env}"
+        if args.resume is not None:
+            from purembrl import checkpoint
+
+            path = os.path.join(out, run.CHECKPOINT)
+            meta = checkpoint.read_meta(path)  # missing or corrupt: refused before compiling
+            run.check_same_run(path, meta, run.run_identity(algo, config, args.seed,
+                                                            args.seeds))
         run.prepare_out(out)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    run.run(algo, config, args.seeds, seed=args.seed, out=out, num_chunks=args.chunks,
-            progress=not args.quiet)
-    print(f"wrote {out}/metrics.json, {out}/curve.csv, {out}/curve.png")
+    result = run.run(algo, config, args.seeds, seed=args.seed, out=out, num_chunks=args.chunks,
+                     progress=not args.quiet, checkpoint=not args.no_checkpoint,
+                     resume=args.resume is not None)
+    saved = "" if args.no_checkpoint else f", {out}/{run.CHECKPOINT}"
+    print(f"wrote {out}/metrics.json, {out}/curve.csv, {out}/curve.png{saved}"
+          + ("" if result.complete else " (partial run)"))
     return 0
 
 
@@ -104,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--out", default=None)
     train.add_argument("--chunks", type=int, default=10, help="chunks the run is split into")
     train.add_argument("--quiet", action="store_true", help="no progress line")
+    train.add_argument("--no-checkpoint", action="store_true",
+                       help="do not save the training state after each chunk")
+    train.add_argument("--resume", default=None, metavar="DIR",
+                       help="continue the run whose checkpoint is in DIR")
     args = parser.parse_args(argv)
     if args.command == "list":
         return cmd_list()

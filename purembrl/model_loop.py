@@ -147,7 +147,8 @@ def make_rollout_loop(config, env, env_params, learner: Learner,
                       model_config: dynamics.EnsembleConfig, updates: Updates,
                       explore: Explore, *, model_on: bool, model_buffer_size: int,
                       horizon: Callable[[jax.Array], jax.Array], max_horizon: int,
-                      reward_fn=None, termination_fn=None) -> TrainLoop:
+                      reward_fn=None, termination_fn=None,
+                      model_step: rollout.ModelStep | None = None) -> TrainLoop:
     """The loop of algorithms that branch model rollouts from real states into a buffer of
     imagined transitions (MBPO's Algorithm 2; Gu et al. 2016's imagination rollouts):
 
@@ -161,6 +162,9 @@ def make_rollout_loop(config, env, env_params, learner: Learner,
         every eval_every steps:        evaluate the deterministic policy
 
     ``model_on=False`` skips fits and rollouts (the model-free baseline from the same code).
+    ``model_step``: a fixed model to branch rollouts through instead of the fitted ensemble
+    (``purembrl.envs.known.true_model_step``, the true dynamics: a diagnostic that takes the
+    model's errors out of the picture); the ensemble is then never fitted.
     Blocks are scanned, not branched with ``lax.cond``: under ``vmap`` a ``cond`` on a step
     counter would run the model fit at every step for every seed. Rollouts run in chunks of at
     most ``config.rollout_chunk`` start states: every member of the ensemble sees every start,
@@ -190,14 +194,14 @@ def make_rollout_loop(config, env, env_params, learner: Learner,
         """Rollouts from real start states into the model buffer; returns (carry, stats)."""
         key_start, key_roll = jax.random.split(key)
         starts = buffer.sample(carry.env_buffer, key_start, num_starts).obs
-        model_step = dynamics.make_model_step(carry.model, reward_fn=reward_fn,
-                                              termination_fn=termination_fn)
+        step_fn = model_step or dynamics.make_model_step(carry.model, reward_fn=reward_fn,
+                                                         termination_fn=termination_fn)
         policy = lambda k, obs: explore(carry.learner, k, obs, carry.env_steps)
         length = horizon(carry.env_steps)
 
         def one_chunk(inputs):
             chunk_key, chunk_starts = inputs
-            return rollout.branched_rollout(chunk_key, model_step, policy, chunk_starts,
+            return rollout.branched_rollout(chunk_key, step_fn, policy, chunk_starts,
                                             length, max_horizon=max_horizon)
 
         num_chunks = num_starts // chunk
@@ -237,7 +241,7 @@ def make_rollout_loop(config, env, env_params, learner: Learner,
     def model_block(carry: RolloutLoopState, key):
         key_fit, key_blocks = jax.random.split(key)
         fit_info = {}
-        if model_on:
+        if model_on and model_step is None:
             model, info = dynamics.fit(carry.model, carry.env_buffer, key_fit, model_config)
             carry = carry.replace(model=model)
             fit_info = {"model_val_mse": info["val_mse"][info["elites"]].mean(),

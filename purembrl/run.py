@@ -12,6 +12,15 @@ naming the learning curve to plot (default ``("env_steps", "eval_return")``).
 
 Chunking does not change results: a chunk is the same ``step`` scanned fewer times, so the
 metrics of a chunked run equal those of ``make_train(config)(key)`` bit for bit.
+
+Checkpoints: with ``out``, the whole state of all seeds (the loop's carry) and the metrics so
+far are saved to ``out/checkpoint.npz`` after every chunk (``purembrl.checkpoint``: one file,
+atomic rename, SHA-256 checked). ``resume=True`` continues from it; the resumed run's final
+metrics are bit-identical to an uninterrupted run's. A checkpoint of another algorithm, config,
+seed or seed count is refused with a ``CheckpointError`` naming what differs.
+``stop_after_chunks`` ends a run early on purpose (the checkpoint then holds it, to be resumed).
+For fault-injection tests, the environment variable ``PUREMBRL_KILL_AFTER_CHUNK=k`` makes the
+process SIGKILL itself right after its k-th checkpoint of this call.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -29,7 +39,10 @@ from typing import Any
 import jax
 import numpy as np
 
+from purembrl import checkpoint as ckpt
 from purembrl.config import as_dict
+
+CHECKPOINT = "checkpoint.npz"
 
 
 @dataclass
@@ -41,6 +54,7 @@ class RunResult:
     metrics: dict[str, np.ndarray]
     seconds: float
     curve: tuple[str, str]
+    complete: bool = True
 
 
 def seed_keys(seed: int, num_seeds: int) -> jax.Array:
@@ -62,16 +76,28 @@ def chunk_length(num_iterations: int, num_chunks: int) -> int:
 
 def run(algo: ModuleType, config: Any, num_seeds: int = 1, *, seed: int = 0,
         out: str | os.PathLike | None = None, num_chunks: int = 10,
-        progress: bool = True, table: bool = True) -> RunResult:
-    """Train ``num_seeds`` seeds of ``algo`` with ``config``; see the module docstring."""
+        progress: bool = True, table: bool = True, checkpoint: bool = True,
+        resume: bool = False, stop_after_chunks: int | None = None) -> RunResult:
+    """Train ``num_seeds`` seeds of ``algo`` with ``config``; see the module docstring.
+
+    ``checkpoint``: save ``out/checkpoint.npz`` after every chunk (needs ``out``). ``resume``:
+    continue from that checkpoint (``CheckpointError`` if it is missing, corrupt or from
+    another run). ``stop_after_chunks``: return after this many chunks of this call
+    (``RunResult.complete`` is then False unless the run ended)."""
     if num_seeds < 1:
         raise ValueError(f"num_seeds={num_seeds} is invalid: allowed an integer >= 1")
+    if stop_after_chunks is not None and stop_after_chunks < 1:
+        raise ValueError(f"stop_after_chunks={stop_after_chunks} is invalid: allowed >= 1")
+    if resume and out is None:
+        raise ValueError("resume=True needs out, the directory holding the checkpoint")
     if out is not None:
         prepare_out(out)
+    ckpt_path = os.path.join(os.fspath(out), CHECKPOINT) if out is not None else None
     loop = algo.make_loop(config)
     keys = seed_keys(seed, num_seeds)
     curve = curve_of(algo, config)
     chunk = chunk_length(loop.num_iterations, num_chunks)
+    identity = run_identity(algo, config, seed, num_seeds)
 
     def scan_steps(carry, length):
         return jax.lax.scan(lambda c, _: loop.step(c), carry, None, length=length)
@@ -82,27 +108,90 @@ def run(algo: ModuleType, config: Any, num_seeds: int = 1, *, seed: int = 0,
                         donate_argnums=donate)
 
     start = time.perf_counter()
-    carry = init(keys)
     pieces: list[dict[str, np.ndarray]] = []
-    done = 0
-    while done < loop.num_iterations:
+    if resume:
+        carry, metrics_so_far, meta = ckpt.load(
+            ckpt_path, jax.eval_shape(init, keys),
+            check_meta=lambda meta: check_same_run(ckpt_path, meta, identity))
+        done = meta["done"]
+        if done:
+            pieces.append(metrics_so_far)
+    else:
+        carry, done = init(keys), 0
+    kill_after = int(os.environ.get("PUREMBRL_KILL_AFTER_CHUNK", "0"))
+    chunks_run = 0
+    while done < loop.num_iterations and (stop_after_chunks is None
+                                          or chunks_run < stop_after_chunks):
         length = min(chunk, loop.num_iterations - done)
         carry, metrics = run_chunk(carry, length)
         pieces.append(jax.tree.map(np.asarray, metrics))  # host copy: also waits for the chunk
         done += length
+        chunks_run += 1
+        if ckpt_path is not None and checkpoint:
+            so_far = _concat(pieces)
+            pieces = [so_far]
+            ckpt.save(ckpt_path, carry, so_far, {**identity, "done": done,
+                                                 "num_iterations": loop.num_iterations})
+            if chunks_run == kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)
         if progress:
-            _progress(algo, num_seeds, done, loop.num_iterations, pieces[-1], curve,
+            _progress(algo, num_seeds, done, loop.num_iterations, metrics, curve,
                       time.perf_counter() - start)
     seconds = time.perf_counter() - start
     if progress:
         print(file=sys.stderr)
-    metrics = {k: np.concatenate([p[k] for p in pieces], axis=1) for k in pieces[0]}
-    result = RunResult(state=carry, metrics=metrics, seconds=seconds, curve=curve)
+    if not pieces:
+        raise ValueError("the run has no iterations to report")
+    metrics = _concat(pieces)
+    result = RunResult(state=carry, metrics=metrics, seconds=seconds, curve=curve,
+                       complete=done == loop.num_iterations)
     if table:
         print(summary_table(metrics, curve))
     if out is not None:
         write_results(out, algo, config, seed, result)
     return result
+
+
+def run_identity(algo: ModuleType, config: Any, seed: int, num_seeds: int) -> dict[str, Any]:
+    """What makes two runs the same run (stored in checkpoints, compared on resume)."""
+    return {"algorithm": _name(algo), "config": _plain(as_dict(config)), "seed": seed,
+            "num_seeds": num_seeds}
+
+
+def _concat(pieces: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    if len(pieces) == 1:
+        return pieces[0]
+    return {k: np.concatenate([p[k] for p in pieces], axis=1) for k in pieces[0]}
+
+
+def _plain(value: Any) -> Any:
+    """JSON's view of a value (tuples become lists), so saved and new configs compare."""
+    return json.loads(json.dumps(value))
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_same_run(path: str, meta: dict[str, Any], identity: dict[str, Any]) -> None:
+    """``CheckpointError`` naming each field where the checkpoint's run differs from this one."""
+    ours = _flat({k: v for k, v in identity.items() if k != "config"})
+    ours.update(_flat(identity["config"], "config."))
+    theirs = _flat({k: v for k, v in meta.items()
+                    if k in ("algorithm", "seed", "num_seeds")})
+    theirs.update(_flat(meta.get("config", {}), "config."))
+    differ = [f"{name}: {theirs.get(name, '(absent)')!r} in the checkpoint, "
+              f"{ours.get(name, '(absent)')!r} now"
+              for name in sorted(set(ours) | set(theirs)) if ours.get(name) != theirs.get(name)]
+    if differ:
+        raise ckpt.CheckpointError(f"checkpoint {path} is from another run; differing: "
+                                   + "; ".join(differ))
 
 
 def _name(algo: ModuleType) -> str:
@@ -170,9 +259,12 @@ def prepare_out(out: str | os.PathLike) -> None:
 
 
 def _atomic_write(path: str, text: str) -> None:
+    """Write then rename: a crash leaves the old file or the new one, never half of one."""
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
         f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -193,6 +285,7 @@ def write_results(out: str | os.PathLike, algo: ModuleType, config: Any, seed: i
         "num_seeds": next(iter(metrics.values())).shape[0],
         "seconds": result.seconds,
         "curve": list(result.curve),
+        "complete": result.complete,
     }
     _atomic_write(os.path.join(out, "metrics.json"), json.dumps(payload))
 
@@ -239,5 +332,6 @@ def plot_curve(path: str, metrics: dict[str, np.ndarray], curve: tuple[str, str]
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(f"{path}.tmp", dpi=100, format="png")  # then an atomic rename
     plt.close(fig)
+    os.replace(f"{path}.tmp", path)

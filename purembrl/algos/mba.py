@@ -84,6 +84,8 @@ class Config:
       imagination_retain_steps: env steps whose rollouts the fictional buffer keeps.
       rollout_chunk: most start states rolled out at once (bounds memory only).
       known_reward / known_termination: ``purembrl.envs.known``'s functions instead of learned.
+      true_dynamics: imagine through the env's true dynamics (``known.true_model_step``)
+        instead of the fitted ensemble: a diagnostic that isolates NAF from the model's errors.
       model: the ensemble. naf: the learner's hyperparameters.
     """
 
@@ -104,6 +106,7 @@ class Config:
     rollout_chunk: int = static(10_000)
     known_reward: bool = static(False)
     known_termination: bool | None = static(None)
+    true_dynamics: bool = static(False)
     model: dynamics.EnsembleConfig = dynamics.EnsembleConfig()
     naf: NAFConfig | None = None
 
@@ -119,7 +122,7 @@ class Config:
         check_model_schedule(self, counts=("rollouts_per_step", "rollout_length",
                                            "imagination_retain_steps", "rollout_chunk"),
                              non_negative=("real_updates", "imagination_updates"))
-        known.check(self.env, self.known_reward, self.known_termination)
+        known.check(self.env, self.known_reward, self.known_termination, self.true_dynamics)
 
     @property
     def num_iterations(self) -> int:
@@ -178,7 +181,8 @@ def make_loop(config: Config) -> TrainLoop:
         model_on=config.model_on, model_buffer_size=config.imagination_buffer_size,
         horizon=lambda env_steps: jnp.int32(config.rollout_length),
         max_horizon=config.rollout_length,
-        reward_fn=reward_fn, termination_fn=termination_fn)
+        reward_fn=reward_fn, termination_fn=termination_fn,
+        model_step=known.true_model_step(config.env) if config.true_dynamics else None)
 
 
 def make_train(config: Config):

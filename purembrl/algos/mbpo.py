@@ -104,6 +104,9 @@ class Config:
       rollout_chunk: most start states rolled out at once (bounds memory, not results' meaning).
       known_reward / known_termination: use ``purembrl.envs.known``'s functions for this env
         instead of learning them.
+      true_dynamics: branch rollouts through the env's true dynamics
+        (``known.true_model_step``) instead of the fitted ensemble: a diagnostic, the upper
+        bound of what a perfect model would give.
       eps_start / eps_end / eps_decay_steps: DQN's exploration schedule (after the warm-up).
       model: the ensemble (``purembrl.dynamics.EnsembleConfig``).
       sac / dqn: the learner's hyperparameters.
@@ -128,6 +131,7 @@ class Config:
     rollout_chunk: int = static(10_000)
     known_reward: bool = static(False)
     known_termination: bool | None = static(None)
+    true_dynamics: bool = static(False)
     eps_start: float = 1.0
     eps_end: float = 0.05
     eps_decay_steps: int | None = static(None)
@@ -151,7 +155,7 @@ class Config:
             raise ValueError(f"rollout_schedule={schedule!r} is invalid: allowed integers "
                              "(min_epoch, max_epoch, min_len, max_len) with min_epoch <= "
                              "max_epoch and 1 <= min_len <= max_len")
-        known.check(self.env, self.known_reward, self.known_termination)
+        known.check(self.env, self.known_reward, self.known_termination, self.true_dynamics)
 
     @property
     def num_iterations(self) -> int:
@@ -224,7 +228,8 @@ def make_loop(config: Config) -> TrainLoop:
         model_on=config.model_on, model_buffer_size=config.model_buffer_size,
         horizon=lambda env_steps: rollout_length(config, env_steps),
         max_horizon=config.rollout_schedule[3],
-        reward_fn=reward_fn, termination_fn=termination_fn)
+        reward_fn=reward_fn, termination_fn=termination_fn,
+        model_step=known.true_model_step(config.env) if config.true_dynamics else None)
 
 
 def make_train(config: Config):

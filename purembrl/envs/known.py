@@ -1,9 +1,15 @@
-"""Reward and termination functions of gymnax classic-control tasks, in observation space.
+"""Reward and termination functions of gymnax classic-control tasks, in observation space, and
+their true dynamics as a model step.
 
 MBPO (Janner et al. 2019) learns the reward but uses known termination functions for its tasks;
 a user who knows them should not have to learn them. Each function is batched:
 ``fn(obs [B, d], action [B, ...], next_obs [B, d]) -> [B]`` and matches gymnax's ``step_env``
 (tests check it against the environment).
+
+``true_model_step(env)`` is the environment itself as a ``rollout.ModelStep``, for tasks whose
+state can be read back from the observation: plugged in where a learned model would go, it
+separates a learner's failures from the model's errors (a diagnostic, not a model-based
+method).
 """
 
 from __future__ import annotations
@@ -12,6 +18,9 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+from gymnax.environments.classic_control import cartpole, pendulum
+
+from purembrl import envs
 
 StepFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 
@@ -58,11 +67,57 @@ def model_functions(config):
             TERMINATION_FNS[config.env] if config.known_termination else None)
 
 
-def check(env: str, known_reward: bool, known_termination: bool) -> None:
-    """``ValueError`` when a config asks for a known function this module lacks for ``env``."""
+def check(env: str, known_reward: bool, known_termination: bool,
+          true_dynamics: bool = False) -> None:
+    """``ValueError`` when a config asks for a known function (or the true dynamics) this module
+    lacks for ``env``."""
     if known_reward and env not in REWARD_FNS:
         raise ValueError(f"known_reward=True is invalid for env={env!r}: no known reward "
                          f"function (known for {', '.join(REWARD_FNS)})")
     if known_termination and env not in TERMINATION_FNS:
         raise ValueError(f"known_termination=True is invalid for env={env!r}: no known "
                          f"termination function (known for {', '.join(TERMINATION_FNS)})")
+    if true_dynamics and env not in STATE_FROM_OBS:
+        raise ValueError(f"true_dynamics=True is invalid for env={env!r}: its state cannot be "
+                         f"read from its observation (allowed for {', '.join(STATE_FROM_OBS)})")
+
+
+def _pendulum_state(obs):
+    """Pendulum's state from [cos theta, sin theta, theta_dot] (the last torque and the time
+    step do not enter the next state)."""
+    return pendulum.EnvState(theta=jnp.arctan2(obs[1], obs[0]), theta_dot=obs[2],
+                             last_u=jnp.zeros(()), time=jnp.zeros((), jnp.int32))
+
+
+def _cartpole_state(obs):
+    """CartPole's state is its observation [x, x_dot, theta, theta_dot] (time 0: no
+    truncation, so ``done`` is the termination alone)."""
+    return cartpole.EnvState(x=obs[0], x_dot=obs[1], theta=obs[2], theta_dot=obs[3],
+                             time=jnp.zeros((), jnp.int32))
+
+
+STATE_FROM_OBS = {"Pendulum-v1": _pendulum_state, "CartPole-v1": _cartpole_state}
+
+
+def true_model_step(env_name: str):
+    """The true dynamics of ``env_name`` as a batched model step ``(key, obs [B, d],
+    action [B, ...]) -> (next_obs [B, d], reward [B], terminated [B])``: gymnax's own
+    ``step_env`` from the state read off each observation. ``ValueError`` for an env whose
+    state the observation does not determine (allowed: the keys of ``STATE_FROM_OBS``)."""
+    if env_name not in STATE_FROM_OBS:
+        raise ValueError(f"true dynamics are not available for env={env_name!r}: its state "
+                         f"cannot be read from its observation (available for "
+                         f"{', '.join(STATE_FROM_OBS)})")
+    env, env_params = envs.make(env_name)
+    state_of = STATE_FROM_OBS[env_name]
+
+    def one(key, obs, action):
+        next_obs, _, reward, done, _ = env.step_env(key, state_of(obs), action, env_params)
+        return (next_obs.astype(jnp.float32), jnp.reshape(reward, ()).astype(jnp.float32),
+                jnp.reshape(done, ()))
+
+    def model_step(key, obs, action):
+        keys = jax.random.split(key, obs.shape[0])
+        return jax.vmap(one)(keys, obs, action)
+
+    return model_step

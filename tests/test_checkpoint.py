@@ -1,0 +1,203 @@
+"""Checkpoints (purembrl.checkpoint) and resuming runs (purembrl.run, the command line)."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from purembrl import checkpoint, run
+from purembrl.algos import sac
+from purembrl.learners import SACConfig
+
+
+def example_tree():
+    return {"params": {"w": jnp.arange(6.0).reshape(2, 3), "b": jnp.zeros(3, jnp.bfloat16)},
+            "keys": jax.random.split(jax.random.key(3), 4),
+            "count": jnp.int32(7), "done": jnp.array([True, False]),
+            "steps": (jnp.uint32(5), jnp.arange(3, dtype=jnp.int8))}
+
+
+def test_round_trip_is_exact_keys_included(tmp_path):
+    tree = example_tree()
+    path = tmp_path / "c.npz"
+    checkpoint.save(path, tree, {"eval_return": np.array([[1.5, 2.5]])}, {"done": 3})
+    template = jax.eval_shape(lambda: tree)
+    restored, arrays, meta = checkpoint.load(path, template)
+    assert jax.tree.structure(restored) == jax.tree.structure(tree)
+    for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(tree), strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+            a, b = jax.random.key_data(a), jax.random.key_data(b)
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # restored keys draw the same numbers
+    np.testing.assert_array_equal(jax.random.uniform(restored["keys"][1]),
+                                  jax.random.uniform(tree["keys"][1]))
+    np.testing.assert_array_equal(arrays["eval_return"], [[1.5, 2.5]])
+    assert meta == {"done": 3}
+    assert not os.path.exists(f"{path}.tmp")
+
+
+def test_truncated_or_altered_files_are_refused(tmp_path):
+    tree = example_tree()
+    path = tmp_path / "c.npz"
+    checkpoint.save(path, tree)
+    data = path.read_bytes()
+    template = jax.eval_shape(lambda: tree)
+    for bad in (data[: len(data) // 2], data[:100], b""):
+        path.write_bytes(bad)
+        with pytest.raises(checkpoint.CheckpointError, match="unreadable|no header"):
+            checkpoint.load(path, template)
+    # one flipped bit inside an array's bytes: the zip's CRC or the SHA-256 catches it
+    start = data.index(np.arange(6.0, dtype=np.float32).tobytes())
+    altered = bytearray(data)
+    altered[start + 5] ^= 0x01
+    path.write_bytes(bytes(altered))
+    with pytest.raises(checkpoint.CheckpointError, match="unreadable|SHA-256"):
+        checkpoint.load(path, template)
+    with pytest.raises(checkpoint.CheckpointError, match="no checkpoint"):
+        checkpoint.load(tmp_path / "missing.npz", template)
+
+
+def test_a_template_of_other_shapes_is_refused(tmp_path):
+    tree = example_tree()
+    path = tmp_path / "c.npz"
+    checkpoint.save(path, tree)
+    other = dict(tree, count=jnp.zeros(2, jnp.int32))
+    with pytest.raises(checkpoint.CheckpointError, match="expects int32\\[2\\]"):
+        checkpoint.load(path, jax.eval_shape(lambda: other))
+    with pytest.raises(checkpoint.CheckpointError, match="holds 7 arrays"):
+        checkpoint.load(path, jax.eval_shape(lambda: {"only": jnp.zeros(1)}))
+
+
+def tiny_sac(**fields):
+    base = dict(env="Pendulum-v1", total_steps=700, eval_every=100, learning_starts=200,
+                eval_episodes=2, batch_size=32, sac=SACConfig(hidden_sizes=(32, 32)))
+    return sac.Config(**{**base, **fields})
+
+
+def test_stopped_and_resumed_run_equals_the_uninterrupted_one(tmp_path):
+    """SAC (networks, Adam states, a replay buffer, env states, keys) for 2 seeds in 5 chunks:
+    stopped after 2 chunks and resumed, the metrics and final state equal those of one
+    uninterrupted run bit for bit."""
+    config = tiny_sac()
+    kwargs = dict(num_chunks=5, progress=False, table=False)
+    whole = run.run(sac, config, 2, out=tmp_path / "whole", **kwargs)
+    part = run.run(sac, config, 2, out=tmp_path / "split", stop_after_chunks=2, **kwargs)
+    assert not part.complete and part.metrics["eval_return"].shape == (2, 2)
+    with open(tmp_path / "split" / "metrics.json") as f:
+        assert json.load(f)["_run"]["complete"] is False
+    resumed = run.run(sac, config, 2, out=tmp_path / "split", resume=True, **kwargs)
+    assert resumed.complete
+    for name, value in whole.metrics.items():
+        np.testing.assert_array_equal(resumed.metrics[name], value, err_msg=name)
+    for a, b in zip(jax.tree.leaves(whole.state), jax.tree.leaves(resumed.state), strict=True):
+        if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+            a, b = jax.random.key_data(a), jax.random.key_data(b)
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert not np.array_equal(whole.metrics["eval_return"][0], whole.metrics["eval_return"][1])
+
+
+def test_a_checkpoint_of_another_run_is_refused_naming_the_fields(tmp_path):
+    config = tiny_sac()
+    run.run(sac, config, 2, out=tmp_path, num_chunks=5, progress=False, table=False,
+            stop_after_chunks=1)
+    other = tiny_sac(batch_size=64, sac=SACConfig(hidden_sizes=(32, 32), tau=0.01))
+    with pytest.raises(checkpoint.CheckpointError,
+                       match=r"config.batch_size: 32 in the checkpoint, 64 now; "
+                             r"config.sac.tau: 0.005 in the checkpoint, 0.01 now"):
+        run.run(sac, other, 2, out=tmp_path, progress=False, table=False, resume=True)
+    with pytest.raises(checkpoint.CheckpointError, match="num_seeds: 2 in the checkpoint, 3"):
+        run.run(sac, config, 3, out=tmp_path, progress=False, table=False, resume=True)
+    with pytest.raises(checkpoint.CheckpointError, match="seed: 0 in the checkpoint, 1 now"):
+        run.run(sac, config, 2, seed=1, out=tmp_path, progress=False, table=False, resume=True)
+
+
+# --- the command line, in subprocesses: SIGKILL and resume ------------------------------------
+
+TRAIN = [sys.executable, "-m", "purembrl", "train", "dyna_q", "--env", "DynaMaze", "--seeds",
+         "3", "--set", "num_episodes=40", "--chunks", "20", "--quiet"]
+
+
+def cli(*args, env=None, **kwargs):
+    return subprocess.run([*TRAIN, *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})}, **kwargs)
+
+
+def metrics_of(directory):
+    with open(os.path.join(directory, "metrics.json")) as f:
+        data = json.load(f)
+    data.pop("_run")
+    return data
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("whole")
+    assert cli("--out", str(out)).returncode == 0
+    return metrics_of(out)
+
+
+def test_killed_after_a_checkpoint_resumes_bit_identical(tmp_path, uninterrupted):
+    killed = cli("--out", str(tmp_path), env={"PUREMBRL_KILL_AFTER_CHUNK": "7"})
+    assert killed.returncode == -signal.SIGKILL
+    assert not (tmp_path / "metrics.json").exists()
+    assert checkpoint.read_meta(tmp_path / run.CHECKPOINT)["done"] == 7 * 2  # 2 episodes a chunk
+    resumed = cli("--resume", str(tmp_path))
+    assert resumed.returncode == 0, resumed.stderr
+    assert metrics_of(tmp_path) == uninterrupted
+
+
+LONG = [sys.executable, "-m", "purembrl", "train", "dyna_q", "--env", "DynaMaze", "--seeds",
+        "3", "--set", "num_episodes=1000", "--chunks", "500", "--quiet"]
+
+
+def test_killed_at_random_moments_the_last_checkpoint_always_loads(tmp_path):
+    """500 chunks of 2 episodes, a checkpoint after each (about 3 ms apart on 2 cores): SIGKILL
+    at a random moment after the process's first checkpoint, three times over one directory, so
+    kills land while chunks run and while checkpoints are written. After each kill the
+    checkpoint is complete and verified, and progress never goes back; resumed to the end,
+    the metrics equal an uninterrupted run's."""
+    whole = tmp_path / "whole"
+    assert subprocess.run([*LONG, "--out", str(whole)], capture_output=True,
+                          timeout=300).returncode == 0
+    out, path = tmp_path / "killed", tmp_path / "killed" / run.CHECKPOINT
+    rng, done = random.Random(0), [0]
+    stamp = lambda: path.stat().st_mtime_ns if path.exists() else None
+    for attempt in range(3):
+        before = stamp()
+        proc = subprocess.Popen([*LONG, "--resume" if attempt else "--out", str(out)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while proc.poll() is None and stamp() == before:  # until this process has saved once
+            time.sleep(0.001)
+        time.sleep(rng.uniform(0.0, 0.3))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        done.append(checkpoint.read_meta(path)["done"])  # complete and verified, or raises
+    assert done == sorted(done) and 0 < done[-1] < 1000, done
+    final = subprocess.run([*LONG, "--resume", str(out)], capture_output=True, text=True,
+                           timeout=300)
+    assert final.returncode == 0, final.stderr
+    assert metrics_of(out) == metrics_of(whole)
+
+
+def test_bad_resume_directories_get_one_line_and_exit_2(tmp_path):
+    missing = cli("--resume", str(tmp_path / "nothing"))
+    assert missing.returncode == 2 and "no checkpoint" in missing.stderr
+    assert missing.stderr.count("\n") == 1 and not (tmp_path / "nothing").exists()
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / run.CHECKPOINT).write_bytes(b"PK\x03\x04 not really a zip")
+    result = cli("--resume", str(corrupt))
+    assert result.returncode == 2 and "unreadable" in result.stderr
+    assert (corrupt / run.CHECKPOINT).read_bytes() == b"PK\x03\x04 not really a zip"
+    assert not (corrupt / "metrics.json").exists()
+    both = cli("--resume", str(corrupt), "--out", str(tmp_path / "elsewhere"))
+    assert both.returncode == 2 and "give one directory" in both.stderr
