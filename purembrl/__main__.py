@@ -3,11 +3,14 @@
     python -m purembrl train ALGO [--env ENV] [--seeds N] [--seed S] [--set field=value ...]
                                   [--out DIR] [--chunks K] [--quiet] [--no-checkpoint]
     python -m purembrl train ALGO ... --resume DIR
+    python -m purembrl sweep ALGO --grid field=v1,v2,... [--grid ...] [train's options]
     python -m purembrl list
 
 ``train`` saves the whole training state to ``DIR/checkpoint.npz`` after every chunk;
 ``--resume DIR`` (with the same algorithm, config, seeds) continues from it, bit-identical to an
-uninterrupted run. Bad input (unknown algorithm, env or field, a malformed or out-of-range
+uninterrupted run. ``sweep`` trains the whole grid (every combination of the ``--grid``
+values) x seeds under one ``jit(vmap)``; only numeric (pytree-leaf) fields can be swept. Bad
+input (unknown algorithm, env or field, a malformed or out-of-range
 value, an output path that is a file, a missing, corrupt or mismatched checkpoint) prints one
 line on stderr and exits with code 2, before anything compiles or is overwritten.
 """
@@ -74,27 +77,69 @@ def cmd_list() -> int:
     return 0
 
 
+def parse_grid(algo, items: list[str]) -> dict[str, list[str]]:
+    """``--grid field=v1,v2`` strings as {field: [value texts]}; each value is checked by
+    parsing it as the field's type, and the field must be one a sweep can vary."""
+    from purembrl.run import sweepable_fields
+
+    grid: dict[str, list[str]] = {}
+    allowed = sweepable_fields(algo.Config)
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--grid {item!r}: expected field=value1,value2,...")
+        name, text = (part.strip() for part in item.split("=", 1))
+        values = [v.strip() for v in text.split(",") if v.strip()]
+        if not values:
+            raise ValueError(f"--grid {item!r}: no values")
+        if name in grid:
+            raise ValueError(f"--grid {name}: given twice")
+        for value in values:
+            try:
+                parse_value(algo.Config, name, value)
+            except ValueError as err:  # unknown field or a bad value
+                raise ValueError(f"--grid {name}: {err}") from None
+        if name not in allowed:
+            raise ValueError(f"--grid {name}: a static field (it sets shapes, budgets or the "
+                             "program's structure, so it cannot vary inside one compile); "
+                             f"fields a grid can vary: {', '.join(allowed)}")
+        grid[name] = values
+    if not grid:
+        raise ValueError("sweep needs at least one --grid field=v1,v2,...")
+    return grid
+
+
+def _check_resume(run, out: str, identity: dict) -> None:
+    """A missing, corrupt or mismatched checkpoint is refused before anything compiles."""
+    from purembrl import checkpoint
+
+    path = os.path.join(out, run.CHECKPOINT)
+    run.check_same_run(path, checkpoint.read_meta(path), identity)
+
+
+def _out_dir(args, default: str) -> str:
+    if args.resume is not None and args.out is not None and args.out != args.resume:
+        raise ValueError(f"--resume {args.resume} and --out {args.out}: a resumed run "
+                         "writes where its checkpoint is; give one directory")
+    return args.resume or args.out or default
+
+
+def _check_counts(args) -> None:
+    if args.seeds < 1:
+        raise ValueError(f"--seeds {args.seeds}: allowed an integer >= 1")
+    if args.chunks < 1:
+        raise ValueError(f"--chunks {args.chunks}: allowed an integer >= 1")
+
+
 def cmd_train(args) -> int:
     from purembrl import run  # imports jax; list and errors stay fast without it
 
     try:
         algo = algos.get(args.algo)
         config = build_config(algo, args.env, args.set)
-        if args.seeds < 1:
-            raise ValueError(f"--seeds {args.seeds}: allowed an integer >= 1")
-        if args.chunks < 1:
-            raise ValueError(f"--chunks {args.chunks}: allowed an integer >= 1")
-        if args.resume is not None and args.out is not None and args.out != args.resume:
-            raise ValueError(f"--resume {args.resume} and --out {args.out}: a resumed run "
-                             "writes where its checkpoint is; give one directory")
-        out = args.resume or args.out or f"runs/{args.algo}_{config.env}"
+        _check_counts(args)
+        out = _out_dir(args, f"runs/{args.algo}_{config.env}")
         if args.resume is not None:
-            from purembrl import checkpoint
-
-            path = os.path.join(out, run.CHECKPOINT)
-            meta = checkpoint.read_meta(path)  # missing or corrupt: refused before compiling
-            run.check_same_run(path, meta, run.run_identity(algo, config, args.seed,
-                                                            args.seeds))
+            _check_resume(run, out, run.run_identity(algo, config, args.seed, args.seeds))
         run.prepare_out(out)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -108,28 +153,68 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    import itertools
+
+    from purembrl import run
+
+    try:
+        algo = algos.get(args.algo)
+        grid = parse_grid(algo, args.grid)
+        combos = list(itertools.product(*grid.values()))
+        configs = [build_config(algo, args.env, [*args.set, *(f"{name}={value}" for name, value
+                                                              in zip(grid, combo, strict=True))])
+                   for combo in combos]
+        points = [{name: parse_value(algo.Config, name, value)
+                   for name, value in zip(grid, combo, strict=True)} for combo in combos]
+        _check_counts(args)
+        out = _out_dir(args, f"runs/{args.algo}_{configs[0].env}_sweep")
+        if args.resume is not None:
+            _check_resume(run, out, run.sweep_identity(algo, configs, args.seed, args.seeds))
+        run.prepare_out(out)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    result = run.sweep(algo, configs, args.seeds, points=points, seed=args.seed, out=out,
+                       num_chunks=args.chunks, progress=not args.quiet,
+                       checkpoint=not args.no_checkpoint, resume=args.resume is not None)
+    print(f"wrote {out}/sweep.json, {out}/sweep.csv, {out}/sweep.png"
+          + ("" if result.complete else " (partial run)"))
+    return 0
+
+
+def _run_options(parser) -> None:
+    """The options ``train`` and ``sweep`` share."""
+    parser.add_argument("algo")
+    parser.add_argument("--env", default=None)
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="base seed the per-seed keys derive from")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--chunks", type=int, default=10, help="chunks the run is split into")
+    parser.add_argument("--quiet", action="store_true", help="no progress line")
+    parser.add_argument("--no-checkpoint", action="store_true",
+                        help="do not save the training state after each chunk")
+    parser.add_argument("--resume", default=None, metavar="DIR",
+                        help="continue the run whose checkpoint is in DIR")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="python -m purembrl", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="algorithms, their environments and defaults")
     train = sub.add_parser("train", help="train N seeds of an algorithm under one jit(vmap)")
-    train.add_argument("algo")
-    train.add_argument("--env", default=None)
-    train.add_argument("--seeds", type=int, default=1)
-    train.add_argument("--seed", type=int, default=0,
-                       help="base seed the per-seed keys derive from")
-    train.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
-    train.add_argument("--out", default=None)
-    train.add_argument("--chunks", type=int, default=10, help="chunks the run is split into")
-    train.add_argument("--quiet", action="store_true", help="no progress line")
-    train.add_argument("--no-checkpoint", action="store_true",
-                       help="do not save the training state after each chunk")
-    train.add_argument("--resume", default=None, metavar="DIR",
-                       help="continue the run whose checkpoint is in DIR")
+    _run_options(train)
+    sweep = sub.add_parser("sweep", help="train a grid of numeric settings x N seeds under "
+                                         "one jit(vmap)")
+    _run_options(sweep)
+    sweep.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2,...",
+                       help="values of one numeric field; several --grid: every combination")
     args = parser.parse_args(argv)
     if args.command == "list":
         return cmd_list()
-    return cmd_train(args)
+    return cmd_sweep(args) if args.command == "sweep" else cmd_train(args)
 
 
 if __name__ == "__main__":

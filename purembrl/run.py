@@ -25,6 +25,7 @@ process SIGKILL itself right after its k-th checkpoint of this call.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -37,10 +38,11 @@ from types import ModuleType
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from purembrl import checkpoint as ckpt
-from purembrl.config import as_dict
+from purembrl.config import as_dict, field_types
 
 CHECKPOINT = "checkpoint.npz"
 
@@ -86,6 +88,240 @@ def run(algo: ModuleType, config: Any, num_seeds: int = 1, *, seed: int = 0,
     (``RunResult.complete`` is then False unless the run ended)."""
     if num_seeds < 1:
         raise ValueError(f"num_seeds={num_seeds} is invalid: allowed an integer >= 1")
+    loop = algo.make_loop(config)
+    curve = curve_of(algo, config)
+
+    def scan_steps(carry, length):
+        return jax.lax.scan(lambda c, _: loop.step(c), carry, None, length=length)
+
+    carry, metrics, seconds, done = _drive(
+        f"[{_name(algo)}] seeds {num_seeds}", jax.vmap(loop.init),
+        jax.vmap(scan_steps, in_axes=(0, None)),
+        (seed_keys(seed, num_seeds),), loop.num_iterations,
+        run_identity(algo, config, seed, num_seeds), curve, out=out, num_chunks=num_chunks,
+        progress=progress, checkpoint=checkpoint, resume=resume,
+        stop_after_chunks=stop_after_chunks)
+    result = RunResult(state=carry, metrics=metrics, seconds=seconds, curve=curve,
+                       complete=done == loop.num_iterations)
+    if table:
+        print(summary_table(metrics, curve))
+    if out is not None:
+        write_results(out, algo, config, seed, result)
+    return result
+
+
+@dataclass
+class SweepResult:
+    """A sweep's results: ``points`` (the varied fields' values per point, in order), metrics
+    as NumPy arrays ``[num_points, num_seeds, num_iterations, ...]``, the final states with a
+    leading ``num_points * num_seeds`` axis (point-major), and the wall-clock seconds."""
+
+    points: list[dict[str, Any]]
+    state: Any
+    metrics: dict[str, np.ndarray]
+    seconds: float
+    curve: tuple[str, str]
+    complete: bool = True
+
+
+def sweep(algo: ModuleType, configs: Sequence[Any], num_seeds: int = 1, *,
+          points: Sequence[dict[str, Any]] | None = None, seed: int = 0,
+          out: str | os.PathLike | None = None, num_chunks: int = 10, progress: bool = True,
+          table: bool = True, checkpoint: bool = True, resume: bool = False,
+          stop_after_chunks: int | None = None) -> SweepResult:
+    """Train every config of ``configs`` for ``num_seeds`` seeds in one ``jit(vmap(...))``.
+
+    The configs may differ only in pytree-leaf fields (numbers: learning rates, discounts,
+    coefficients); their leaves are stacked and vmapped like the seeds, so the whole grid is
+    one compile. Every point uses the same ``num_seeds`` keys (common random numbers: points
+    differ by their settings, not their luck). A config that differs in a static field (sizes,
+    budgets, the env, anything that shapes the program) is a ``ValueError`` naming the field.
+    ``points``: labels of the points (the varied fields and values) for the table and files.
+    ``out`` gets ``sweep.json``, ``sweep.csv`` and ``sweep.png``; checkpoints and resume work as
+    in ``run``."""
+    configs = list(configs)
+    if not configs:
+        raise ValueError("a sweep needs at least one config")
+    if num_seeds < 1:
+        raise ValueError(f"num_seeds={num_seeds} is invalid: allowed an integer >= 1")
+    points = list(points) if points is not None else [{"point": i} for i in range(len(configs))]
+    if len(points) != len(configs):
+        raise ValueError(f"{len(points)} point labels for {len(configs)} configs")
+    structure = jax.tree.structure(configs[0])
+    for config, label in zip(configs, points, strict=True):
+        if jax.tree.structure(config) != structure:
+            differ = static_differences(configs[0], config)
+            raise ValueError(f"sweep point {label}: differs from the first point in static "
+                             f"field(s) {', '.join(differ) or '(structure)'}; a sweep can vary "
+                             f"only numeric fields: {', '.join(sweepable_fields(type(config)))}")
+    loop = algo.make_loop(configs[0])
+    curve = curve_of(algo, configs[0])
+    num_points = len(configs)
+    stacked = jax.tree.map(lambda *xs: jnp.repeat(jnp.stack([jnp.asarray(x) for x in xs]),
+                                                  num_seeds, axis=0), *configs)
+    keys = jnp.tile(seed_keys(seed, num_seeds), num_points)
+
+    def init(config, key):
+        return config, algo.make_loop(config).init(key)
+
+    def scan_steps(carry, length):
+        config, state = carry
+        member = algo.make_loop(config)
+        state, metrics = jax.lax.scan(lambda c, _: member.step(c), state, None, length=length)
+        return (config, state), metrics
+
+    identity = sweep_identity(algo, configs, seed, num_seeds)
+    label = f"[{_name(algo)} sweep] {num_points} points x {num_seeds} seeds"
+    carry, metrics, seconds, done = _drive(
+        label, jax.vmap(init), jax.vmap(scan_steps, in_axes=(0, None)), (stacked, keys),
+        loop.num_iterations, identity, curve, out=out, num_chunks=num_chunks,
+        progress=progress, checkpoint=checkpoint, resume=resume,
+        stop_after_chunks=stop_after_chunks)
+    metrics = {k: v.reshape(num_points, num_seeds, *v.shape[1:]) for k, v in metrics.items()}
+    result = SweepResult(points=points, state=carry[1], metrics=metrics, seconds=seconds,
+                         curve=curve, complete=done == loop.num_iterations)
+    if table:
+        print(sweep_table(result))
+    if out is not None:
+        write_sweep(out, algo, configs[0], seed, result)
+    return result
+
+
+def sweep_identity(algo: ModuleType, configs: Sequence[Any], seed: int,
+                   num_seeds: int) -> dict[str, Any]:
+    """What makes two sweeps the same sweep (stored in checkpoints, compared on resume)."""
+    return {"algorithm": _name(algo), "sweep": _plain([as_dict(c) for c in configs]),
+            "seed": seed, "num_seeds": num_seeds}
+
+
+def sweepable_fields(config_cls: type, prefix: str = "") -> list[str]:
+    """The (dotted) fields of a config class that a sweep may vary: its pytree leaves."""
+    out = []
+    hints = field_types(config_cls)
+    for f in dataclasses.fields(config_cls):
+        if not f.metadata.get("pytree_node", True):
+            continue
+        kind = hints.get(f.name)
+        if dataclasses.is_dataclass(kind):
+            out += sweepable_fields(kind, f"{prefix}{f.name}.")
+        else:
+            out.append(f"{prefix}{f.name}")
+    return out
+
+
+def static_differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted names of the static fields in which two configs of one class differ."""
+    out = []
+    for f in dataclasses.fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if dataclasses.is_dataclass(x) and dataclasses.is_dataclass(y):
+            out += static_differences(x, y, f"{prefix}{f.name}.")
+        elif not f.metadata.get("pytree_node", True) and _plain(as_dict_value(x)) != _plain(
+                as_dict_value(y)):
+            out.append(f"{prefix}{f.name}")
+        elif (x is None) != (y is None):
+            out.append(f"{prefix}{f.name}")
+    return out
+
+
+def as_dict_value(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return as_dict(value)
+    if isinstance(value, np.ndarray | jax.Array):
+        return np.asarray(value).tolist()
+    return value
+
+
+def final_stats(values: np.ndarray) -> tuple[float, float, float]:
+    """Median, 25th and 75th percentile over seeds of the last evaluation ``[seeds, iters]``."""
+    q25, med, q75 = np.percentile(values[:, -1], [25, 50, 75])
+    return float(med), float(q25), float(q75)
+
+
+def sweep_table(result: SweepResult) -> str:
+    """One row per point: its fields and the median [IQR] over seeds of the final value of
+    the learning curve's y (and of ``eval_return`` if that is another metric)."""
+    names = _columns(result.metrics, result.curve)
+    fields = list(result.points[0])
+    header = fields + [f"final {n} median [IQR]" for n in names]
+    rows = []
+    for i, point in enumerate(result.points):
+        row = [f"{point[f]:g}" if isinstance(point[f], float) else str(point[f])
+               for f in fields]
+        for n in names:
+            med, q25, q75 = final_stats(result.metrics[n][i])
+            row.append(f"{med:.4g} [{q25:.4g}, {q75:.4g}]")
+        rows.append(row)
+    widths = [max(len(r[j]) for r in [header, *rows]) for j in range(len(header))]
+    fmt = lambda r: "  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True))
+    seeds = next(iter(result.metrics.values())).shape[1]
+    return "\n".join([f"{len(result.points)} points x {seeds} seeds; the last evaluation",
+                      fmt(header), *map(fmt, rows)])
+
+
+def write_sweep(out: str | os.PathLike, algo: ModuleType, config: Any, seed: int,
+                result: SweepResult) -> None:
+    """``sweep.json`` (points, every metric ``[points, seeds, iterations, ...]``, the run),
+    ``sweep.csv`` (one row per point: fields, final median and quartiles) and ``sweep.png``
+    (median learning curve per point), each written atomically."""
+    out = os.fspath(out)
+    payload = {"points": _plain(result.points),
+               "metrics": {k: v.tolist() for k, v in result.metrics.items()},
+               "_run": {"algorithm": _name(algo), "base_config": as_dict(config), "seed": seed,
+                        "seconds": result.seconds, "curve": list(result.curve),
+                        "complete": result.complete}}
+    _atomic_write(os.path.join(out, "sweep.json"), json.dumps(payload))
+    names = _columns(result.metrics, result.curve)
+    fields = list(result.points[0])
+    lines = [",".join(fields + [f"{n}_{s}" for n in names for s in ("median", "q25", "q75")])]
+    for i, point in enumerate(result.points):
+        stats = [f"{v:.6g}" for n in names for v in final_stats(result.metrics[n][i])]
+        lines.append(",".join([str(point[f]) for f in fields] + stats))
+    _atomic_write(os.path.join(out, "sweep.csv"), "\n".join(lines) + "\n")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x_name, y_name = result.curve
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for i, point in enumerate(result.points):
+        y = result.metrics[y_name][i]
+        x = (np.median(result.metrics[x_name][i], axis=0) if x_name in result.metrics
+             else np.arange(1, y.shape[1] + 1))
+        med, q25, q75 = quantiles(y)
+        ax.plot(x, med, label=", ".join(f"{k}={v}" for k, v in point.items()))
+        ax.fill_between(x, q25, q75, alpha=0.15)
+    ax.set(xlabel=x_name.replace("_", " "), ylabel=y_name.replace("_", " "),
+           title=f"{_name(algo)} sweep on {getattr(config, 'env', '?')}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "sweep.png.tmp"), dpi=100, format="png")
+    plt.close(fig)
+    os.replace(os.path.join(out, "sweep.png.tmp"), os.path.join(out, "sweep.png"))
+
+
+def shard_batch(inputs):
+    """Place arrays with a leading batch axis across every visible device (a 1-D ``Mesh``):
+    a ``jit`` of a ``vmap`` over that axis then runs each device's share of seeds (and sweep
+    points) where the data is. One device, or a batch the device count does not divide: the
+    inputs are returned as they are."""
+    devices = jax.devices()
+    batch = jax.tree.leaves(inputs)[0].shape[0]
+    if len(devices) == 1 or batch % len(devices):
+        return inputs
+    mesh = jax.sharding.Mesh(np.array(devices), ("batch",))
+    spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
+    return jax.device_put(inputs, spec)
+
+
+def _drive(label: str, init, scan_steps, inputs: tuple, num_iterations: int,
+           identity: dict[str, Any], curve: tuple[str, str], *, out, num_chunks: int,
+           progress: bool, checkpoint: bool, resume: bool, stop_after_chunks: int | None):
+    """The chunked run shared by ``run`` and ``sweep``: ``init(*inputs)`` (batched), then
+    ``scan_steps(carry, length)`` chunk by chunk, with progress, checkpoints and resume.
+    Returns ``(carry, metrics, seconds, iterations done)``."""
     if stop_after_chunks is not None and stop_after_chunks < 1:
         raise ValueError(f"stop_after_chunks={stop_after_chunks} is invalid: allowed >= 1")
     if resume and out is None:
@@ -93,36 +329,29 @@ def run(algo: ModuleType, config: Any, num_seeds: int = 1, *, seed: int = 0,
     if out is not None:
         prepare_out(out)
     ckpt_path = os.path.join(os.fspath(out), CHECKPOINT) if out is not None else None
-    loop = algo.make_loop(config)
-    keys = seed_keys(seed, num_seeds)
-    curve = curve_of(algo, config)
-    chunk = chunk_length(loop.num_iterations, num_chunks)
-    identity = run_identity(algo, config, seed, num_seeds)
-
-    def scan_steps(carry, length):
-        return jax.lax.scan(lambda c, _: loop.step(c), carry, None, length=length)
-
-    init = jax.jit(jax.vmap(loop.init))
+    chunk = chunk_length(num_iterations, num_chunks)
+    inputs = shard_batch(inputs)
+    init = jax.jit(init)
     donate = () if jax.default_backend() == "cpu" else (0,)  # the CPU cannot reuse donations
-    run_chunk = jax.jit(jax.vmap(scan_steps, in_axes=(0, None)), static_argnums=1,
-                        donate_argnums=donate)
+    run_chunk = jax.jit(scan_steps, static_argnums=1, donate_argnums=donate)
 
     start = time.perf_counter()
     pieces: list[dict[str, np.ndarray]] = []
     if resume:
         carry, metrics_so_far, meta = ckpt.load(
-            ckpt_path, jax.eval_shape(init, keys),
+            ckpt_path, jax.eval_shape(init, *inputs),
             check_meta=lambda meta: check_same_run(ckpt_path, meta, identity))
+        carry = shard_batch(carry)
         done = meta["done"]
         if done:
             pieces.append(metrics_so_far)
     else:
-        carry, done = init(keys), 0
+        carry, done = init(*inputs), 0
     kill_after = int(os.environ.get("PUREMBRL_KILL_AFTER_CHUNK", "0"))
     chunks_run = 0
-    while done < loop.num_iterations and (stop_after_chunks is None
-                                          or chunks_run < stop_after_chunks):
-        length = min(chunk, loop.num_iterations - done)
+    while done < num_iterations and (stop_after_chunks is None
+                                     or chunks_run < stop_after_chunks):
+        length = min(chunk, num_iterations - done)
         carry, metrics = run_chunk(carry, length)
         pieces.append(jax.tree.map(np.asarray, metrics))  # host copy: also waits for the chunk
         done += length
@@ -131,25 +360,17 @@ def run(algo: ModuleType, config: Any, num_seeds: int = 1, *, seed: int = 0,
             so_far = _concat(pieces)
             pieces = [so_far]
             ckpt.save(ckpt_path, carry, so_far, {**identity, "done": done,
-                                                 "num_iterations": loop.num_iterations})
+                                                 "num_iterations": num_iterations})
             if chunks_run == kill_after:
                 os.kill(os.getpid(), signal.SIGKILL)
         if progress:
-            _progress(algo, num_seeds, done, loop.num_iterations, metrics, curve,
-                      time.perf_counter() - start)
+            _progress(label, done, num_iterations, metrics, curve, time.perf_counter() - start)
     seconds = time.perf_counter() - start
     if progress:
         print(file=sys.stderr)
     if not pieces:
         raise ValueError("the run has no iterations to report")
-    metrics = _concat(pieces)
-    result = RunResult(state=carry, metrics=metrics, seconds=seconds, curve=curve,
-                       complete=done == loop.num_iterations)
-    if table:
-        print(summary_table(metrics, curve))
-    if out is not None:
-        write_results(out, algo, config, seed, result)
-    return result
+    return carry, _concat(pieces), seconds, done
 
 
 def run_identity(algo: ModuleType, config: Any, seed: int, num_seeds: int) -> dict[str, Any]:
@@ -169,23 +390,28 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts and lists of dicts as {dotted name: leaf}."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        out = {}
+        for i, v in enumerate(value):
+            out.update(_flat(v, f"{prefix}[{i}]"))
+        return out
+    return {prefix: value}
+
+
+IDENTITY = ("algorithm", "config", "sweep", "seed", "num_seeds")
 
 
 def check_same_run(path: str, meta: dict[str, Any], identity: dict[str, Any]) -> None:
     """``CheckpointError`` naming each field where the checkpoint's run differs from this one."""
-    ours = _flat({k: v for k, v in identity.items() if k != "config"})
-    ours.update(_flat(identity["config"], "config."))
-    theirs = _flat({k: v for k, v in meta.items()
-                    if k in ("algorithm", "seed", "num_seeds")})
-    theirs.update(_flat(meta.get("config", {}), "config."))
+    ours = _flat({k: v for k, v in identity.items() if k in IDENTITY})
+    theirs = _flat({k: v for k, v in meta.items() if k in IDENTITY})
     differ = [f"{name}: {theirs.get(name, '(absent)')!r} in the checkpoint, "
               f"{ours.get(name, '(absent)')!r} now"
               for name in sorted(set(ours) | set(theirs)) if ours.get(name) != theirs.get(name)]
@@ -198,8 +424,8 @@ def _name(algo: ModuleType) -> str:
     return algo.__name__.rsplit(".", 1)[-1]
 
 
-def _progress(algo, num_seeds, done, total, last, curve, elapsed):
-    parts = [f"[{_name(algo)}] seeds {num_seeds}", f"iteration {done}/{total}"]
+def _progress(label, done, total, last, curve, elapsed):
+    parts = [label, f"iteration {done}/{total}"]
     if "env_steps" in last:
         parts.append(f"env steps {np.median(last['env_steps'][:, -1]):,.0f}")
     for name in dict.fromkeys(("eval_return", curve[1])):
