@@ -4,11 +4,13 @@
                                   [--out DIR] [--chunks K] [--quiet] [--no-checkpoint]
     python -m purembrl train ALGO ... --resume DIR
     python -m purembrl sweep ALGO --grid field=v1,v2,... [--grid ...] [train's options]
+    python -m purembrl eval DIR [--episodes N] [--seed S]
     python -m purembrl list
 
 ``train`` saves the whole training state to ``DIR/checkpoint.npz`` after every chunk;
 ``--resume DIR`` (with the same algorithm, config, seeds) continues from it, bit-identical to an
-uninterrupted run. ``sweep`` trains the whole grid (every combination of the ``--grid``
+uninterrupted run. ``eval`` loads the trained agents of a checkpoint and runs their greedy
+policies afresh. ``sweep`` trains the whole grid (every combination of the ``--grid``
 values) x seeds under one ``jit(vmap)``; only numeric (pytree-leaf) fields can be swept. Bad
 input (unknown algorithm, env or field, a malformed or out-of-range
 value, an output path that is a file, a missing, corrupt or mismatched checkpoint) prints one
@@ -20,6 +22,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+
+import numpy as np
 
 from purembrl import algos
 from purembrl.config import as_dict, field_types, parse_value
@@ -183,6 +187,28 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    from purembrl import run
+
+    try:
+        if args.episodes < 1:
+            raise ValueError(f"--episodes {args.episodes}: allowed an integer >= 1")
+        returns, lengths, meta = run.evaluate_checkpoint(args.dir, args.episodes, args.seed)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    seeds = meta["num_seeds"]
+    labels = ([f"point {i // seeds} seed {i % seeds}" for i in range(len(returns))]
+              if "sweep" in meta else [f"seed {i}" for i in range(len(returns))])
+    done = f"{meta['done']}/{meta['num_iterations']} iterations"
+    print(f"{meta['algorithm']}: greedy policy, {args.episodes} episodes per run ({done})")
+    for label, ret, length in zip(labels, returns, lengths, strict=True):
+        print(f"  {label:<18} return {ret:10.4g}   length {length:7.1f}")
+    q25, med, q75 = np.percentile(returns, [25, 50, 75])
+    print(f"  median return {med:.4g} [IQR {q25:.4g}, {q75:.4g}] over {len(returns)} runs")
+    return 0
+
+
 def _run_options(parser) -> None:
     """The options ``train`` and ``sweep`` share."""
     parser.add_argument("algo")
@@ -211,9 +237,15 @@ def main(argv: list[str] | None = None) -> int:
     _run_options(sweep)
     sweep.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2,...",
                        help="values of one numeric field; several --grid: every combination")
+    evaluate = sub.add_parser("eval", help="evaluate the trained agents of a checkpoint")
+    evaluate.add_argument("dir", help="a train or sweep output directory (its checkpoint.npz)")
+    evaluate.add_argument("--episodes", type=int, default=10)
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the evaluation episodes")
     args = parser.parse_args(argv)
     if args.command == "list":
         return cmd_list()
+    if args.command == "eval":
+        return cmd_eval(args)
     return cmd_sweep(args) if args.command == "sweep" else cmd_train(args)
 
 

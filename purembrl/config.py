@@ -207,3 +207,22 @@ def as_dict(config: Any) -> dict[str, Any]:
             value = as_dict(value)
         out[f.name] = value
     return out
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def from_dict(config_cls: type, data: dict[str, Any]) -> Any:
+    """The ``config_cls`` config whose ``as_dict`` is ``data`` (also as read back from JSON:
+    lists become tuples, nested dicts nested configs). ``ValueError`` for an unknown field."""
+    types = field_types(config_cls)
+    values = {}
+    for name, value in data.items():
+        if name not in types:
+            raise ValueError(f"unknown field {name!r} for {config_cls.__name__}")
+        kind = types[name]
+        if dataclasses.is_dataclass(kind) and isinstance(value, dict):
+            value = from_dict(kind, value)
+        values[name] = _tuples(value)
+    return config_cls(**values)

@@ -302,6 +302,66 @@ def write_sweep(out: str | os.PathLike, algo: ModuleType, config: Any, seed: int
     os.replace(os.path.join(out, "sweep.png.tmp"), os.path.join(out, "sweep.png"))
 
 
+def load_checkpointed(directory: str | os.PathLike):
+    """A run's or sweep's checkpoint in ``directory``, rebuilt from what it stores: ``(algo,
+    configs, states, meta)`` with one config and one state (no seed axis) per run, in the
+    driver's order (point-major for sweeps). ``CheckpointError`` if missing or corrupt."""
+    from purembrl import algos
+    from purembrl.config import from_dict
+
+    path = os.path.join(os.fspath(directory), CHECKPOINT)
+    meta = ckpt.read_meta(path)
+    algo = algos.get(meta["algorithm"])
+    num_seeds, seed = meta["num_seeds"], meta["seed"]
+    keys = seed_keys(seed, num_seeds)
+    if "sweep" in meta:
+        configs = [from_dict(algo.Config, c) for c in meta["sweep"]]
+        stacked = jax.tree.map(lambda *xs: jnp.repeat(jnp.stack([jnp.asarray(x) for x in xs]),
+                                                      num_seeds, axis=0), *configs)
+        template = jax.eval_shape(jax.vmap(lambda c, k: (c, algo.make_loop(c).init(k))),
+                                  stacked, jnp.tile(keys, len(configs)))
+        (_, states), _, _ = ckpt.load(path, template)
+        configs = [c for c in configs for _ in range(num_seeds)]
+    else:
+        config = from_dict(algo.Config, meta["config"])
+        template = jax.eval_shape(jax.vmap(algo.make_loop(config).init), keys)
+        states, _, _ = ckpt.load(path, template)
+        configs = [config] * num_seeds
+    per_run = [jax.tree.map(lambda x, i=i: x[i], states) for i in range(len(configs))]
+    return algo, configs, per_run, meta
+
+
+def load_policy(directory: str | os.PathLike, index: int = 0):
+    """``(policy, config)`` of run ``index`` of the checkpoint in ``directory``: the trained
+    agent as a pure function ``policy(key, obs [B, ...]) -> action [B, ...]``."""
+    algo, configs, states, _ = load_checkpointed(directory)
+    if not 0 <= index < len(states):
+        raise ValueError(f"index={index} is invalid: the checkpoint holds {len(states)} runs")
+    return algo.policy(states[index], configs[index]), configs[index]
+
+
+def evaluate_checkpoint(directory: str | os.PathLike, episodes: int = 10,
+                        seed: int = 0) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Every run of a checkpoint, evaluated afresh with its greedy policy on ``episodes``
+    episodes: ``(mean return [runs], mean length [runs], meta)``."""
+    from purembrl import envs, interact
+
+    if episodes < 1:
+        raise ValueError(f"episodes={episodes} is invalid: allowed an integer >= 1")
+    algo, configs, states, meta = load_checkpointed(directory)
+    returns, lengths = [], []
+    for i, (config, state) in enumerate(zip(configs, states, strict=True)):
+        env, env_params = envs.make(config.env)
+        policy = algo.policy(state, config)
+        max_steps = interact.spec(env, env_params).max_steps
+        ret, length = jax.jit(lambda k, p=policy, e=env, ep=env_params, m=max_steps:
+                              interact.evaluate(e, ep, p, k, episodes, m))(
+            jax.random.fold_in(jax.random.key(seed), i))
+        returns.append(float(ret))
+        lengths.append(float(length))
+    return np.array(returns), np.array(lengths), meta
+
+
 def shard_batch(inputs):
     """Place arrays with a leading batch axis across every visible device (a 1-D ``Mesh``):
     a ``jit`` of a ``vmap`` over that axis then runs each device's share of seeds (and sweep

@@ -94,7 +94,7 @@ def test_discrete_c_learning_on_goal_four_rooms():
     baseline = random_success_rate(cfg.env)
     assert success[:, -3:].mean() >= baseline + 0.25, (success, baseline)
     act = c_learning.policy(jax.tree.map(lambda x: x[0], state), cfg)
-    actions = act(jnp.array([[1.0, 1.0, 9.0, 9.0], [9.0, 9.0, 1.0, 1.0]]))
+    actions = act(jax.random.key(0), jnp.array([[1.0, 1.0, 9.0, 9.0], [9.0, 9.0, 1.0, 1.0]]))
     assert actions.shape == (2,) and actions.dtype == jnp.int32
 
 

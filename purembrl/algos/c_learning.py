@@ -421,12 +421,14 @@ def make_train(config: Config):
 
 
 def policy(state: CState, config: Config):
-    """The greedy goal-conditioned policy: ``obs [B, 4] -> action [B, ...]`` (the actor's mean
-    action, or the classifier's argmax for discrete actions)."""
+    """The greedy goal-conditioned policy as a pure function ``(key, obs [B, 4]) -> action
+    [B, ...]`` (the actor's mean action, or the classifier's argmax for discrete actions; the
+    key is unused)."""
     env, env_params = envs.make(config.env)
     space = env.action_space(env_params)
     if isinstance(space, spaces.Discrete):
         greedy = critics(config, True, int(space.n))[-1]
-        return lambda obs: greedy(state.critic, env.achieved_goal(obs), env.desired_goal(obs))
+        return lambda key, obs: greedy(state.critic, env.achieved_goal(obs),
+                                       env.desired_goal(obs))
     actor_net = GaussianActor(config.hidden_sizes, space.shape[0])
-    return lambda obs: jnp.tanh(actor_net.apply(state.actor, obs)[0])
+    return lambda key, obs: jnp.tanh(actor_net.apply(state.actor, obs)[0])

@@ -362,8 +362,12 @@ def curve(config: Config) -> tuple[str, str]:
 
 
 def policy(state: DynaQState, config: Config):
-    """The learned greedy policy as a pure function ``(key, obs) -> action`` (random ties),
-    with the same signature as the deep algorithms' ``policy(state, config)``."""
+    """The learned greedy policy as a pure function ``(key, obs [B, ...]) -> action [B]``
+    (random tie-breaking), the signature of every algorithm's ``policy(state, config)``."""
     env, _ = envs.make(config.env)
-    return lambda key, obs: random_argmax(jax.random.uniform(key),
-                                          state.q[env.obs_to_index(obs)])
+
+    def act(key, obs):
+        return random_argmax(jax.random.uniform(key),
+                             state.q[env.obs_to_index(obs.astype(jnp.int32))])
+
+    return lambda key, obs: jax.vmap(act)(jax.random.split(key, obs.shape[0]), obs)

@@ -305,7 +305,8 @@ def make_train(config: Config):
 
 
 def policy(state: SFState, config: Config):
-    """The greedy policy on the current task: ``obs -> action`` (GPI for SFQL)."""
+    """The greedy policy on the current task (GPI for SFQL) as a pure function ``(key,
+    obs [B, ...]) -> action [B]`` (the key is unused)."""
     env, _ = envs.make(config.env)
     slots = jnp.arange(config.num_tasks)
     H = config.feature_tasks
@@ -322,4 +323,4 @@ def policy(state: SFState, config: Config):
             q = gpi if q is None else jnp.where(state.task >= H, gpi, q)
         return jnp.argmax(q).astype(jnp.int32)
 
-    return act
+    return lambda key, obs: jax.vmap(act)(obs)

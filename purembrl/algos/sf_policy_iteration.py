@@ -225,7 +225,8 @@ def make_train(config: Config):
 
 
 def policy(state: PIState, config: Config):
-    """The improved (greedy) policy after the last round: ``obs -> action``."""
+    """The improved (greedy) policy after the last round as a pure function ``(key,
+    obs [B, ...]) -> action [B]`` (the key is unused)."""
     env, _ = envs.make(config.env)
     network = SuccessorHead(env.num_actions, env.num_features, config.hidden_sizes,
                             env.num_states if config.encoding == "index" else 0)
@@ -240,4 +241,4 @@ def policy(state: PIState, config: Config):
         return jnp.argmax(network.apply(state.policy_params, x) @ state.policy_w).astype(
             jnp.int32)
 
-    return act
+    return lambda key, obs: jax.vmap(act)(obs)
