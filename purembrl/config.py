@@ -110,6 +110,7 @@ def check_model_schedule(config: Any, counts: typing.Iterable[str] = (),
 
 
 def check_choice(name: str, value: Any, choices: typing.Iterable[Any]) -> None:
+    """``ValueError`` naming ``name``, its value and the allowed ``choices`` if not among them."""
     choices = tuple(choices)
     if value not in choices:
         allowed = ", ".join(map(repr, choices))
@@ -151,6 +152,8 @@ def resolve_presets(config: Any, presets: dict[str, dict[str, Any]], generic: di
 
 
 def is_static(config_cls: type, name: str) -> bool:
+    """Whether field ``name`` of ``config_cls`` is static (part of the compiled program's
+    structure) rather than a pytree leaf (a traced, vmappable number)."""
     for f in dataclasses.fields(config_cls):
         if f.name == name:
             return not f.metadata.get("pytree_node", True)

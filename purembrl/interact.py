@@ -74,6 +74,7 @@ def step(env, env_params, key: jax.Array, env_state, obs: jax.Array, action) -> 
 
 
 def random_action(env, env_params, key: jax.Array):
+    """One uniformly random action of ``env``'s action space (int32 for discrete spaces)."""
     action = env.action_space(env_params).sample(key)
     return action.astype(jnp.int32) if jnp.issubdtype(action.dtype, jnp.integer) else action
 

@@ -32,6 +32,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -65,6 +66,8 @@ def seed_keys(seed: int, num_seeds: int) -> jax.Array:
 
 
 def curve_of(algo: ModuleType, config: Any) -> tuple[str, str]:
+    """The (x, y) metric names of ``algo``'s learning curve: its ``curve(config)`` if it has
+    one, else ``("env_steps", "eval_return")``."""
     return algo.curve(config) if hasattr(algo, "curve") else ("env_steps", "eval_return")
 
 
@@ -90,19 +93,17 @@ def run(algo: ModuleType, config: Any, num_seeds: int = 1, *, seed: int = 0,
         raise ValueError(f"num_seeds={num_seeds} is invalid: allowed an integer >= 1")
     loop = algo.make_loop(config)
     curve = curve_of(algo, config)
-
-    def scan_steps(carry, length):
-        return jax.lax.scan(lambda c, _: loop.step(c), carry, None, length=length)
-
+    init, scan_steps = guarded(loop.init, lambda state: loop.step(state))
     carry, metrics, seconds, done = _drive(
-        f"[{_name(algo)}] seeds {num_seeds}", jax.vmap(loop.init),
+        f"[{_name(algo)}] seeds {num_seeds}", jax.vmap(init),
         jax.vmap(scan_steps, in_axes=(0, None)),
         (seed_keys(seed, num_seeds),), loop.num_iterations,
         run_identity(algo, config, seed, num_seeds), curve, out=out, num_chunks=num_chunks,
         progress=progress, checkpoint=checkpoint, resume=resume,
         stop_after_chunks=stop_after_chunks)
-    result = RunResult(state=carry, metrics=metrics, seconds=seconds, curve=curve,
+    result = RunResult(state=carry[0], metrics=metrics, seconds=seconds, curve=curve,
                        complete=done == loop.num_iterations)
+    report_nonfinite(metrics, [f"seed {i}" for i in range(num_seeds)])
     if table:
         print(summary_table(metrics, curve))
     if out is not None:
@@ -161,14 +162,15 @@ def sweep(algo: ModuleType, configs: Sequence[Any], num_seeds: int = 1, *,
                                                   num_seeds, axis=0), *configs)
     keys = jnp.tile(seed_keys(seed, num_seeds), num_points)
 
-    def init(config, key):
+    def member_init(config, key):
         return config, algo.make_loop(config).init(key)
 
-    def scan_steps(carry, length):
+    def member_step(carry):
         config, state = carry
-        member = algo.make_loop(config)
-        state, metrics = jax.lax.scan(lambda c, _: member.step(c), state, None, length=length)
+        state, metrics = algo.make_loop(config).step(state)
         return (config, state), metrics
+
+    init, scan_steps = guarded(member_init, member_step)
 
     identity = sweep_identity(algo, configs, seed, num_seeds)
     label = f"[{_name(algo)} sweep] {num_points} points x {num_seeds} seeds"
@@ -177,8 +179,9 @@ def sweep(algo: ModuleType, configs: Sequence[Any], num_seeds: int = 1, *,
         loop.num_iterations, identity, curve, out=out, num_chunks=num_chunks,
         progress=progress, checkpoint=checkpoint, resume=resume,
         stop_after_chunks=stop_after_chunks)
+    report_nonfinite(metrics, [f"point {p} seed {i}" for p in points for i in range(num_seeds)])
     metrics = {k: v.reshape(num_points, num_seeds, *v.shape[1:]) for k, v in metrics.items()}
-    result = SweepResult(points=points, state=carry[1], metrics=metrics, seconds=seconds,
+    result = SweepResult(points=points, state=carry[0][1], metrics=metrics, seconds=seconds,
                          curve=curve, complete=done == loop.num_iterations)
     if table:
         print(sweep_table(result))
@@ -216,15 +219,15 @@ def static_differences(a: Any, b: Any, prefix: str = "") -> list[str]:
         x, y = getattr(a, f.name), getattr(b, f.name)
         if dataclasses.is_dataclass(x) and dataclasses.is_dataclass(y):
             out += static_differences(x, y, f"{prefix}{f.name}.")
-        elif not f.metadata.get("pytree_node", True) and _plain(as_dict_value(x)) != _plain(
-                as_dict_value(y)):
+        elif not f.metadata.get("pytree_node", True) and _plain(_as_dict_value(x)) != _plain(
+                _as_dict_value(y)):
             out.append(f"{prefix}{f.name}")
         elif (x is None) != (y is None):
             out.append(f"{prefix}{f.name}")
     return out
 
 
-def as_dict_value(value: Any) -> Any:
+def _as_dict_value(value: Any) -> Any:
     if dataclasses.is_dataclass(value):
         return as_dict(value)
     if isinstance(value, np.ndarray | jax.Array):
@@ -233,8 +236,9 @@ def as_dict_value(value: Any) -> Any:
 
 
 def final_stats(values: np.ndarray) -> tuple[float, float, float]:
-    """Median, 25th and 75th percentile over seeds of the last evaluation ``[seeds, iters]``."""
-    q25, med, q75 = np.percentile(values[:, -1], [25, 50, 75])
+    """Median, 25th and 75th percentile over seeds of the last evaluation ``[seeds, iters]``
+    (NaN-aware, as ``quantiles``)."""
+    med, q25, q75 = quantiles(values[:, -1])
     return float(med), float(q25), float(q75)
 
 
@@ -302,6 +306,59 @@ def write_sweep(out: str | os.PathLike, algo: ModuleType, config: Any, seed: int
     os.replace(os.path.join(out, "sweep.png.tmp"), os.path.join(out, "sweep.png"))
 
 
+def _all_finite(tree) -> jax.Array:
+    checks = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+              if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(checks)) if checks else jnp.ones((), bool)
+
+
+def guarded(init, step):
+    """One run's ``init`` and ``step`` with a divergence guard: ``(init', scan_steps')``.
+
+    The carry gains a ``healthy`` flag. An iteration whose new state (parameters, optimiser
+    states, buffers) or metrics hold a non-finite number is not kept: the run stops there, its
+    state stays the last finite one (so nothing learned is lost, and a checkpoint holds it), its
+    float metrics from then on are NaN, and the metric ``nonfinite`` marks the iteration where
+    it happened and every one after. Other runs of the batch go on. While every number is
+    finite the guard changes nothing (the chunked run stays bit-identical to ``make_train``).
+    """
+    def guarded_init(*args):
+        return init(*args), jnp.ones((), bool)
+
+    def guarded_step(carry):
+        state, healthy = carry
+        new, metrics = step(state)
+        ok = healthy & _all_finite(new) & _all_finite(metrics)
+        state = jax.tree.map(lambda a, b: jax.lax.select(ok, a, b), new, state)
+        metrics = {k: (jnp.where(ok, v, jnp.nan) if jnp.issubdtype(v.dtype, jnp.inexact)
+                       else v) for k, v in metrics.items()}
+        return (state, ok), {**metrics, "nonfinite": ~ok}
+
+    def scan_steps(carry, length):
+        return jax.lax.scan(lambda c, _: guarded_step(c), carry, None, length=length)
+
+    return guarded_init, scan_steps
+
+
+def report_nonfinite(metrics: dict[str, np.ndarray], labels: Sequence[str]) -> list[str]:
+    """One line on stderr per run stopped by the divergence guard (``metrics["nonfinite"]``
+    ``[runs, iterations]``): where it stopped and what that means. Returns the lines."""
+    flags = metrics.get("nonfinite")
+    lines = []
+    if flags is None:
+        return lines
+    for label, row in zip(labels, flags, strict=True):
+        if row.any():
+            first = int(np.argmax(row))
+            lines.append(f"warning: {label} stopped at iteration {first + 1}: non-finite "
+                         f"parameters, buffers or metrics; its state is the last finite one "
+                         f"(iteration {first}), its later metrics are NaN and left out of the "
+                         "table's statistics")
+    for line in lines:
+        print(line, file=sys.stderr)
+    return lines
+
+
 def load_checkpointed(directory: str | os.PathLike):
     """A run's or sweep's checkpoint in ``directory``, rebuilt from what it stores: ``(algo,
     configs, states, meta)`` with one config and one state (no seed axis) per run, in the
@@ -318,14 +375,16 @@ def load_checkpointed(directory: str | os.PathLike):
         configs = [from_dict(algo.Config, c) for c in meta["sweep"]]
         stacked = jax.tree.map(lambda *xs: jnp.repeat(jnp.stack([jnp.asarray(x) for x in xs]),
                                                       num_seeds, axis=0), *configs)
-        template = jax.eval_shape(jax.vmap(lambda c, k: (c, algo.make_loop(c).init(k))),
+        template = jax.eval_shape(jax.vmap(lambda c, k: ((c, algo.make_loop(c).init(k)),
+                                                         jnp.ones((), bool))),
                                   stacked, jnp.tile(keys, len(configs)))
-        (_, states), _, _ = ckpt.load(path, template)
+        ((_, states), _), _, _ = ckpt.load(path, template)
         configs = [c for c in configs for _ in range(num_seeds)]
     else:
         config = from_dict(algo.Config, meta["config"])
-        template = jax.eval_shape(jax.vmap(algo.make_loop(config).init), keys)
-        states, _, _ = ckpt.load(path, template)
+        template = jax.eval_shape(jax.vmap(lambda k: (algo.make_loop(config).init(k),
+                                                      jnp.ones((), bool))), keys)
+        (states, _), _, _ = ckpt.load(path, template)
         configs = [config] * num_seeds
     per_run = [jax.tree.map(lambda x, i=i: x[i], states) for i in range(len(configs))]
     return algo, configs, per_run, meta
@@ -490,15 +549,20 @@ def _progress(label, done, total, last, curve, elapsed):
         parts.append(f"env steps {np.median(last['env_steps'][:, -1]):,.0f}")
     for name in dict.fromkeys(("eval_return", curve[1])):
         if name in last:
-            parts.append(f"median {name} {np.median(last[name][:, -1]):.4g}")
+            parts.append(f"median {name} {quantiles(last[name][:, -1])[0]:.4g}")
+    if "nonfinite" in last and last["nonfinite"][:, -1].any():
+        parts.append(f"{int(last['nonfinite'][:, -1].sum())} stopped (non-finite)")
     parts.append(f"{elapsed:.1f}s")
     end = "\r" if sys.stderr.isatty() else "\n"
     print(" | ".join(parts), end=end, file=sys.stderr, flush=True)
 
 
 def quantiles(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Median, 25th and 75th percentile over the seed axis (axis 0)."""
-    q25, median, q75 = np.percentile(values, [25, 50, 75], axis=0)
+    """Median, 25th and 75th percentile over the seed axis (axis 0), leaving out NaN (runs the
+    divergence guard stopped); NaN where no run is left."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+        q25, median, q75 = np.nanpercentile(values, [25, 50, 75], axis=0)
     return median, q25, q75
 
 

@@ -1,5 +1,18 @@
 """Single-file algorithms. Each module has ``Config``, ``make_train(config)`` and ``make_loop``.
 
+The contract every algorithm module keeps:
+
+* ``Config``: a frozen dataclass (``flax.struct``) of settings; static fields shape the compiled
+  program, pytree leaves (numbers) can be vmapped over (``run.sweep``); bad values raise
+  ``ValueError`` on construction, naming the field.
+* ``make_loop(config) -> purembrl.loop.TrainLoop``: ``init(key) -> state``, ``step(state) ->
+  (state, metrics)`` (one evaluation per step) and ``num_iterations``; the driver runs it.
+* ``make_train(config)``: ``train(key) -> (state, metrics [num_iterations, ...])``, the same loop
+  as one scan; ``jax.jit(jax.vmap(train))`` runs seeds side by side.
+* ``policy(state, config)``: the trained agent as ``(key, obs [B, ...]) -> action [B, ...]``.
+* optional ``curve(config) -> (x, y)``: the metric names of its learning curve (default
+  ``("env_steps", "eval_return")``).
+
 ``get(name)`` imports one by name for the driver and the command line; the registry below is the
 only place that lists them, so the driver itself knows no algorithm.
 """

@@ -32,22 +32,32 @@ OWN_ENVS: dict[str, Callable[[], Any]] = {
 }
 
 
+BRAX_PREFIX = "brax-"
+BRAX_TASKS = ("inverted_pendulum", "hopper", "halfcheetah", "walker2d", "ant")
+
+
 def names() -> list[str]:
-    """Every environment name ``make`` accepts."""
-    return list(OWN_ENVS) + [n for n in gymnax.registered_envs if n not in OWN_ENVS]
+    """Every environment name ``make`` accepts (Brax's need the optional ``brax``)."""
+    return (list(OWN_ENVS) + [n for n in gymnax.registered_envs if n not in OWN_ENVS]
+            + [BRAX_PREFIX + t for t in BRAX_TASKS])
 
 
 def make(name: str) -> tuple[Any, Any]:
-    """``(env, default_params)`` for a library or gymnax environment name."""
+    """``(env, default_params)`` for a library, gymnax or ``brax-TASK`` environment name."""
     if name in OWN_ENVS:
         env = OWN_ENVS[name]()
         return env, env.default_params
     if name in gymnax.registered_envs:
         return gymnax.make(name)
+    if name.startswith(BRAX_PREFIX):
+        from purembrl.envs import brax_env  # imports brax only when asked for
+
+        return brax_env.make(name)
     raise ValueError(f"unknown env {name!r}; known envs: {', '.join(names())}")
 
 
 def is_tabular(env: Any) -> bool:
+    """Whether ``env`` is one of the library's tabular envs (``num_states``, ``obs_to_index``)."""
     return hasattr(env, "num_states") and hasattr(env, "obs_to_index")
 
 

@@ -34,6 +34,7 @@ def pendulum_reward(obs, action, next_obs):
 
 
 def never_terminates(obs, action, next_obs):
+    """``False`` for every transition (Pendulum: only the time limit ends an episode)."""
     return jnp.zeros(obs.shape[0], bool)
 
 
