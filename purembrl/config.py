@@ -104,9 +104,21 @@ def check_model_schedule(config: Any, counts: typing.Iterable[str] = (),
                          f"model_train_freq={config.model_train_freq}")
     check_budget(config.total_steps, config.initial_random_steps, "initial_random_steps",
                  config.eval_every)
-    if config.batch_size > config.buffer_size:
-        raise ValueError(f"batch_size={config.batch_size} is invalid: allowed at most "
-                         f"buffer_size={config.buffer_size}")
+    check_batch_fits(config.batch_size, config.buffer_size)
+
+
+def check_batch_fits(batch_size: int, buffer_size: int) -> None:
+    """A minibatch is no larger than the replay buffer it is drawn from."""
+    if batch_size > buffer_size:
+        raise ValueError(f"batch_size={batch_size} is invalid: allowed at most "
+                         f"buffer_size={buffer_size}")
+
+
+def check_episode_horizon(name: str, value: int, max_steps: int) -> None:
+    """An imagined horizon no longer than the environment's episodes (``max_steps``)."""
+    if value > max_steps:
+        raise ValueError(f"{name}={value} is invalid: allowed at most the env's episode "
+                         f"length, {max_steps} steps")
 
 
 def check_choice(name: str, value: Any, choices: typing.Iterable[Any]) -> None:

@@ -174,7 +174,8 @@ def make_rollout_loop(config, env, env_params, learner: Learner,
     ``rollout_freq``, ``rollouts_per_step``, ``rollout_chunk``, ``eval_every``,
     ``eval_episodes`` and ``num_iterations``. Metrics per evaluation: ``env_steps``,
     ``eval_return``, ``eval_length``, ``model_buffer_size``, the model's holdout MSE (elites),
-    epochs and non-finite flag, ``rollout_length``, ``rollouts_added``,
+    epochs and non-finite flag, ``rollout_length``, ``rollouts_added``, ``rollouts_nonfinite``
+    (imagined transitions with a non-finite number, masked out of the buffer),
     ``model_reward_mean``, and the means of ``updates``' info.
     """
     def init(key):
@@ -213,6 +214,8 @@ def make_rollout_loop(config, env, env_params, learner: Learner,
         flat, mask = rollout.flatten(jax.tree.map(merge, transitions), merge(valid))
         model_buffer = buffer.add(carry.model_buffer, flat, mask)
         stats = {"rollout_length": length, "rollouts_added": mask.sum(),
+                 # imagined transitions holding a non-finite number: never stored
+                 "rollouts_nonfinite": jnp.sum(~rollout.finite_rows(flat)),
                  "model_reward_mean": jnp.sum(jnp.where(mask, flat.reward, 0.0))
                  / jnp.maximum(mask.sum(), 1)}
         return carry.replace(model_buffer=model_buffer), stats

@@ -25,7 +25,7 @@ ModelStep = Callable[[jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Arr
 Policy = Callable[[jax.Array, jax.Array], jax.Array]
 
 
-def _finite(tree) -> jax.Array:
+def finite_rows(tree) -> jax.Array:
     """Per batch row: every float in every leaf ``[B, ...]`` is finite."""
     checks = [jnp.all(jnp.isfinite(x).reshape(x.shape[0], -1), axis=1)
               for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
@@ -68,7 +68,7 @@ def branched_rollout(key: jax.Array, model_step: ModelStep, policy: Policy,
         next_obs, reward, terminated = model_step(key_model, obs, action)
         transition = Transition(obs=obs, action=action, reward=reward, next_obs=next_obs,
                                 terminated=terminated.astype(bool))
-        valid = alive & (t < horizon) & _finite(transition)
+        valid = alive & (t < horizon) & finite_rows(transition)
         alive = valid & ~transition.terminated
         # A dead branch keeps stepping from its last good state (shapes are static); its
         # transitions are masked out.

@@ -81,6 +81,10 @@ def test_non_finite_steps_are_masked_and_end_the_branch():
     # the buffer takes exactly the valid transitions
     state = buffer.add(buffer.init(seed_slice(flat, 0), 64), flat, mask)
     assert int(state.size) == int(mask.sum())
+    # what the rollout loops count as "rollouts_nonfinite": rows with a non-finite number,
+    # every one of them masked out
+    bad = ~np.asarray(rollout.finite_rows(flat))
+    assert bad.sum() >= 4 and not (bad & np.asarray(mask)).any()
 
 
 def test_stochastic_model_and_policy_under_vmap_over_seeds():

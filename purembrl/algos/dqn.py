@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from purembrl import buffer, envs, interact
-from purembrl.config import check_budget, check_int, resolve_presets, static
+from purembrl.config import check_batch_fits, check_budget, check_int, resolve_presets, static
 from purembrl.learners import DQNConfig, make_dqn
 from purembrl.loop import TrainLoop, as_train
 
@@ -82,6 +82,7 @@ class Config:
         check_int("learning_starts", self.learning_starts, 1)
         check_int("buffer_size", self.buffer_size, 1)
         check_int("batch_size", self.batch_size, 1)
+        check_batch_fits(self.batch_size, self.buffer_size)
         check_int("updates_per_step", self.updates_per_step, 0)
         check_int("train_every", self.train_every, 1)
         check_int("eps_decay_steps", self.eps_decay_steps, 1)

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from purembrl import buffer, dynamics, envs, interact
-from purembrl.config import check_model_schedule, resolve_presets, static
+from purembrl.config import check_episode_horizon, check_model_schedule, resolve_presets, static
 from purembrl.envs import known
 from purembrl.learners import NAFConfig, make_naf
 from purembrl.loop import TrainLoop, as_train
@@ -123,6 +123,8 @@ class Config:
                                            "imagination_retain_steps", "rollout_chunk"),
                              non_negative=("real_updates", "imagination_updates"))
         known.check(self.env, self.known_reward, self.known_termination, self.true_dynamics)
+        check_episode_horizon("rollout_length", self.rollout_length,
+                              interact.spec(env, env_params).max_steps)
 
     @property
     def num_iterations(self) -> int:

@@ -38,7 +38,13 @@ import jax.numpy as jnp
 from flax import struct
 
 from purembrl import buffer, dynamics, envs, interact
-from purembrl.config import check, check_model_schedule, resolve_presets, static
+from purembrl.config import (
+    check,
+    check_episode_horizon,
+    check_model_schedule,
+    resolve_presets,
+    static,
+)
 from purembrl.envs import known
 from purembrl.learners import (
     DQNConfig,
@@ -155,6 +161,8 @@ class Config:
             raise ValueError(f"rollout_schedule={schedule!r} is invalid: allowed integers "
                              "(min_epoch, max_epoch, min_len, max_len) with min_epoch <= "
                              "max_epoch and 1 <= min_len <= max_len")
+        check_episode_horizon("rollout_schedule max_len", schedule[3],
+                              interact.spec(env, env_params).max_steps)
         known.check(self.env, self.known_reward, self.known_termination, self.true_dynamics)
 
     @property

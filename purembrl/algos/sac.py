@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from purembrl import buffer, envs, interact
-from purembrl.config import check_budget, check_int, resolve_presets, static
+from purembrl.config import check_batch_fits, check_budget, check_int, resolve_presets, static
 from purembrl.learners import SACConfig, make_sac
 from purembrl.loop import TrainLoop, as_train
 
@@ -73,6 +73,7 @@ class Config:
         check_int("buffer_size", self.buffer_size, 1)
         check_int("batch_size", self.batch_size, 1)
         check_int("updates_per_step", self.updates_per_step, 0)
+        check_batch_fits(self.batch_size, self.buffer_size)
         check_budget(self.total_steps, self.learning_starts, "learning_starts", self.eval_every)
 
     @property
