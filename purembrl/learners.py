@@ -447,11 +447,73 @@ def make_naf(config: NAFConfig, obs_dim: int, action_low: jax.Array,
     return Learner(init=init, update=update, act=act)
 
 
-def for_env(kind: str, sac: SACConfig | None, dqn: DQNConfig | None, env_spec) -> Learner:
-    """SAC (``kind="sac"``) or DQN (``"dqn"``) for an ``interact.EnvSpec``."""
+def for_env(kind: str, sac: SACConfig | None, dqn: DQNConfig | None, env_spec,
+            normalize_obs: bool = False) -> Learner:
+    """SAC (``kind="sac"``) or DQN (``"dqn"``) for an ``interact.EnvSpec``; with
+    ``normalize_obs``, wrapped in ``normalize_observations``."""
     if kind == "sac":
-        return make_sac(sac, env_spec.obs_dim, env_spec.action_low, env_spec.action_high)
-    return make_dqn(dqn, env_spec.obs_dim, env_spec.num_actions)
+        learner = make_sac(sac, env_spec.obs_dim, env_spec.action_low, env_spec.action_high)
+    else:
+        learner = make_dqn(dqn, env_spec.obs_dim, env_spec.num_actions)
+    return normalize_observations(learner, env_spec.obs_dim) if normalize_obs else learner
+
+
+# --- observation normalisation ------------------------------------------------------------------
+
+@struct.dataclass
+class NormalizedState:
+    """A learner's state and the running statistics of the observations it has trained on.
+
+    Attributes:
+      inner: the wrapped learner's state. mean, m2: ``[obs_dim]`` running mean and sum of
+        squared deviations. count: observations seen (float scalar).
+    """
+
+    inner: Any
+    mean: jax.Array
+    m2: jax.Array
+    count: jax.Array
+
+
+def normalize_observations(learner: Learner, obs_dim: int, clip: float = 10.0,
+                           eps: float = 1e-8) -> Learner:
+    """Any learner with running observation normalisation: ``(obs - mean) / std``, clipped to
+    ``[-clip, clip]``, in every update (``obs`` and ``next_obs`` of the minibatch) and in
+    ``act``. The statistics are those of the observations of every minibatch trained on,
+    merged batch by batch (Chan et al.'s parallel variance), and live in the learner's state,
+    not the environment's: gymnax's auto-reset and the evaluation's fresh episodes would wipe
+    statistics kept there. Before the first update the statistics are mean 0, std 1. For tasks
+    whose observation scales differ by orders of magnitude (Brax's locomotion tasks), as Brax's
+    own SAC does with ``normalize_observations``."""
+
+    def init(key):
+        zeros = jnp.zeros((obs_dim,), jnp.float32)
+        return NormalizedState(inner=learner.init(key), mean=zeros, m2=zeros,
+                               count=jnp.zeros((), jnp.float32))
+
+    def normalize(state: NormalizedState, obs: jax.Array) -> jax.Array:
+        var = jnp.where(state.count > 0, state.m2 / jnp.maximum(state.count, 1.0), 1.0)
+        return jnp.clip((obs - state.mean) / jnp.sqrt(var + eps), -clip, clip)
+
+    def update(state: NormalizedState, batch: Transition, key):
+        rows = batch.obs.reshape(-1, obs_dim)
+        n = jnp.float32(rows.shape[0])
+        batch_mean = rows.mean(0)
+        batch_m2 = ((rows - batch_mean) ** 2).sum(0)
+        total = state.count + n
+        delta = batch_mean - state.mean
+        state = state.replace(mean=state.mean + delta * n / total,
+                              m2=state.m2 + batch_m2 + delta ** 2 * state.count * n / total,
+                              count=total)
+        batch = batch.replace(obs=normalize(state, batch.obs),
+                              next_obs=normalize(state, batch.next_obs))
+        inner, info = learner.update(state.inner, batch, key)
+        return state.replace(inner=inner), info
+
+    def act(state: NormalizedState, key, obs, *args, **kwargs):
+        return learner.act(state.inner, key, normalize(state, obs), *args, **kwargs)
+
+    return Learner(init=init, update=update, act=act)
 
 
 def linear_epsilon(steps: jax.Array, start: jax.Array, end: jax.Array,

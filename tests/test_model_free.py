@@ -59,3 +59,15 @@ def test_dqn_train_every_sets_the_replay_ratio():
     assert np.isfinite(np.asarray(metrics["q_loss"])).all()
     with pytest.raises(ValueError, match="train_every"):
         dqn.Config(env="CartPole-v1", train_every=0)
+
+
+def test_sac_with_normalised_observations_runs_and_tracks_statistics():
+    from purembrl.learners import SACConfig
+
+    config = sac.Config(env="Pendulum-v1", total_steps=400, eval_every=200, learning_starts=200,
+                        eval_episodes=2, batch_size=32, normalize_obs=True,
+                        sac=SACConfig(hidden_sizes=(32, 32)))
+    state, m = jax.jit(sac.make_train(config))(jax.random.key(0))
+    assert np.isfinite(np.asarray(m["eval_return"])).all()
+    assert float(state.learner.count) == 200 * 32  # one update of 32 per trained step
+    assert float(state.learner.m2[2]) > 0  # the angular velocity's spread was seen

@@ -186,3 +186,34 @@ def test_learners_take_k_next_state_samples_and_k_identical_equals_one():
     new, info = jax.jit(sac.update)(state, many, jax.random.key(2))
     assert np.isfinite(float(info["critic_loss"]))
     assert not np.allclose(jax.tree.leaves(new.critic)[0], jax.tree.leaves(state.critic)[0])
+
+
+def test_observation_normalisation_wrapper_keeps_running_statistics():
+    """normalize_observations around a recording learner: after minibatches of observations
+    with scales 1e3 and 1e-2, its mean / std are those of every observation seen (parallel
+    variance merge), the inner learner gets normalised obs and next_obs, and act normalises."""
+    from purembrl.learners import Learner, normalize_observations
+
+    seen = {}
+    inner = Learner(init=lambda key: jnp.zeros(()),
+                    update=lambda s, batch, key: (s + 1, {"obs": batch.obs,
+                                                          "next_obs": batch.next_obs}),
+                    act=lambda s, key, obs, explore=True: obs)
+    learner = normalize_observations(inner, obs_dim=2)
+    state = learner.init(jax.random.key(0))
+    np.testing.assert_allclose(learner.act(state, None, jnp.ones((1, 2))), [[1.0, 1.0]])
+    scale = jnp.array([1e3, 1e-2])
+    all_obs = []
+    for i in range(5):
+        obs = (jax.random.normal(jax.random.key(i), (64, 2)) + 3.0) * scale
+        batch = Transition(obs=obs, action=jnp.zeros((64, 1)), reward=jnp.zeros(64),
+                           next_obs=obs, terminated=jnp.zeros(64, bool))
+        state, seen = learner.update(state, batch, jax.random.key(i))
+        all_obs.append(obs)
+    all_obs = jnp.concatenate(all_obs)
+    np.testing.assert_allclose(state.mean, all_obs.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(jnp.sqrt(state.m2 / state.count), all_obs.std(0), rtol=1e-4)
+    assert float(state.count) == 320 and int(state.inner) == 5
+    np.testing.assert_allclose(seen["obs"], seen["next_obs"])
+    assert float(jnp.abs(seen["obs"]).max()) < 10  # unit scale, whatever the raw scale
+    np.testing.assert_allclose(learner.act(state, None, all_obs.mean(0)[None]), 0.0, atol=1e-4)

@@ -113,6 +113,8 @@ class Config:
       true_dynamics: branch rollouts through the env's true dynamics
         (``known.true_model_step``) instead of the fitted ensemble: a diagnostic, the upper
         bound of what a perfect model would give.
+      normalize_obs: the learner trains and acts on running-normalised observations
+        (``purembrl.learners.normalize_observations``; the model normalises its own inputs).
       eps_start / eps_end / eps_decay_steps: DQN's exploration schedule (after the warm-up).
       model: the ensemble (``purembrl.dynamics.EnsembleConfig``).
       sac / dqn: the learner's hyperparameters.
@@ -138,6 +140,7 @@ class Config:
     known_reward: bool = static(False)
     known_termination: bool | None = static(None)
     true_dynamics: bool = static(False)
+    normalize_obs: bool = static(False)
     eps_start: float = 1.0
     eps_end: float = 0.05
     eps_decay_steps: int | None = static(None)
@@ -208,7 +211,8 @@ MBPOState = RolloutLoopState
 
 def make_loop(config: Config) -> TrainLoop:
     env, env_params = envs.make(config.env)
-    learner = for_env(config.learner, config.sac, config.dqn, interact.spec(env, env_params))
+    learner = for_env(config.learner, config.sac, config.dqn, interact.spec(env, env_params),
+                      config.normalize_obs)
     model_config, reward_fn, termination_fn = known.model_functions(config)
     num_real, num_model = config.num_real, config.batch_size - config.num_real
 
@@ -251,5 +255,5 @@ def policy(state: MBPOState, config: Config):
     """The trained deterministic policy as a pure function ``(key, obs [B, d]) -> action``."""
     env, env_params = envs.make(config.env)
     learner = for_env(config.learner, config.sac, config.dqn,
-                      interact.spec(env, env_params))
+                      interact.spec(env, env_params), config.normalize_obs)
     return lambda key, obs: learner.act(state.learner, key, obs, explore=False)

@@ -17,7 +17,7 @@ from flax import struct
 
 from purembrl import buffer, envs, interact
 from purembrl.config import check_batch_fits, check_budget, check_int, resolve_presets, static
-from purembrl.learners import SACConfig, make_sac
+from purembrl.learners import SACConfig, for_env
 from purembrl.loop import TrainLoop, as_train
 
 ENVS = ("Pendulum-v1", "MountainCarContinuous-v0")
@@ -48,6 +48,8 @@ class Config:
       learning_starts: uniformly random steps before learning.
       buffer_size: replay capacity. batch_size: minibatch. updates_per_step: G.
       sac: the learner's hyperparameters (``purembrl.learners.SACConfig``).
+      normalize_obs: train and act on running-normalised observations
+        (``purembrl.learners.normalize_observations``).
     """
 
     env: str = static("Pendulum-v1")
@@ -58,6 +60,7 @@ class Config:
     buffer_size: int | None = static(None)
     batch_size: int | None = static(None)
     updates_per_step: int | None = static(None)
+    normalize_obs: bool = static(False)
     sac: SACConfig | None = None
 
     def __post_init__(self):
@@ -94,7 +97,7 @@ class SACRunState:
 def make_loop(config: Config) -> TrainLoop:
     env, env_params = envs.make(config.env)
     env_spec = interact.spec(env, env_params)
-    learner = make_sac(config.sac, env_spec.obs_dim, env_spec.action_low, env_spec.action_high)
+    learner = for_env("sac", config.sac, None, env_spec, config.normalize_obs)
 
     def init(key):
         key_learner, key_reset, key_warm, key_run = jax.random.split(key, 4)
@@ -149,5 +152,5 @@ def policy(state: SACRunState, config: Config):
     """The trained deterministic policy as a pure function ``(key, obs [B, d]) -> action``."""
     env, env_params = envs.make(config.env)
     env_spec = interact.spec(env, env_params)
-    learner = make_sac(config.sac, env_spec.obs_dim, env_spec.action_low, env_spec.action_high)
+    learner = for_env("sac", config.sac, None, env_spec, config.normalize_obs)
     return lambda key, obs: learner.act(state.learner, key, obs, explore=False)
