@@ -238,3 +238,27 @@ def test_a_checkpointed_agent_is_evaluated_afresh(tmp_path, capsys):
     assert "median return 1" in capsys.readouterr().out
     assert main(["eval", str(tmp_path / "missing")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_a_crash_while_writing_results_leaves_the_previous_files_whole(tmp_path, monkeypatch):
+    """metrics.json, curve.csv and the checkpoint are written to a temporary file and renamed;
+    a crash before the rename (simulated: fsync fails) leaves the previous version intact."""
+    from purembrl.algos import dyna_q
+
+    config = dyna_q.Config(env="DynaMaze", planning_steps=5, num_episodes=6)
+    run.run(dyna_q, config, 2, out=tmp_path, num_chunks=2, progress=False, table=False)
+    before = {name: (tmp_path / name).read_bytes()
+              for name in ("metrics.json", "curve.csv", run.CHECKPOINT)}
+
+    def crash(fd):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(os, "fsync", crash)
+    for save_checkpoints in (True, False):  # crash in the checkpoint's write, then metrics'
+        with pytest.raises(OSError, match="disk gone"):
+            run.run(dyna_q, config.replace(alpha=0.5), 2, out=tmp_path, progress=False,
+                    table=False, checkpoint=save_checkpoints)
+    for name, content in before.items():
+        assert (tmp_path / name).read_bytes() == content, name
+    json.loads((tmp_path / "metrics.json").read_text())  # still whole
+    checkpoint.read(tmp_path / run.CHECKPOINT)
