@@ -1,9 +1,10 @@
 """Goal reaching on the point mazes: C-learning vs contrastive RL vs goal-conditioned SAC + HER.
 
-    python benchmarks/c_learning_maze.py [--seeds 8] [--steps 11000] [--envs ...] [--out DIR]
+    python benchmarks/c_learning_maze.py [--seeds 8] [--steps 11000] [--envs ...]
+                                         [--methods td infonce nce her] [--out DIR]
 
-``purembrl.algos.c_learning`` with ``critic="td"`` (C-learning), ``"infonce"`` (contrastive RL)
-and ``"her"`` (the baseline: the same actor and networks, Q-learning on the hindsight success
+``purembrl.algos.c_learning`` with ``critic="td"`` (C-learning), ``"infonce"`` and ``"nce"``
+(contrastive RL, softmax and binary NCE losses) and ``"her"`` (the baseline: the same actor and networks, Q-learning on the hindsight success
 reward), the same budget and relabelling settings, 8 seeds under one ``jit(vmap(train))`` per
 method and env. Printed: success rate (median [IQR] over seeds) at a few budgets, final distance
 to the goal at the end, and throughput in env steps per second (updates included, compile
@@ -26,7 +27,8 @@ from common import machine  # noqa: E402
 
 from purembrl.algos import c_learning  # noqa: E402
 
-METHODS = {"td": "C-learning", "infonce": "contrastive RL", "her": "GC-SAC + HER"}
+METHODS = {"td": "C-learning", "infonce": "contrastive (InfoNCE)",
+           "nce": "contrastive (NCE)", "her": "GC-SAC + HER"}
 
 
 def fmt(x):
@@ -39,6 +41,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=11_000)
     parser.add_argument("--envs", nargs="+", default=["PointMaze-Open", "PointMaze-UMaze",
                                                        "PointMaze-FourRooms", "FourRooms-goal"])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--out", default="benchmarks/out/c_learning_maze")
     args = parser.parse_args(argv)
     print(f"machine: {machine()}")
@@ -46,7 +49,7 @@ def main(argv=None) -> int:
           f"1000 steps on 20 fresh goals")
     results = {}
     for env in args.envs:
-        for critic in METHODS:
+        for critic in args.methods:
             cfg = c_learning.Config(env=env, critic=critic, total_steps=args.steps,
                                     eval_every=1000)
             train = jax.jit(jax.vmap(c_learning.make_train(cfg)))
@@ -82,8 +85,8 @@ def main(argv=None) -> int:
 
     fig, axes = plt.subplots(1, len(args.envs), figsize=(4 * len(args.envs), 3.4), squeeze=False)
     for ax, env in zip(axes[0], args.envs, strict=True):
-        for critic, label in METHODS.items():
-            m = results[env, critic][0]
+        for critic in args.methods:
+            label, m = METHODS[critic], results[env, critic][0]
             x, y = np.asarray(m["env_steps"][0]), np.asarray(m["success_rate"])
             ax.plot(x, np.median(y, 0), label=label)
             ax.fill_between(x, np.percentile(y, 25, 0), np.percentile(y, 75, 0), alpha=0.2)

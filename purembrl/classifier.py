@@ -101,6 +101,19 @@ def infonce_loss(logits: jax.Array) -> jax.Array:
     return -jnp.mean(jnp.diagonal(log_probs))
 
 
+def binary_nce_loss(logits: jax.Array) -> jax.Array:
+    """Contrastive RL's binary NCE critic loss (Eysenbach et al. 2022, the "NCE" variant):
+    ``logits[i, j] = phi(s_i, a_i) . psi(g_j)``, the diagonal (g_i a future state of
+    (s_i, a_i)) labelled 1 and every other pair 0, sigmoid cross-entropy averaged over the
+    ``B x B`` entries. Unlike InfoNCE, whose softmax leaves a free additive term per (s, a),
+    its optimum fixes the logit: ``logit = log p_fut(g | s, a) / p(g) - log(B - 1)``, so an
+    actor that climbs it over actions climbs the log density ratio itself."""
+    chex.assert_rank(logits, 2)
+    chex.assert_equal(logits.shape[0], logits.shape[1])
+    labels = jnp.eye(logits.shape[0])
+    return jnp.mean(_bce(logits, labels))
+
+
 def future_offsets(key: jax.Array, t: jax.Array, length: jax.Array,
                    gamma: float) -> jax.Array:
     """Indices of future goals within the same episode, for replay: ``t + d`` with

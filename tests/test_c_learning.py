@@ -46,8 +46,9 @@ def test_reaches_goals_in_the_open_room(critic):
     assert np.isfinite(np.asarray(m["critic_loss"])).all()
 
 
-def test_contrastive_critic_runs():
-    cfg = c_learning.Config(env="PointMaze-UMaze", critic="infonce", total_steps=600,
+@pytest.mark.parametrize("critic", ["infonce", "nce"])
+def test_contrastive_critic_runs(critic):
+    cfg = c_learning.Config(env="PointMaze-UMaze", critic=critic, total_steps=600,
                             eval_every=200, initial_steps=200, updates_per_round=10,
                             batch_size=32)
     _, m = jax.jit(c_learning.make_train(cfg))(jax.random.key(0))

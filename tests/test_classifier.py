@@ -193,3 +193,20 @@ def test_future_offsets_are_geometric_and_stay_in_the_episode():
     np.testing.assert_allclose(np.mean(idx == 0), 0.1, atol=0.005)
     short = np.asarray(classifier.future_offsets(key, jnp.full(1000, 5), jnp.int32(8), 0.9))
     assert short.min() >= 5 and short.max() == 7
+
+
+def test_binary_nce_loss_by_hand_and_no_free_row_term():
+    """Contrastive RL's binary NCE: sigmoid cross-entropy with the diagonal as positives,
+    averaged over the B x B pairs. Shifting one row's logits by a constant leaves InfoNCE
+    unchanged (its free per-(s, a) term) but not the NCE loss (its logit is pinned)."""
+    logits = jnp.array([[2.0, -1.0], [0.5, 1.5]])
+    sp = jax.nn.softplus
+    expected = (sp(-2.0) + sp(-1.0) + sp(0.5) + sp(-1.5)) / 4
+    np.testing.assert_allclose(classifier.binary_nce_loss(logits), expected, rtol=1e-6)
+    shifted = logits.at[0].add(3.0)
+    np.testing.assert_allclose(classifier.infonce_loss(shifted), classifier.infonce_loss(logits),
+                               rtol=1e-6)
+    assert abs(float(classifier.binary_nce_loss(shifted) - classifier.binary_nce_loss(logits))) \
+        > 0.1
+    with pytest.raises(AssertionError):
+        classifier.binary_nce_loss(jnp.zeros((2, 3)))

@@ -17,7 +17,10 @@ minibatches of transitions (s, a, s') with relabelled goals:
   (s', a' ~ pi(s', g), g) (minimum over the two). Polyak-averaged targets.
 * ``critic="infonce"`` (contrastive RL, Eysenbach et al. 2022): ``logit = phi(s, a) . psi(g)``
   with future-state goals, the other goals of the minibatch as negatives
-  (``classifier.infonce_loss``). Monte Carlo, so on-policy in spirit.
+  (``classifier.infonce_loss``). Monte Carlo, so on-policy in spirit. Its softmax leaves a free
+  additive term per (s, a), which the actor then climbs too; ``critic="nce"`` is the paper's
+  binary NCE variant (``classifier.binary_nce_loss``: the same representations, every pair of
+  the batch a sigmoid classification), whose logit is the log density ratio up to a constant.
 
 * ``critic="her"``, the baseline without a classifier: goal-conditioned SAC (DQN-style argmax
   for discrete actions) with hindsight relabelling (Andrychowicz et al. 2017): twin Q(s, a, g)
@@ -48,7 +51,7 @@ from purembrl.loop import TrainLoop, as_train
 from purembrl.networks import MLP, GaussianActor
 
 ENVS = ("PointMaze-Open", "PointMaze-UMaze", "PointMaze-FourRooms", "FourRooms-goal")
-CRITICS = ("td", "infonce", "her")
+CRITICS = ("td", "infonce", "nce", "her")
 
 
 @struct.dataclass
@@ -57,8 +60,9 @@ class Config:
 
     Attributes:
       env: a goal-conditioned environment (``ENVS``).
-      critic: ``"td"`` (C-learning), ``"infonce"`` (contrastive RL) or ``"her"`` (the
-        baseline: goal-conditioned SAC / DQN on the hindsight success reward).
+      critic: ``"td"`` (C-learning), ``"infonce"`` or ``"nce"`` (contrastive RL with the
+        softmax or the binary NCE loss) or ``"her"`` (the baseline: goal-conditioned SAC /
+        DQN on the hindsight success reward).
       total_steps: environment steps in the run, the random ``initial_steps`` included.
       eval_every: environment steps between evaluations (whole rounds).
       initial_steps: uniformly random steps collected first (whole episodes).
@@ -66,7 +70,7 @@ class Config:
       episodes_per_round: episodes collected in parallel per round;
         ``updates_per_round`` gradient steps follow each round.
       batch_size: transitions per step. capacity_episodes: episodes the buffer holds.
-      hidden_sizes: actor and critic layers. repr_dim: InfoNCE representation size.
+      hidden_sizes: actor and critic layers. repr_dim: contrastive representation size.
       actor_lr, critic_lr: Adam step sizes. gamma: discount of the future distribution.
       tau: Polyak rate of the target critics. alpha: entropy coefficient of the actor.
       epsilon: exploration of the discrete (argmax) policy while collecting.
@@ -309,7 +313,7 @@ def make_loop(config: Config) -> TrainLoop:
     def sample(c: CState, key: jax.Array):
         """Transitions with relabelled goals: ``(state, action, next_state, goal)``, ``[B, .]``;
         ``goal`` is a future state of the same episode (``future_prob``) or a random stored
-        state. For InfoNCE every goal is a future state."""
+        state. For the contrastive critics every goal is a future state."""
         key_e, key_t, key_f, key_re, key_rt, key_mix = jax.random.split(key, 6)
         filled = jnp.minimum(c.num_episodes, config.capacity_episodes)
         B = config.batch_size
@@ -331,7 +335,9 @@ def make_loop(config: Config) -> TrainLoop:
     def critic_loss(params, target_params, actor, batch, key):
         state, action, next_state, goal = batch
         if not td:
-            return classifier.infonce_loss(logits(params, state, action, goal))
+            contrastive = (classifier.infonce_loss if config.critic == "infonce"
+                           else classifier.binary_nce_loss)
+            return contrastive(logits(params, state, action, goal))
         if discrete:  # a' = argmax of the online classifier, valued by the target one
             next_action = greedy(jax.lax.stop_gradient(params), next_state, goal)
             next_log_prob = jnp.zeros(next_state.shape[0])
