@@ -5,10 +5,11 @@
 
 ``purembrl.algos.c_learning`` with ``critic="td"`` (C-learning), ``"infonce"`` and ``"nce"``
 (contrastive RL, softmax and binary NCE losses) and ``"her"`` (the baseline: the same actor
-and networks, Q-learning on the hindsight success reward), the same budget and relabelling settings, 8 seeds under one ``jit(vmap(train))`` per
-method and env. Printed: success rate (median [IQR] over seeds) at a few budgets, final distance
-to the goal at the end, and throughput in env steps per second (updates included, compile
-excluded). The plot (success rate vs env steps, one panel per env) goes to ``--out``.
+and networks, Q-learning on the hindsight success reward), the same budget and relabelling
+settings, 8 seeds under one ``jit(vmap(train))`` per method and env. Printed: success rate
+(median [IQR] over seeds) at a few budgets, final distance to the goal at the end, and
+throughput in env steps per second (updates included, compile excluded). The plot (success
+rate vs env steps, one panel per env) goes to ``--out``.
 """
 
 from __future__ import annotations
