@@ -195,8 +195,8 @@ def make_rollout_loop(config, env, env_params, learner: Learner,
         """Rollouts from real start states into the model buffer; returns (carry, stats)."""
         key_start, key_roll = jax.random.split(key)
         starts = buffer.sample(carry.env_buffer, key_start, num_starts).obs
-        step_fn = model_step or dynamics.make_model_step(carry.model, reward_fn=reward_fn,
-                                                         termination_fn=termination_fn)
+        step_fn = (model_step if model_step is not None else dynamics.make_model_step(
+            carry.model, reward_fn=reward_fn, termination_fn=termination_fn))
         policy = lambda k, obs: explore(carry.learner, k, obs, carry.env_steps)
         length = horizon(carry.env_steps)
 

@@ -158,19 +158,8 @@ def sweep(algo: ModuleType, configs: Sequence[Any], num_seeds: int = 1, *,
     loop = algo.make_loop(configs[0])
     curve = curve_of(algo, configs[0])
     num_points = len(configs)
-    stacked = jax.tree.map(lambda *xs: jnp.repeat(jnp.stack([jnp.asarray(x) for x in xs]),
-                                                  num_seeds, axis=0), *configs)
-    keys = jnp.tile(seed_keys(seed, num_seeds), num_points)
-
-    def member_init(config, key):
-        return config, algo.make_loop(config).init(key)
-
-    def member_step(carry):
-        config, state = carry
-        state, metrics = algo.make_loop(config).step(state)
-        return (config, state), metrics
-
-    init, scan_steps = guarded(member_init, member_step)
+    stacked, keys = _sweep_inputs(configs, seed, num_seeds)
+    init, scan_steps = guarded(*_sweep_member(algo))
 
     identity = sweep_identity(algo, configs, seed, num_seeds)
     label = f"[{_name(algo)} sweep] {num_points} points x {num_seeds} seeds"
@@ -188,6 +177,28 @@ def sweep(algo: ModuleType, configs: Sequence[Any], num_seeds: int = 1, *,
     if out is not None:
         write_sweep(out, algo, configs[0], seed, result)
     return result
+
+
+def _sweep_inputs(configs: Sequence[Any], seed: int, num_seeds: int):
+    """The batch a sweep is vmapped over: every config's leaves stacked and repeated per seed,
+    and the same ``num_seeds`` keys for every point (point-major)."""
+    stacked = jax.tree.map(lambda *xs: jnp.repeat(jnp.stack([jnp.asarray(x) for x in xs]),
+                                                  num_seeds, axis=0), *configs)
+    return stacked, jnp.tile(seed_keys(seed, num_seeds), len(configs))
+
+
+def _sweep_member(algo: ModuleType):
+    """One sweep member's ``(init(config, key), step(carry))``: its config rides in the carry,
+    so each member builds its loop from its own (traced) settings."""
+    def member_init(config, key):
+        return config, algo.make_loop(config).init(key)
+
+    def member_step(carry):
+        config, state = carry
+        state, metrics = algo.make_loop(config).step(state)
+        return (config, state), metrics
+
+    return member_init, member_step
 
 
 def sweep_identity(algo: ModuleType, configs: Sequence[Any], seed: int,
@@ -370,20 +381,18 @@ def load_checkpointed(directory: str | os.PathLike):
     meta = ckpt.read_meta(path)
     algo = algos.get(meta["algorithm"])
     num_seeds, seed = meta["num_seeds"], meta["seed"]
-    keys = seed_keys(seed, num_seeds)
+    # the templates come from the same guarded init the driver ran, so they cannot drift
     if "sweep" in meta:
         configs = [from_dict(algo.Config, c) for c in meta["sweep"]]
-        stacked = jax.tree.map(lambda *xs: jnp.repeat(jnp.stack([jnp.asarray(x) for x in xs]),
-                                                      num_seeds, axis=0), *configs)
-        template = jax.eval_shape(jax.vmap(lambda c, k: ((c, algo.make_loop(c).init(k)),
-                                                         jnp.ones((), bool))),
-                                  stacked, jnp.tile(keys, len(configs)))
+        init = guarded(*_sweep_member(algo))[0]
+        template = jax.eval_shape(jax.vmap(init), *_sweep_inputs(configs, seed, num_seeds))
         ((_, states), _), _, _ = ckpt.load(path, template)
         configs = [c for c in configs for _ in range(num_seeds)]
     else:
         config = from_dict(algo.Config, meta["config"])
-        template = jax.eval_shape(jax.vmap(lambda k: (algo.make_loop(config).init(k),
-                                                      jnp.ones((), bool))), keys)
+        loop = algo.make_loop(config)
+        init = guarded(loop.init, loop.step)[0]
+        template = jax.eval_shape(jax.vmap(init), seed_keys(seed, num_seeds))
         (states, _), _, _ = ckpt.load(path, template)
         configs = [config] * num_seeds
     per_run = [jax.tree.map(lambda x, i=i: x[i], states) for i in range(len(configs))]
@@ -408,14 +417,20 @@ def evaluate_checkpoint(directory: str | os.PathLike, episodes: int = 10,
     if episodes < 1:
         raise ValueError(f"episodes={episodes} is invalid: allowed an integer >= 1")
     algo, configs, states, meta = load_checkpointed(directory)
+    compiled = {}  # one evaluation program per distinct config; the state is an argument
+
+    def evaluation(config):
+        env, env_params = envs.make(config.env)
+        max_steps = interact.spec(env, env_params).max_steps
+        return jax.jit(lambda state, key: interact.evaluate(
+            env, env_params, algo.policy(state, config), key, episodes, max_steps))
+
     returns, lengths = [], []
     for i, (config, state) in enumerate(zip(configs, states, strict=True)):
-        env, env_params = envs.make(config.env)
-        policy = algo.policy(state, config)
-        max_steps = interact.spec(env, env_params).max_steps
-        ret, length = jax.jit(lambda k, p=policy, e=env, ep=env_params, m=max_steps:
-                              interact.evaluate(e, ep, p, k, episodes, m))(
-            jax.random.fold_in(jax.random.key(seed), i))
+        name = json.dumps(_plain(as_dict(config)), sort_keys=True)
+        if name not in compiled:
+            compiled[name] = evaluation(config)
+        ret, length = compiled[name](state, jax.random.fold_in(jax.random.key(seed), i))
         returns.append(float(ret))
         lengths.append(float(length))
     return np.array(returns), np.array(lengths), meta
