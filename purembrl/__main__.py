@@ -152,8 +152,9 @@ def cmd_train(args) -> int:
                      progress=not args.quiet, checkpoint=not args.no_checkpoint,
                      resume=args.resume is not None)
     saved = "" if args.no_checkpoint else f", {out}/{run.CHECKPOINT}"
-    print(f"wrote {out}/metrics.json, {out}/curve.csv, {out}/curve.png{saved}"
-          + ("" if result.complete else " (partial run)"))
+    if run.is_main_process():
+        print(f"wrote {out}/metrics.json, {out}/curve.csv, {out}/curve.png{saved}"
+              + ("" if result.complete else " (partial run)"))
     return 0
 
 
@@ -182,8 +183,9 @@ def cmd_sweep(args) -> int:
     result = run.sweep(algo, configs, args.seeds, points=points, seed=args.seed, out=out,
                        num_chunks=args.chunks, progress=not args.quiet,
                        checkpoint=not args.no_checkpoint, resume=args.resume is not None)
-    print(f"wrote {out}/sweep.json, {out}/sweep.csv, {out}/sweep.png"
-          + ("" if result.complete else " (partial run)"))
+    if run.is_main_process():
+        print(f"wrote {out}/sweep.json, {out}/sweep.csv, {out}/sweep.png"
+              + ("" if result.complete else " (partial run)"))
     return 0
 
 
@@ -224,6 +226,30 @@ def _run_options(parser) -> None:
                         help="do not save the training state after each chunk")
     parser.add_argument("--resume", default=None, metavar="DIR",
                         help="continue the run whose checkpoint is in DIR")
+    parser.add_argument("--distributed", action="store_true",
+                        help="join a multi-host run (jax.distributed; the cluster is detected "
+                             "unless --coordinator is given); seeds shard over all its devices")
+    parser.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                        help="multi-host: process 0's address (with --num-processes and "
+                             "--process-id)")
+    parser.add_argument("--num-processes", type=int, default=None)
+    parser.add_argument("--process-id", type=int, default=None)
+
+
+def _start_distributed(args) -> None:
+    """``--distributed`` / ``--coordinator``: join the multi-host run before anything starts a
+    JAX backend; ``ValueError`` for an incomplete or inconsistent set of options."""
+    explicit = (args.coordinator, args.num_processes, args.process_id)
+    if not args.distributed and all(x is None for x in explicit):
+        return
+    if any(x is not None for x in explicit):
+        if any(x is None for x in explicit):
+            raise ValueError("--coordinator, --num-processes and --process-id go together")
+        if args.num_processes < 1 or not 0 <= args.process_id < args.num_processes:
+            raise ValueError(f"--process-id {args.process_id} is invalid: allowed 0 <= id < "
+                             f"--num-processes ({args.num_processes})")
+    from purembrl import run
+    run.init_distributed(*explicit)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,6 +272,11 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_list()
     if args.command == "eval":
         return cmd_eval(args)
+    try:
+        _start_distributed(args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return cmd_sweep(args) if args.command == "sweep" else cmd_train(args)
 
 

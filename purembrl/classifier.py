@@ -28,6 +28,9 @@ import chex
 import jax
 import jax.numpy as jnp
 
+LOG_WEIGHT_CAP = 60.0
+"""Largest exponent of the TD C-learning weight ``w = exp(logit)`` (float32 overflows at 88.7)."""
+
 
 def _bce(logit: jax.Array, label: jax.Array) -> jax.Array:
     """``-(y log C + (1 - y) log(1 - C))`` with ``C = sigmoid(logit)``, stable for any logit."""
@@ -64,9 +67,15 @@ def td_classifier_loss(next_logit: jax.Array, goal_logit: jax.Array,
       next_goal_logit: logit of C(s', a', g) (from the target network, say); ``w = exp`` of it.
       gamma: discount. max_weight: optional clip of w (stabilises training but biases the
         fixed point: off by default, and off in exact checks).
+
+    Without ``max_weight`` the exponent is still capped at ``LOG_WEIGHT_CAP`` (60: w <= 1.1e26)
+    so that a wild bootstrap logit early in training gives a huge but finite loss instead of
+    ``inf`` (``exp`` overflows float32 past 88.7) and NaN gradients. The cap changes nothing a
+    classifier can reach at its fixed point: there ``w = p_fut(g | s, a) / p(g)``, at most
+    ``1 / p(g)``.
     """
     chex.assert_rank([next_logit, goal_logit, next_goal_logit], [0, 0, 0])
-    w = jnp.exp(jax.lax.stop_gradient(next_goal_logit))
+    w = jnp.exp(jnp.minimum(jax.lax.stop_gradient(next_goal_logit), LOG_WEIGHT_CAP))
     if max_weight is not None:
         w = jnp.minimum(w, max_weight)
     label = gamma * w / (1.0 + gamma * w)

@@ -40,7 +40,12 @@ def _concrete(value: Any) -> np.ndarray | None:
 
 
 def check(name: str, value: Any, ok: Callable[[np.ndarray], Any], allowed: str) -> None:
-    """Raise ``ValueError`` unless ``ok(value)`` holds for every element of a concrete value."""
+    """Raise ``ValueError`` unless ``ok(value)`` holds for every element of a concrete value.
+
+    ``None`` is refused: an optional field checks its value only when one is given.
+    """
+    if value is None:
+        raise ValueError(f"{name}=None is invalid: allowed {allowed}")
     arr = _concrete(value)
     if arr is None:
         return
@@ -53,7 +58,10 @@ def check(name: str, value: Any, ok: Callable[[np.ndarray], Any], allowed: str) 
 
 
 def check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
-    """An integer in [low, high] (high None: unbounded)."""
+    """An integer in [low, high] (high None: unbounded); ``None`` is refused."""
+    if value is None:
+        raise ValueError(f"{name}=None is invalid: allowed an integer >= {low}"
+                         + (f" and <= {high}" if high is not None else ""))
     arr = _concrete(value)
     if arr is None:
         return

@@ -103,7 +103,8 @@ class EnsembleConfig:
                 self.hidden_sizes) + 1:
             raise ValueError(f"weight_decay={self.weight_decay!r} is invalid: allowed a float or "
                              f"one value per layer ({len(self.hidden_sizes) + 1})")
-        check("weight_decay", self.weight_decay, lambda v: v >= 0, "weight_decay >= 0")
+        if self.weight_decay is not None:  # None: the default per-layer decay
+            check("weight_decay", self.weight_decay, lambda v: v >= 0, "weight_decay >= 0")
         check("logvar_penalty", self.logvar_penalty, lambda v: v >= 0, "logvar_penalty >= 0")
         check("improvement_threshold", self.improvement_threshold, lambda v: v >= 0,
               "improvement_threshold >= 0")
@@ -370,6 +371,10 @@ def train_step(state: EnsembleState, config: EnsembleConfig, params, opt_state,
     return optax.apply_updates(params, updates), opt_state, nll
 
 
+VAL_CHUNK = 256
+"""Holdout rows scored at once by ``fit`` (only the chunks that hold real rows are scored)."""
+
+
 def fit(state: EnsembleState, buffer_state: BufferState, key: jax.Array,
         config: EnsembleConfig) -> tuple[EnsembleState, dict[str, jax.Array]]:
     """Fit the ensemble to the filled part of ``buffer_state`` (a buffer of ``Transition``s).
@@ -429,13 +434,26 @@ def fit(state: EnsembleState, buffer_state: BufferState, key: jax.Array,
     val_w = jnp.where(use_train_as_val,
                       (jnp.arange(holdout_rows.shape[0]) < num_train).astype(jnp.float32),
                       holdout_w)
-    x_val = jnp.broadcast_to(x_all[val_rows], (E, *x_all[val_rows].shape))
-    y_val = y_norm[val_rows]
+    # The holdout is scored in chunks of VAL_CHUNK rows, only as many as hold real rows: the
+    # static bound above is sized for a full buffer, and scoring all of it every epoch would
+    # cost more than the epoch's training while the buffer is small (MBPO's early fits).
+    num_val = (val_w > 0).sum()
+    padded = -(-val_rows.shape[0] // VAL_CHUNK) * VAL_CHUNK
+    val_rows = jnp.pad(val_rows, (0, padded - val_rows.shape[0]))
+    val_w_padded = jnp.pad(val_w, (0, padded - val_w.shape[0]))
+    num_val_chunks = jnp.maximum((num_val + VAL_CHUNK - 1) // VAL_CHUNK, 1)
 
     def val_mse(params):
-        mean, _, _ = _raw_outputs(state, params, normalizer, x_val)
-        per_row = jnp.mean((mean - y_val) ** 2, axis=-1)  # [E, V]
-        return (per_row * val_w).sum(-1) / jnp.maximum(val_w.sum(), 1.0)
+        def chunk(i, total):
+            rows = jax.lax.dynamic_slice(val_rows, (i * VAL_CHUNK,), (VAL_CHUNK,))
+            w = jax.lax.dynamic_slice(val_w_padded, (i * VAL_CHUNK,), (VAL_CHUNK,))
+            x = jnp.broadcast_to(x_all[rows], (E, VAL_CHUNK, x_all.shape[-1]))
+            mean, _, _ = _raw_outputs(state, params, normalizer, x)
+            per_row = jnp.mean((mean - y_norm[rows]) ** 2, axis=-1)  # [E, VAL_CHUNK]
+            return total + (per_row * w).sum(-1)
+
+        total = jax.lax.fori_loop(0, num_val_chunks, chunk, jnp.zeros((E,)))
+        return total / jnp.maximum(val_w.sum(), 1.0)
 
     steps_per_epoch = jnp.maximum((num_train + B - 1) // B, 1)
 

@@ -96,3 +96,12 @@ def test_mba_and_mbve_from_the_command_line(algo, group, tmp_path):
     saved = json.loads((tmp_path / algo / "metrics.json").read_text())
     assert saved["env_steps"] == [[500], [500]]
     assert saved["_run"]["config"][group]["hidden_sizes"] == [16]
+
+
+def test_out_that_cannot_be_written_is_one_line_and_exit_code_2():
+    from tests.test_run import UNWRITABLE, _writable
+    if UNWRITABLE is None or _writable(UNWRITABLE):
+        pytest.skip("no unwritable directory on this machine")
+    out = cli("train", "dyna_q", "--out", UNWRITABLE)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1 and "not writable" in lines[0], out.stderr

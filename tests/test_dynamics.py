@@ -84,6 +84,34 @@ def test_fit_recovers_a_linear_system():
     assert reward.shape == (500,) and terminated.dtype == bool
 
 
+@pytest.mark.parametrize("rows", [900, 3000])
+def test_holdout_score_covers_every_held_out_row(rows):
+    """``val_mse`` (scored in chunks of ``VAL_CHUNK`` rows, only the chunks holding real rows)
+    equals the holdout MSE of the kept parameters computed directly over all held-out rows:
+    180 of them (one partial chunk) and 600 (three chunks, the last partial), in a buffer
+    whose static holdout bound is far larger."""
+    config = dynamics.EnsembleConfig(**{**SMALL, "max_epochs": 1})
+    data = linear_transitions(jax.random.key(0), rows)
+    state = dynamics.init(jax.random.key(1), config, 3, 1)
+    key = jax.random.key(2)
+    fitted, info = dynamics.fit(state, filled_buffer(data, 20_000), key, config)
+    num_holdout = int(info["num_holdout"])
+    assert num_holdout == int(rows * 0.2)
+    # the split fit draws: the filled rows in the order of uniform draws from its first key
+    key_split = jax.random.split(key, 3)[0]
+    filled = jnp.arange(20_000) < rows
+    order = jnp.argsort(jnp.where(filled, jax.random.uniform(key_split, (20_000,)), 2.0))
+    held = np.asarray(order[:num_holdout])
+    assert held.max() < rows
+    x = dynamics.model_inputs(data.obs[held], data.action[held], 1)
+    y = (dynamics.model_targets(jax.tree.map(lambda v: v[held], data), True)
+         - fitted.normalizer.out_mean) / fitted.normalizer.out_std
+    mean, _, _ = dynamics._raw_outputs(fitted, fitted.params, fitted.normalizer,
+                                       jnp.broadcast_to(x, (4, *x.shape)))
+    direct = np.asarray(jnp.mean((mean - y) ** 2, axis=(1, 2)))
+    np.testing.assert_allclose(np.asarray(info["val_mse"]), direct, rtol=1e-4)
+
+
 def test_elites_are_the_lowest_error_members():
     config = dynamics.EnsembleConfig(**{**SMALL, "learning_rate": 1e-9, "max_epochs": 1})
     data = linear_transitions(jax.random.key(0), 1000)

@@ -71,3 +71,32 @@ def test_sac_with_normalised_observations_runs_and_tracks_statistics():
     assert np.isfinite(np.asarray(m["eval_return"])).all()
     assert float(state.learner.count) == 200 * 32  # one update of 32 per trained step
     assert float(state.learner.m2[2]) > 0  # the angular velocity's spread was seen
+
+
+@pytest.mark.parametrize("name", ["dqn", "dyna", "mba"])
+def test_normalised_observations_in_the_other_learners(name):
+    """``normalize_obs`` wraps DQN, deep Dyna's learner and MBA's NAF: every minibatch row of
+    every update enters the running statistics, and the run stays finite."""
+    from purembrl import dynamics
+    from purembrl.algos import dyna, mba
+
+    model = dynamics.EnsembleConfig(num_members=3, num_elites=2, hidden_sizes=(16,), max_epochs=2)
+    config = {
+        "dqn": lambda: dqn.Config(env="CartPole-v1", total_steps=400, eval_every=200,
+                                  learning_starts=200, eval_episodes=1, batch_size=16,
+                                  normalize_obs=True),
+        "dyna": lambda: dyna.Config(env="CartPole-v1", total_steps=500, eval_every=250,
+                                    initial_random_steps=250, eval_episodes=1, batch_size=16,
+                                    model=model, normalize_obs=True),
+        "mba": lambda: mba.Config(env="Pendulum-v1", total_steps=500, eval_every=250,
+                                  initial_random_steps=250, eval_episodes=1, batch_size=16,
+                                  rollouts_per_step=4, rollout_length=2, model=model,
+                                  normalize_obs=True),
+    }[name]()
+    module = {"dqn": dqn, "dyna": dyna, "mba": mba}[name]
+    state, m = jax.jit(module.make_train(config))(jax.random.key(0))
+    learner = state.learner
+    assert int(learner.inner.steps) > 0
+    assert float(learner.count) == int(learner.inner.steps) * 16
+    assert float(learner.m2.max()) > 0
+    assert np.isfinite(np.asarray(m["eval_return"])).all()

@@ -94,15 +94,20 @@ def test_gaussian_nll_is_finite_for_any_finite_prediction(mean, logvar, target):
 
 
 @FAST
-@given(next_logit=floats((16,), -60, 60), goal_logit=floats((16,), -60, 60),
-       next_goal_logit=floats((16,), -60, 60), gamma=st.floats(0.0, 0.999))
-def test_td_classifier_loss_is_finite(next_logit, goal_logit, next_goal_logit, gamma):
-    """Finite over logits in [-60, 60] (C within 1e-26 of 0 or 1). Beyond about 88 the
-    bootstrapped weight w = exp(logit) overflows float32; ``max_weight`` is the guard, and
-    with it any finite logit gives a finite loss."""
-    loss = jax.vmap(classifier.td_classifier_loss, in_axes=(0, 0, 0, None))(
-        jnp.asarray(next_logit), jnp.asarray(goal_logit), jnp.asarray(next_goal_logit), gamma)
-    assert loss.shape == (16,) and bool(jnp.all(jnp.isfinite(loss)))
+@given(next_logit=floats((16,), -1e4, 1e4), goal_logit=floats((16,), -1e4, 1e4),
+       next_goal_logit=floats((16,), -1e4, 1e4), gamma=st.floats(0.0, 0.999))
+def test_td_classifier_loss_and_gradient_are_finite(next_logit, goal_logit, next_goal_logit,
+                                                     gamma):
+    """Finite loss and gradients for logits far past float32's exp overflow (88.7), without
+    ``max_weight``: the bootstrapped weight's exponent is capped (``LOG_WEIGHT_CAP``)."""
+    def loss(n, g, ng):
+        return classifier.td_classifier_loss(n, g, ng, gamma)
+
+    args = (jnp.asarray(next_logit), jnp.asarray(goal_logit), jnp.asarray(next_goal_logit))
+    value = jax.vmap(loss)(*args)
+    grads = jax.vmap(jax.grad(loss, argnums=(0, 1)))(*args)
+    assert value.shape == (16,) and bool(jnp.all(jnp.isfinite(value)))
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in grads)
 
 
 @FAST
@@ -176,3 +181,28 @@ def test_discounts_outside_zero_one_are_refused(gamma):
     else:
         with pytest.raises(ValueError, match="gamma"):
             SACConfig(gamma=gamma)
+
+
+# Every other algorithm's numeric fields: the same property, fields read from its Config.
+OTHER_ALGORITHMS = ["dyna_q", "dqn", "sf_gpi", "sf_policy_iteration", "c_learning", "dyna",
+                    "mbve", "mba"]
+
+
+def numeric_fields(module):
+    from purembrl import config as config_lib
+    return sorted(name for name, kind in config_lib.field_types(module.Config).items()
+                  if kind in (int, float))
+
+
+@pytest.mark.parametrize("name", OTHER_ALGORITHMS)
+def test_every_algorithm_config_is_valid_or_a_value_error(name):
+    from purembrl import algos
+    module = algos.get(name)
+    env = module.Config().env
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(field=st.sampled_from(numeric_fields(module)), value=field_values())
+    def check(field, value):
+        check_construction(module, lambda: module.Config(env=env, **{field: value}))
+
+    check()

@@ -1,4 +1,6 @@
 import json
+import os
+import tempfile
 
 import jax
 import numpy as np
@@ -49,6 +51,28 @@ def test_summary_table_reports_median_and_iqr():
                "eval_return": np.array([[0, 1], [1, 2], [2, 3], [3, 4], [4, 5.0]])}
     table = run.summary_table(metrics, ("env_steps", "eval_return"))
     assert "2 [1, 3]" in table and "3 [2, 4]" in table
+
+
+UNWRITABLE = next((d for d in ("/sys/kernel", "/sys", "/proc/self") if os.path.isdir(d)), None)
+
+
+def _writable(directory):
+    try:
+        with tempfile.NamedTemporaryFile(dir=directory):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(UNWRITABLE is None or _writable(UNWRITABLE),
+                    reason="no unwritable directory on this machine")
+def test_out_that_cannot_be_written_is_refused_even_for_root():
+    """An existing directory that refuses files (sysfs here; even root's ``os.access`` says it
+    is writable) is refused up front, not after a run has done its work."""
+    with pytest.raises(ValueError, match="directory is not writable"):
+        run.prepare_out(UNWRITABLE)
+    with pytest.raises(ValueError, match="cannot create directory"):
+        run.prepare_out(os.path.join(UNWRITABLE, "purembrl-out"))
 
 
 def test_out_that_is_a_file_is_refused(tmp_path):

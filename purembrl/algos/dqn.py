@@ -20,7 +20,7 @@ from flax import struct
 
 from purembrl import buffer, envs, interact
 from purembrl.config import check_batch_fits, check_budget, check_int, resolve_presets, static
-from purembrl.learners import DQNConfig, make_dqn
+from purembrl.learners import DQNConfig, for_env
 from purembrl.loop import TrainLoop, as_train
 
 ENVS = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
@@ -54,6 +54,8 @@ class Config:
       train_every: environment steps between learner updates (G updates each time).
       eps_start, eps_end, eps_decay_steps: the exploration schedule.
       dqn: the learner's hyperparameters (``purembrl.learners.DQNConfig``).
+      normalize_obs: the learner trains and acts on running-normalised observations
+        (``purembrl.learners.normalize_observations``).
     """
 
     env: str = static("CartPole-v1")
@@ -69,6 +71,7 @@ class Config:
     eps_end: float = 0.05
     eps_decay_steps: int | None = static(None)
     dqn: DQNConfig | None = None
+    normalize_obs: bool = static(False)
 
     def __post_init__(self):
         resolve_presets(self, PRESETS, GENERIC)
@@ -106,7 +109,7 @@ class DQNRunState:
 def make_loop(config: Config) -> TrainLoop:
     env, env_params = envs.make(config.env)
     env_spec = interact.spec(env, env_params)
-    learner = make_dqn(config.dqn, env_spec.obs_dim, env_spec.num_actions)
+    learner = for_env("dqn", None, config.dqn, env_spec, config.normalize_obs)
 
     def epsilon(trained_steps):
         frac = jnp.clip(trained_steps / config.eps_decay_steps, 0.0, 1.0)
@@ -176,5 +179,5 @@ def policy(state: DQNRunState, config: Config):
     """The trained greedy policy as a pure function ``(key, obs [B, d]) -> action [B]``."""
     env, env_params = envs.make(config.env)
     env_spec = interact.spec(env, env_params)
-    learner = make_dqn(config.dqn, env_spec.obs_dim, env_spec.num_actions)
+    learner = for_env("dqn", None, config.dqn, env_spec, config.normalize_obs)
     return lambda key, obs: learner.act(state.learner, key, obs, explore=False)

@@ -83,6 +83,8 @@ class Config:
       known_reward / known_termination: ``purembrl.envs.known``'s functions instead of learned.
       eps_start / eps_end / eps_decay_steps: DQN's exploration schedule (after the warm-up).
       model: the ensemble. sac / dqn: the learner's hyperparameters.
+      normalize_obs: the learner trains and acts on running-normalised observations
+        (``purembrl.learners.normalize_observations``; the model normalises its own inputs).
     """
 
     env: str = static("Pendulum-v1")
@@ -104,6 +106,7 @@ class Config:
     model: dynamics.EnsembleConfig = dynamics.EnsembleConfig()
     sac: SACConfig | None = None
     dqn: DQNConfig | None = None
+    normalize_obs: bool = static(False)
 
     def __post_init__(self):
         resolve_presets(self, PRESETS, GENERIC)
@@ -134,7 +137,8 @@ def model_batch(model_step, key: jax.Array, real: Transition, num_samples: int) 
 
 def make_loop(config: Config) -> TrainLoop:
     env, env_params = envs.make(config.env)
-    learner = for_env(config.learner, config.sac, config.dqn, interact.spec(env, env_params))
+    learner = for_env(config.learner, config.sac, config.dqn, interact.spec(env, env_params),
+                      config.normalize_obs)
     model_config, reward_fn, termination_fn = known.model_functions(config)
 
     def explore(learner_state, key, obs, env_steps):
@@ -167,5 +171,5 @@ def policy(state: ModelLoopState, config: Config):
     """The trained deterministic policy as a pure function ``(key, obs [B, d]) -> action``."""
     env, env_params = envs.make(config.env)
     learner = for_env(config.learner, config.sac, config.dqn,
-                      interact.spec(env, env_params))
+                      interact.spec(env, env_params), config.normalize_obs)
     return lambda key, obs: learner.act(state.learner, key, obs, explore=False)

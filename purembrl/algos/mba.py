@@ -39,7 +39,7 @@ from flax import struct
 from purembrl import buffer, dynamics, envs, interact
 from purembrl.config import check_episode_horizon, check_model_schedule, resolve_presets, static
 from purembrl.envs import known
-from purembrl.learners import NAFConfig, make_naf
+from purembrl.learners import NAFConfig, make_naf, normalize_observations
 from purembrl.loop import TrainLoop, as_train
 from purembrl.model_loop import RolloutLoopState, make_rollout_loop
 
@@ -87,6 +87,8 @@ class Config:
       true_dynamics: imagine through the env's true dynamics (``known.true_model_step``)
         instead of the fitted ensemble: a diagnostic that isolates NAF from the model's errors.
       model: the ensemble. naf: the learner's hyperparameters.
+      normalize_obs: NAF trains and acts on running-normalised observations
+        (``purembrl.learners.normalize_observations``; the model normalises its own inputs).
     """
 
     env: str = static("Pendulum-v1")
@@ -109,6 +111,7 @@ class Config:
     true_dynamics: bool = static(False)
     model: dynamics.EnsembleConfig = dynamics.EnsembleConfig()
     naf: NAFConfig | None = None
+    normalize_obs: bool = static(False)
 
     def __post_init__(self):
         resolve_presets(self, PRESETS, GENERIC)
@@ -145,6 +148,8 @@ def make_loop(config: Config) -> TrainLoop:
     env, env_params = envs.make(config.env)
     env_spec = interact.spec(env, env_params)
     learner = make_naf(config.naf, env_spec.obs_dim, env_spec.action_low, env_spec.action_high)
+    if config.normalize_obs:
+        learner = normalize_observations(learner, env_spec.obs_dim)
     model_config, reward_fn, termination_fn = known.model_functions(config)
 
     def explore(learner_state, key, obs, env_steps):
@@ -200,4 +205,6 @@ def policy(state: RolloutLoopState, config: Config):
     env, env_params = envs.make(config.env)
     env_spec = interact.spec(env, env_params)
     learner = make_naf(config.naf, env_spec.obs_dim, env_spec.action_low, env_spec.action_high)
+    if config.normalize_obs:
+        learner = normalize_observations(learner, env_spec.obs_dim)
     return lambda key, obs: learner.act(state.learner, key, obs, explore=False)
