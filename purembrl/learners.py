@@ -492,19 +492,10 @@ def normalize_observations(learner: Learner, obs_dim: int, clip: float = 10.0,
                                count=jnp.zeros((), jnp.float32))
 
     def normalize(state: NormalizedState, obs: jax.Array) -> jax.Array:
-        var = jnp.where(state.count > 0, state.m2 / jnp.maximum(state.count, 1.0), 1.0)
-        return jnp.clip((obs - state.mean) / jnp.sqrt(var + eps), -clip, clip)
+        return normalized(state, obs, clip, eps)
 
     def update(state: NormalizedState, batch: Transition, key):
-        rows = batch.obs.reshape(-1, obs_dim)
-        n = jnp.float32(rows.shape[0])
-        batch_mean = rows.mean(0)
-        batch_m2 = ((rows - batch_mean) ** 2).sum(0)
-        total = state.count + n
-        delta = batch_mean - state.mean
-        state = state.replace(mean=state.mean + delta * n / total,
-                              m2=state.m2 + batch_m2 + delta ** 2 * state.count * n / total,
-                              count=total)
+        state = observation_stats_update(state, batch.obs)
         batch = batch.replace(obs=normalize(state, batch.obs),
                               next_obs=normalize(state, batch.next_obs))
         inner, info = learner.update(state.inner, batch, key)
@@ -514,6 +505,28 @@ def normalize_observations(learner: Learner, obs_dim: int, clip: float = 10.0,
         return learner.act(state.inner, key, normalize(state, obs), *args, **kwargs)
 
     return Learner(init=init, update=update, act=act)
+
+
+def observation_stats_update(state: NormalizedState, obs: jax.Array) -> NormalizedState:
+    """``state`` with the observations ``obs [..., obs_dim]`` merged into its running mean and
+    variance (Chan et al.'s parallel update; what ``normalize_observations`` does per update)."""
+    rows = obs.reshape(-1, state.mean.shape[0])
+    n = jnp.float32(rows.shape[0])
+    batch_mean = rows.mean(0)
+    batch_m2 = ((rows - batch_mean) ** 2).sum(0)
+    total = state.count + n
+    delta = batch_mean - state.mean
+    return state.replace(mean=state.mean + delta * n / total,
+                         m2=state.m2 + batch_m2 + delta ** 2 * state.count * n / total,
+                         count=total)
+
+
+def normalized(state: NormalizedState, obs: jax.Array, clip: float = 10.0,
+               eps: float = 1e-8) -> jax.Array:
+    """``(obs - mean) / std`` under ``state``'s statistics, clipped to ``[-clip, clip]``
+    (mean 0, std 1 before any observation was seen)."""
+    var = jnp.where(state.count > 0, state.m2 / jnp.maximum(state.count, 1.0), 1.0)
+    return jnp.clip((obs - state.mean) / jnp.sqrt(var + eps), -clip, clip)
 
 
 def linear_epsilon(steps: jax.Array, start: jax.Array, end: jax.Array,

@@ -1,6 +1,7 @@
 """The model-free baselines: SAC on Pendulum and DQN on CartPole learn on tiny budgets."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -73,12 +74,12 @@ def test_sac_with_normalised_observations_runs_and_tracks_statistics():
     assert float(state.learner.m2[2]) > 0  # the angular velocity's spread was seen
 
 
-@pytest.mark.parametrize("name", ["dqn", "dyna", "mba"])
+@pytest.mark.parametrize("name", ["dqn", "dyna", "mba", "mbve"])
 def test_normalised_observations_in_the_other_learners(name):
-    """``normalize_obs`` wraps DQN, deep Dyna's learner and MBA's NAF: every minibatch row of
-    every update enters the running statistics, and the run stays finite."""
+    """``normalize_obs`` wraps DQN, deep Dyna's learner, MBA's NAF and MBVE's SAC: every
+    minibatch row of every update enters the running statistics, and the run stays finite."""
     from purembrl import dynamics
-    from purembrl.algos import dyna, mba
+    from purembrl.algos import dyna, mba, mbve
 
     model = dynamics.EnsembleConfig(num_members=3, num_elites=2, hidden_sizes=(16,), max_epochs=2)
     config = {
@@ -92,11 +93,19 @@ def test_normalised_observations_in_the_other_learners(name):
                                   initial_random_steps=250, eval_episodes=1, batch_size=16,
                                   rollouts_per_step=4, rollout_length=2, model=model,
                                   normalize_obs=True),
+        "mbve": lambda: mbve.Config(env="Pendulum-v1", total_steps=500, eval_every=250,
+                                    initial_random_steps=250, eval_episodes=1, batch_size=16,
+                                    horizon=2, model=model, normalize_obs=True,
+                                    sac=SACConfig(hidden_sizes=(32, 32))),
     }[name]()
-    module = {"dqn": dqn, "dyna": dyna, "mba": mba}[name]
+    module = {"dqn": dqn, "dyna": dyna, "mba": mba, "mbve": mbve}[name]
     state, m = jax.jit(module.make_train(config))(jax.random.key(0))
     learner = state.learner
     assert int(learner.inner.steps) > 0
     assert float(learner.count) == int(learner.inner.steps) * 16
     assert float(learner.m2.max()) > 0
     assert np.isfinite(np.asarray(m["eval_return"])).all()
+    # the trained policy normalises what it is given, as acting did during training
+    obs = jnp.broadcast_to(state.obs, (3, *state.obs.shape))
+    actions = module.policy(state, config)(jax.random.key(1), obs)
+    assert actions.shape[0] == 3 and np.isfinite(np.asarray(actions, np.float32)).all()

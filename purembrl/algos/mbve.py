@@ -39,7 +39,15 @@ from flax import struct
 from purembrl import buffer, dynamics, envs, interact, value
 from purembrl.config import check_int, check_model_schedule, resolve_presets, static
 from purembrl.envs import known
-from purembrl.learners import SACConfig, SACNets, make_sac, sac_nets
+from purembrl.learners import (
+    SACConfig,
+    SACNets,
+    make_sac,
+    normalize_observations,
+    normalized,
+    observation_stats_update,
+    sac_nets,
+)
 from purembrl.loop import TrainLoop, as_train
 from purembrl.model_loop import ModelLoopState, make_model_loop
 from purembrl.types import Transition
@@ -84,6 +92,10 @@ class Config:
       model_train_freq: steps between model fits.
       known_reward / known_termination: ``purembrl.envs.known``'s functions instead of learned.
       model: the ensemble. sac: the learner's hyperparameters.
+      normalize_obs: SAC trains and acts on running-normalised observations (the statistics of
+        the real minibatches, as ``purembrl.learners.normalize_observations``); the imagined
+        path is normalised the same way before the actor and critics see it, the model keeps
+        its own input normalisation.
     """
 
     env: str = static("Pendulum-v1")
@@ -102,6 +114,7 @@ class Config:
     known_termination: bool | None = static(None)
     model: dynamics.EnsembleConfig = dynamics.EnsembleConfig()
     sac: SACConfig | None = None
+    normalize_obs: bool = static(False)
 
     def __post_init__(self):
         resolve_presets(self, PRESETS, GENERIC)
@@ -122,7 +135,8 @@ class Config:
 
 
 def expanded_critic_batch(nets: SACNets, learner_state, real: Transition, model_step,
-                          key: jax.Array, horizon: int, gamma, td_k: bool = True):
+                          key: jax.Array, horizon: int, gamma, td_k: bool = True,
+                          normalize=None):
     """MBVE's critic regression set for a batch of real transitions.
 
     Imagines ``horizon`` (H) steps from each real s_1 with the current policy through
@@ -130,8 +144,11 @@ def expanded_critic_batch(nets: SACNets, learner_state, real: Transition, model_
     weight [B (H+1)])``, time-major (rows ``t B .. t B + B - 1`` are step t; t = 0 is the real
     (s_0, a_0)), ready for the SAC learner's ``critic_batch``. ``weight`` is 0 for imagined
     states after a termination (and, without ``td_k``, for every imagined state). Step t uses
-    ``jax.random.split(key, H + 1)[t]``, the bootstrap action the last key.
+    ``jax.random.split(key, H + 1)[t]``, the bootstrap action the last key. ``normalize``
+    (optional, ``obs -> obs``): what the actor and critics see of an observation (the model
+    steps in original units); the returned ``obs`` are normalised.
     """
+    norm = normalize if normalize is not None else (lambda obs: obs)
     alpha = jnp.exp(learner_state.log_alpha)
     keys = jax.random.split(key, horizon + 1)
     real_obs = real.obs.astype(jnp.float32)
@@ -140,7 +157,7 @@ def expanded_critic_batch(nets: SACNets, learner_state, real: Transition, model_
     def imagine(carry, k):
         obs, alive = carry
         key_pi, key_model = jax.random.split(k)
-        action, log_prob = nets.sample(learner_state.actor, key_pi, obs)
+        action, log_prob = nets.sample(learner_state.actor, key_pi, norm(obs))
         next_obs, reward, terminated = model_step(key_model, obs, action)
         terminated = terminated.astype(bool)
         return (next_obs, alive & ~terminated), (obs, action, log_prob, reward, terminated,
@@ -149,9 +166,9 @@ def expanded_critic_batch(nets: SACNets, learner_state, real: Transition, model_
     start = (real.next_obs.astype(jnp.float32), ~real.terminated.astype(bool))
     (last_obs, _), (obs, action, log_prob, reward, terminated, alive) = jax.lax.scan(
         imagine, start, keys[:horizon])
-    last_action, last_log_prob = nets.sample(learner_state.actor, keys[horizon], last_obs)
-    bootstrap = jnp.min(nets.critic_values(learner_state.target_critic, last_obs, last_action),
-                        axis=0)
+    last_action, last_log_prob = nets.sample(learner_state.actor, keys[horizon], norm(last_obs))
+    bootstrap = jnp.min(nets.critic_values(learner_state.target_critic, norm(last_obs),
+                                           last_action), axis=0)
     # time-major [H + 1, B]: step 0 is the real transition
     cat = lambda first, rest: jnp.concatenate([first[None], rest])
     path_obs, path_action = cat(real_obs, obs), cat(real_action, action)
@@ -164,14 +181,15 @@ def expanded_critic_batch(nets: SACNets, learner_state, real: Transition, model_
     weight = cat(jnp.ones_like(real.reward, jnp.float32),
                  alive.astype(jnp.float32) * (1.0 if td_k else 0.0))
     flat = lambda x: x.reshape(-1, *x.shape[2:])
-    return (flat(path_obs), flat(path_action), jax.lax.stop_gradient(flat(targets)),
+    return (flat(norm(path_obs)), flat(path_action), jax.lax.stop_gradient(flat(targets)),
             flat(weight))
 
 
 def make_loop(config: Config) -> TrainLoop:
     env, env_params = envs.make(config.env)
     env_spec = interact.spec(env, env_params)
-    learner = make_sac(config.sac, env_spec.obs_dim, env_spec.action_low, env_spec.action_high)
+    sac = make_sac(config.sac, env_spec.obs_dim, env_spec.action_low, env_spec.action_high)
+    learner = normalize_observations(sac, env_spec.obs_dim) if config.normalize_obs else sac
     nets = sac_nets(config.sac, env_spec.action_low, env_spec.action_high)
     model_config, reward_fn, termination_fn = known.model_functions(config)
 
@@ -182,10 +200,17 @@ def make_loop(config: Config) -> TrainLoop:
         """One SAC update whose critic targets look H steps ahead through the model."""
         key_batch, key_path, key_learn = jax.random.split(key, 3)
         real = buffer.sample(replay, key_batch, config.batch_size)
-        critic_batch = expanded_critic_batch(nets, learner_state, real, model_step, key_path,
-                                             config.horizon, config.sac.gamma, config.td_k)
-        learner_state, info = learner.update(learner_state, real, key_learn,
-                                             critic_batch=critic_batch)
+        sac_state, norm = learner_state, None
+        if config.normalize_obs:  # the wrapper's statistics, then SAC on normalised inputs
+            stats = observation_stats_update(learner_state, real.obs)
+            sac_state, norm = stats.inner, lambda obs: normalized(stats, obs)
+        critic_batch = expanded_critic_batch(nets, sac_state, real, model_step, key_path,
+                                             config.horizon, config.sac.gamma, config.td_k,
+                                             normalize=norm)
+        if norm is not None:
+            real = real.replace(obs=norm(real.obs), next_obs=norm(real.next_obs))
+        sac_state, info = sac.update(sac_state, real, key_learn, critic_batch=critic_batch)
+        learner_state = stats.replace(inner=sac_state) if config.normalize_obs else sac_state
         target = critic_batch[2].reshape(config.horizon + 1, -1)
         return learner_state, {**info, "target_real_mean": target[0].mean()}
 
@@ -207,4 +232,7 @@ def policy(state: ModelLoopState, config: Config):
     env, env_params = envs.make(config.env)
     env_spec = interact.spec(env, env_params)
     nets = sac_nets(config.sac, env_spec.action_low, env_spec.action_high)
+    if config.normalize_obs:
+        return lambda key, obs: nets.mean_action(state.learner.inner.actor,
+                                                 normalized(state.learner, obs))
     return lambda key, obs: nets.mean_action(state.learner.actor, obs)
