@@ -47,8 +47,9 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, corrupt, or does not fit the run it is loaded into."""
 
 
-def _is_key(x) -> bool:
-    return jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+def is_key(x) -> bool:
+    """Whether ``x`` is a typed PRNG key array (stored and moved as its ``key_data``)."""
+    return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
 def _digest(arrays: dict[str, np.ndarray]) -> str:
@@ -78,7 +79,7 @@ def save(path: str | os.PathLike, tree: Any, arrays: dict[str, np.ndarray] | Non
         stored[name] = value
 
     for i, leaf in enumerate(leaves):
-        if _is_key(leaf):
+        if is_key(leaf):
             key_impls[str(i)] = str(jax.random.key_impl(leaf))
             leaf = jax.random.key_data(leaf)
         put(f"leaf/{i}", leaf)

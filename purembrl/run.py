@@ -483,8 +483,9 @@ def is_main_process() -> bool:
     return jax.process_index() == 0
 
 
-def _is_key(x) -> bool:
-    return isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+def _as_key_data(fn, x):
+    """``fn`` applied to a typed key array through its raw ``key_data``, the key type kept."""
+    return jax.random.wrap_key_data(fn(jax.random.key_data(x)), impl=jax.random.key_impl(x))
 
 
 def shard_batch(inputs):
@@ -506,9 +507,8 @@ def shard_batch(inputs):
         return jax.device_put(inputs, spec)
 
     def place(x):
-        if _is_key(x):
-            impl = jax.random.key_impl(x)
-            return jax.random.wrap_key_data(place(jax.random.key_data(x)), impl=impl)
+        if ckpt.is_key(x):
+            return _as_key_data(place, x)
         x = np.asarray(x)
         return jax.make_array_from_callback(x.shape, spec, lambda index: x[index])
 
@@ -526,9 +526,8 @@ def to_host(tree):
     def gather(leaf):
         if not isinstance(leaf, jax.Array) or leaf.is_fully_addressable:
             return leaf
-        if _is_key(leaf):
-            impl = jax.random.key_impl(leaf)
-            return jax.random.wrap_key_data(gather(jax.random.key_data(leaf)), impl=impl)
+        if ckpt.is_key(leaf):
+            return _as_key_data(gather, leaf)
         return np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
 
     return jax.tree.map(gather, tree)

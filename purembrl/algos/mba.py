@@ -144,12 +144,15 @@ class Config:
         return batches * self.rollout_freq * self.rollouts_per_step * self.rollout_length
 
 
+def _learner(config: Config, env_spec):
+    """NAF for the env, wrapped in observation normalisation when the config asks."""
+    learner = make_naf(config.naf, env_spec.obs_dim, env_spec.action_low, env_spec.action_high)
+    return normalize_observations(learner, env_spec.obs_dim) if config.normalize_obs else learner
+
+
 def make_loop(config: Config) -> TrainLoop:
     env, env_params = envs.make(config.env)
-    env_spec = interact.spec(env, env_params)
-    learner = make_naf(config.naf, env_spec.obs_dim, env_spec.action_low, env_spec.action_high)
-    if config.normalize_obs:
-        learner = normalize_observations(learner, env_spec.obs_dim)
+    learner = _learner(config, interact.spec(env, env_params))
     model_config, reward_fn, termination_fn = known.model_functions(config)
 
     def explore(learner_state, key, obs, env_steps):
@@ -203,8 +206,5 @@ def make_train(config: Config):
 def policy(state: RolloutLoopState, config: Config):
     """The trained greedy policy mu(s) as a pure function ``(key, obs [B, d]) -> action``."""
     env, env_params = envs.make(config.env)
-    env_spec = interact.spec(env, env_params)
-    learner = make_naf(config.naf, env_spec.obs_dim, env_spec.action_low, env_spec.action_high)
-    if config.normalize_obs:
-        learner = normalize_observations(learner, env_spec.obs_dim)
+    learner = _learner(config, interact.spec(env, env_params))
     return lambda key, obs: learner.act(state.learner, key, obs, explore=False)

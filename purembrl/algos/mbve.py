@@ -200,17 +200,21 @@ def make_loop(config: Config) -> TrainLoop:
         """One SAC update whose critic targets look H steps ahead through the model."""
         key_batch, key_path, key_learn = jax.random.split(key, 3)
         real = buffer.sample(replay, key_batch, config.batch_size)
-        sac_state, norm = learner_state, None
-        if config.normalize_obs:  # the wrapper's statistics, then SAC on normalised inputs
+        if not config.normalize_obs:
+            critic_batch = expanded_critic_batch(nets, learner_state, real, model_step,
+                                                 key_path, config.horizon, config.sac.gamma,
+                                                 config.td_k)
+            learner_state, info = sac.update(learner_state, real, key_learn,
+                                             critic_batch=critic_batch)
+        else:  # the wrapper's statistics, then SAC on normalised inputs
             stats = observation_stats_update(learner_state, real.obs)
-            sac_state, norm = stats.inner, lambda obs: normalized(stats, obs)
-        critic_batch = expanded_critic_batch(nets, sac_state, real, model_step, key_path,
-                                             config.horizon, config.sac.gamma, config.td_k,
-                                             normalize=norm)
-        if norm is not None:
-            real = real.replace(obs=norm(real.obs), next_obs=norm(real.next_obs))
-        sac_state, info = sac.update(sac_state, real, key_learn, critic_batch=critic_batch)
-        learner_state = stats.replace(inner=sac_state) if config.normalize_obs else sac_state
+            critic_batch = expanded_critic_batch(nets, stats.inner, real, model_step, key_path,
+                                                 config.horizon, config.sac.gamma, config.td_k,
+                                                 normalize=lambda obs: normalized(stats, obs))
+            real = real.replace(obs=normalized(stats, real.obs),
+                                next_obs=normalized(stats, real.next_obs))
+            inner, info = sac.update(stats.inner, real, key_learn, critic_batch=critic_batch)
+            learner_state = stats.replace(inner=inner)
         target = critic_batch[2].reshape(config.horizon + 1, -1)
         return learner_state, {**info, "target_real_mean": target[0].mean()}
 
