@@ -1,5 +1,6 @@
 """The Brax adapter (purembrl.envs.brax_env): gymnax's interface, termination vs truncation,
-the final observation, and a tiny MBPO run on brax-inverted_pendulum."""
+the final observation, the known termination functions against Brax's own ``done``, and a tiny
+MBPO run on brax-inverted_pendulum."""
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +11,7 @@ pytest.importorskip("brax")
 
 from purembrl import dynamics, envs, interact  # noqa: E402
 from purembrl.algos import mbpo  # noqa: E402
+from purembrl.envs import known  # noqa: E402
 from purembrl.learners import SACConfig  # noqa: E402
 
 
@@ -48,6 +50,21 @@ def test_inverted_pendulum_behind_the_gymnax_interface():
     assert (np.abs(next_obs[done]).max(axis=1) < 0.05).all()
     np.testing.assert_array_equal(final[~done], next_obs[~done])
     assert (time[done] == 0).all()
+    # the known termination function (MBPO's rollouts) reads the same ends off the observations
+    np.testing.assert_array_equal(
+        known.brax_inverted_pendulum_terminated(obs, None, final), terminated)
+
+
+def test_known_hopper_termination_is_brax_done():
+    """MBPO's Hopper termination function in observation space gives exactly Brax's ``done``
+    on random-action episodes (which fall within tens of steps: both outcomes occur)."""
+    env, params = envs.make("brax-hopper")
+    obs, _, terminated, truncated, final, _, _ = jax.tree.map(
+        np.asarray, jax.jit(random_steps, static_argnums=(0, 3))(env, params,
+                                                                 jax.random.key(1), 300))
+    assert terminated.sum() >= 3 and (~terminated).sum() >= 100 and not truncated.any()
+    np.testing.assert_array_equal(known.brax_hopper_terminated(obs, None, final), terminated)
+    assert mbpo.Config(env="brax-hopper").known_termination
 
 
 def test_unknown_brax_task_is_a_clear_error():
@@ -56,12 +73,12 @@ def test_unknown_brax_task_is_a_clear_error():
 
 
 def test_tiny_mbpo_runs_on_brax_inverted_pendulum():
-    """MBPO end to end on a Brax task (learned reward and termination), 2 seeds in one
-    jit(vmap): the plumbing, not learning (600 steps)."""
+    """MBPO end to end on a Brax task (learned reward and termination, though the preset knows
+    the termination), 2 seeds in one jit(vmap): the plumbing, not learning (600 steps)."""
     config = mbpo.Config(
-        env="brax-inverted_pendulum", total_steps=600, eval_every=200, initial_random_steps=200,
-        eval_episodes=2, buffer_size=2000, batch_size=64, updates_per_step=2,
-        model_train_freq=200, rollout_freq=100, rollouts_per_step=2,
+        env="brax-inverted_pendulum", known_termination=False, total_steps=600, eval_every=200,
+        initial_random_steps=200, eval_episodes=2, buffer_size=2000, batch_size=64,
+        updates_per_step=2, model_train_freq=200, rollout_freq=100, rollouts_per_step=2,
         rollout_schedule=(1, 1, 2, 2), epoch_length=200,
         model=dynamics.EnsembleConfig(num_members=3, num_elites=2, hidden_sizes=(32, 32),
                                       max_epochs=3),

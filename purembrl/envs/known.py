@@ -1,5 +1,6 @@
-"""Reward and termination functions of gymnax classic-control tasks, in observation space, and
-their true dynamics as a model step.
+"""Reward and termination functions of gymnax classic-control tasks (and the termination of
+Brax's Hopper and inverted pendulum), in observation space, and their true dynamics as a model
+step.
 
 MBPO (Janner et al. 2019) learns the reward but uses known termination functions for its tasks;
 a user who knows them should not have to learn them. Each function is batched:
@@ -48,6 +49,25 @@ def cartpole_reward(obs, action, next_obs):
     return jnp.ones(obs.shape[0])
 
 
+def brax_hopper_terminated(obs, action, next_obs):
+    """Brax Hopper falls (MBPO's Hopper termination function, Janner et al. 2019): after the
+    step the torso height ``next_obs[0]`` is at most 0.7, the torso angle ``next_obs[1]`` is
+    outside (-0.2, 0.2), or any of ``next_obs[1:]`` is outside (-100, 100), or a value is NaN.
+    The observation is [height, angle, 3 joint angles, 6 velocities clipped to [-10, 10]], so
+    it equals Brax's ``done`` except for an unclipped velocity beyond 100, which the observation
+    cannot show."""
+    height, angle = next_obs[:, 0], next_obs[:, 1]
+    healthy = ((height > 0.7) & (angle > -0.2) & (angle < 0.2)
+               & jnp.all((next_obs[:, 1:] > -100.0) & (next_obs[:, 1:] < 100.0), axis=-1))
+    return ~healthy
+
+
+def brax_inverted_pendulum_terminated(obs, action, next_obs):
+    """Brax's inverted pendulum falls: |pole angle| = |next_obs[1]| > 0.2 after the step (the
+    observation is [cart position, pole angle, their velocities])."""
+    return jnp.abs(next_obs[:, 1]) > 0.2
+
+
 REWARD_FNS: dict[str, StepFn] = {
     "Pendulum-v1": pendulum_reward,
     "CartPole-v1": cartpole_reward,
@@ -55,6 +75,8 @@ REWARD_FNS: dict[str, StepFn] = {
 TERMINATION_FNS: dict[str, StepFn] = {
     "Pendulum-v1": never_terminates,
     "CartPole-v1": cartpole_terminated,
+    "brax-hopper": brax_hopper_terminated,
+    "brax-inverted_pendulum": brax_inverted_pendulum_terminated,
 }
 
 
