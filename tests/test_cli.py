@@ -100,9 +100,8 @@ def test_mba_and_mbve_from_the_command_line(algo, group, tmp_path):
     assert saved["_run"]["config"][group]["hidden_sizes"] == [16]
 
 
+@pytest.mark.skipif(UNWRITABLE is None, reason="no unwritable directory on this machine")
 def test_out_that_cannot_be_written_is_one_line_and_exit_code_2():
-    if UNWRITABLE is None:
-        pytest.skip("no unwritable directory on this machine")
     out = cli("train", "dyna_q", "--out", UNWRITABLE)
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 2 and len(lines) == 1 and "not writable" in lines[0], out.stderr
