@@ -3,8 +3,8 @@
     python benchmarks/mbpo_pendulum.py [--seeds 8] [--mbpo-steps 3000] [--sac-steps 10000]
                                        [--no-ablation] [--out DIR]
 
-* MBPO: ``mbpo.Config(env="Pendulum-v1")`` (the preset: G = 20, real ratio 0.05, 7 x 4 x 200
-  ensemble, 400 rollouts per step of length 1).
+* MBPO: ``mbpo.Config(env="Pendulum-v1")`` (the preset: G = 20, real ratio 0.5, 7 x 4 x 200
+  ensemble fitted in minibatches of 32, 400 rollouts of length 1 after every real step).
 * SAC: ``sac.Config(env="Pendulum-v1")`` (its preset: the same learner family, G = 1).
 * Ablation "MBPO, model off": the MBPO preset with ``real_ratio=1.0`` (no model, no rollouts,
   still G = 20), to separate the model's contribution from the update-to-data ratio.

@@ -23,7 +23,7 @@ and ``num_iterations``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -141,16 +141,43 @@ class RolloutLoopState:
 
 
 Updates = Callable[[Any, buffer.BufferState, buffer.BufferState, jax.Array], tuple[Any, dict]]
+Part = Callable[[RolloutLoopState, jax.Array], tuple[RolloutLoopState, dict]]
 
 
-def make_rollout_loop(config, env, env_params, learner: Learner,
-                      model_config: dynamics.EnsembleConfig, updates: Updates,
-                      explore: Explore, *, model_on: bool, model_buffer_size: int,
-                      horizon: Callable[[jax.Array], jax.Array], max_horizon: int,
-                      reward_fn=None, termination_fn=None,
-                      model_step: rollout.ModelStep | None = None) -> TrainLoop:
-    """The loop of algorithms that branch model rollouts from real states into a buffer of
-    imagined transitions (MBPO's Algorithm 2; Gu et al. 2016's imagination rollouts):
+class RolloutLoopParts(NamedTuple):
+    """The pieces ``make_rollout_loop`` is made of, each a pure function of the loop state: time
+    them apart (``benchmarks/mbpo_profile.py``) or compose a loop of your own.
+
+    Attributes:
+      env, env_params, learner: what the loop steps and trains.
+      init: ``key -> RolloutLoopState``: fresh learner and model, ``initial_random_steps``
+        random steps in the env buffer, an empty model buffer.
+      fit: ``(state, key) -> (state, info)``: refit the ensemble on the env buffer (``info``:
+        ``model_val_mse``, ``model_epochs``, ``model_nonfinite``); the identity when the model
+        is off or fixed.
+      branch: ``(state, key) -> (state, stats)``: one batch of ``rollouts_per_step *
+        rollout_freq`` branched rollouts into the model buffer.
+      env_step: ``(state, key) -> (state, info)``: one real step and the learner's updates.
+    """
+
+    env: Any
+    env_params: Any
+    learner: Learner
+    init: Callable[[jax.Array], RolloutLoopState]
+    fit: Part
+    branch: Part
+    env_step: Part
+
+
+def rollout_loop_parts(config, env, env_params, learner: Learner,
+                       model_config: dynamics.EnsembleConfig, updates: Updates,
+                       explore: Explore, *, model_on: bool, model_buffer_size: int,
+                       horizon: Callable[[jax.Array], jax.Array], max_horizon: int,
+                       reward_fn=None, termination_fn=None,
+                       model_step: rollout.ModelStep | None = None) -> RolloutLoopParts:
+    """The parts of the loop of algorithms that branch model rollouts from real states into a
+    buffer of imagined transitions (MBPO's Algorithm 2; Gu et al. 2016's imagination rollouts),
+    which ``make_rollout_loop`` composes:
 
         initial_random_steps uniformly random real steps into the env buffer
         every model_train_freq steps:  fit the ensemble on the env buffer
@@ -165,18 +192,13 @@ def make_rollout_loop(config, env, env_params, learner: Learner,
     ``model_step``: a fixed model to branch rollouts through instead of the fitted ensemble
     (``purembrl.envs.known.true_model_step``, the true dynamics: a diagnostic that takes the
     model's errors out of the picture); the ensemble is then never fitted.
-    Blocks are scanned, not branched with ``lax.cond``: under ``vmap`` a ``cond`` on a step
-    counter would run the model fit at every step for every seed. Rollouts run in chunks of at
-    most ``config.rollout_chunk`` start states: every member of the ensemble sees every start,
-    so one 100k-start batch would hold [members, 100k, width] activations per layer.
+    Rollouts run in chunks of at most ``config.rollout_chunk`` start states: every member of
+    the ensemble sees every start, so one 100k-start batch would hold [members, 100k, width]
+    activations per layer.
 
     The ``config`` needs ``initial_random_steps``, ``buffer_size``, ``model_train_freq``,
     ``rollout_freq``, ``rollouts_per_step``, ``rollout_chunk``, ``eval_every``,
-    ``eval_episodes`` and ``num_iterations``. Metrics per evaluation: ``env_steps``,
-    ``eval_return``, ``eval_length``, ``model_buffer_size``, the model's holdout MSE (elites),
-    epochs and non-finite flag, ``rollout_length``, ``rollouts_added``, ``rollouts_nonfinite``
-    (imagined transitions with a non-finite number, masked out of the buffer),
-    ``model_reward_mean``, and the means of ``updates``' info.
+    ``eval_episodes`` and ``num_iterations``.
     """
     def init(key):
         learner_state, model, env_buffer, obs, env_state, env_steps, key_run = _start(
@@ -192,7 +214,10 @@ def make_rollout_loop(config, env, env_params, learner: Learner,
                 if num_starts % d == 0)
 
     def branch(carry: RolloutLoopState, key):
-        """Rollouts from real start states into the model buffer; returns (carry, stats)."""
+        """Rollouts from real start states into the model buffer; returns (carry, stats)
+        (nothing when the model is off)."""
+        if not model_on:
+            return carry, {}
         key_start, key_roll = jax.random.split(key)
         starts = buffer.sample(carry.env_buffer, key_start, num_starts).obs
         step_fn = (model_step if model_step is not None else dynamics.make_model_step(
@@ -220,6 +245,15 @@ def make_rollout_loop(config, env, env_params, learner: Learner,
                  / jnp.maximum(mask.sum(), 1)}
         return carry.replace(model_buffer=model_buffer), stats
 
+    def fit(carry: RolloutLoopState, key):
+        """Refit the ensemble on the env buffer (nothing when the model is off or fixed)."""
+        if not model_on or model_step is not None:
+            return carry, {}
+        model, info = dynamics.fit(carry.model, carry.env_buffer, key, model_config)
+        return carry.replace(model=model), {
+            "model_val_mse": info["val_mse"][info["elites"]].mean(),
+            "model_epochs": info["epochs"], "model_nonfinite": info["nonfinite"]}
+
     def env_step(carry: RolloutLoopState, key):
         """One real step and the learner's updates."""
         key_act, key_env, key_update = jax.random.split(key, 3)
@@ -232,27 +266,35 @@ def make_rollout_loop(config, env, env_params, learner: Learner,
                                       key_update)
         return carry.replace(learner=learner_state), info
 
+    return RolloutLoopParts(env=env, env_params=env_params, learner=learner, init=init, fit=fit,
+                            branch=branch, env_step=env_step)
+
+
+def make_rollout_loop(config, parts: RolloutLoopParts) -> TrainLoop:
+    """The loop of ``rollout_loop_parts`` (its docstring) as a ``TrainLoop``.
+
+    Blocks are scanned, not branched with ``lax.cond``: under ``vmap`` a ``cond`` on a step
+    counter would run the model fit at every step for every seed. Metrics per evaluation:
+    ``env_steps``, ``eval_return``, ``eval_length``, ``model_buffer_size``, the model's holdout
+    MSE (elites), epochs and non-finite flag, ``rollout_length``, ``rollouts_added``,
+    ``rollouts_nonfinite`` (imagined transitions with a non-finite number, masked out of the
+    buffer), ``model_reward_mean``, and the means of the updates' info (``rollout_length`` and
+    the rest of the branch stats only when the model is on).
+    """
     def rollout_block(carry: RolloutLoopState, key):
         key_branch, key_steps = jax.random.split(key)
-        stats = {}
-        if model_on:
-            carry, stats = branch(carry, key_branch)
-        carry, info = jax.lax.scan(env_step, carry,
+        carry, stats = parts.branch(carry, key_branch)
+        carry, info = jax.lax.scan(parts.env_step, carry,
                                    jax.random.split(key_steps, config.rollout_freq))
         return carry, {**stats, **jax.tree.map(jnp.mean, info)}
 
     def model_block(carry: RolloutLoopState, key):
         key_fit, key_blocks = jax.random.split(key)
-        fit_info = {}
-        if model_on and model_step is None:
-            model, info = dynamics.fit(carry.model, carry.env_buffer, key_fit, model_config)
-            carry = carry.replace(model=model)
-            fit_info = {"model_val_mse": info["val_mse"][info["elites"]].mean(),
-                        "model_epochs": info["epochs"], "model_nonfinite": info["nonfinite"]}
+        carry, fit_info = parts.fit(carry, key_fit)
         blocks = config.model_train_freq // config.rollout_freq
         carry, info = jax.lax.scan(rollout_block, carry, jax.random.split(key_blocks, blocks))
         return carry, {**fit_info, **jax.tree.map(jnp.mean, info)}
 
-    step = _iteration(config, env, env_params, learner, model_block,
+    step = _iteration(config, parts.env, parts.env_params, parts.learner, model_block,
                       lambda carry: {"model_buffer_size": carry.model_buffer.size})
-    return TrainLoop(init=init, step=step, num_iterations=config.num_iterations)
+    return TrainLoop(init=parts.init, step=step, num_iterations=config.num_iterations)

@@ -43,8 +43,10 @@ def branched_rollout(key: jax.Array, model_step: ModelStep, policy: Policy,
       start_obs: ``[B, *obs_shape]`` real states to branch from.
       horizon: rollout length k; may be a traced integer (MBPO's schedule changes it during
         training) when ``max_horizon`` is given.
-      max_horizon: static length of the scan; steps at or beyond ``horizon`` are masked out, so
-        changing ``horizon`` never recompiles. Defaults to ``horizon`` (then a Python int).
+      max_horizon: static length of the outputs; steps at or beyond ``horizon`` are masked out,
+        so changing ``horizon`` never recompiles. Defaults to ``horizon`` (then a Python int).
+        With a traced ``horizon`` only its steps are computed (a ``fori_loop``, not reverse-mode
+        differentiable; a Python-int ``horizon`` scans ``max_horizon`` steps, masked).
 
     Returns:
       ``(transitions, valid)``: a ``Transition`` with leaves ``[max_horizon, B, ...]`` and the
@@ -75,8 +77,27 @@ def branched_rollout(key: jax.Array, model_step: ModelStep, policy: Policy,
         next_obs = jnp.where(alive.reshape((batch,) + (1,) * (obs.ndim - 1)), next_obs, obs)
         return (next_obs, alive), (transition, valid)
 
-    steps = (jnp.arange(max_horizon), jax.random.split(key, max_horizon))
-    _, (transitions, valid) = jax.lax.scan(step, (start_obs, jnp.ones((batch,), bool)), steps)
+    keys = jax.random.split(key, max_horizon)
+    start = (start_obs, jnp.ones((batch,), bool))
+    if isinstance(horizon, int):
+        _, (transitions, valid) = jax.lax.scan(step, start, (jnp.arange(max_horizon), keys))
+        return transitions, valid
+
+    # A traced horizon: only its steps are computed (MBPO's schedule starts at 1 of 15), the
+    # rest of the [max_horizon, B] output stays zero and masked. The same keys per step as the
+    # scan above, so the valid transitions are the same.
+    shapes = jax.eval_shape(lambda: step(start, (jnp.int32(0), keys[0]))[1])
+    zeros = jax.tree.map(lambda s: jnp.zeros((max_horizon, *s.shape), s.dtype), shapes)
+
+    def body(t, carry):
+        inner, out = carry
+        inner, stepped = step(inner, (t, keys[t]))
+        out = jax.tree.map(lambda o, x: jax.lax.dynamic_update_index_in_dim(o, x, t, 0),
+                           out, stepped)
+        return inner, out
+
+    _, (transitions, valid) = jax.lax.fori_loop(
+        0, jnp.clip(horizon, 0, max_horizon), body, (start, zeros))
     return transitions, valid
 
 

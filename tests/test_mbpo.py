@@ -69,6 +69,30 @@ def test_mixed_batches_have_the_configured_real_fraction():
     assert bool((batch.reward == 1.0).all())  # no model data yet: real data in its place
 
 
+def test_parts_do_what_their_docstrings_say():
+    # make_parts: the pieces make_loop scans (benchmarks/mbpo_profile.py times them apart)
+    config = tiny()
+    parts = mbpo.make_parts(config)
+    state = jax.jit(parts.init)(jax.random.key(4))
+    assert int(state.env_steps) == 500 and int(state.env_buffer.size) == 500
+    assert int(state.model_buffer.size) == 0
+    fitted, info = jax.jit(parts.fit)(state, jax.random.key(5))
+    assert 1 <= int(info["model_epochs"]) <= config.model.max_epochs
+    assert not np.array_equal(np.asarray(jax.tree.leaves(fitted.model.params)[0]),
+                              np.asarray(jax.tree.leaves(state.model.params)[0]))
+    branched, stats = jax.jit(parts.branch)(fitted, jax.random.key(6))
+    # 4 rollouts per step * 50 steps, length 4 at epoch 5 of the schedule, never terminating
+    assert int(stats["rollouts_added"]) == int(branched.model_buffer.size) == 4 * 50 * 4
+    stepped, info = jax.jit(parts.env_step)(branched, jax.random.key(7))
+    assert int(stepped.env_steps) == 501 and int(stepped.env_buffer.size) == 501
+    assert np.isfinite(float(info["critic_loss"]))
+    off = mbpo.make_parts(tiny(real_ratio=1.0))
+    state = off.init(jax.random.key(4))
+    for part in (off.fit, off.branch):  # the model off: both are the identity
+        same, info = part(state, jax.random.key(5))
+        assert same is state and info == {}
+
+
 def test_model_off_is_the_model_free_learner():
     config = tiny(real_ratio=1.0)
     assert not config.model_on and config.num_real == config.batch_size
@@ -93,6 +117,11 @@ def test_presets_and_errors():
     assert mbpo.Config(env="CartPole-v1").total_steps == mbpo.PRESETS["CartPole-v1"]["total_steps"]
     generic = mbpo.Config(env="Acrobot-v1")
     assert generic.updates_per_step == mbpo.GENERIC["updates_per_step"]
+    assert generic.model == dynamics.EnsembleConfig()  # MBPO's ensemble, the paper's batch 256
+    pendulum = mbpo.Config(env="Pendulum-v1")
+    assert pendulum.model.batch_size == 32 and pendulum.rollout_freq == 1
+    # a model given in full replaces the preset's
+    assert mbpo.Config(env="Pendulum-v1", model=TINY_MODEL).model == TINY_MODEL
     assert generic.learner == "dqn" and generic.dqn is not None
     with pytest.raises(ValueError, match="learner='sac' is invalid for env='CartPole-v1'"):
         mbpo.Config(env="CartPole-v1", learner="sac")

@@ -67,6 +67,31 @@ def test_horizon_can_change_without_recompiling():
                                  jnp.array(3))
 
 
+def test_a_traced_horizon_computes_only_its_steps_and_the_same_transitions():
+    # a traced horizon runs a fori_loop of `horizon` steps (the static one scans all of
+    # max_horizon, masked): the valid transitions must be the same, the rest zero and masked
+    def noisy(key, obs, action):
+        next_obs = obs + action + 0.1 * jax.random.normal(key, obs.shape)
+        return next_obs, obs[:, 0], next_obs[:, 0] > 1.5
+
+    def noisy_policy(key, obs):
+        return jax.random.uniform(key, obs.shape)
+
+    start = jnp.stack([jnp.linspace(0.0, 1.0, 10)] * 2, axis=1)
+    traced = jax.jit(lambda key, h: rollout.branched_rollout(key, noisy, noisy_policy, start, h,
+                                                             max_horizon=6))
+    for horizon in (0, 1, 3, 6, 9):
+        static, static_valid = rollout.branched_rollout(
+            jax.random.key(3), noisy, noisy_policy, start, min(horizon, 6), max_horizon=6)
+        got, valid = traced(jax.random.key(3), jnp.int32(horizon))
+        np.testing.assert_array_equal(np.asarray(valid), np.asarray(static_valid))
+        rows = np.asarray(valid)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(static), strict=True):
+            np.testing.assert_array_equal(np.asarray(a)[rows], np.asarray(b)[rows])
+        assert not np.asarray(got.obs[min(horizon, 6):]).any()  # never computed
+    assert int(static_valid.sum()) < 60  # some branches terminated
+
+
 def test_non_finite_steps_are_masked_and_end_the_branch():
     def exploding(key, obs, action):
         next_obs = jnp.where(obs[:, :1] > 0.25, jnp.inf, obs + 0.1)

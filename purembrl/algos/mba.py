@@ -41,7 +41,12 @@ from purembrl.config import check_episode_horizon, check_model_schedule, resolve
 from purembrl.envs import known
 from purembrl.learners import NAFConfig, make_naf, normalize_observations
 from purembrl.loop import TrainLoop, as_train
-from purembrl.model_loop import RolloutLoopState, make_rollout_loop
+from purembrl.model_loop import (
+    RolloutLoopParts,
+    RolloutLoopState,
+    make_rollout_loop,
+    rollout_loop_parts,
+)
 
 ENVS = ("Pendulum-v1", "MountainCarContinuous-v0")
 
@@ -150,7 +155,9 @@ def _learner(config: Config, env_spec):
     return normalize_observations(learner, env_spec.obs_dim) if config.normalize_obs else learner
 
 
-def make_loop(config: Config) -> TrainLoop:
+def make_parts(config: Config) -> RolloutLoopParts:
+    """The loop's pieces (``purembrl.model_loop.RolloutLoopParts``): init, model fit, one
+    rollout batch and one real step with its updates, to time apart or recompose."""
     env, env_params = envs.make(config.env)
     learner = _learner(config, interact.spec(env, env_params))
     model_config, reward_fn, termination_fn = known.model_functions(config)
@@ -186,13 +193,17 @@ def make_loop(config: Config) -> TrainLoop:
             info.update({k: v.mean() for k, v in real.items()})
         return learner_state, info
 
-    return make_rollout_loop(
+    return rollout_loop_parts(
         config, env, env_params, learner, model_config, updates, explore,
         model_on=config.model_on, model_buffer_size=config.imagination_buffer_size,
         horizon=lambda env_steps: jnp.int32(config.rollout_length),
         max_horizon=config.rollout_length,
         reward_fn=reward_fn, termination_fn=termination_fn,
         model_step=known.true_model_step(config.env) if config.true_dynamics else None)
+
+
+def make_loop(config: Config) -> TrainLoop:
+    return make_rollout_loop(config, make_parts(config))
 
 
 def make_train(config: Config):

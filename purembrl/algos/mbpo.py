@@ -17,8 +17,8 @@ The learner is SAC for continuous actions and double DQN (epsilon-greedy) for di
 ``ValueError``. ``real_ratio=1.0`` switches the model off entirely (no fit, no rollouts): the
 same code is then the model-free baseline.
 
-The loop is ``purembrl.model_loop.make_rollout_loop`` (shared with MBA); this file is MBPO's
-settings, its minibatch mix and its rollout schedule.
+The loop is ``purembrl.model_loop.make_rollout_loop`` over this file's ``make_parts`` (shared
+with MBA); this file is MBPO's settings, its minibatch mix and its rollout schedule.
 
 The rollout length k follows ``rollout_schedule = (min_epoch, max_epoch, min_len, max_len)``:
 ``min_len`` up to epoch ``min_epoch``, then linear to ``max_len`` at ``max_epoch``, epochs being
@@ -54,21 +54,31 @@ from purembrl.learners import (
     resolve_learner,
 )
 from purembrl.loop import TrainLoop, as_train
-from purembrl.model_loop import RolloutLoopState, make_rollout_loop
+from purembrl.model_loop import (
+    RolloutLoopParts,
+    RolloutLoopState,
+    make_rollout_loop,
+    rollout_loop_parts,
+)
 
 ENVS = ("Pendulum-v1", "CartPole-v1", "MountainCarContinuous-v0", "Acrobot-v1")
 
 PRESETS = {
     # Pendulum: 200-step episodes, so epochs of 200 steps and a warm-up of 250 random steps
     # (mbrl-lib's Pendulum/CartPole overrides also use 200-step epochs and rollout length 1);
-    # the model is MBPO's 7 x 4 x 200 ensemble; SAC 128 x 128 (swish, Adam 1e-3, tau 0.02) with
-    # the paper's G = 20. The known termination (never) is used; the reward is learned, as in
-    # the paper. Chosen on this library's runs (benchmarks/mbpo_pendulum.py).
+    # the model is MBPO's 7 x 4 x 200 ensemble fitted in minibatches of 32 (PETS's, Chua et al.
+    # 2018: on the few hundred transitions of the first fits, 256 leaves one SGD step per
+    # epoch); 400 rollouts after every real step as in the paper's Algorithm 2 (not batched
+    # every 250 steps, which trains on a stale policy's actions), half of each minibatch real;
+    # SAC 128 x 128 (swish, Adam 1e-3, tau 0.02) with the paper's G = 20. The known termination
+    # (never) is used; the reward is learned, as in the paper. Chosen on this library's runs
+    # (benchmarks/mbpo_pendulum.py; the tuning runs are in benchmarks/RESULTS.md).
     "Pendulum-v1": dict(
         total_steps=3000, eval_every=250, initial_random_steps=250, buffer_size=100_000,
-        batch_size=256, updates_per_step=20, real_ratio=0.05, model_train_freq=250,
-        rollout_freq=250, rollouts_per_step=400, rollout_schedule=(1, 15, 1, 1),
+        batch_size=256, updates_per_step=20, real_ratio=0.5, model_train_freq=250,
+        rollout_freq=1, rollouts_per_step=400, rollout_schedule=(1, 15, 1, 1),
         epoch_length=200, model_retain_epochs=1, known_termination=True,
+        model=dynamics.EnsembleConfig(batch_size=32),
         sac=SACConfig(hidden_sizes=(128, 128), activation="swish", actor_lr=1e-3,
                       critic_lr=1e-3, alpha_lr=1e-3, tau=0.02)),
     # CartPole: MBPO-DQN with the known termination function and a learned model.
@@ -87,7 +97,8 @@ GENERIC = dict(
     total_steps=21_000, eval_every=1000, initial_random_steps=1000, buffer_size=1_000_000,
     batch_size=256, updates_per_step=20, real_ratio=0.05, model_train_freq=250,
     rollout_freq=250, rollouts_per_step=400, rollout_schedule=(20, 100, 1, 15),
-    epoch_length=1000, model_retain_epochs=1, known_termination=False, eps_decay_steps=10_000)
+    epoch_length=1000, model_retain_epochs=1, known_termination=False, eps_decay_steps=10_000,
+    model=dynamics.EnsembleConfig())
 
 # The paper's own tasks through Brax: its Hopper setting exactly (Janner et al. 2019, Appendix
 # C, and the Hopper config of the authors' code: 5000 random steps, SAC's target entropy -1,
@@ -153,7 +164,7 @@ class Config:
     eps_start: float = 1.0
     eps_end: float = 0.05
     eps_decay_steps: int | None = static(None)
-    model: dynamics.EnsembleConfig = dynamics.EnsembleConfig()
+    model: dynamics.EnsembleConfig | None = None
     sac: SACConfig | None = None
     dqn: DQNConfig | None = None
 
@@ -218,7 +229,9 @@ def rollout_length(config: Config, env_steps: jax.Array) -> jax.Array:
 MBPOState = RolloutLoopState
 
 
-def make_loop(config: Config) -> TrainLoop:
+def make_parts(config: Config) -> RolloutLoopParts:
+    """The loop's pieces (``purembrl.model_loop.RolloutLoopParts``): init, model fit, one
+    rollout batch and one real step with its updates, to time apart or recompose."""
     env, env_params = envs.make(config.env)
     learner = for_env(config.learner, config.sac, config.dqn, interact.spec(env, env_params),
                       config.normalize_obs)
@@ -244,13 +257,17 @@ def make_loop(config: Config) -> TrainLoop:
                                            jax.random.split(key, config.updates_per_step))
         return learner_state, jax.tree.map(jnp.mean, info)
 
-    return make_rollout_loop(
+    return rollout_loop_parts(
         config, env, env_params, learner, model_config, updates, explore,
         model_on=config.model_on, model_buffer_size=config.model_buffer_size,
         horizon=lambda env_steps: rollout_length(config, env_steps),
         max_horizon=config.rollout_schedule[3],
         reward_fn=reward_fn, termination_fn=termination_fn,
         model_step=known.true_model_step(config.env) if config.true_dynamics else None)
+
+
+def make_loop(config: Config) -> TrainLoop:
+    return make_rollout_loop(config, make_parts(config))
 
 
 def make_train(config: Config):
