@@ -47,13 +47,13 @@ from purembrl.algos import mbpo  # noqa: E402
 
 
 def best_seconds(fn, args, repeats: int) -> float:
-    """Best wall-clock of ``repeats`` calls of the compiled ``fn(*args)`` (compile excluded)."""
-    compiled = jax.jit(fn).lower(*args).compile()
-    jax.block_until_ready(compiled(*args))
+    """Best wall-clock of ``repeats`` calls of ``fn(*args)`` after a first call that compiles
+    (pass one ``jax.jit`` function for several arguments of the same shapes: one compile)."""
+    jax.block_until_ready(fn(*args))
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        jax.block_until_ready(compiled(*args))
+        jax.block_until_ready(fn(*args))
         times.append(time.perf_counter() - start)
     return min(times)
 
@@ -113,19 +113,20 @@ def main(argv=None) -> int:
 
     # enough calls in one scan that the call overhead does not count
     count = 50
-    with_updates = best_seconds(jax.vmap(steps(parts.env_step, count)), (state, keys),
+    with_updates = best_seconds(jax.jit(jax.vmap(steps(parts.env_step, count))), (state, keys),
                                 args.repeats) / count
     bare = mbpo.make_parts(config.replace(updates_per_step=0))
-    real = best_seconds(jax.vmap(steps(bare.env_step, count)), (state, keys),
+    real = best_seconds(jax.jit(jax.vmap(steps(bare.env_step, count))), (state, keys),
                         args.repeats) / count
     per_step["real step"] = real
     per_step[f"{config.updates_per_step} learner updates"] = with_updates - real
     branches = max(1, count // config.rollout_freq)
     min_epoch, max_epoch, min_len, max_len = config.rollout_schedule
     branch = {}  # rollout length -> seconds per env step
-    for length, at in ((min_len, 0), (max_len, max_epoch * config.epoch_length)):
+    branch_fn = jax.jit(jax.vmap(steps(parts.branch, branches)))  # one compile for both lengths
+    for length, at in dict(((min_len, 0), (max_len, max_epoch * config.epoch_length))).items():
         at_step = state.replace(env_steps=jnp.full_like(state.env_steps, at))
-        branch[length] = best_seconds(jax.vmap(steps(parts.branch, branches)), (at_step, keys),
+        branch[length] = best_seconds(branch_fn, (at_step, keys),
                                       args.repeats) / branches / config.rollout_freq
     learner = parts.learner
 
@@ -134,16 +135,23 @@ def main(argv=None) -> int:
         return interact.evaluate(parts.env, parts.env_params, policy, k, config.eval_episodes,
                                  interact.spec(parts.env, parts.env_params).max_steps)
 
-    evaluation = best_seconds(jax.vmap(evaluate), (state, keys), args.repeats)
+    evaluation = best_seconds(jax.jit(jax.vmap(evaluate)), (state, keys), args.repeats)
     per_step["evaluation"] = evaluation / config.eval_every
+
+    def fit_fn(epochs: int):
+        """A fit of exactly ``epochs`` epochs, jitted once for every buffer size."""
+        fixed = config.replace(model=config.model.replace(max_epochs=epochs, patience=epochs))
+        fit = mbpo.make_parts(fixed).fit
+        return jax.jit(jax.vmap(lambda s, k: fit(s, k)[0]))
+
+    fits = {epochs: fit_fn(epochs) for epochs in (2, 6)}
+    resize = jax.jit(jax.vmap(lambda s, n: s.replace(env_buffer=s.env_buffer.replace(
+        size=n, insert=n)), in_axes=(0, None)))
 
     def fit_seconds(size: int, epochs: int) -> float:
         """One fit of exactly ``epochs`` epochs on an env buffer of ``size`` rows."""
-        fixed = config.replace(model=config.model.replace(max_epochs=epochs, patience=epochs))
-        fit = mbpo.make_parts(fixed).fit
-        at_size = jax.jit(jax.vmap(lambda s: s.replace(env_buffer=s.env_buffer.replace(
-            size=jnp.int32(size), insert=jnp.int32(size)))))(state)
-        return best_seconds(jax.vmap(lambda s, k: fit(s, k)[0]), (at_size, keys), args.repeats)
+        at_size = resize(state, jnp.int32(size))
+        return best_seconds(fits[epochs], (at_size, keys), args.repeats)
 
     # a fit = a setup over the whole buffer (split, normalisation) + epochs: two fits apart
     fit_setup, epoch_seconds = {}, {}

@@ -1,3 +1,6 @@
+import os
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -139,3 +142,18 @@ def test_presets_and_errors():
         mbpo.Config(env="Acrobot-v1", known_reward=True)
     with pytest.raises(ValueError, match="unknown env"):
         mbpo.Config(env="Nope-v0")
+
+
+def test_profile_benchmark_runs_and_projects(capsys):
+    # benchmarks/mbpo_profile.py is the first thing a GPU session runs: keep it working
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    import mbpo_profile
+    assert mbpo_profile.main([
+        "--env", "Pendulum-v1", "--seeds", "1", "--sizes", "300,600", "--repeats", "1",
+        "--fit-epochs", "5", "--set", "total_steps=750", "--set", "updates_per_step=2",
+        "--set", "rollouts_per_step=4", "--set", "sac.hidden_sizes=32,32",
+        "--set", "model.hidden_sizes=32,32"]) == 0
+    out = capsys.readouterr().out
+    for line in ("2 learner updates", "rollouts, length 1", "env buffer      600",
+                 "fits of   5 epochs"):
+        assert line in out, out
