@@ -121,7 +121,7 @@ def main(argv=None) -> int:
     per_step["real step"] = real
     per_step[f"{config.updates_per_step} learner updates"] = with_updates - real
     branches = max(1, count // config.rollout_freq)
-    min_epoch, max_epoch, min_len, max_len = config.rollout_schedule
+    _, max_epoch, min_len, max_len = config.rollout_schedule
     branch = {}  # rollout length -> seconds per env step
     branch_fn = jax.jit(jax.vmap(steps(parts.branch, branches)))  # one compile for both lengths
     for length, at in dict(((min_len, 0), (max_len, max_epoch * config.epoch_length))).items():
@@ -144,14 +144,14 @@ def main(argv=None) -> int:
         fit = mbpo.make_parts(fixed).fit
         return jax.jit(jax.vmap(lambda s, k: fit(s, k)[0]))
 
-    fits = {epochs: fit_fn(epochs) for epochs in (2, 6)}
+    fit_fns = {epochs: fit_fn(epochs) for epochs in (2, 6)}
     resize = jax.jit(jax.vmap(lambda s, n: s.replace(env_buffer=s.env_buffer.replace(
         size=n, insert=n)), in_axes=(0, None)))
 
     def fit_seconds(size: int, epochs: int) -> float:
         """One fit of exactly ``epochs`` epochs on an env buffer of ``size`` rows."""
         at_size = resize(state, jnp.int32(size))
-        return best_seconds(fits[epochs], (at_size, keys), args.repeats)
+        return best_seconds(fit_fns[epochs], (at_size, keys), args.repeats)
 
     # a fit = a setup over the whole buffer (split, normalisation) + epochs: two fits apart
     fit_setup, epoch_seconds = {}, {}
@@ -171,8 +171,8 @@ def main(argv=None) -> int:
               f"{1e3 * fit_setup[size]:.1f})")
 
     total_steps = config.total_steps - config.initial_random_steps
-    fits = np.arange(total_steps // config.model_train_freq)
-    buffer_sizes = config.initial_random_steps + fits * config.model_train_freq
+    fit_index = np.arange(total_steps // config.model_train_freq)
+    buffer_sizes = config.initial_random_steps + fit_index * config.model_train_freq
     epoch_cost = np.interp(buffer_sizes, sizes, [epoch_seconds[s] for s in sizes])
     setup_cost = np.interp(buffer_sizes, sizes, [fit_setup[s] for s in sizes])
     trained = config.initial_random_steps + np.arange(total_steps)
