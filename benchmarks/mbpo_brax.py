@@ -16,9 +16,11 @@ after every chunk. Brax's Hopper is not MuJoCo-Gym's Hopper-v2 (other physics, c
 reward details), so the comparison is of shape and scale, not exact numbers.
 
 Needs ``pip install "purembrl[brax]"`` and, at the paper's budget, a GPU: on a 2-core CPU a
-single Hopper step of MJX physics inside the loop costs milliseconds, and MBPO's 20 updates per
-step make 125k steps a matter of days. ``--steps`` and ``--env brax-inverted_pendulum`` give a
-short check anywhere.
+single Hopper step of Brax's physics inside the loop costs milliseconds, and MBPO's 20 updates
+per step make 125k steps a matter of days. On one H200 the physics step is still the largest
+part of a step (4.7 ms for 4 seeds; ``benchmarks/mbpo_profile.py`` times the parts apart), and
+the whole run at the paper's budget is projected at about 33 minutes there (RESULTS.md).
+``--steps`` and ``--env brax-inverted_pendulum`` give a short check anywhere.
 """
 
 from __future__ import annotations

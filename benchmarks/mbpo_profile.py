@@ -2,6 +2,7 @@
 
     python benchmarks/mbpo_profile.py [--env brax-hopper] [--seeds 4] [--sizes 5000,40000,125000]
                                       [--fit-epochs 10,30,100] [--set FIELD=VALUE ...]
+                                      [--parts updates,rollouts,eval,fit]
 
 The run is ``mbpo.Config(env=...)`` (its preset, changed by ``--set``), built from the pieces of
 ``mbpo.make_parts`` and timed piece by piece under one ``jit(vmap)`` over ``--seeds`` seeds,
@@ -23,7 +24,10 @@ gather depends on how many rows there are, not on their values):
 Then the whole run's time per seed-batch is projected from these, with fits of each size in
 ``--fit-epochs`` epochs (interpolated linearly in the buffer size). Written to plan GPU time for
 the paper's Hopper run (``benchmarks/mbpo_brax.py``): on a GPU the parts of one step are small
-kernels, and which part dominates cannot be guessed from FLOPs.
+kernels, and which part dominates cannot be guessed from FLOPs. On one H200 the default command
+took 178 s with its compiles (Hopper, 4 seeds: the real step's physics was the largest part, the
+SAC updates the smallest; ``benchmarks/RESULTS.md``); a run of fewer ``--parts`` (the real step
+is always timed) still compiles the Brax physics and fills the buffers first: give it minutes.
 """
 
 from __future__ import annotations
@@ -81,6 +85,9 @@ def steps(part, count: int):
     return run
 
 
+PARTS = ("updates", "rollouts", "eval", "fit")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="brax-hopper")
@@ -92,7 +99,13 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="a config field, as the command line's --set")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help="which parts to time besides the real step (comma-separated, of "
+                             f"{', '.join(PARTS)}); the projection needs all of them")
     args = parser.parse_args(argv)
+    parts_timed = set(args.parts.split(",")) - {""}
+    if not parts_timed <= set(PARTS):
+        parser.error(f"--parts: unknown {sorted(parts_timed - set(PARTS))}; choose from {PARTS}")
     config = build_config(mbpo, args.env, args.set)
     sizes = sorted(int(s) for s in args.sizes.split(","))
     fit_epochs = [int(e) for e in args.fit_epochs.split(",")]
@@ -113,21 +126,30 @@ def main(argv=None) -> int:
 
     # enough calls in one scan that the call overhead does not count
     count = 50
-    with_updates = best_seconds(jax.jit(jax.vmap(steps(parts.env_step, count))), (state, keys),
-                                args.repeats) / count
+    show = lambda name, seconds: print(f"  {name:<30} {1e3 * seconds:9.3f} ms per env step",
+                                       flush=True)
+    print("\nper env step (all seeds at once):")
     bare = mbpo.make_parts(config.replace(updates_per_step=0))
     real = best_seconds(jax.jit(jax.vmap(steps(bare.env_step, count))), (state, keys),
                         args.repeats) / count
     per_step["real step"] = real
-    per_step[f"{config.updates_per_step} learner updates"] = with_updates - real
-    branches = max(1, count // config.rollout_freq)
+    show("real step", real)
+    if "updates" in parts_timed:
+        with_updates = best_seconds(jax.jit(jax.vmap(steps(parts.env_step, count))),
+                                    (state, keys), args.repeats) / count
+        per_step[f"{config.updates_per_step} learner updates"] = with_updates - real
+        show(f"{config.updates_per_step} learner updates", with_updates - real)
     _, max_epoch, min_len, max_len = config.rollout_schedule
     branch = {}  # rollout length -> seconds per env step
-    branch_fn = jax.jit(jax.vmap(steps(parts.branch, branches)))  # one compile for both lengths
-    for length, at in dict(((min_len, 0), (max_len, max_epoch * config.epoch_length))).items():
-        at_step = state.replace(env_steps=jnp.full_like(state.env_steps, at))
-        branch[length] = best_seconds(branch_fn, (at_step, keys),
-                                      args.repeats) / branches / config.rollout_freq
+    if "rollouts" in parts_timed:
+        branches = max(1, count // config.rollout_freq)
+        # one compile for both lengths
+        branch_fn = jax.jit(jax.vmap(steps(parts.branch, branches)))
+        for length, at in dict(((min_len, 0), (max_len, max_epoch * config.epoch_length))).items():
+            at_step = state.replace(env_steps=jnp.full_like(state.env_steps, at))
+            branch[length] = best_seconds(branch_fn, (at_step, keys),
+                                          args.repeats) / branches / config.rollout_freq
+            show(f"rollouts, length {length}", branch[length])
     learner = parts.learner
 
     def evaluate(s, k):
@@ -135,8 +157,12 @@ def main(argv=None) -> int:
         return interact.evaluate(parts.env, parts.env_params, policy, k, config.eval_episodes,
                                  interact.spec(parts.env, parts.env_params).max_steps)
 
-    evaluation = best_seconds(jax.jit(jax.vmap(evaluate)), (state, keys), args.repeats)
-    per_step["evaluation"] = evaluation / config.eval_every
+    if "eval" in parts_timed:
+        evaluation = best_seconds(jax.jit(jax.vmap(evaluate)), (state, keys), args.repeats)
+        per_step["evaluation"] = evaluation / config.eval_every
+        show(f"evaluation ({evaluation:.2f} s each)", per_step["evaluation"])
+    if "fit" not in parts_timed:
+        return 0
 
     def fit_fn(epochs: int):
         """A fit of exactly ``epochs`` epochs, jitted once for every buffer size."""
@@ -154,21 +180,16 @@ def main(argv=None) -> int:
         return best_seconds(fit_fns[epochs], (at_size, keys), args.repeats)
 
     # a fit = a setup over the whole buffer (split, normalisation) + epochs: two fits apart
+    print("model fit, per epoch:")
     fit_setup, epoch_seconds = {}, {}
     for size in sizes:
         short, long = fit_seconds(size, 2), fit_seconds(size, 6)
         epoch_seconds[size] = max(long - short, 0.0) / 4
         fit_setup[size] = max(short - 2 * epoch_seconds[size], 0.0)
-
-    print("\nper env step (all seeds at once), ms:")
-    for name, seconds in per_step.items():
-        print(f"  {name:<24} {1e3 * seconds:8.3f}")
-    for length, seconds in branch.items():
-        print(f"  rollouts, length {length:<7}  {1e3 * seconds:8.3f}")
-    print("model fit, per epoch, ms:")
-    for size, seconds in epoch_seconds.items():
-        print(f"  env buffer {size:>8,}     {1e3 * seconds:8.1f}   (setup per fit "
-              f"{1e3 * fit_setup[size]:.1f})")
+        print(f"  env buffer {size:>8,}     {1e3 * epoch_seconds[size]:8.1f} ms  (setup per fit "
+              f"{1e3 * fit_setup[size]:.1f} ms)", flush=True)
+    if set(PARTS) - parts_timed:
+        return 0
 
     total_steps = config.total_steps - config.initial_random_steps
     fit_index = np.arange(total_steps // config.model_train_freq)

@@ -11,7 +11,7 @@ pytest.importorskip("brax")
 
 from purembrl import dynamics, envs, interact  # noqa: E402
 from purembrl.algos import mbpo  # noqa: E402
-from purembrl.envs import known  # noqa: E402
+from purembrl.envs import brax_env, known  # noqa: E402
 from purembrl.learners import SACConfig  # noqa: E402
 
 
@@ -53,6 +53,20 @@ def test_inverted_pendulum_behind_the_gymnax_interface():
     # the known termination function (MBPO's rollouts) reads the same ends off the observations
     np.testing.assert_array_equal(
         known.brax_inverted_pendulum_terminated(obs, None, final), terminated)
+
+
+def test_physics_backend_is_brax_default_unless_chosen():
+    # the docs say Brax's default is its "generalized" pipeline for these tasks; make() can
+    # pick another, which steps behind the same interface; an unknown one is refused by Brax
+    env, _ = envs.make("brax-inverted_pendulum")
+    assert env.brax_env.backend == "generalized"
+    env, params = brax_env.make("brax-inverted_pendulum", backend="positional")
+    assert env.brax_env.backend == "positional"
+    obs, reward, *_ = jax.tree.map(np.asarray, jax.jit(random_steps, static_argnums=(0, 3))(
+        env, params, jax.random.key(0), 5))
+    assert obs.shape == (5, 4) and np.isfinite(obs).all() and (reward == 1.0).all()
+    with pytest.raises(ValueError, match="backend"):
+        brax_env.make("brax-inverted_pendulum", backend="nope")
 
 
 def test_known_hopper_termination_is_brax_done():

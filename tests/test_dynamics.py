@@ -146,6 +146,35 @@ def test_masked_growing_buffer_fits_like_the_filled_rows_alone():
     assert fit._cache_size() == compiled  # one compile per buffer capacity, none per fill
 
 
+def test_sgd_blocks_give_the_same_fit_as_one_step_per_iteration():
+    # sgd_block only regroups an epoch's SGD steps (the steps past its end masked out), so the
+    # fit is the same: 1500 rows, 80% training = 19 minibatches of 64 per epoch, which neither
+    # 4 nor 16 divides; under vmap the seeds' buffers differ in size, so their epochs in length
+    config = dynamics.EnsembleConfig(**{**SMALL, "max_epochs": 4})
+    data = linear_transitions(jax.random.key(0), 1500)
+    state = dynamics.init(jax.random.key(1), config, 3, 1)
+    full = filled_buffer(data, 1500)
+    buffers = jax.tree.map(lambda *x: jnp.stack(x), full, full.replace(size=jnp.int32(900)))
+    keys = jax.random.split(jax.random.key(2), 2)
+
+    def fit(block):
+        fit_one = lambda b, k: dynamics.fit(state, b, k, config.replace(sgd_block=block))
+        return jax.jit(jax.vmap(fit_one))(buffers, keys)
+
+    (reference, info), *others = [fit(block) for block in (1, 4, 16)]
+    assert int(info["num_train"][0]) == 1200 and int(info["num_train"][1]) == 720
+    for blocked, blocked_info in others:
+        np.testing.assert_array_equal(np.asarray(info["epochs"]),
+                                      np.asarray(blocked_info["epochs"]))
+        np.testing.assert_allclose(np.asarray(info["train_nll"]),
+                                   np.asarray(blocked_info["train_nll"]), rtol=1e-5)
+        for a, b in zip(jax.tree.leaves(reference.params), jax.tree.leaves(blocked.params),
+                        strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="sgd_block=0 is invalid"):
+        dynamics.EnsembleConfig(sgd_block=0)
+
+
 def test_nonfinite_data_is_reported_and_not_used():
     config = dynamics.EnsembleConfig(**{**SMALL, "max_epochs": 3})
     data = linear_transitions(jax.random.key(0), 500)

@@ -157,3 +157,14 @@ def test_profile_benchmark_runs_and_projects(capsys):
     for line in ("2 learner updates", "rollouts, length 1", "env buffer      600",
                  "fits of   5 epochs"):
         assert line in out, out
+    # a subset of the parts: only those are timed, and there is no projection
+    assert mbpo_profile.main([
+        "--env", "Pendulum-v1", "--seeds", "1", "--repeats", "1", "--parts", "updates",
+        "--set", "total_steps=750", "--set", "updates_per_step=2",
+        "--set", "sac.hidden_sizes=32,32"]) == 0
+    out = capsys.readouterr().out
+    assert "2 learner updates" in out and "rollouts, length" not in out, out
+    assert "projected" not in out and "env buffer" not in out, out
+    with pytest.raises(SystemExit):
+        mbpo_profile.main(["--parts", "updates,physics"])
+    assert "unknown ['physics']" in capsys.readouterr().err

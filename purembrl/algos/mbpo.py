@@ -22,9 +22,9 @@ with MBA); this file is MBPO's settings, its minibatch mix and its rollout sched
 
 The rollout length k follows ``rollout_schedule = (min_epoch, max_epoch, min_len, max_len)``:
 ``min_len`` up to epoch ``min_epoch``, then linear to ``max_len`` at ``max_epoch``, epochs being
-``epoch_length`` env steps. It is a traced value; rollouts scan ``max_len`` steps and mask the
-rest, so the schedule never recompiles. The model buffer keeps the rollouts of the last
-``model_retain_epochs`` epochs.
+``epoch_length`` env steps. It is a traced value, so the schedule never recompiles: rollouts
+compute only its ``k`` steps (a loop of traced length) into a ``max_len``-step output whose other
+steps are masked. The model buffer keeps the rollouts of the last ``model_retain_epochs`` epochs.
 
 Fields left ``None`` come from ``PRESETS[env]``, else from ``GENERIC`` (documented there).
 """

@@ -11,8 +11,10 @@ Actions are Brax's, a box in [-1, 1]^d.
 
 Brax is an optional dependency (``pip install "purembrl[brax]"``); the tasks of the MBPO paper
 are ``brax-inverted_pendulum``, ``brax-hopper``, ``brax-halfcheetah``, ``brax-walker2d`` and
-``brax-ant``. The physics backend is Brax's default for each task (MJX); ``make(name,
-backend=...)`` picks another (``"spring"``, ``"positional"``, ``"generalized"``).
+``brax-ant``. The physics backend is Brax's default for each task, ``"generalized"`` for all
+five in Brax 0.14 (Brax's own generalized-coordinate physics on MuJoCo model files, its contact
+constraints solved by projected gradient); ``make(name, backend=...)`` picks another
+(``"mjx"``: MuJoCo's own physics in JAX; ``"spring"``, ``"positional"``).
 """
 
 from __future__ import annotations
