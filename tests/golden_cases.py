@@ -1,0 +1,158 @@
+"""The golden cases: every registered algorithm on its main env (and the learner and model
+variants the glue layer routes differently) at a tiny budget, 2 seeds from fixed keys.
+
+``tests/golden/metrics.npz`` holds their metrics as recorded before the glue redesign;
+``tests/test_golden.py`` checks that today's code reproduces them bit for bit. Regenerate an
+entry only for a documented change of random-draw order:
+``python -m tests.golden_cases --write NAME ...``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import jax
+import numpy as np
+
+from purembrl import algos, dynamics
+from purembrl.learners import DQNConfig, NAFConfig, SACConfig
+
+PATH = os.path.join(os.path.dirname(__file__), "golden", "metrics.npz")
+SEEDS = 2
+
+_MODEL = dict(num_members=3, num_elites=2, hidden_sizes=(16,), max_epochs=2)
+
+
+def _model():
+    return dynamics.EnsembleConfig(**_MODEL)
+
+
+def _sac(**fields):
+    return SACConfig(hidden_sizes=(16, 16), **fields)
+
+
+def _dqn(**fields):
+    return DQNConfig(hidden_sizes=(16, 16), **fields)
+
+
+def _mbpo(**fields):
+    base = dict(env="Pendulum-v1", total_steps=500, eval_every=100, initial_random_steps=300,
+                model_train_freq=100, rollout_freq=50, rollouts_per_step=4, updates_per_step=2,
+                batch_size=32, eval_episodes=1, epoch_length=100, model=_model(),
+                rollout_schedule=(1, 3, 1, 3), sac=_sac())
+    return {**base, **fields}
+
+
+def _mbpo_cartpole(**fields):
+    return _mbpo(env="CartPole-v1", sac=None, dqn=_dqn(), eps_decay_steps=200, **fields)
+
+
+def _dyna(**fields):
+    base = dict(env="Pendulum-v1", total_steps=500, eval_every=250, initial_random_steps=250,
+                model_train_freq=250, updates_per_step=2, batch_size=16, num_next_samples=3,
+                eval_episodes=1, model=_model(), sac=_sac())
+    return {**base, **fields}
+
+
+def _mbve(**fields):
+    base = dict(env="Pendulum-v1", total_steps=500, eval_every=250, initial_random_steps=250,
+                eval_episodes=1, updates_per_step=2, batch_size=16, horizon=2, model=_model(),
+                sac=_sac())
+    return {**base, **fields}
+
+
+def _mba(**fields):
+    base = dict(env="Pendulum-v1", total_steps=500, eval_every=100, initial_random_steps=300,
+                model_train_freq=100, rollout_freq=50, rollouts_per_step=4, rollout_length=3,
+                imagination_retain_steps=100, real_updates=2, imagination_updates=2,
+                batch_size=16, eval_episodes=1, model=_model(),
+                naf=NAFConfig(hidden_sizes=(16, 16)))
+    return {**base, **fields}
+
+
+_SF = dict(env="FourRoomObjects-small", eval_episodes=1, eval_max_steps=60)
+
+# name -> (algorithm, the Config's fields). The fields are what the config API of the day
+# needs to say; the numbers they produce must not change.
+CASES: dict[str, tuple[str, dict]] = {
+    "dyna_q": ("dyna_q", dict(env="DynaMaze", planning_steps=5, num_episodes=4, eval_every=2)),
+    "dyna_q_plus": ("dyna_q", dict(env="BlockingMaze", plus=True, kappa=1e-3,
+                                   num_episodes=3, eval_every=3, planning_steps=3)),
+    "sac": ("sac", dict(env="Pendulum-v1", total_steps=400, eval_every=100, learning_starts=200,
+                        eval_episodes=1, batch_size=16, sac=_sac())),
+    "sac_normalized": ("sac", dict(env="Pendulum-v1", total_steps=300, eval_every=100,
+                                   learning_starts=200, eval_episodes=1, batch_size=16,
+                                   sac=_sac(), normalize_obs=True)),
+    "dqn": ("dqn", dict(env="CartPole-v1", total_steps=400, eval_every=100, learning_starts=200,
+                        eval_episodes=1, batch_size=16, eps_decay_steps=150, dqn=_dqn())),
+    "dqn_train_every": ("dqn", dict(env="CartPole-v1", total_steps=400, eval_every=200,
+                                    learning_starts=200, eval_episodes=1, batch_size=16,
+                                    train_every=3, updates_per_step=2, normalize_obs=True,
+                                    dqn=_dqn(target_update="periodic", target_period=7))),
+    "mbpo": ("mbpo", _mbpo()),
+    "mbpo_model_off": ("mbpo", _mbpo(real_ratio=1.0)),
+    "mbpo_dqn": ("mbpo", _mbpo_cartpole(real_ratio=0.25)),
+    "dyna": ("dyna", _dyna()),
+    "dyna_dqn": ("dyna", _dyna(env="CartPole-v1", sac=None, dqn=_dqn(), eps_decay_steps=100,
+                               normalize_obs=True)),
+    "mbve": ("mbve", _mbve()),
+    "mbve_normalized": ("mbve", _mbve(normalize_obs=True, td_k=False)),
+    "mba": ("mba", _mba()),
+    "sf_gpi": ("sf_gpi", dict(num_tasks=2, steps_per_task=600, eval_every=300, **_SF)),
+    "sf_gpi_h": ("sf_gpi", dict(method="sfql_h", feature_tasks=1, num_tasks=2,
+                                steps_per_task=600, eval_every=300, **_SF)),
+    "sf_policy_iteration": ("sf_policy_iteration", dict(num_iterations=2,
+                                                        steps_per_iteration=300, td_updates=50)),
+    "sf_policy_iteration_deep": ("sf_policy_iteration", dict(
+        encoding="obs", hidden_sizes=(16,), normalised=False, num_iterations=2,
+        steps_per_iteration=300, td_updates=50)),
+    "c_learning": ("c_learning", dict(total_steps=600, eval_every=200, initial_steps=200,
+                                      updates_per_round=5, batch_size=32, eval_episodes=2,
+                                      hidden_sizes=(32, 32))),
+    "c_learning_nce": ("c_learning", dict(critic="nce", total_steps=600, eval_every=200,
+                                          initial_steps=200, updates_per_round=5,
+                                          batch_size=32, eval_episodes=2,
+                                          hidden_sizes=(32, 32))),
+}
+
+
+def config(name: str):
+    algo_name, fields = CASES[name]
+    return algos.get(algo_name).Config(**fields)
+
+
+def metrics(name: str) -> dict[str, np.ndarray]:
+    """The case's metrics, ``[seeds, evaluations, ...]`` each, as NumPy arrays."""
+    algo = algos.get(CASES[name][0])
+    train = jax.jit(jax.vmap(algo.make_train(config(name))))
+    _, out = train(jax.random.split(jax.random.key(0), SEEDS))
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def load() -> dict[str, dict[str, np.ndarray]]:
+    """``{case: {metric: array}}`` from the golden file."""
+    with np.load(PATH) as data:
+        out: dict[str, dict[str, np.ndarray]] = {}
+        for key in data.files:
+            case, metric = key.split("/", 1)
+            out.setdefault(case, {})[metric] = data[key]
+    return out
+
+
+def write(names) -> None:
+    """Record (or re-record) the named cases, keeping the others as they are."""
+    golden = load() if os.path.exists(PATH) else {}
+    for name in names:
+        golden[name] = metrics(name)
+        print(name, {k: v.shape for k, v in golden[name].items()})
+    flat = {f"{case}/{m}": v for case, ms in golden.items() for m, v in ms.items()}
+    os.makedirs(os.path.dirname(PATH), exist_ok=True)
+    np.savez_compressed(PATH, **flat)
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    if not args or args[0] != "--write":
+        raise SystemExit("usage: python -m tests.golden_cases --write [NAME ...] (all if none)")
+    write(args[1:] or list(CASES))
