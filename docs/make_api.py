@@ -20,7 +20,9 @@ MODULES = [
     "purembrl.learners", "purembrl.dynamics", "purembrl.rollout", "purembrl.successor",
     "purembrl.classifier", "purembrl.interact",
     # loops, the driver and checkpoints
-    "purembrl.loop", "purembrl.model_loop", "purembrl.run", "purembrl.checkpoint",
+    "purembrl.loop", "purembrl.model_loop", "purembrl.run", "purembrl.driver.engine",
+    "purembrl.driver.training", "purembrl.driver.sweeps", "purembrl.driver.devices",
+    "purembrl.driver.evaluation", "purembrl.driver.report", "purembrl.checkpoint",
     "purembrl.config",
     # environments
     "purembrl.envs", "purembrl.envs.known", "purembrl.envs.tabular", "purembrl.envs.dyna_maze",

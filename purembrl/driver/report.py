@@ -1,0 +1,260 @@
+"""Reporting shared by ``run`` and ``sweep``: statistics over seeds, the tables, the files
+(``metrics.json`` / ``curve.csv`` / ``curve.png``, ``sweep.json`` / ``sweep.csv`` /
+``sweep.png``), each written atomically, the progress line and the divergence warnings.
+
+Statistics leave out NaN (runs the divergence guard stopped): median and interquartile range
+over the seed axis.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from purembrl.config import as_dict
+
+
+def quantiles(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Median, 25th and 75th percentile over the seed axis (axis 0), leaving out NaN (runs the
+    divergence guard stopped); NaN where no run is left."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+        q25, median, q75 = np.nanpercentile(values, [25, 50, 75], axis=0)
+    return median, q25, q75
+
+def final_stats(values: np.ndarray) -> tuple[float, float, float]:
+    """Median, 25th and 75th percentile over seeds of the last evaluation ``[seeds, iters]``
+    (NaN-aware, as ``quantiles``)."""
+    med, q25, q75 = quantiles(values[:, -1])
+    return float(med), float(q25), float(q75)
+
+def columns(metrics: dict[str, np.ndarray], curve: tuple[str, str]) -> list[str]:
+    names = [n for n in (curve[1], "eval_return") if n in metrics]
+    return list(dict.fromkeys(names))
+
+def summary_table(metrics: dict[str, np.ndarray], curve: tuple[str, str],
+                  max_rows: int = 25) -> str:
+    """Median [IQR] over seeds at each evaluation (at most ``max_rows`` rows, last included)."""
+    num_iterations = next(iter(metrics.values())).shape[1]
+    rows = sorted(set(np.linspace(0, num_iterations - 1, min(max_rows, num_iterations))
+                      .round().astype(int).tolist()))
+    names = columns(metrics, curve)
+    header = ["iteration"] + (["env_steps"] if "env_steps" in metrics else [])
+    header += [f"{n} median [IQR]" for n in names]
+    lines = []
+    for i in rows:
+        line = [str(i + 1)]
+        if "env_steps" in metrics:
+            line.append(f"{np.median(metrics['env_steps'][:, i]):,.0f}")
+        for n in names:
+            med, q25, q75 = quantiles(metrics[n][:, i])
+            line.append(f"{med:.4g} [{q25:.4g}, {q75:.4g}]")
+        lines.append(line)
+    widths = [max(len(r[j]) for r in [header, *lines]) for j in range(len(header))]
+    fmt = lambda r: "  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True))
+    seeds = next(iter(metrics.values())).shape[0]
+    return "\n".join([f"median and interquartile range over {seeds} seeds", fmt(header),
+                      *map(fmt, lines)])
+
+def sweep_table(result: Any) -> str:
+    """One row per point: its fields and the median [IQR] over seeds of the final value of
+    the learning curve's y (and of ``eval_return`` if that is another metric)."""
+    names = columns(result.metrics, result.curve)
+    fields = list(result.points[0])
+    header = fields + [f"final {n} median [IQR]" for n in names]
+    rows = []
+    for i, point in enumerate(result.points):
+        row = [f"{point[f]:g}" if isinstance(point[f], float) else str(point[f])
+               for f in fields]
+        for n in names:
+            med, q25, q75 = final_stats(result.metrics[n][i])
+            row.append(f"{med:.4g} [{q25:.4g}, {q75:.4g}]")
+        rows.append(row)
+    widths = [max(len(r[j]) for r in [header, *rows]) for j in range(len(header))]
+    fmt = lambda r: "  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True))
+    seeds = next(iter(result.metrics.values())).shape[1]
+    return "\n".join([f"{len(result.points)} points x {seeds} seeds; the last evaluation",
+                      fmt(header), *map(fmt, rows)])
+
+def write_results(out: str | os.PathLike, algo: ModuleType, config: Any, seed: int,
+                  result: Any) -> None:
+    """``metrics.json``, ``curve.csv`` and ``curve.png`` of a ``RunResult`` in ``out``.
+
+    ``metrics.json`` maps each metric name to its nested list ``[num_seeds, num_iterations,
+    ...]``; the key ``"_run"`` holds the algorithm, config, seed and wall-clock seconds.
+    """
+    out = os.fspath(out)
+    metrics = result.metrics
+    payload = {k: v.tolist() for k, v in metrics.items()}
+    payload["_run"] = {
+        "algorithm": algo_name(algo), "config": as_dict(config), "seed": seed,
+        "num_seeds": next(iter(metrics.values())).shape[0], "seconds": result.seconds,
+        "curve": list(result.curve), "complete": result.complete}
+    atomic_write(os.path.join(out, "metrics.json"), json.dumps(payload))
+
+    num_iterations = next(iter(metrics.values())).shape[1]
+    names = columns(metrics, result.curve)
+    header = ["iteration"] + (["env_steps_median"] if "env_steps" in metrics else [])
+    for n in names:
+        header += [f"{n}_median", f"{n}_q25", f"{n}_q75"]
+    stats = {n: quantiles(metrics[n]) for n in names}
+    rows = [",".join(header)]
+    for i in range(num_iterations):
+        row = [str(i + 1)]
+        if "env_steps" in metrics:
+            row.append(f"{np.median(metrics['env_steps'][:, i]):g}")
+        for n in names:
+            row += [f"{s[i]:.6g}" for s in stats[n]]
+        rows.append(",".join(row))
+    atomic_write(os.path.join(out, "curve.csv"), "\n".join(rows) + "\n")
+    plot_curve(os.path.join(out, "curve.png"), metrics, result.curve,
+               title=f"{algo_name(algo)} on {getattr(config, 'env', '?')}")
+
+
+def write_sweep(out: str | os.PathLike, algo: ModuleType, config: Any, seed: int,
+                result: Any) -> None:
+    """``sweep.json`` (points, every metric ``[points, seeds, iterations, ...]``, the run),
+    ``sweep.csv`` (one row per point: fields, final median and quartiles) and ``sweep.png``
+    (median learning curve per point) of a ``SweepResult``, each written atomically."""
+    out = os.fspath(out)
+    payload = {"points": plain(result.points),
+               "metrics": {k: v.tolist() for k, v in result.metrics.items()},
+               "_run": {"algorithm": algo_name(algo), "base_config": as_dict(config),
+                        "seed": seed, "seconds": result.seconds, "curve": list(result.curve),
+                        "complete": result.complete}}
+    atomic_write(os.path.join(out, "sweep.json"), json.dumps(payload))
+    names = columns(result.metrics, result.curve)
+    fields = list(result.points[0])
+    lines = [",".join(fields + [f"{n}_{s}" for n in names for s in ("median", "q25", "q75")])]
+    for i, point in enumerate(result.points):
+        stats = [f"{v:.6g}" for n in names for v in final_stats(result.metrics[n][i])]
+        lines.append(",".join([str(point[f]) for f in fields] + stats))
+    atomic_write(os.path.join(out, "sweep.csv"), "\n".join(lines) + "\n")
+    curves = [(", ".join(f"{k}={v}" for k, v in point.items()),
+               {k: v[i] for k, v in result.metrics.items()})
+              for i, point in enumerate(result.points)]
+    plot_curves(os.path.join(out, "sweep.png"), curves, result.curve,
+                title=f"{algo_name(algo)} sweep on {getattr(config, 'env', '?')}")
+
+
+def plot_curve(path: str, metrics: dict[str, np.ndarray], curve: tuple[str, str],
+               title: str = "") -> None:
+    """One learning curve: the median over seeds with the interquartile range shaded."""
+    seeds = metrics[curve[1]].shape[0]
+    plot_curves(path, [(f"median of {seeds} seeds", metrics)], curve, title,
+                band_label="interquartile range")
+
+
+def plot_curves(path: str, curves: Sequence[tuple[str, dict[str, np.ndarray]]],
+                curve: tuple[str, str], title: str = "", band_label: str | None = None) -> None:
+    """Several learning curves in one PNG, written atomically: for each ``(label, metrics
+    [seeds, iterations])`` the median over seeds of ``curve``'s y against the median of its x
+    (the evaluation index if x is not a metric), its interquartile range shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x_name, y_name = curve
+    fig, ax = plt.subplots(figsize=(6.5, 4) if len(curves) > 1 else (6, 4))
+    for label, metrics in curves:
+        y = metrics[y_name]
+        x = (np.median(metrics[x_name], axis=0) if x_name in metrics
+             else np.arange(1, y.shape[1] + 1))
+        med, q25, q75 = quantiles(y)
+        ax.plot(x, med, label=label)
+        ax.fill_between(x, q25, q75, alpha=0.3 if len(curves) == 1 else 0.15,
+                        label=band_label)
+    ax.set(xlabel=x_name.replace("_", " "), ylabel=y_name.replace("_", " "), title=title)
+    ax.legend(fontsize=7 if len(curves) > 1 else None)
+    fig.tight_layout()
+    fig.savefig(f"{path}.tmp", dpi=100, format="png")  # then an atomic rename
+    plt.close(fig)
+    os.replace(f"{path}.tmp", path)
+
+
+def prepare_out(out: str | os.PathLike) -> None:
+    """Create the output directory; ``ValueError`` if it is a file or cannot be written."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out}: exists and is not a directory")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"--out {out}: cannot create directory ({err.strerror})") from None
+    # A probe file rather than os.access: root passes os.access on read-only mounts.
+    try:
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".purembrl-probe-"):
+            pass
+    except OSError as err:
+        raise ValueError(f"--out {out}: directory is not writable ({err.strerror})") from None
+
+def atomic_write(path: str, text: str) -> None:
+    """Write then rename: a crash leaves the old file or the new one, never half of one."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+def report_nonfinite(metrics: dict[str, np.ndarray], labels: Sequence[str]) -> list[str]:
+    """One line on stderr per run stopped by the divergence guard (``metrics["nonfinite"]``
+    ``[runs, iterations]``): where it stopped and what that means. Returns the lines."""
+    flags = metrics.get("nonfinite")
+    lines = []
+    if flags is None:
+        return lines
+    for label, row in zip(labels, flags, strict=True):
+        if row.any():
+            first = int(np.argmax(row))
+            lines.append(f"warning: {label} stopped at iteration {first + 1}: non-finite "
+                         f"parameters, buffers or metrics; its state is the last finite one "
+                         f"(iteration {first}), its later metrics are NaN and left out of the "
+                         "table's statistics")
+    for line in lines:
+        print(line, file=sys.stderr)
+    return lines
+
+def progress_line(label, done, total, last, curve, elapsed):
+    parts = [label, f"iteration {done}/{total}"]
+    if "env_steps" in last:
+        parts.append(f"env steps {np.median(last['env_steps'][:, -1]):,.0f}")
+    for name in dict.fromkeys(("eval_return", curve[1])):
+        if name in last:
+            parts.append(f"median {name} {quantiles(last[name][:, -1])[0]:.4g}")
+    if "nonfinite" in last and last["nonfinite"][:, -1].any():
+        parts.append(f"{int(last['nonfinite'][:, -1].sum())} stopped (non-finite)")
+    parts.append(f"{elapsed:.1f}s")
+    end = "\r" if sys.stderr.isatty() else "\n"
+    print(" | ".join(parts), end=end, file=sys.stderr, flush=True)
+
+def plain(value: Any) -> Any:
+    """JSON's view of a value (tuples become lists), so saved and new configs compare."""
+    return json.loads(json.dumps(value))
+
+def flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts and lists of dicts as {dotted name: leaf}."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            out.update(flat(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        out = {}
+        for i, v in enumerate(value):
+            out.update(flat(v, f"{prefix}[{i}]"))
+        return out
+    return {prefix: value}
+
+
+def algo_name(algo) -> str:
+    """The registry name of an algorithm module (``purembrl.algos.mbpo`` -> ``mbpo``)."""
+    return algo.__name__.rsplit(".", 1)[-1]

@@ -1,0 +1,153 @@
+"""``sweep``: a grid of configs x seeds in one compile, the configs' numeric leaves vmapped
+like the seeds (rejax's pattern), every point on the same seed keys."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from purembrl.config import as_dict, field_types
+from purembrl.driver import engine, report
+from purembrl.driver.devices import is_main_process
+
+
+@dataclass
+class SweepResult:
+    """A sweep's results: ``points`` (the varied fields' values per point, in order), metrics
+    as NumPy arrays ``[num_points, num_seeds, num_iterations, ...]``, the final states with a
+    leading ``num_points * num_seeds`` axis (point-major), and the wall-clock seconds."""
+
+    points: list[dict[str, Any]]
+    state: Any
+    metrics: dict[str, np.ndarray]
+    seconds: float
+    curve: tuple[str, str]
+    complete: bool = True
+
+def sweep(algo: ModuleType, configs: Sequence[Any], num_seeds: int = 1, *,
+          points: Sequence[dict[str, Any]] | None = None, seed: int = 0,
+          **options: Any) -> SweepResult:
+    """Train every config of ``configs`` for ``num_seeds`` seeds in one ``jit(vmap(...))``.
+
+    The configs may differ only in pytree-leaf fields (numbers: learning rates, discounts,
+    coefficients); their leaves are stacked and vmapped like the seeds, so the whole grid is
+    one compile. Every point uses the same ``num_seeds`` keys (common random numbers: points
+    differ by their settings, not their luck). A config that differs in a static field (sizes,
+    budgets, the env, anything that shapes the program) is a ``ValueError`` naming the field.
+    ``points``: labels of the points (the varied fields and values) for the table and files.
+    ``options``: as ``run``'s (``purembrl.driver.engine.Options``); ``out`` gets
+    ``sweep.json``, ``sweep.csv`` and ``sweep.png``."""
+    opts = engine.Options(**options)
+    configs = list(configs)
+    points = _check_sweep(configs, points, num_seeds)
+    loop = algo.make_loop(configs[0])
+    curve = engine.curve_of(algo, configs[0])
+    num_points = len(configs)
+    init, scan_steps = engine.guarded(*sweep_member(algo))
+    batch = engine.Batch(
+        label=f"[{report.algo_name(algo)} sweep] {num_points} points x {num_seeds} seeds",
+        init=engine.batched(init), scan_steps=engine.batched(scan_steps, in_axes=(0, None)),
+        inputs=sweep_inputs(configs, seed, num_seeds), num_iterations=loop.num_iterations,
+        identity=sweep_identity(algo, configs, seed, num_seeds), curve=curve)
+    carry, metrics, seconds, done = engine.drive(batch, opts)
+    if is_main_process():
+        report.report_nonfinite(
+            metrics, [f"point {p} seed {i}" for p in points for i in range(num_seeds)])
+    metrics = {k: v.reshape(num_points, num_seeds, *v.shape[1:]) for k, v in metrics.items()}
+    result = SweepResult(points=points, state=carry[0][1], metrics=metrics, seconds=seconds,
+                         curve=curve, complete=done == loop.num_iterations)
+    if is_main_process():
+        if opts.table:
+            print(report.sweep_table(result))
+        if opts.out is not None:
+            report.write_sweep(opts.out, algo, configs[0], seed, result)
+    return result
+
+
+def _check_sweep(configs: list[Any], points, num_seeds: int) -> list[dict[str, Any]]:
+    """The points' labels, after checking the configs differ only in pytree leaves."""
+    if not configs:
+        raise ValueError("a sweep needs at least one config")
+    if num_seeds < 1:
+        raise ValueError(f"num_seeds={num_seeds} is invalid: allowed an integer >= 1")
+    points = list(points) if points is not None else [{"point": i} for i in range(len(configs))]
+    if len(points) != len(configs):
+        raise ValueError(f"{len(points)} point labels for {len(configs)} configs")
+    structure = jax.tree.structure(configs[0])
+    for config, label in zip(configs, points, strict=True):
+        if jax.tree.structure(config) != structure:
+            differ = static_differences(configs[0], config)
+            raise ValueError(f"sweep point {label}: differs from the first point in static "
+                             f"field(s) {', '.join(differ) or '(structure)'}; a sweep can vary "
+                             f"only numeric fields: {', '.join(sweepable_fields(type(config)))}")
+    return points
+
+
+def sweep_inputs(configs: Sequence[Any], seed: int, num_seeds: int):
+    """The batch a sweep is vmapped over: every config's leaves stacked and repeated per seed,
+    and the same ``num_seeds`` keys for every point (point-major)."""
+    stacked = jax.tree.map(lambda *xs: jnp.repeat(jnp.stack([jnp.asarray(x) for x in xs]),
+                                                  num_seeds, axis=0), *configs)
+    return stacked, jnp.tile(engine.seed_keys(seed, num_seeds), len(configs))
+
+def sweep_member(algo: ModuleType):
+    """One sweep member's ``(init(config, key), step(carry))``: its config rides in the carry,
+    so each member builds its loop from its own (traced) settings."""
+    def member_init(config, key):
+        return config, algo.make_loop(config).init(key)
+
+    def member_step(carry):
+        config, state = carry
+        state, metrics = algo.make_loop(config).step(state)
+        return (config, state), metrics
+
+    return member_init, member_step
+
+def sweep_identity(algo: ModuleType, configs: Sequence[Any], seed: int,
+                   num_seeds: int) -> dict[str, Any]:
+    """What makes two sweeps the same sweep (stored in checkpoints, compared on resume)."""
+    return {"algorithm": report.algo_name(algo),
+            "sweep": report.plain([as_dict(c) for c in configs]), "seed": seed,
+            "num_seeds": num_seeds}
+
+def sweepable_fields(config_cls: type, prefix: str = "") -> list[str]:
+    """The (dotted) fields of a config class that a sweep may vary: its pytree leaves."""
+    out = []
+    hints = field_types(config_cls)
+    for f in dataclasses.fields(config_cls):
+        if not f.metadata.get("pytree_node", True):
+            continue
+        kind = hints.get(f.name)
+        if dataclasses.is_dataclass(kind):
+            out += sweepable_fields(kind, f"{prefix}{f.name}.")
+        else:
+            out.append(f"{prefix}{f.name}")
+    return out
+
+def static_differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted names of the static fields in which two configs of one class differ."""
+    out = []
+    for f in dataclasses.fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if dataclasses.is_dataclass(x) and dataclasses.is_dataclass(y):
+            out += static_differences(x, y, f"{prefix}{f.name}.")
+        elif not f.metadata.get("pytree_node", True) and (
+                report.plain(_as_dict_value(x)) != report.plain(_as_dict_value(y))):
+            out.append(f"{prefix}{f.name}")
+        elif (x is None) != (y is None):
+            out.append(f"{prefix}{f.name}")
+    return out
+
+def _as_dict_value(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return as_dict(value)
+    if isinstance(value, np.ndarray | jax.Array):
+        return np.asarray(value).tolist()
+    return value

@@ -1,0 +1,68 @@
+"""``run``: N seeds of one algorithm and config, through the chunked engine, with results.
+
+The driver knows no algorithm: it reads only the metric names of the design contract
+(``env_steps``, ``eval_return``) and, if the module defines it, ``curve(config) -> (x, y)``
+naming the learning curve to plot (default ``("env_steps", "eval_return")``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from purembrl.config import as_dict
+from purembrl.driver import engine, report
+from purembrl.driver.devices import is_main_process
+
+
+@dataclass
+class RunResult:
+    """What a run returns: final states (leading seed axis) and metrics as NumPy arrays
+    ``[num_seeds, num_iterations, ...]``, plus the wall-clock seconds it took."""
+
+    state: Any
+    metrics: dict[str, np.ndarray]
+    seconds: float
+    curve: tuple[str, str]
+    complete: bool = True
+
+def run(algo: ModuleType, config: Any, num_seeds: int = 1, *, seed: int = 0,
+        **options: Any) -> RunResult:
+    """Train ``num_seeds`` seeds of ``algo`` (a module with ``make_loop(config)``) with
+    ``config`` under one ``jit(vmap(...))``, in chunks; print the final table (median and
+    interquartile range over seeds at each evaluation) and, given ``out``, write
+    ``metrics.json``, ``curve.csv``, ``curve.png`` and the checkpoint.
+
+    ``options``: the keyword options of ``purembrl.driver.engine.Options`` (``out``,
+    ``num_chunks``, ``progress``, ``table``, ``checkpoint``, ``resume``,
+    ``stop_after_chunks``)."""
+    opts = engine.Options(**options)
+    if num_seeds < 1:
+        raise ValueError(f"num_seeds={num_seeds} is invalid: allowed an integer >= 1")
+    loop = algo.make_loop(config)
+    curve = engine.curve_of(algo, config)
+    init, scan_steps = engine.guarded(loop.init, loop.step)
+    batch = engine.Batch(
+        label=f"[{report.algo_name(algo)}] seeds {num_seeds}", init=engine.batched(init),
+        scan_steps=engine.batched(scan_steps, in_axes=(0, None)),
+        inputs=(engine.seed_keys(seed, num_seeds),), num_iterations=loop.num_iterations,
+        identity=run_identity(algo, config, seed, num_seeds), curve=curve)
+    carry, metrics, seconds, done = engine.drive(batch, opts)
+    result = RunResult(state=carry[0], metrics=metrics, seconds=seconds, curve=curve,
+                       complete=done == loop.num_iterations)
+    if is_main_process():
+        report.report_nonfinite(metrics, [f"seed {i}" for i in range(num_seeds)])
+        if opts.table:
+            print(report.summary_table(metrics, curve))
+        if opts.out is not None:
+            report.write_results(opts.out, algo, config, seed, result)
+    return result
+
+
+def run_identity(algo: ModuleType, config: Any, seed: int, num_seeds: int) -> dict[str, Any]:
+    """What makes two runs the same run (stored in checkpoints, compared on resume)."""
+    return {"algorithm": report.algo_name(algo), "config": report.plain(as_dict(config)),
+            "seed": seed, "num_seeds": num_seeds}
