@@ -5,14 +5,10 @@ under ``jit`` and ``vmap``), but the implementation is ours and minimal: the sto
 example pytree with a leading ``capacity`` axis, ``add`` is one scatter per leaf with wrap-around,
 and ``sample`` is one uniform ``randint`` and one gather per leaf, O(batch) whatever the capacity.
 
-Why not flashbax itself: measured side by side in one run on this 2-core CPU
-(``benchmarks/buffer.py``, numbers in ``benchmarks/RESULTS.md``), adding 1 or 256 items to a
-100k store costs well under a microsecond in both (0.7x-1.7x of each other), and sampling 256
-items is about 1.8-2x faster here (12 vs 22 us for one seed, 76 vs 152 us for 8 vmapped seeds),
-flashbax's flat buffer paying for its trajectory bookkeeping (it samples (t, t+1) pairs).
-Beyond speed we need what the flat buffer lacks: a validity mask on ``add`` (model rollouts
-write only their finite, non-terminated steps) and adds of a batch larger than the buffer. And a
-few dozen lines keep flashbax out of the dependencies.
+Why not flashbax itself: we need what its flat buffer lacks, a validity mask on ``add`` (model
+rollouts write only their finite, non-terminated steps) and adds of a batch larger than the
+buffer; its trajectory bookkeeping (it samples (t, t+1) pairs) is work we do not need. The side
+by side comparison is ``benchmarks/buffer.py``, its numbers in ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations

@@ -18,13 +18,11 @@ NumPy arrays (the metrics so far) and a JSON-able ``meta`` dict, in one uncompre
 for free): pytree structure is code, not data, so it is not pickled into the file, and a
 template whose leaves differ in number, shape or dtype from the file is refused.
 
-Why NumPy's ``.npz`` and not orbax-checkpoint or ``flax.serialization``: measured by
-``benchmarks/checkpoint.py`` on MBPO's Pendulum state for 8 seeds with full buffers (142 MB,
-2-core CPU; ``benchmarks/RESULTS.md``): save 0.27 s here (checksum included) against 0.31 s
-for flax's msgpack and 0.41-0.63 s for orbax; restore 0.20 s against 0.12 s and 0.24-0.27 s.
-All three are fast next to a chunk of training; what decides is that ``.npz`` is one file, so
-one rename makes a save atomic (orbax writes a directory of files), it stores typed PRNG keys
-and bfloat16 exactly with their dtypes recorded, and it needs nothing beyond NumPy.
+Why NumPy's ``.npz`` and not orbax-checkpoint or ``flax.serialization``: all three are fast
+next to a chunk of training (``benchmarks/checkpoint.py``, numbers in ``benchmarks/RESULTS.md``);
+what decides is that ``.npz`` is one file, so one rename makes a save atomic (orbax writes a
+directory of files), it stores typed PRNG keys and bfloat16 exactly with their dtypes recorded,
+and it needs nothing beyond NumPy.
 """
 
 from __future__ import annotations

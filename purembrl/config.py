@@ -171,15 +171,6 @@ def resolve_presets(config: Any, presets: dict[str, dict[str, Any]], generic: di
             object.__setattr__(config, f.name, value)
 
 
-def is_static(config_cls: type, name: str) -> bool:
-    """Whether field ``name`` of ``config_cls`` is static (part of the compiled program's
-    structure) rather than a pytree leaf (a traced, vmappable number)."""
-    for f in dataclasses.fields(config_cls):
-        if f.name == name:
-            return not f.metadata.get("pytree_node", True)
-    raise KeyError(name)
-
-
 def parse_value(config_cls: type, name: str, text: str) -> Any:
     """Parse ``text`` as the type of field ``name``; ``ValueError`` names the field on failure.
 

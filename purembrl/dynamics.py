@@ -73,10 +73,8 @@ class EnsembleConfig:
         that leaves the fit unchanged (tested). The loop's length depends on the buffer's size,
         so it is a ``while`` loop; on a GPU each of its iterations waits for the host to read
         the loop's condition, and blocks of ``sgd_block`` steps (a scan; steps past the epoch's
-        end computed but masked out) wait once per block. On the CPU blocks only cost: a 20k-row
-        fit took the same time with 1 or 16, and Pendulum's 300-row fits (8 steps an epoch) 65
-        against 121 ms per epoch. On a GPU not yet measured (``benchmarks/mbpo_profile.py
-        --set model.sgd_block=16`` times it), so the default is 1.
+        end computed but masked out) wait once per block. Default 1: on the CPU blocks only
+        cost (``benchmarks/mbpo_profile.py --set model.sgd_block=16`` times it; RESULTS.md).
     """
 
     num_members: int = static(7)

@@ -391,9 +391,7 @@ def make_naf(config: NAFConfig, obs_dim: int, action_low: jax.Array,
     Polyak-averaged target network; the loss is the squared TD error.
 
     mu is not squashed (the paper's choice): a tanh saturates at the bounds, where its gradient
-    vanishes. (Measured on Pendulum: with a tanh, 2 of 4 seeds sat at a constant full torque
-    for the whole run whatever the noise, step size or target rate; unsquashed, such runs
-    still occur: NAF's quadratic advantage fits a bang-bang task poorly.)"""
+    vanishes (benchmarks/RESULTS.md has the Pendulum runs with and without a tanh)."""
     action_low = jnp.asarray(action_low, jnp.float32).reshape(-1)
     action_high = jnp.asarray(action_high, jnp.float32).reshape(-1)
     action_dim = action_low.shape[0]

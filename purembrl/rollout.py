@@ -3,8 +3,8 @@
 MBPO (Janner et al. 2019, Section 4 and Algorithm 2) branches short rollouts of length k from
 states of the real replay buffer, because model errors compound with the horizon; a rollout as
 long as an episode is the full-trajectory rollout the notes warn against, kept here (same
-function, ``horizon`` = episode length) for that ablation. Dyna's expected target draws several
-next states for one (s, a) (``fanout_step``).
+function, ``horizon`` = episode length) for that ablation. ``fanout_step`` draws several next
+states for one (s, a) at once, the samples of an expected target.
 
 A ``model_step(key, obs [B, ...], action [B, ...]) -> (next_obs, reward [B], terminated [B])``
 is any batched step function: ``purembrl.dynamics.make_model_step`` gives one for the learned

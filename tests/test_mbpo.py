@@ -65,10 +65,10 @@ def test_mixed_batches_have_the_configured_real_fraction():
                                      example.replace(reward=jnp.float32(r)))
     env_buf = buffer.add(buffer.init(example, 100), fill(1.0, 100))
     model_buf = buffer.add(buffer.init(example, 100), fill(-1.0, 100))
-    batch = mbpo.mixed_batch(env_buf, model_buf, jax.random.key(0), 16, 48)
+    batch = buffer.sample_mixed(env_buf, model_buf, jax.random.key(0), 16, 48)
     assert int((batch.reward == 1.0).sum()) == 16 and int((batch.reward == -1.0).sum()) == 48
     empty = buffer.init(example, 100)
-    batch = mbpo.mixed_batch(env_buf, empty, jax.random.key(0), 16, 48)
+    batch = buffer.sample_mixed(env_buf, empty, jax.random.key(0), 16, 48)
     assert bool((batch.reward == 1.0).all())  # no model data yet: real data in its place
 
 

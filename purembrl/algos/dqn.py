@@ -20,7 +20,7 @@ from flax import struct
 
 from purembrl import buffer, envs, interact
 from purembrl.config import check_batch_fits, check_budget, check_int, resolve_presets, static
-from purembrl.learners import DQNConfig, for_env
+from purembrl.learners import DQNConfig, for_env, linear_epsilon
 from purembrl.loop import TrainLoop, as_train
 
 ENVS = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
@@ -111,10 +111,6 @@ def make_loop(config: Config) -> TrainLoop:
     env_spec = interact.spec(env, env_params)
     learner = for_env("dqn", None, config.dqn, env_spec, config.normalize_obs)
 
-    def epsilon(trained_steps):
-        frac = jnp.clip(trained_steps / config.eps_decay_steps, 0.0, 1.0)
-        return config.eps_start + frac * (config.eps_end - config.eps_start)
-
     def init(key):
         key_learner, key_reset, key_warm, key_run = jax.random.split(key, 4)
         obs, env_state = env.reset(key_reset, env_params)
@@ -129,7 +125,8 @@ def make_loop(config: Config) -> TrainLoop:
 
     def train_step(carry, key):
         key_act, key_env, key_update = jax.random.split(key, 3)
-        eps = epsilon(carry.env_steps - config.learning_starts)
+        eps = linear_epsilon(carry.env_steps - config.learning_starts, config.eps_start,
+                             config.eps_end, config.eps_decay_steps)
         action = learner.act(carry.learner, key_act, carry.obs[None], epsilon=eps)[0]
         obs, env_state, replay = interact.step_into(env, env_params, key_env, carry.env_state,
                                                     carry.obs, action, carry.replay)

@@ -210,13 +210,6 @@ class Config:
         return per_event * events
 
 
-def mixed_batch(env_buffer: buffer.BufferState, model_buffer: buffer.BufferState,
-                key: jax.Array, num_real: int, num_model: int):
-    """``num_real`` env samples followed by ``num_model`` model samples (env samples in their
-    place while the model buffer is still empty): ``buffer.sample_mixed``."""
-    return buffer.sample_mixed(env_buffer, model_buffer, key, num_real, num_model)
-
-
 def rollout_length(config: Config, env_steps: jax.Array) -> jax.Array:
     """The schedule's rollout length after ``env_steps`` real steps (an int32 scalar)."""
     min_epoch, max_epoch, min_len, max_len = config.rollout_schedule
@@ -224,9 +217,6 @@ def rollout_length(config: Config, env_steps: jax.Array) -> jax.Array:
     span = max(max_epoch - min_epoch, 1)
     frac = jnp.clip((epoch - min_epoch) / span, 0.0, 1.0)
     return jnp.floor(min_len + frac * (max_len - min_len)).astype(jnp.int32)
-
-
-MBPOState = RolloutLoopState
 
 
 def make_parts(config: Config) -> RolloutLoopParts:
@@ -250,7 +240,8 @@ def make_parts(config: Config) -> RolloutLoopParts:
         """G learner updates on batches mixing env and model data."""
         def update(state, k):
             key_batch, key_learn = jax.random.split(k)
-            batch = mixed_batch(env_buffer, model_buffer, key_batch, num_real, num_model)
+            batch = buffer.sample_mixed(env_buffer, model_buffer, key_batch, num_real,
+                                          num_model)
             return learner.update(state, batch, key_learn)
 
         learner_state, info = jax.lax.scan(update, learner_state,
@@ -271,13 +262,13 @@ def make_loop(config: Config) -> TrainLoop:
 
 
 def make_train(config: Config):
-    """``train(key) -> (MBPOState, metrics)``; metrics ``[num_evals]``: ``env_steps``,
+    """``train(key) -> (RolloutLoopState, metrics)``; metrics ``[num_evals]``: ``env_steps``,
     ``eval_return``, ``eval_length``, ``model_buffer_size``, the model's holdout MSE (elites),
     epochs and ``model_nonfinite`` flag, rollout length and count, and the learner's losses."""
     return as_train(make_loop(config))
 
 
-def policy(state: MBPOState, config: Config):
+def policy(state: RolloutLoopState, config: Config):
     """The trained deterministic policy as a pure function ``(key, obs [B, d]) -> action``."""
     env, env_params = envs.make(config.env)
     learner = for_env(config.learner, config.sac, config.dqn,

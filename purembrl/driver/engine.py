@@ -35,8 +35,8 @@ CHECKPOINT = "checkpoint.npz"
 def batched(fn, in_axes=0):
     """``jax.vmap(fn, in_axes)``, except that a batch of one runs ``fn`` on the single member
     and adds the batch axis back: the same result, faster. (XLA compiles the size-1 batch
-    dimension of a vmapped matmul to slower kernels: one MBPO seed at mbrl-lib's work ran 12%
-    slower under ``vmap`` on a 2-core Intel Xeon.)"""
+    dimension of a vmapped matmul to slower kernels; ``benchmarks/mbpo_speed.py`` measures it,
+    RESULTS.md has the numbers.)"""
     vmapped = jax.vmap(fn, in_axes=in_axes)
 
     def call(*args):

@@ -56,10 +56,5 @@ def make(name: str) -> tuple[Any, Any]:
     raise ValueError(f"unknown env {name!r}; known envs: {', '.join(names())}")
 
 
-def is_tabular(env: Any) -> bool:
-    """Whether ``env`` is one of the library's tabular envs (``num_states``, ``obs_to_index``)."""
-    return hasattr(env, "num_states") and hasattr(env, "obs_to_index")
-
-
 __all__ = ["BlockingMaze", "DynaMaze", "FourRoomObjects", "GridMaze", "PointMaze", "ShortcutMaze",
-           "is_tabular", "make", "names"]
+           "make", "names"]
