@@ -17,7 +17,8 @@ import sys
 MODULES = [
     # building blocks
     "purembrl.types", "purembrl.buffer", "purembrl.networks", "purembrl.value",
-    "purembrl.learners", "purembrl.dynamics", "purembrl.rollout", "purembrl.successor",
+    "purembrl.learners", "purembrl.dynamics.model", "purembrl.dynamics.fitting",
+    "purembrl.rollout", "purembrl.successor",
     "purembrl.classifier", "purembrl.interact",
     # loops, the driver and checkpoints
     "purembrl.loop", "purembrl.model_loop", "purembrl.run", "purembrl.driver.engine",

@@ -106,7 +106,7 @@ def test_holdout_score_covers_every_held_out_row(rows):
     x = dynamics.model_inputs(data.obs[held], data.action[held], 1)
     y = (dynamics.model_targets(jax.tree.map(lambda v: v[held], data), True)
          - fitted.normalizer.out_mean) / fitted.normalizer.out_std
-    mean, _, _ = dynamics._raw_outputs(fitted, fitted.params, fitted.normalizer,
+    mean, _, _ = dynamics.raw_outputs(fitted, fitted.params, fitted.normalizer,
                                        jnp.broadcast_to(x, (4, *x.shape)))
     direct = np.asarray(jnp.mean((mean - y) ** 2, axis=(1, 2)))
     np.testing.assert_allclose(np.asarray(info["val_mse"]), direct, rtol=1e-4)

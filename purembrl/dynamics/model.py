@@ -1,42 +1,13 @@
-"""Probabilistic ensemble dynamics model, fitted and sampled inside jit (MBPO's model).
+"""The ensemble itself: its config, state, predictions, samples and one training step.
 
-Janner, Fu, Zhang & Levine 2019 (MBPO), Appendix C, after Chua, Calandra, McAllister & Levine
-2018 (PETS), Section 4 and Appendix A.1:
-
-* E members (default 7), each an MLP (default 4 x 200, swish) that outputs a diagonal Gaussian
-  over the targets ``[reward, next_obs - obs]`` (reward dropped when ``learn_reward=False``) and,
-  when ``learn_termination``, one Bernoulli logit for termination.
-* The log-variance is softly bounded between learned bounds (PETS, Appendix A.1)::
-
-      logvar = max_logvar - softplus(max_logvar - raw)
-      logvar = min_logvar + softplus(logvar - min_logvar)
-
-  with ``logvar_penalty * (sum(max_logvar) - sum(min_logvar))`` added to the loss, and an L2
-  penalty ``weight_decay[l] * ||W_l||^2 / 2`` on each layer's kernel (MBPO's decays).
-* Inputs ``[obs, action]`` and targets are standardised by the statistics of the training data,
-  recomputed at every ``fit``; a near-constant feature gets scale 1, never a division by ~0.
-
-``fit`` trains on the filled part of a replay buffer whose size grows during training (masks,
-no recompilation): a random ``holdout_ratio`` of the rows (at most ``max_holdout``) is held out;
-each member trains on its own bootstrap resample of the rest, in minibatches drawn from it;
-after each epoch (one pass worth of minibatches) the holdout MSE of each member is compared with
-its best so far, a member that improved by more than ``improvement_threshold`` (1%) keeps a
-snapshot of its parameters, and training stops when no member has improved for ``patience``
-epochs (or after ``max_epochs``). Each member ends at its best snapshot; the ``num_elites``
-members with the lowest holdout MSE are the elites.
-
-Units: ``predict`` returns mean and log-variance of the targets in their original units, i.e.
-of ``[reward, next_obs - obs]`` (``[next_obs - obs]`` without a learned reward).
-``sample_step`` returns ``next_obs`` itself.
-
-Actions are float vectors ``[action_dim]``; integer (discrete) actions stored in a buffer are
-one-hot encoded to ``action_dim`` by ``model_inputs`` (see ``one_hot_actions``).
+The model of ``purembrl.dynamics`` (the package docstring describes it); ``fit`` lives in
+``purembrl.dynamics.fitting``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import chex
 import jax
@@ -45,7 +16,6 @@ import numpy as np
 import optax
 from flax import struct
 
-from purembrl.buffer import BufferState
 from purembrl.config import check, check_choice, check_int, check_sizes, static
 from purembrl.networks import ACTIVATIONS, MLP, ensemble_apply, ensemble_init
 
@@ -235,7 +205,7 @@ def model_targets(transition, learn_reward: bool) -> jax.Array:
     return jnp.concatenate([transition.reward[..., None].astype(jnp.float32), delta], axis=-1)
 
 
-def _raw_outputs(state: EnsembleState, params, normalizer: Normalizer, x: jax.Array):
+def raw_outputs(state: EnsembleState, params, normalizer: Normalizer, x: jax.Array):
     """Normalised mean, bounded log-variance ``[E, B, D]`` and termination logit ``[E, B]``
     (None when not learned) of inputs ``x [E, B, in]`` in original units."""
     d = state.target_dim
@@ -268,7 +238,7 @@ def predict_full(state: EnsembleState, obs: jax.Array, action: jax.Array):
     chex.assert_axis_dimension(obs, 1, state.obs_dim)
     x = model_inputs(obs, action, state.action_dim)
     x = jnp.broadcast_to(x, (state.num_members, *x.shape))
-    mean, logvar, logit = _raw_outputs(state, state.params, state.normalizer, x)
+    mean, logvar, logit = raw_outputs(state, state.params, state.normalizer, x)
     n = state.normalizer
     return mean * n.out_std + n.out_mean, logvar + 2 * jnp.log(n.out_std), logit
 
@@ -358,7 +328,7 @@ def _weight_decay_loss(config: EnsembleConfig, net_params) -> jax.Array:
 def _losses(state: EnsembleState, config: EnsembleConfig, params, normalizer, x, y, done):
     """Summed training loss and per-member NLL [E]: x [E, B, in] in original units,
     y [E, B, D] normalised targets, done [E, B]."""
-    mean, logvar, logit = _raw_outputs(state, params, normalizer, x)
+    mean, logvar, logit = raw_outputs(state, params, normalizer, x)
     nll = jnp.mean(gaussian_nll(mean, logvar, y), axis=-1)  # [E]
     loss = nll
     if state.learn_termination:
@@ -377,246 +347,3 @@ def train_step(state: EnsembleState, config: EnsembleConfig, params, opt_state,
                           has_aux=True)(params)
     updates, opt_state = _optimizer(config).update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, nll
-
-
-VAL_CHUNK = 256
-"""Holdout rows scored at once by ``fit`` (only the chunks that hold real rows are scored)."""
-
-
-class FitData(NamedTuple):
-    """One fit's view of the buffer: every row's inputs and standardised targets, the random
-    split into training and holdout rows, and the members' bootstrap keys.
-
-    Attributes:
-      x: ``[capacity, in]`` inputs in original units. y: ``[capacity, D]`` standardised targets.
-      done: ``[capacity]`` termination targets. normalizer: statistics of the training rows.
-      train_rows: ``[capacity]`` buffer rows, the ``num_train`` training rows first.
-      num_train, num_holdout: row counts (int32 scalars).
-      member_keys: ``[E]`` keys of the members' bootstraps.
-      val_rows, val_w: ``[padded]`` holdout rows (the training rows when nothing is held out)
-        and their 0/1 weights, padded to whole ``VAL_CHUNK``s. val_total: the weights' sum.
-      num_val_chunks: the chunks that hold real rows (int32 scalar).
-    """
-
-    x: jax.Array
-    y: jax.Array
-    done: jax.Array
-    normalizer: Normalizer
-    train_rows: jax.Array
-    num_train: jax.Array
-    num_holdout: jax.Array
-    member_keys: jax.Array
-    val_rows: jax.Array
-    val_w: jax.Array
-    val_total: jax.Array
-    num_val_chunks: jax.Array
-
-
-def fit_data(state: EnsembleState, buffer_state: BufferState, key_split: jax.Array,
-             key_boot: jax.Array, config: EnsembleConfig) -> FitData:
-    """Split the filled rows at random into training and holdout rows (``holdout_ratio`` of
-    them, at most ``max_holdout``), standardise inputs and targets by the training rows'
-    statistics, and give each member a bootstrap key (PETS, Chua et al. 2018, Sec. 4.1).
-
-    The uniform draws are prefix-consistent in the array length, so a buffer with more,
-    unfilled, capacity holds out the same rows."""
-    data, capacity, size = buffer_state.data, buffer_state.capacity, buffer_state.size
-    x_all = model_inputs(data.obs, data.action, state.action_dim)
-    y_all = model_targets(data, state.learn_reward)
-
-    # Random split of the filled rows: unfilled rows sort last.
-    filled = jnp.arange(capacity) < size
-    order = jnp.argsort(jnp.where(filled, jax.random.uniform(key_split, (capacity,)), 2.0))
-    # Static bound on the holdout rows: no more than a full buffer would hold out.
-    holdout_cap = min(config.max_holdout, int(capacity * config.holdout_ratio))
-    num_holdout = jnp.minimum(jnp.floor(size * config.holdout_ratio).astype(jnp.int32),
-                              holdout_cap)
-    num_train = jnp.maximum(size - num_holdout, 1)
-    holdout_rows = order[:holdout_cap] if holdout_cap else jnp.zeros((1,), jnp.int32)
-    holdout_w = (jnp.arange(holdout_rows.shape[0]) < num_holdout).astype(jnp.float32)
-    train_rows = jnp.roll(order, -num_holdout)  # train rows first, num_train of them
-    train_w = (jnp.arange(capacity) < num_train).astype(jnp.float32)
-
-    in_mean, in_std = _masked_stats(x_all[train_rows], train_w)
-    out_mean, out_std = _masked_stats(y_all[train_rows], train_w)
-    member_keys = jax.vmap(lambda m: jax.random.fold_in(key_boot, m))(
-        jnp.arange(config.num_members))
-
-    # Holdout: all members see the same held-out rows (without holdout, the training rows),
-    # scored in chunks of VAL_CHUNK rows, only as many as hold real rows: the static bound
-    # above is sized for a full buffer, and scoring all of it every epoch would cost more than
-    # the epoch's training while the buffer is small (MBPO's early fits).
-    use_train_as_val = num_holdout == 0
-    val_rows = jnp.where(use_train_as_val, train_rows[:holdout_rows.shape[0]], holdout_rows)
-    val_w = jnp.where(use_train_as_val,
-                      (jnp.arange(holdout_rows.shape[0]) < num_train).astype(jnp.float32),
-                      holdout_w)
-    num_val = (val_w > 0).sum()
-    padded = -(-val_rows.shape[0] // VAL_CHUNK) * VAL_CHUNK
-    return FitData(
-        x=x_all, y=(y_all - out_mean) / out_std, done=data.terminated.astype(jnp.float32),
-        normalizer=Normalizer(in_mean, in_std, out_mean, out_std), train_rows=train_rows,
-        num_train=num_train, num_holdout=num_holdout, member_keys=member_keys,
-        val_rows=jnp.pad(val_rows, (0, padded - val_rows.shape[0])),
-        val_w=jnp.pad(val_w, (0, padded - val_w.shape[0])), val_total=val_w.sum(),
-        num_val_chunks=jnp.maximum((num_val + VAL_CHUNK - 1) // VAL_CHUNK, 1))
-
-
-def bootstrap_rows(data: FitData, pos: jax.Array) -> jax.Array:
-    """Buffer rows ``[E, B]`` at bootstrap positions ``pos [E, B]``. Member m's bootstrap of
-    the training part is ``num_train`` draws with replacement; its position p holds training
-    row ``hash(key_m, p) mod num_train``, so no ``[E, capacity]`` table is stored and nothing
-    depends on the buffer's capacity."""
-    draw = jax.vmap(jax.vmap(lambda k, p: jax.random.randint(
-        jax.random.fold_in(k, p), (), 0, data.num_train), in_axes=(None, 0)))(
-        data.member_keys, pos)
-    return data.train_rows[draw]
-
-
-def holdout_mse(state: EnsembleState, data: FitData, params) -> jax.Array:
-    """Each member's mean squared error of its mean prediction on the holdout rows ``[E]``
-    (standardised units)."""
-    E = state.num_members
-
-    def chunk(i, total):
-        rows = jax.lax.dynamic_slice(data.val_rows, (i * VAL_CHUNK,), (VAL_CHUNK,))
-        w = jax.lax.dynamic_slice(data.val_w, (i * VAL_CHUNK,), (VAL_CHUNK,))
-        x = jnp.broadcast_to(data.x[rows], (E, VAL_CHUNK, data.x.shape[-1]))
-        mean, _, _ = _raw_outputs(state, params, data.normalizer, x)
-        per_row = jnp.mean((mean - data.y[rows]) ** 2, axis=-1)  # [E, VAL_CHUNK]
-        return total + (per_row * w).sum(-1)
-
-    total = jax.lax.fori_loop(0, data.num_val_chunks, chunk, jnp.zeros((E,)))
-    return total / jnp.maximum(data.val_total, 1.0)
-
-
-def steps_per_epoch(data: FitData, config: EnsembleConfig) -> jax.Array:
-    """Minibatches of ``batch_size`` per epoch: one pass over the training rows."""
-    return jnp.maximum((data.num_train + config.batch_size - 1) // config.batch_size, 1)
-
-
-def sgd_epoch(state: EnsembleState, config: EnsembleConfig, data: FitData, params, opt_state,
-              key: jax.Array):
-    """One epoch of minibatch Adam steps on every member's bootstrap, in blocks of
-    ``config.sgd_block`` steps. Returns ``(params, opt_state, summed NLL [E])``."""
-    E, B, block = config.num_members, config.batch_size, config.sgd_block
-    num_steps = steps_per_epoch(data, config)
-
-    def sgd_step(i, carry):
-        params, opt_state, key, nll_sum = carry
-        key, key_batch = jax.random.split(key)
-        rows = bootstrap_rows(data, jax.random.randint(key_batch, (E, B), 0, data.num_train))
-        params, opt_state, nll = train_step(state, config, params, opt_state, data.normalizer,
-                                            data.x[rows], data.y[rows], data.done[rows])
-        return params, opt_state, key, nll_sum + nll
-
-    def one_block(b, carry):
-        def masked_step(carry, j):
-            i = b * block + j
-            new = sgd_step(i, carry)
-            return jax.tree.map(lambda n, o: jnp.where(i < num_steps, n, o), new, carry), None
-
-        return jax.lax.scan(masked_step, carry, jnp.arange(block))[0]
-
-    carry = (params, opt_state, key, jnp.zeros((E,)))
-    if block == 1:
-        carry = jax.lax.fori_loop(0, num_steps, sgd_step, carry)
-    else:
-        carry = jax.lax.fori_loop(0, (num_steps + block - 1) // block, one_block, carry)
-    params, opt_state, _, nll_sum = carry
-    return params, opt_state, nll_sum
-
-
-class FitCarry(NamedTuple):
-    """The state of ``fit``'s epoch loop: the parameters being trained and the best kept per
-    member (early stopping), with the loop's counters.
-
-    Attributes:
-      params, opt_state: being trained. best_params, best_mse ``[E]``: each member's
-        parameters at its best holdout MSE so far. key: for the next epoch. epochs: done.
-      since: epochs since any member improved. train_nll ``[E]``: the last epoch's mean NLL.
-      nonfinite: a loss or parameter was NaN or inf in some epoch.
-    """
-
-    params: Any
-    opt_state: Any
-    best_params: Any
-    best_mse: jax.Array
-    key: jax.Array
-    epochs: jax.Array
-    since: jax.Array
-    train_nll: jax.Array
-    nonfinite: jax.Array
-
-
-def _select_members(improved: jax.Array, new, old):
-    """Per member (leading axis of every leaf): ``new`` where ``improved``, else ``old``."""
-    E = improved.shape[0]
-    return jax.tree.map(
-        lambda n, o: jnp.where(improved.reshape((E,) + (1,) * (n.ndim - 1)), n, o), new, old)
-
-
-def fit_epoch(state: EnsembleState, config: EnsembleConfig, data: FitData,
-              carry: FitCarry) -> FitCarry:
-    """One epoch of training, then early-stopping bookkeeping: a member keeps its new
-    parameters when its holdout MSE improved by more than ``improvement_threshold``
-    (relatively) and every number is finite (MBPO's and PETS's stopping rule)."""
-    E = config.num_members
-    key, key_epoch = jax.random.split(carry.key)
-    params, opt_state, nll_sum = sgd_epoch(state, config, data, carry.params, carry.opt_state,
-                                           key_epoch)
-    mse = holdout_mse(state, data, params)
-    finite = jnp.isfinite(mse) & jnp.all(jnp.stack([
-        jnp.all(jnp.isfinite(leaf).reshape(E, -1), axis=1)
-        for leaf in jax.tree.leaves(params)]), axis=0)
-    best_mse = carry.best_mse
-    improved = finite & ((best_mse - mse) / jnp.where(jnp.isfinite(best_mse), best_mse, 1.0)
-                         > config.improvement_threshold)
-    improved = improved | (finite & ~jnp.isfinite(best_mse))
-    return FitCarry(
-        params=params, opt_state=opt_state,
-        best_params=_select_members(improved, params, carry.best_params),
-        best_mse=jnp.where(improved, mse, best_mse), key=key, epochs=carry.epochs + 1,
-        since=jnp.where(improved.any(), 0, carry.since + 1),
-        train_nll=nll_sum / steps_per_epoch(data, config),
-        nonfinite=carry.nonfinite | ~finite.all() | ~jnp.isfinite(nll_sum).all())
-
-
-def elite_members(best_mse: jax.Array, num_elites: int) -> jax.Array:
-    """Indices of the ``num_elites`` members with the lowest finite holdout MSE."""
-    return jnp.argsort(jnp.where(jnp.isfinite(best_mse), best_mse, jnp.inf))[
-        :num_elites].astype(jnp.int32)
-
-
-def fit(state: EnsembleState, buffer_state: BufferState, key: jax.Array,
-        config: EnsembleConfig) -> tuple[EnsembleState, dict[str, jax.Array]]:
-    """Fit the ensemble to the filled part of ``buffer_state`` (a buffer of ``Transition``s):
-    split and standardise (``fit_data``), then epochs (``fit_epoch``) until ``max_epochs`` or
-    ``patience`` epochs without improvement, then the elites (``elite_members``).
-
-    Returns the new state and ``info``: ``train_nll`` (mean NLL of the last epoch, normalised
-    units), ``val_mse`` per member (holdout MSE of its kept parameters, normalised units),
-    ``elites``, ``epochs`` used, ``num_train`` / ``num_holdout`` rows and ``nonfinite`` (True if
-    any loss or parameter was NaN or inf; a member whose holdout loss was never finite keeps its
-    parameters from before the fit).
-    """
-    if config.num_members != state.num_members or tuple(config.hidden_sizes) != state.hidden_sizes:
-        raise ValueError("config does not match the state: num_members / hidden_sizes differ "
-                         "from those the state was initialised with")
-    E = config.num_members
-    key_split, key_boot, key_epochs = jax.random.split(key, 3)
-    data = fit_data(state, buffer_state, key_split, key_boot, config)
-    start = FitCarry(params=state.params, opt_state=state.opt_state, best_params=state.params,
-                     best_mse=jnp.full((E,), jnp.inf), key=key_epochs,
-                     epochs=jnp.zeros((), jnp.int32), since=jnp.zeros((), jnp.int32),
-                     train_nll=jnp.zeros((E,)), nonfinite=jnp.zeros((), bool))
-    end = jax.lax.while_loop(
-        lambda c: (c.epochs < config.max_epochs) & (c.since < config.patience),
-        lambda c: fit_epoch(state, config, data, c), start)
-    chosen = elite_members(end.best_mse, config.num_elites)
-    new_state = state.replace(params=end.best_params, opt_state=end.opt_state,
-                              normalizer=data.normalizer, elites=chosen)
-    info = {"train_nll": end.train_nll, "val_mse": end.best_mse, "elites": chosen,
-            "epochs": end.epochs, "num_train": data.num_train,
-            "num_holdout": data.num_holdout, "nonfinite": end.nonfinite}
-    return new_state, info
