@@ -35,8 +35,9 @@ def main(argv=None) -> int:
     print(f"machine: {machine()}")
     cfg = dqn.Config(env="CartPole-v1", total_steps=args.steps, eval_every=25_000,
                      learning_starts=10_000, buffer_size=10_000, batch_size=128,
-                     updates_per_step=1, train_every=10, eps_decay_steps=250_000,
+                     updates_per_step=1, train_every=10,
                      dqn=DQNConfig(hidden_sizes=(120, 84), target_update="periodic",
+                                   eps_decay_steps=250_000,
                                    target_period=50, learning_rate=2.5e-4, loss="mse",
                                    double_q=False, max_grad_norm=1e9))
     train = jax.jit(jax.vmap(dqn.make_train(cfg)))

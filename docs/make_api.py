@@ -17,7 +17,9 @@ import sys
 MODULES = [
     # building blocks
     "purembrl.types", "purembrl.buffer", "purembrl.networks", "purembrl.value",
-    "purembrl.learners", "purembrl.dynamics.model", "purembrl.dynamics.fitting",
+    "purembrl.learners.base", "purembrl.learners", "purembrl.learners.sac",
+    "purembrl.learners.dqn", "purembrl.learners.naf", "purembrl.learners.normalize",
+    "purembrl.dynamics.model", "purembrl.dynamics.fitting",
     "purembrl.rollout", "purembrl.successor",
     "purembrl.classifier", "purembrl.interact",
     # loops, the driver and checkpoints

@@ -45,7 +45,7 @@ def _mbpo(**fields):
 
 
 def _mbpo_cartpole(**fields):
-    return _mbpo(env="CartPole-v1", sac=None, dqn=_dqn(), eps_decay_steps=200, **fields)
+    return _mbpo(env="CartPole-v1", sac=None, dqn=_dqn(eps_decay_steps=200), **fields)
 
 
 def _dyna(**fields):
@@ -85,7 +85,7 @@ CASES: dict[str, tuple[str, dict]] = {
                                    learning_starts=200, eval_episodes=1, batch_size=16,
                                    sac=_sac(), normalize_obs=True)),
     "dqn": ("dqn", dict(env="CartPole-v1", total_steps=400, eval_every=100, learning_starts=200,
-                        eval_episodes=1, batch_size=16, eps_decay_steps=150, dqn=_dqn())),
+                        eval_episodes=1, batch_size=16, dqn=_dqn(eps_decay_steps=150))),
     "dqn_train_every": ("dqn", dict(env="CartPole-v1", total_steps=400, eval_every=200,
                                     learning_starts=200, eval_episodes=1, batch_size=16,
                                     train_every=3, updates_per_step=2, normalize_obs=True,
@@ -94,7 +94,7 @@ CASES: dict[str, tuple[str, dict]] = {
     "mbpo_model_off": ("mbpo", _mbpo(real_ratio=1.0)),
     "mbpo_dqn": ("mbpo", _mbpo_cartpole(real_ratio=0.25)),
     "dyna": ("dyna", _dyna()),
-    "dyna_dqn": ("dyna", _dyna(env="CartPole-v1", sac=None, dqn=_dqn(), eps_decay_steps=100,
+    "dyna_dqn": ("dyna", _dyna(env="CartPole-v1", sac=None, dqn=_dqn(eps_decay_steps=100),
                                normalize_obs=True)),
     "mbve": ("mbve", _mbve()),
     "mbve_normalized": ("mbve", _mbve(normalize_obs=True, td_k=False)),

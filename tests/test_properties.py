@@ -138,7 +138,7 @@ SAC_FIELDS = ["total_steps", "eval_every", "learning_starts", "batch_size", "buf
               "updates_per_step", "eval_episodes"]
 MBPO_FIELDS = ["total_steps", "eval_every", "initial_random_steps", "batch_size",
                "updates_per_step", "real_ratio", "model_train_freq", "rollout_freq",
-               "rollouts_per_step", "epoch_length", "model_retain_epochs", "eps_end"]
+               "rollouts_per_step", "epoch_length", "model_retain_epochs"]
 LEARNER_FIELDS = ["actor_lr", "critic_lr", "gamma", "tau", "init_alpha"]
 
 

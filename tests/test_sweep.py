@@ -92,7 +92,7 @@ def test_command_line_sweep_writes_the_grid(tmp_path, capsys):
     (["dqn.learning_rate"], "expected field=value1,value2"),
     (["dqn.learning_rate="], "no values"),
     (["nope=1,2"], "unknown field 'nope'"),
-    (["eps_end=0.1", "eps_end=0.2"], "given twice"),
+    (["dqn.eps_end=0.1", "dqn.eps_end=0.2"], "given twice"),
     ([], "at least one --grid"),
 ])
 def test_command_line_grid_errors(grid, message, capsys, tmp_path):

@@ -109,8 +109,10 @@ def test_dqn_learner_fits_a_constant_reward_chain():
     assert float(info["q_mean"]) == pytest.approx(10.0, rel=0.02)  # 1 / (1 - 0.9)
     greedy = learner.act(state, jax.random.key(0), jnp.ones((5, 4)), explore=False)
     assert greedy.shape == (5,)
-    explored = learner.act(state, jax.random.key(1), jnp.ones((1000, 4)), epsilon=1.0)
-    assert 400 < int(explored.sum()) < 600  # uniform over the 2 actions
+    explored = learner.act(state, jax.random.key(1), jnp.ones((1000, 4)), True, 0)
+    assert 400 < int(explored.sum()) < 600  # epsilon 1 at step 0: uniform over the 2 actions
+    late = learner.act(state, jax.random.key(1), jnp.ones((1000, 4)), True, 10_000)
+    assert int((late != greedy[0]).sum()) < 60  # epsilon 0.05 after the decay: mostly greedy
 
 
 def test_expected_target_with_identical_samples_is_the_one_sample_target():

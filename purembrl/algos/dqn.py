@@ -3,8 +3,8 @@
 The model-free baseline of MBPO's discrete variant.
 
 ``learning_starts`` uniformly random steps fill the replay buffer; then each environment step
-acts epsilon-greedily (epsilon decays linearly from ``eps_start`` to ``eps_end`` over
-``eps_decay_steps`` steps after ``learning_starts``), stores the transition and takes
+acts epsilon-greedily (the learner's schedule, ``DQNConfig.eps_*``, counted from
+``learning_starts``), stores the transition and takes
 ``updates_per_step`` DQN updates every ``train_every`` steps (a replay ratio below one update
 per step, as in purejaxrl's and CleanRL's DQN, needs ``train_every > 1``). Every
 ``eval_every`` steps the greedy policy is evaluated on ``eval_episodes`` fresh episodes.
@@ -20,7 +20,7 @@ from flax import struct
 
 from purembrl import buffer, envs, interact
 from purembrl.config import check_batch_fits, check_budget, check_int, resolve_presets, static
-from purembrl.learners import DQNConfig, for_env, linear_epsilon
+from purembrl.learners import DQNConfig, for_env
 from purembrl.loop import TrainLoop, as_train
 
 ENVS = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
@@ -32,12 +32,11 @@ ENVS = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
 PRESETS = {
     "CartPole-v1": dict(total_steps=51_000, eval_every=5000, learning_starts=1000,
                         buffer_size=50_000, batch_size=128, updates_per_step=1,
-                        eps_decay_steps=10_000,
                         dqn=DQNConfig(hidden_sizes=(128, 128), target_update="periodic",
-                                      target_period=200)),
+                                      target_period=200, eps_decay_steps=10_000)),
 }
 GENERIC = dict(total_steps=100_000, eval_every=5000, learning_starts=5000, buffer_size=100_000,
-               batch_size=64, updates_per_step=1, eps_decay_steps=20_000, dqn=DQNConfig())
+               batch_size=64, updates_per_step=1, dqn=DQNConfig(eps_decay_steps=20_000))
 
 
 @struct.dataclass
@@ -52,7 +51,6 @@ class Config:
       learning_starts: uniformly random steps before learning.
       buffer_size: replay capacity. batch_size: minibatch. updates_per_step: G.
       train_every: environment steps between learner updates (G updates each time).
-      eps_start, eps_end, eps_decay_steps: the exploration schedule.
       dqn: the learner's hyperparameters (``purembrl.learners.DQNConfig``).
       normalize_obs: the learner trains and acts on running-normalised observations
         (``purembrl.learners.normalize_observations``).
@@ -67,9 +65,6 @@ class Config:
     batch_size: int | None = static(None)
     updates_per_step: int | None = static(None)
     train_every: int = static(1)
-    eps_start: float = 1.0
-    eps_end: float = 0.05
-    eps_decay_steps: int | None = static(None)
     dqn: DQNConfig | None = None
     normalize_obs: bool = static(False)
 
@@ -88,7 +83,6 @@ class Config:
         check_batch_fits(self.batch_size, self.buffer_size)
         check_int("updates_per_step", self.updates_per_step, 0)
         check_int("train_every", self.train_every, 1)
-        check_int("eps_decay_steps", self.eps_decay_steps, 1)
         check_budget(self.total_steps, self.learning_starts, "learning_starts", self.eval_every)
 
     @property
@@ -125,9 +119,8 @@ def make_loop(config: Config) -> TrainLoop:
 
     def train_step(carry, key):
         key_act, key_env, key_update = jax.random.split(key, 3)
-        eps = linear_epsilon(carry.env_steps - config.learning_starts, config.eps_start,
-                             config.eps_end, config.eps_decay_steps)
-        action = learner.act(carry.learner, key_act, carry.obs[None], epsilon=eps)[0]
+        action = learner.act(carry.learner, key_act, carry.obs[None], True,
+                             carry.env_steps - config.learning_starts)[0]
         obs, env_state, replay = interact.step_into(env, env_params, key_env, carry.env_state,
                                                     carry.obs, action, carry.replay)
 

@@ -33,7 +33,6 @@ from purembrl.learners import (
     DQNConfig,
     SACConfig,
     for_env,
-    linear_epsilon,
     resolve_learner,
 )
 from purembrl.loop import TrainLoop, as_train
@@ -56,15 +55,16 @@ PRESETS = {
     "CartPole-v1": dict(
         total_steps=10_500, eval_every=500, initial_random_steps=500, buffer_size=100_000,
         batch_size=128, updates_per_step=2, num_next_samples=5, model_train_freq=250,
-        known_termination=True, eps_decay_steps=5000,
-        dqn=DQNConfig(hidden_sizes=(128, 128), target_update="periodic", target_period=200)),
+        known_termination=True,
+        dqn=DQNConfig(hidden_sizes=(128, 128), target_update="periodic", target_period=200,
+                      eps_decay_steps=5000)),
 }
 # Other gymnax envs: MBPO's generic model schedule (refit every 250 steps after 1000 random
 # steps) with 10 updates per step of 5 samples each.
 GENERIC = dict(
     total_steps=21_000, eval_every=1000, initial_random_steps=1000, buffer_size=1_000_000,
     batch_size=256, updates_per_step=10, num_next_samples=5, model_train_freq=250,
-    known_termination=False, eps_decay_steps=10_000)
+    known_termination=False)
 
 
 @struct.dataclass
@@ -81,7 +81,6 @@ class Config:
       num_next_samples: K, model samples of s' per (s, a) (the expectation's sample size).
       model_train_freq: steps between model fits.
       known_reward / known_termination: ``purembrl.envs.known``'s functions instead of learned.
-      eps_start / eps_end / eps_decay_steps: DQN's exploration schedule (after the warm-up).
       model: the ensemble. sac / dqn: the learner's hyperparameters.
       normalize_obs: the learner trains and acts on running-normalised observations
         (``purembrl.learners.normalize_observations``; the model normalises its own inputs).
@@ -100,9 +99,6 @@ class Config:
     model_train_freq: int | None = static(None)
     known_reward: bool = static(False)
     known_termination: bool | None = static(None)
-    eps_start: float = 1.0
-    eps_end: float = 0.05
-    eps_decay_steps: int | None = static(None)
     model: dynamics.EnsembleConfig = dynamics.EnsembleConfig()
     sac: SACConfig | None = None
     dqn: DQNConfig | None = None
@@ -113,7 +109,7 @@ class Config:
         env, env_params = envs.make(self.env)
         discrete = interact.spec(env, env_params).discrete
         resolve_learner(self, discrete)
-        check_model_schedule(self, counts=("num_next_samples", "eps_decay_steps"),
+        check_model_schedule(self, counts=("num_next_samples",),
                              non_negative=("updates_per_step",))
         known.check(self.env, self.known_reward, self.known_termination)
 
@@ -142,11 +138,7 @@ def make_loop(config: Config) -> TrainLoop:
     model_config, reward_fn, termination_fn = known.model_functions(config)
 
     def explore(learner_state, key, obs, env_steps):
-        if config.learner == "sac":
-            return learner.act(learner_state, key, obs)
-        epsilon = linear_epsilon(env_steps - config.initial_random_steps, config.eps_start,
-                                 config.eps_end, config.eps_decay_steps)
-        return learner.act(learner_state, key, obs, epsilon=epsilon)
+        return learner.act(learner_state, key, obs, True, env_steps - config.initial_random_steps)
 
     def update(learner_state, replay, model_step, key):
         """One update on real (s, a) with K model draws of (r, s', d) each."""

@@ -50,7 +50,6 @@ from purembrl.learners import (
     DQNConfig,
     SACConfig,
     for_env,
-    linear_epsilon,
     resolve_learner,
 )
 from purembrl.loop import TrainLoop, as_train
@@ -87,8 +86,8 @@ PRESETS = {
         batch_size=128, updates_per_step=5, real_ratio=0.1, model_train_freq=250,
         rollout_freq=250, rollouts_per_step=100, rollout_schedule=(1, 10, 1, 5),
         epoch_length=500, model_retain_epochs=1, known_termination=True,
-        eps_decay_steps=5000,
-        dqn=DQNConfig(hidden_sizes=(128, 128), target_update="periodic", target_period=200)),
+        dqn=DQNConfig(hidden_sizes=(128, 128), target_update="periodic", target_period=200,
+                      eps_decay_steps=5000)),
 }
 # Janner et al. 2019, Appendix C (for MuJoCo: G = 20, 400 rollouts per step, real ratio 0.05,
 # retrain every 250 steps, 1000-step epochs), with the warm-up of 5000 steps scaled down to
@@ -97,7 +96,7 @@ GENERIC = dict(
     total_steps=21_000, eval_every=1000, initial_random_steps=1000, buffer_size=1_000_000,
     batch_size=256, updates_per_step=20, real_ratio=0.05, model_train_freq=250,
     rollout_freq=250, rollouts_per_step=400, rollout_schedule=(20, 100, 1, 15),
-    epoch_length=1000, model_retain_epochs=1, known_termination=False, eps_decay_steps=10_000,
+    epoch_length=1000, model_retain_epochs=1, known_termination=False,
     model=dynamics.EnsembleConfig())
 
 # The paper's own tasks through Brax: its Hopper setting exactly (Janner et al. 2019, Appendix
@@ -135,7 +134,6 @@ class Config:
         bound of what a perfect model would give.
       normalize_obs: the learner trains and acts on running-normalised observations
         (``purembrl.learners.normalize_observations``; the model normalises its own inputs).
-      eps_start / eps_end / eps_decay_steps: DQN's exploration schedule (after the warm-up).
       model: the ensemble (``purembrl.dynamics.EnsembleConfig``).
       sac / dqn: the learner's hyperparameters.
     """
@@ -161,9 +159,6 @@ class Config:
     known_termination: bool | None = static(None)
     true_dynamics: bool = static(False)
     normalize_obs: bool = static(False)
-    eps_start: float = 1.0
-    eps_end: float = 0.05
-    eps_decay_steps: int | None = static(None)
     model: dynamics.EnsembleConfig | None = None
     sac: SACConfig | None = None
     dqn: DQNConfig | None = None
@@ -174,7 +169,7 @@ class Config:
         discrete = interact.spec(env, env_params).discrete
         resolve_learner(self, discrete)
         check_model_schedule(self, counts=("rollouts_per_step", "epoch_length",
-                                           "model_retain_epochs", "eps_decay_steps",
+                                           "model_retain_epochs",
                                            "rollout_chunk"),
                              non_negative=("updates_per_step",))
         check("real_ratio", self.real_ratio, lambda v: (v >= 0) & (v <= 1), "0 <= real_ratio <= 1")
@@ -230,11 +225,7 @@ def make_parts(config: Config) -> RolloutLoopParts:
 
     def explore(learner_state, key, obs, env_steps):
         """Behaviour policy on a batch of observations (real steps and model rollouts)."""
-        if config.learner == "sac":
-            return learner.act(learner_state, key, obs)
-        epsilon = linear_epsilon(env_steps - config.initial_random_steps, config.eps_start,
-                                 config.eps_end, config.eps_decay_steps)
-        return learner.act(learner_state, key, obs, epsilon=epsilon)
+        return learner.act(learner_state, key, obs, True, env_steps - config.initial_random_steps)
 
     def updates(learner_state, env_buffer, model_buffer, key):
         """G learner updates on batches mixing env and model data."""

@@ -1,0 +1,135 @@
+"""DQN (Mnih et al. 2015) with the double-Q target (van Hasselt et al. 2016), Huber or squared
+loss, epsilon-greedy acting on a linear schedule kept in its config, Polyak or periodic target
+updates, optional gradient clipping. The losses live in ``purembrl.value``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from purembrl import value
+from purembrl.config import check, check_choice, check_int, check_sizes, static
+from purembrl.learners.base import Learner, linear_epsilon
+from purembrl.networks import ACTIVATIONS, MLP
+from purembrl.types import Transition
+
+
+@struct.dataclass
+class DQNConfig:
+    """DQN hyperparameters. Defaults: double-Q, Huber loss, Adam 1e-3, Polyak tau 0.005.
+
+    Exploration: epsilon decays linearly from ``eps_start`` to ``eps_end`` over
+    ``eps_decay_steps`` trained steps (the ``step`` that ``act`` is given)."""
+
+    hidden_sizes: tuple[int, ...] = static((64, 64))
+    activation: str = static("relu")
+    loss: str = static("huber")
+    double_q: bool = static(True)
+    target_update: str = static("polyak")
+    target_period: int = static(500)
+    learning_rate: float = 1e-3
+    gamma: float = 0.99
+    tau: float = 0.005
+    max_grad_norm: float = 10.0
+    eps_start: float = 1.0
+    eps_end: float = 0.05
+    eps_decay_steps: int = static(10_000)
+
+    def __post_init__(self):
+        check_sizes("hidden_sizes", self.hidden_sizes)
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("loss", self.loss, ("huber", "mse"))
+        check_choice("target_update", self.target_update, ("polyak", "periodic"))
+        check_int("target_period", self.target_period, 1)
+        check("learning_rate", self.learning_rate, lambda v: v > 0, "learning_rate > 0")
+        check("gamma", self.gamma, lambda v: (v >= 0) & (v < 1), "0 <= gamma < 1")
+        check("tau", self.tau, lambda v: (v > 0) & (v <= 1), "0 < tau <= 1")
+        check("max_grad_norm", self.max_grad_norm, lambda v: v > 0, "max_grad_norm > 0")
+        for name in ("eps_start", "eps_end"):
+            check(name, getattr(self, name), lambda v: (v >= 0) & (v <= 1), f"0 <= {name} <= 1")
+        check_int("eps_decay_steps", self.eps_decay_steps, 1)
+
+
+@struct.dataclass
+class DQNState:
+    params: Any
+    target_params: Any
+    opt_state: Any
+    steps: jax.Array
+
+
+def make_dqn(config: DQNConfig, obs_dim: int, num_actions: int) -> Learner:
+    """A DQN learner for ``obs_dim`` observations and ``num_actions`` discrete actions.
+
+    Like SAC's, ``update`` also takes K sampled next states per (s, a) (``reward`` ``[B, K]``,
+    ``next_obs`` ``[B, K, obs_dim]``) and regresses on their mean target."""
+    net = MLP(config.hidden_sizes, num_actions, config.activation)
+    optimizer = optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
+                            optax.adam(config.learning_rate))
+
+    def init(key):
+        params = net.init(key, jnp.zeros((1, obs_dim)))
+        return DQNState(params=params, target_params=params, opt_state=optimizer.init(params),
+                        steps=jnp.zeros((), jnp.int32))
+
+    def update(state: DQNState, batch: Transition, key):
+        del key
+        obs, next_obs = batch.obs.astype(jnp.float32), batch.next_obs.astype(jnp.float32)
+        action = batch.action.astype(jnp.int32).reshape(obs.shape[0])
+        if batch.reward.ndim == 2:  # K model samples of s' per (s, a): deep Dyna's expectation
+            B, K = batch.reward.shape
+            flat = next_obs.reshape(B * K, -1)
+            next_target = net.apply(state.target_params, flat)
+            best = jnp.argmax(net.apply(state.params, flat) if config.double_q else next_target,
+                              axis=-1)
+            next_value = jnp.take_along_axis(next_target, best[:, None], axis=-1).reshape(B, K)
+            target = jax.vmap(value.expected_target, in_axes=(0, 0, None, 0))(
+                batch.reward.astype(jnp.float32), batch.terminated, config.gamma, next_value)
+        else:
+            next_target = net.apply(state.target_params, next_obs)
+            if config.double_q:
+                next_online = net.apply(state.params, next_obs)
+                target = jax.vmap(value.double_q_target, in_axes=(0, 0, None, 0, 0))(
+                    batch.reward.astype(jnp.float32), batch.terminated, config.gamma,
+                    next_online, next_target)
+            else:
+                target = jax.vmap(value.q_learning_target, in_axes=(0, 0, None, 0))(
+                    batch.reward.astype(jnp.float32), batch.terminated, config.gamma,
+                    next_target)
+
+        def loss_fn(params):
+            q = jnp.take_along_axis(net.apply(params, obs), action[:, None], axis=1)[:, 0]
+            return jnp.mean(jax.vmap(value.td_loss, in_axes=(0, 0, None))(q, target,
+                                                                          config.loss)), q
+
+        (loss, q), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        steps = state.steps + 1
+        if config.target_update == "polyak":
+            target_params = value.polyak(state.target_params, params, config.tau)
+        else:
+            target_params = value.periodic_update(state.target_params, params, steps,
+                                                  config.target_period)
+        info = {"q_loss": loss, "q_mean": q.mean()}
+        return DQNState(params=params, target_params=target_params, opt_state=opt_state,
+                        steps=steps), info
+
+    def act(state: DQNState, key, obs, explore: bool | jax.Array = True,
+            step: int | jax.Array = 0):
+        """Greedy action, or epsilon-greedy when exploring, epsilon after ``step`` trained
+        steps: obs [B, d] -> [B]."""
+        epsilon = linear_epsilon(step, config.eps_start, config.eps_end, config.eps_decay_steps)
+        key_explore, key_random = jax.random.split(key)
+        greedy = jnp.argmax(net.apply(state.params, obs), axis=-1).astype(jnp.int32)
+        batch = obs.shape[0]
+        random = jax.random.randint(key_random, (batch,), 0, num_actions)
+        use_random = explore & (jax.random.uniform(key_explore, (batch,)) < epsilon)
+        return jnp.where(use_random, random, greedy)
+
+    return Learner(init=init, update=update, act=act)

@@ -1,0 +1,83 @@
+"""Running observation normalisation for any learner (as Brax's SAC does with
+``normalize_observations``): the statistics are a preprocessing of the learner's inputs, kept in
+its state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from purembrl.learners.base import Learner
+from purembrl.types import Transition
+
+
+@struct.dataclass
+class NormalizedState:
+    """A learner's state and the running statistics of the observations it has trained on.
+
+    Attributes:
+      inner: the wrapped learner's state. mean, m2: ``[obs_dim]`` running mean and sum of
+        squared deviations. count: observations seen (float scalar).
+    """
+
+    inner: Any
+    mean: jax.Array
+    m2: jax.Array
+    count: jax.Array
+
+
+def normalize_observations(learner: Learner, obs_dim: int, clip: float = 10.0,
+                           eps: float = 1e-8) -> Learner:
+    """Any learner with running observation normalisation: ``(obs - mean) / std``, clipped to
+    ``[-clip, clip]``, in every update (``obs`` and ``next_obs`` of the minibatch) and in
+    ``act``. The statistics are those of the observations of every minibatch trained on,
+    merged batch by batch (Chan et al.'s parallel variance), and live in the learner's state,
+    not the environment's: gymnax's auto-reset and the evaluation's fresh episodes would wipe
+    statistics kept there. Before the first update the statistics are mean 0, std 1. For tasks
+    whose observation scales differ by orders of magnitude (Brax's locomotion tasks), as Brax's
+    own SAC does with ``normalize_observations``."""
+
+    def init(key):
+        zeros = jnp.zeros((obs_dim,), jnp.float32)
+        return NormalizedState(inner=learner.init(key), mean=zeros, m2=zeros,
+                               count=jnp.zeros((), jnp.float32))
+
+    def normalize(state: NormalizedState, obs: jax.Array) -> jax.Array:
+        return normalized(state, obs, clip, eps)
+
+    def update(state: NormalizedState, batch: Transition, key):
+        state = observation_stats_update(state, batch.obs)
+        batch = batch.replace(obs=normalize(state, batch.obs),
+                              next_obs=normalize(state, batch.next_obs))
+        inner, info = learner.update(state.inner, batch, key)
+        return state.replace(inner=inner), info
+
+    def act(state: NormalizedState, key, obs, explore=True, step=0):
+        return learner.act(state.inner, key, normalize(state, obs), explore, step)
+
+    return Learner(init=init, update=update, act=act)
+
+
+def observation_stats_update(state: NormalizedState, obs: jax.Array) -> NormalizedState:
+    """``state`` with the observations ``obs [..., obs_dim]`` merged into its running mean and
+    variance (Chan et al.'s parallel update; what ``normalize_observations`` does per update)."""
+    rows = obs.reshape(-1, state.mean.shape[0])
+    n = jnp.float32(rows.shape[0])
+    batch_mean = rows.mean(0)
+    batch_m2 = ((rows - batch_mean) ** 2).sum(0)
+    total = state.count + n
+    delta = batch_mean - state.mean
+    return state.replace(mean=state.mean + delta * n / total,
+                         m2=state.m2 + batch_m2 + delta ** 2 * state.count * n / total,
+                         count=total)
+
+
+def normalized(state: NormalizedState, obs: jax.Array, clip: float = 10.0,
+               eps: float = 1e-8) -> jax.Array:
+    """``(obs - mean) / std`` under ``state``'s statistics, clipped to ``[-clip, clip]``
+    (mean 0, std 1 before any observation was seen)."""
+    var = jnp.where(state.count > 0, state.m2 / jnp.maximum(state.count, 1.0), 1.0)
+    return jnp.clip((obs - state.mean) / jnp.sqrt(var + eps), -clip, clip)
