@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     print(f"machine: {machine()}")
     cfg = dqn.Config(env="CartPole-v1", total_steps=args.steps, eval_every=25_000,
-                     learning_starts=10_000, buffer_size=10_000, batch_size=128,
+                     initial_random_steps=10_000, buffer_size=10_000, batch_size=128,
                      updates_per_step=1, train_every=10,
                      dqn=DQNConfig(hidden_sizes=(120, 84), target_update="periodic",
                                    eps_decay_steps=250_000,

@@ -54,7 +54,7 @@ def methods(env: str, steps: int):
     warm = dict(initial_random_steps=s["warmup"])
     if env == "Pendulum-v1":
         return {
-            "SAC": (sac, sac.Config(**common, learning_starts=s["warmup"])),
+            "SAC": (sac, sac.Config(**common, **warm)),
             "MBPO": (mbpo, mbpo.Config(**common, **warm)),
             "deep Dyna": (dyna, dyna.Config(**common, **warm)),
             "MBVE": (mbve, mbve.Config(**common, **warm)),
@@ -62,7 +62,7 @@ def methods(env: str, steps: int):
             "NAF": (mba, mba.Config(**common, **warm, imagination_updates=0)),
         }
     return {
-        "DQN": (dqn, dqn.Config(**common, learning_starts=s["warmup"])),
+        "DQN": (dqn, dqn.Config(**common, **warm)),
         "MBPO-DQN": (mbpo, mbpo.Config(**common, **warm)),
         "deep Dyna-DQN": (dyna, dyna.Config(**common, **warm)),
     }

@@ -78,7 +78,7 @@ def test_a_template_of_other_shapes_is_refused(tmp_path):
 
 
 def tiny_sac(**fields):
-    base = dict(env="Pendulum-v1", total_steps=700, eval_every=100, learning_starts=200,
+    base = dict(env="Pendulum-v1", total_steps=700, eval_every=100, initial_random_steps=200,
                 eval_episodes=2, batch_size=32, sac=SACConfig(hidden_sizes=(32, 32)))
     return sac.Config(**{**base, **fields})
 

@@ -30,8 +30,8 @@ def test_dqn_learns_cartpole_on_a_small_budget():
 
 
 def test_same_key_same_result_different_keys_different_results():
-    config = sac.Config(total_steps=1200, eval_every=100, learning_starts=1000, eval_episodes=2,
-                        sac=SACConfig(hidden_sizes=(16, 16)))
+    config = sac.Config(total_steps=1200, eval_every=100, initial_random_steps=1000,
+                        eval_episodes=2, sac=SACConfig(hidden_sizes=(16, 16)))
     train = jax.jit(jax.vmap(sac.make_train(config)))
     keys = jax.random.split(jax.random.key(3), 2)
     _, m = train(keys)
@@ -53,8 +53,9 @@ def test_presets_and_action_space_checks():
 
 
 def test_dqn_train_every_sets_the_replay_ratio():
-    config = dqn.Config(env="CartPole-v1", total_steps=1400, eval_every=200, learning_starts=200,
-                        train_every=4, updates_per_step=2, eval_episodes=1)
+    config = dqn.Config(env="CartPole-v1", total_steps=1400, eval_every=200,
+                        initial_random_steps=200, train_every=4, updates_per_step=2,
+                        eval_episodes=1)
     state, metrics = jax.jit(dqn.make_train(config))(jax.random.key(0))
     assert int(state.learner.steps) == 1200 // 4 * 2
     assert np.isfinite(np.asarray(metrics["q_loss"])).all()
@@ -65,8 +66,9 @@ def test_dqn_train_every_sets_the_replay_ratio():
 def test_sac_with_normalised_observations_runs_and_tracks_statistics():
     from purembrl.learners import SACConfig
 
-    config = sac.Config(env="Pendulum-v1", total_steps=400, eval_every=200, learning_starts=200,
-                        eval_episodes=2, batch_size=32, normalize_obs=True,
+    config = sac.Config(env="Pendulum-v1", total_steps=400, eval_every=200,
+                        initial_random_steps=200, eval_episodes=2, batch_size=32,
+                        normalize_obs=True,
                         sac=SACConfig(hidden_sizes=(32, 32)))
     state, m = jax.jit(sac.make_train(config))(jax.random.key(0))
     assert np.isfinite(np.asarray(m["eval_return"])).all()
@@ -84,7 +86,7 @@ def test_normalised_observations_in_the_other_learners(name):
     model = dynamics.EnsembleConfig(num_members=3, num_elites=2, hidden_sizes=(16,), max_epochs=2)
     config = {
         "dqn": lambda: dqn.Config(env="CartPole-v1", total_steps=400, eval_every=200,
-                                  learning_starts=200, eval_episodes=1, batch_size=16,
+                                  initial_random_steps=200, eval_episodes=1, batch_size=16,
                                   normalize_obs=True),
         "dyna": lambda: dyna.Config(env="CartPole-v1", total_steps=500, eval_every=250,
                                     initial_random_steps=250, eval_episodes=1, batch_size=16,

@@ -134,7 +134,7 @@ def field_values():
                      st.booleans(), st.none(), st.sampled_from(["relu", "bogus", ""]))
 
 
-SAC_FIELDS = ["total_steps", "eval_every", "learning_starts", "batch_size", "buffer_size",
+SAC_FIELDS = ["total_steps", "eval_every", "initial_random_steps", "batch_size", "buffer_size",
               "updates_per_step", "eval_episodes"]
 MBPO_FIELDS = ["total_steps", "eval_every", "initial_random_steps", "batch_size",
                "updates_per_step", "real_ratio", "model_train_freq", "rollout_freq",

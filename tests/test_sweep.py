@@ -37,7 +37,7 @@ def test_each_point_equals_its_own_run():
 
 
 def test_a_numeric_learner_field_sweeps_and_static_fields_are_refused():
-    base = sac.Config(env="Pendulum-v1", total_steps=600, eval_every=200, learning_starts=200,
+    base = sac.Config(env="Pendulum-v1", total_steps=600, eval_every=200, initial_random_steps=200,
                       eval_episodes=2, batch_size=32, sac=SACConfig(hidden_sizes=(32, 32)))
     configs = [base.replace(sac=base.sac.replace(actor_lr=lr)) for lr in (1e-4, 3e-3)]
     result = run.sweep(sac, configs, 2, progress=False, table=False)
@@ -125,7 +125,7 @@ def test_seeds_sharded_over_four_devices_equal_one_device():
         s = run.sweep(dyna_q, [c, c.replace(planning_steps=0)], 2, progress=False, table=False)
         out["sweep_equal"] = bool(np.array_equal(
             s.metrics["steps_per_episode"][0], r.metrics["steps_per_episode"][:2]))
-        c = sac.Config(env="Pendulum-v1", total_steps=600, eval_every=200, learning_starts=200,
+        c = sac.Config(env="Pendulum-v1", total_steps=600, eval_every=200, initial_random_steps=200,
                        eval_episodes=2, batch_size=32, sac=SACConfig(hidden_sizes=(32, 32)))
         r = run.run(sac, c, 4, progress=False, table=False)
         _, m = jax.jit(jax.vmap(sac.make_train(c)))(run.seed_keys(0, 4))

@@ -200,7 +200,7 @@ def test_observation_normalisation_wrapper_keeps_running_statistics():
     inner = Learner(init=lambda key: jnp.zeros(()),
                     update=lambda s, batch, key: (s + 1, {"obs": batch.obs,
                                                           "next_obs": batch.next_obs}),
-                    act=lambda s, key, obs, explore=True: obs)
+                    act=lambda s, key, obs, explore=True, step=0: obs)
     learner = normalize_observations(inner, obs_dim=2)
     state = learner.init(jax.random.key(0))
     np.testing.assert_allclose(learner.act(state, None, jnp.ones((1, 2))), [[1.0, 1.0]])

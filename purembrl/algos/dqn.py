@@ -2,9 +2,9 @@
 
 The model-free baseline of MBPO's discrete variant.
 
-``learning_starts`` uniformly random steps fill the replay buffer; then each environment step
+``initial_random_steps`` uniformly random steps fill the replay buffer; then each environment step
 acts epsilon-greedily (the learner's schedule, ``DQNConfig.eps_*``, counted from
-``learning_starts``), stores the transition and takes
+``initial_random_steps``), stores the transition and takes
 ``updates_per_step`` DQN updates every ``train_every`` steps (a replay ratio below one update
 per step, as in purejaxrl's and CleanRL's DQN, needs ``train_every > 1``). Every
 ``eval_every`` steps the greedy policy is evaluated on ``eval_episodes`` fresh episodes.
@@ -30,12 +30,12 @@ ENVS = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
 # random steps. Chosen among a few settings tried on this library (Polyak tau 0.005-0.02
 # diverged); it is not yet reliable at reaching 475 (see benchmarks/RESULTS.md).
 PRESETS = {
-    "CartPole-v1": dict(total_steps=51_000, eval_every=5000, learning_starts=1000,
+    "CartPole-v1": dict(total_steps=51_000, eval_every=5000, initial_random_steps=1000,
                         buffer_size=50_000, batch_size=128, updates_per_step=1,
                         dqn=DQNConfig(hidden_sizes=(128, 128), target_update="periodic",
                                       target_period=200, eps_decay_steps=10_000)),
 }
-GENERIC = dict(total_steps=100_000, eval_every=5000, learning_starts=5000, buffer_size=100_000,
+GENERIC = dict(total_steps=100_000, eval_every=5000, initial_random_steps=5000, buffer_size=100_000,
                batch_size=64, updates_per_step=1, dqn=DQNConfig(eps_decay_steps=20_000))
 
 
@@ -45,10 +45,10 @@ class Config:
 
     Attributes:
       env: a gymnax environment with a discrete action space.
-      total_steps: environment steps in the run, ``learning_starts`` included.
+      total_steps: environment steps in the run, ``initial_random_steps`` included.
       eval_every: environment steps between evaluations.
       eval_episodes: episodes per evaluation.
-      learning_starts: uniformly random steps before learning.
+      initial_random_steps: uniformly random steps before learning.
       buffer_size: replay capacity. batch_size: minibatch. updates_per_step: G.
       train_every: environment steps between learner updates (G updates each time).
       dqn: the learner's hyperparameters (``purembrl.learners.DQNConfig``).
@@ -60,7 +60,7 @@ class Config:
     total_steps: int | None = static(None)
     eval_every: int | None = static(None)
     eval_episodes: int = static(10)
-    learning_starts: int | None = static(None)
+    initial_random_steps: int | None = static(None)
     buffer_size: int | None = static(None)
     batch_size: int | None = static(None)
     updates_per_step: int | None = static(None)
@@ -77,17 +77,18 @@ class Config:
         check_int("total_steps", self.total_steps, 1)
         check_int("eval_every", self.eval_every, 1)
         check_int("eval_episodes", self.eval_episodes, 1)
-        check_int("learning_starts", self.learning_starts, 1)
+        check_int("initial_random_steps", self.initial_random_steps, 1)
         check_int("buffer_size", self.buffer_size, 1)
         check_int("batch_size", self.batch_size, 1)
         check_batch_fits(self.batch_size, self.buffer_size)
         check_int("updates_per_step", self.updates_per_step, 0)
         check_int("train_every", self.train_every, 1)
-        check_budget(self.total_steps, self.learning_starts, "learning_starts", self.eval_every)
+        check_budget(self.total_steps, self.initial_random_steps, "initial_random_steps",
+                     self.eval_every)
 
     @property
     def num_iterations(self) -> int:
-        return (self.total_steps - self.learning_starts) // self.eval_every
+        return (self.total_steps - self.initial_random_steps) // self.eval_every
 
 
 @struct.dataclass
@@ -111,16 +112,16 @@ def make_loop(config: Config) -> TrainLoop:
         replay = buffer.init(interact.example_transition(env_spec), config.buffer_size)
         obs, env_state, replay = interact.warmup(env, env_params, key_warm, env_state,
                                                  obs.astype(jnp.float32), replay,
-                                                 config.learning_starts)
+                                                 config.initial_random_steps)
         return DQNRunState(learner=learner.init(key_learner), replay=replay, obs=obs,
                            env_state=env_state,
-                           env_steps=jnp.full((), config.learning_starts, jnp.int32),
+                           env_steps=jnp.full((), config.initial_random_steps, jnp.int32),
                            key=key_run)
 
     def train_step(carry, key):
         key_act, key_env, key_update = jax.random.split(key, 3)
         action = learner.act(carry.learner, key_act, carry.obs[None], True,
-                             carry.env_steps - config.learning_starts)[0]
+                             carry.env_steps - config.initial_random_steps)[0]
         obs, env_state, replay = interact.step_into(env, env_params, key_env, carry.env_state,
                                                     carry.obs, action, carry.replay)
 

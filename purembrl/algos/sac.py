@@ -1,6 +1,6 @@
 """Soft actor-critic (Haarnoja et al. 2018), model-free, fully jitted: the baseline for MBPO.
 
-``learning_starts`` uniformly random steps fill the replay buffer; then each environment step
+``initial_random_steps`` uniformly random steps fill the replay buffer; then each environment step
 samples an action from the policy, stores the transition and takes ``updates_per_step`` SAC
 updates on uniform minibatches. Every ``eval_every`` steps the deterministic policy tanh(mean)
 is evaluated on ``eval_episodes`` fresh episodes.
@@ -26,14 +26,14 @@ ENVS = ("Pendulum-v1", "MountainCarContinuous-v0")
 # slowly): 256 x 256 swish, Adam 1e-3, tau 0.02, one update per step, 1000 random steps (five
 # 200-step episodes). Tuned on this library's Pendulum runs (see benchmarks/RESULTS.md).
 PRESETS = {
-    "Pendulum-v1": dict(total_steps=10_000, eval_every=1000, learning_starts=1000,
+    "Pendulum-v1": dict(total_steps=10_000, eval_every=1000, initial_random_steps=1000,
                         buffer_size=100_000, batch_size=256, updates_per_step=1,
                         sac=SACConfig(hidden_sizes=(256, 256), activation="swish",
                                       actor_lr=1e-3, critic_lr=1e-3, alpha_lr=1e-3,
                                       tau=0.02)),
 }
-GENERIC = dict(total_steps=100_000, eval_every=5000, learning_starts=5000, buffer_size=1_000_000,
-               batch_size=256, updates_per_step=1, sac=SACConfig())
+GENERIC = dict(total_steps=100_000, eval_every=5000, initial_random_steps=5000,
+               buffer_size=1_000_000, batch_size=256, updates_per_step=1, sac=SACConfig())
 
 
 @struct.dataclass
@@ -42,10 +42,10 @@ class Config:
 
     Attributes:
       env: a gymnax environment with a continuous (Box) action space.
-      total_steps: environment steps in the run, ``learning_starts`` included.
+      total_steps: environment steps in the run, ``initial_random_steps`` included.
       eval_every: environment steps between evaluations.
       eval_episodes: episodes per evaluation.
-      learning_starts: uniformly random steps before learning.
+      initial_random_steps: uniformly random steps before learning.
       buffer_size: replay capacity. batch_size: minibatch. updates_per_step: G.
       sac: the learner's hyperparameters (``purembrl.learners.SACConfig``).
       normalize_obs: train and act on running-normalised observations
@@ -56,7 +56,7 @@ class Config:
     total_steps: int | None = static(None)
     eval_every: int | None = static(None)
     eval_episodes: int = static(10)
-    learning_starts: int | None = static(None)
+    initial_random_steps: int | None = static(None)
     buffer_size: int | None = static(None)
     batch_size: int | None = static(None)
     updates_per_step: int | None = static(None)
@@ -72,16 +72,17 @@ class Config:
         check_int("total_steps", self.total_steps, 1)
         check_int("eval_every", self.eval_every, 1)
         check_int("eval_episodes", self.eval_episodes, 1)
-        check_int("learning_starts", self.learning_starts, 1)
+        check_int("initial_random_steps", self.initial_random_steps, 1)
         check_int("buffer_size", self.buffer_size, 1)
         check_int("batch_size", self.batch_size, 1)
         check_int("updates_per_step", self.updates_per_step, 0)
         check_batch_fits(self.batch_size, self.buffer_size)
-        check_budget(self.total_steps, self.learning_starts, "learning_starts", self.eval_every)
+        check_budget(self.total_steps, self.initial_random_steps, "initial_random_steps",
+                     self.eval_every)
 
     @property
     def num_iterations(self) -> int:
-        return (self.total_steps - self.learning_starts) // self.eval_every
+        return (self.total_steps - self.initial_random_steps) // self.eval_every
 
 
 @struct.dataclass
@@ -105,10 +106,10 @@ def make_loop(config: Config) -> TrainLoop:
         replay = buffer.init(interact.example_transition(env_spec), config.buffer_size)
         obs, env_state, replay = interact.warmup(env, env_params, key_warm, env_state,
                                                  obs.astype(jnp.float32), replay,
-                                                 config.learning_starts)
+                                                 config.initial_random_steps)
         return SACRunState(learner=learner.init(key_learner), replay=replay, obs=obs,
                            env_state=env_state,
-                           env_steps=jnp.full((), config.learning_starts, jnp.int32),
+                           env_steps=jnp.full((), config.initial_random_steps, jnp.int32),
                            key=key_run)
 
     def train_step(carry, key):
