@@ -227,6 +227,7 @@ def drive(batch: Batch, options: Options):
 
 
 def concat(pieces: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Chunks' metrics ``[runs, iterations, ...]`` joined along the iteration axis."""
     if len(pieces) == 1:
         return pieces[0]
     return {k: np.concatenate([p[k] for p in pieces], axis=1) for k in pieces[0]}

@@ -37,6 +37,7 @@ def final_stats(values: np.ndarray) -> tuple[float, float, float]:
     return float(med), float(q25), float(q75)
 
 def columns(metrics: dict[str, np.ndarray], curve: tuple[str, str]) -> list[str]:
+    """The metrics the tables report: the curve's y, and ``eval_return`` if another."""
     names = [n for n in (curve[1], "eval_return") if n in metrics]
     return list(dict.fromkeys(names))
 
@@ -224,6 +225,8 @@ def report_nonfinite(metrics: dict[str, np.ndarray], labels: Sequence[str]) -> l
     return lines
 
 def progress_line(label, done, total, last, curve, elapsed):
+    """One progress line on stderr after a chunk: iteration, env steps, median returns,
+    runs stopped by the guard, elapsed seconds (a carriage return on a terminal)."""
     parts = [label, f"iteration {done}/{total}"]
     if "env_steps" in last:
         parts.append(f"env steps {np.median(last['env_steps'][:, -1]):,.0f}")
