@@ -27,14 +27,17 @@ def init_distributed(coordinator: str | None = None, num_processes: int | None =
     jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
                                process_id=process_id)
 
+
 def is_main_process() -> bool:
     """Whether this process writes results (process 0 of a multi-host run; always True on
     one host)."""
     return jax.process_index() == 0
 
+
 def _as_key_data(fn, x):
     """``fn`` applied to a typed key array through its raw ``key_data``, the key type kept."""
     return jax.random.wrap_key_data(fn(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+
 
 def shard_batch(inputs):
     """Place arrays with a leading batch axis across every visible device (a 1-D ``Mesh``):
@@ -61,6 +64,7 @@ def shard_batch(inputs):
         return jax.make_array_from_callback(x.shape, spec, lambda index: x[index])
 
     return jax.tree.map(place, inputs)
+
 
 def to_host(tree):
     """The tree with every leaf whole on this process. Arrays sharded across processes (a

@@ -30,7 +30,9 @@ from purembrl import checkpoint as ckpt
 from purembrl.driver import report
 from purembrl.driver.devices import is_main_process, shard_batch, to_host
 
+
 CHECKPOINT = "checkpoint.npz"
+
 
 def batched(fn, in_axes=0):
     """``jax.vmap(fn, in_axes)``, except that a batch of one runs ``fn`` on the single member
@@ -52,14 +54,17 @@ def batched(fn, in_axes=0):
 
     return call
 
+
 def seed_keys(seed: int, num_seeds: int) -> jax.Array:
     """One key per seed, all derived from the integer ``seed``."""
     return jax.random.split(jax.random.key(seed), num_seeds)
+
 
 def curve_of(algo: ModuleType, config: Any) -> tuple[str, str]:
     """The (x, y) metric names of ``algo``'s learning curve: its ``curve(config)`` if it has
     one, else ``("env_steps", "eval_return")``."""
     return algo.curve(config) if hasattr(algo, "curve") else ("env_steps", "eval_return")
+
 
 def chunk_length(num_iterations: int, num_chunks: int) -> int:
     """A divisor of ``num_iterations`` near ``num_iterations / num_chunks``: equal chunks share
@@ -68,10 +73,12 @@ def chunk_length(num_iterations: int, num_chunks: int) -> int:
     divisors = [d for d in range(1, num_iterations + 1) if num_iterations % d == 0]
     return min(divisors, key=lambda d: abs(math.log(d / target)))
 
+
 def _all_finite(tree) -> jax.Array:
     checks = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
               if jnp.issubdtype(x.dtype, jnp.inexact)]
     return jnp.all(jnp.stack(checks)) if checks else jnp.ones((), bool)
+
 
 def guarded(init, step):
     """One run's ``init`` and ``step`` with a divergence guard: ``(init', scan_steps')``.
@@ -99,6 +106,7 @@ def guarded(init, step):
         return jax.lax.scan(lambda c, _: guarded_step(c), carry, None, length=length)
 
     return guarded_init, scan_steps
+
 
 @dataclass(frozen=True)
 class Options:
@@ -232,7 +240,9 @@ def concat(pieces: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         return pieces[0]
     return {k: np.concatenate([p[k] for p in pieces], axis=1) for k in pieces[0]}
 
+
 IDENTITY = ("algorithm", "config", "sweep", "seed", "num_seeds")
+
 
 def check_same_run(path: str, meta: dict[str, Any], identity: dict[str, Any]) -> None:
     """``CheckpointError`` naming each field where the checkpoint's run differs from this one."""

@@ -43,6 +43,7 @@ def load_checkpointed(directory: str | os.PathLike):
     per_run = [jax.tree.map(lambda x, i=i: x[i], states) for i in range(len(configs))]
     return algo, configs, per_run, meta
 
+
 def load_policy(directory: str | os.PathLike, index: int = 0):
     """``(policy, config)`` of run ``index`` of the checkpoint in ``directory``: the trained
     agent as a pure function ``policy(key, obs [B, ...]) -> action [B, ...]``."""
@@ -50,6 +51,7 @@ def load_policy(directory: str | os.PathLike, index: int = 0):
     if not 0 <= index < len(states):
         raise ValueError(f"index={index} is invalid: the checkpoint holds {len(states)} runs")
     return algo.policy(states[index], configs[index]), configs[index]
+
 
 def evaluate_checkpoint(directory: str | os.PathLike, episodes: int = 10,
                         seed: int = 0) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:

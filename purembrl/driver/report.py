@@ -30,16 +30,19 @@ def quantiles(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         q25, median, q75 = np.nanpercentile(values, [25, 50, 75], axis=0)
     return median, q25, q75
 
+
 def final_stats(values: np.ndarray) -> tuple[float, float, float]:
     """Median, 25th and 75th percentile over seeds of the last evaluation ``[seeds, iters]``
     (NaN-aware, as ``quantiles``)."""
     med, q25, q75 = quantiles(values[:, -1])
     return float(med), float(q25), float(q75)
 
+
 def columns(metrics: dict[str, np.ndarray], curve: tuple[str, str]) -> list[str]:
     """The metrics the tables report: the curve's y, and ``eval_return`` if another."""
     names = [n for n in (curve[1], "eval_return") if n in metrics]
     return list(dict.fromkeys(names))
+
 
 def summary_table(metrics: dict[str, np.ndarray], curve: tuple[str, str],
                   max_rows: int = 25) -> str:
@@ -65,6 +68,7 @@ def summary_table(metrics: dict[str, np.ndarray], curve: tuple[str, str],
     return "\n".join([f"median and interquartile range over {seeds} seeds", fmt(header),
                       *map(fmt, lines)])
 
+
 def sweep_table(result: Any) -> str:
     """One row per point: its fields and the median [IQR] over seeds of the final value of
     the learning curve's y (and of ``eval_return`` if that is another metric)."""
@@ -84,6 +88,7 @@ def sweep_table(result: Any) -> str:
     seeds = next(iter(result.metrics.values())).shape[1]
     return "\n".join([f"{len(result.points)} points x {seeds} seeds; the last evaluation",
                       fmt(header), *map(fmt, rows)])
+
 
 def write_results(out: str | os.PathLike, algo: ModuleType, config: Any, seed: int,
                   result: Any) -> None:
@@ -197,6 +202,7 @@ def prepare_out(out: str | os.PathLike) -> None:
     except OSError as err:
         raise ValueError(f"--out {out}: directory is not writable ({err.strerror})") from None
 
+
 def atomic_write(path: str, text: str) -> None:
     """Write then rename: a crash leaves the old file or the new one, never half of one."""
     tmp = f"{path}.tmp"
@@ -205,6 +211,7 @@ def atomic_write(path: str, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
 
 def report_nonfinite(metrics: dict[str, np.ndarray], labels: Sequence[str]) -> list[str]:
     """One line on stderr per run stopped by the divergence guard (``metrics["nonfinite"]``
@@ -224,6 +231,7 @@ def report_nonfinite(metrics: dict[str, np.ndarray], labels: Sequence[str]) -> l
         print(line, file=sys.stderr)
     return lines
 
+
 def progress_line(label, done, total, last, curve, elapsed):
     """One progress line on stderr after a chunk: iteration, env steps, median returns,
     runs stopped by the guard, elapsed seconds (a carriage return on a terminal)."""
@@ -239,9 +247,11 @@ def progress_line(label, done, total, last, curve, elapsed):
     end = "\r" if sys.stderr.isatty() else "\n"
     print(" | ".join(parts), end=end, file=sys.stderr, flush=True)
 
+
 def plain(value: Any) -> Any:
     """JSON's view of a value (tuples become lists), so saved and new configs compare."""
     return json.loads(json.dumps(value))
+
 
 def flat(value: Any, prefix: str = "") -> dict[str, Any]:
     """Nested dicts and lists of dicts as {dotted name: leaf}."""

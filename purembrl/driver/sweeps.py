@@ -31,6 +31,7 @@ class SweepResult:
     curve: tuple[str, str]
     complete: bool = True
 
+
 def sweep(algo: ModuleType, configs: Sequence[Any], num_seeds: int = 1, *,
           points: Sequence[dict[str, Any]] | None = None, seed: int = 0,
           **options: Any) -> SweepResult:
@@ -97,6 +98,7 @@ def sweep_inputs(configs: Sequence[Any], seed: int, num_seeds: int):
                                                   num_seeds, axis=0), *configs)
     return stacked, jnp.tile(engine.seed_keys(seed, num_seeds), len(configs))
 
+
 def sweep_member(algo: ModuleType):
     """One sweep member's ``(init(config, key), step(carry))``: its config rides in the carry,
     so each member builds its loop from its own (traced) settings."""
@@ -110,12 +112,14 @@ def sweep_member(algo: ModuleType):
 
     return member_init, member_step
 
+
 def sweep_identity(algo: ModuleType, configs: Sequence[Any], seed: int,
                    num_seeds: int) -> dict[str, Any]:
     """What makes two sweeps the same sweep (stored in checkpoints, compared on resume)."""
     return {"algorithm": report.algo_name(algo),
             "sweep": report.plain([as_dict(c) for c in configs]), "seed": seed,
             "num_seeds": num_seeds}
+
 
 def sweepable_fields(config_cls: type, prefix: str = "") -> list[str]:
     """The (dotted) fields of a config class that a sweep may vary: its pytree leaves."""
@@ -131,6 +135,7 @@ def sweepable_fields(config_cls: type, prefix: str = "") -> list[str]:
             out.append(f"{prefix}{f.name}")
     return out
 
+
 def static_differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     """Dotted names of the static fields in which two configs of one class differ."""
     out = []
@@ -144,6 +149,7 @@ def static_differences(a: Any, b: Any, prefix: str = "") -> list[str]:
         elif (x is None) != (y is None):
             out.append(f"{prefix}{f.name}")
     return out
+
 
 def _as_dict_value(value: Any) -> Any:
     if dataclasses.is_dataclass(value):

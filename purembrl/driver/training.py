@@ -29,6 +29,7 @@ class RunResult:
     curve: tuple[str, str]
     complete: bool = True
 
+
 def run(algo: ModuleType, config: Any, num_seeds: int = 1, *, seed: int = 0,
         **options: Any) -> RunResult:
     """Train ``num_seeds`` seeds of ``algo`` (a module with ``make_loop(config)``) with
