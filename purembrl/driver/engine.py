@@ -30,7 +30,6 @@ from purembrl import checkpoint as ckpt
 from purembrl.driver import report
 from purembrl.driver.devices import is_main_process, shard_batch, to_host
 
-
 CHECKPOINT = "checkpoint.npz"
 
 
