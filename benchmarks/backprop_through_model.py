@@ -283,7 +283,7 @@ def main(argv=None) -> int:
     # 3. MBPO on the same task
     if args.mbpo_seeds:
         t0 = time.perf_counter()
-        config = mbpo.Config(env="Pendulum-v1", total_steps=2000)
+        config = mbpo.Config.for_env(env="Pendulum-v1", total_steps=2000)
         _, metrics = jax.jit(jax.vmap(mbpo.make_train(config)))(
             jax.random.split(key_mbpo, args.mbpo_seeds))
         final = np.asarray(metrics["eval_return"])[:, -1]

@@ -51,8 +51,8 @@ def main(argv=None) -> int:
     results = {}
     for env in args.envs:
         for critic in args.methods:
-            cfg = c_learning.Config(env=env, critic=critic, total_steps=args.steps,
-                                    eval_every=1000)
+            cfg = c_learning.Config.for_env(env=env, critic=critic, total_steps=args.steps,
+                                            eval_every=1000)
             train = jax.jit(jax.vmap(c_learning.make_train(cfg)))
             keys = jax.random.split(jax.random.key(0), args.seeds)
             start = time.perf_counter()

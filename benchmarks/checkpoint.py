@@ -38,7 +38,7 @@ from purembrl.algos import mbpo  # noqa: E402
 
 
 def full_state(seeds: int):
-    loop = mbpo.make_loop(mbpo.Config(env="Pendulum-v1"))
+    loop = mbpo.make_loop(mbpo.Config.for_env(env="Pendulum-v1"))
     state = jax.jit(jax.vmap(loop.init))(jax.random.split(jax.random.key(0), seeds))
 
     def fill(i, x):

@@ -33,13 +33,13 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=510_000)
     args = parser.parse_args(argv)
     print(f"machine: {machine()}")
-    cfg = dqn.Config(env="CartPole-v1", total_steps=args.steps, eval_every=25_000,
-                     initial_random_steps=10_000, buffer_size=10_000, batch_size=128,
-                     updates_per_step=1, train_every=10,
-                     dqn=DQNConfig(hidden_sizes=(120, 84), target_update="periodic",
-                                   eps_decay_steps=250_000,
-                                   target_period=50, learning_rate=2.5e-4, loss="mse",
-                                   double_q=False, max_grad_norm=1e9))
+    cfg = dqn.Config.for_env(env="CartPole-v1", total_steps=args.steps, eval_every=25_000,
+                             initial_random_steps=10_000, buffer_size=10_000, batch_size=128,
+                             updates_per_step=1, train_every=10,
+                             learner=DQNConfig(hidden_sizes=(120, 84), target_update="periodic",
+                                               eps_decay_steps=250_000, target_period=50,
+                                               learning_rate=2.5e-4, loss="mse",
+                                               double_q=False, max_grad_norm=1e9))
     train = jax.jit(jax.vmap(dqn.make_train(cfg)))
     keys = jax.random.split(jax.random.key(0), args.seeds)
     compiled = train.lower(keys).compile()

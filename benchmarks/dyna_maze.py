@@ -55,7 +55,7 @@ def figure_8_2(args) -> dict:
     def experiment():
         out = {}
         for n in ns:
-            _, metrics = train(dyna_q.Config(planning_steps=n, num_episodes=episodes), keys)
+            _, metrics = train(dyna_q.Config.for_env(planning_steps=n, num_episodes=episodes), keys)
             out[n] = np.asarray(metrics["steps_per_episode"])
         return out
 
@@ -116,9 +116,9 @@ def changing_maze(env: str, num_steps: int, planning_steps: int, kappa: float, a
     keys = jax.random.split(jax.random.key(args.seed), args.runs)
     out = {}
     for plus in (False, True):
-        config = dyna_q.Config(env=env, num_steps=num_steps, eval_every=10, alpha=1.0,
-                               planning_steps=planning_steps, plus=plus, kappa=kappa,
-                               eval_max_steps=100)
+        config = dyna_q.Config.for_env(env=env, num_steps=num_steps, eval_every=10, alpha=1.0,
+                                       planning_steps=planning_steps, plus=plus, kappa=kappa,
+                                       eval_max_steps=100)
         _, metrics = jax.jit(jax.vmap(dyna_q.make_train(config)))(keys)
         out["Dyna-Q+" if plus else "Dyna-Q"] = jax.tree.map(np.asarray, metrics)
     return out

@@ -75,8 +75,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     print(f"machine: {machine()}")
 
-    cfg = sf_gpi.Config(env=args.env, num_tasks=args.tasks, steps_per_task=args.steps,
-                        eval_every=args.steps)
+    cfg = sf_gpi.Config.for_env(env=args.env, num_tasks=args.tasks, steps_per_task=args.steps,
+                                eval_every=args.steps)
     start = time.perf_counter()
     state, _ = jax.jit(sf_gpi.make_train(cfg))(jax.random.key(args.seed))
     print(f"SFQL: {args.tasks} tasks x {args.steps} steps in {time.perf_counter() - start:.1f} s")

@@ -4,7 +4,7 @@
                                    [--eval-every 5000] [--out DIR] [--no-checkpoint]
 
 Janner et al. 2019 report MBPO on Hopper at a return of about 3,300 by 100-125k env steps.
-This script runs ``mbpo.Config(env=...)`` with the env's preset, for Hopper the paper's
+This script runs ``mbpo.Config.for_env(env=...)`` with the env's preset, for Hopper the paper's
 setting (7 x 4 x 200 ensemble, 5 elites, refit every 250 steps, 400 rollouts per step with
 the length schedule [20, 100, 1, 15] over epochs of 1000 steps, real ratio 0.05, G = 20 SAC
 updates per step, 5000 random steps, target entropy -1, the known termination function, a
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     out = args.out or f"runs/mbpo_{args.env}"
     print(f"machine: {machine()}")
-    config = mbpo.Config(env=args.env, total_steps=args.steps, eval_every=args.eval_every)
+    config = mbpo.Config.for_env(env=args.env, total_steps=args.steps, eval_every=args.eval_every)
     result = run.run(mbpo, config, args.seeds, out=out, num_chunks=args.chunks,
                      resume=args.resume, checkpoint=args.checkpoint, table=False)
     steps = result.metrics["env_steps"][0]

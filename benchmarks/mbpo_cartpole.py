@@ -2,10 +2,11 @@
 
     python benchmarks/mbpo_cartpole.py [--seeds 4] [--mbpo-steps 10500] [--dqn-steps 51000]
 
-Both with their presets (``mbpo.Config(env="CartPole-v1")``: learned model, known termination,
-G = 5, real ratio 0.1; ``dqn.Config(env="CartPole-v1")``), evaluated every 500 env steps on 10
-greedy episodes. Prints, per method, the median and IQR of the return at fixed budgets and the
-env steps each seed needs to first reach 475 ("never" within its budget).
+Both with their presets (``mbpo.Config.for_env(env="CartPole-v1")``: learned model, known
+termination, G = 5, real ratio 0.1; ``dqn.Config.for_env(env="CartPole-v1")``), evaluated
+every 500 env steps on 10 greedy episodes. Prints, per method, the median and IQR of the return
+at fixed budgets and the env steps each seed needs to first reach 475 ("never" within its
+budget).
 """
 
 from __future__ import annotations
@@ -35,10 +36,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     runs = {
-        "MBPO-DQN": run(mbpo, mbpo.Config(env="CartPole-v1", total_steps=args.mbpo_steps,
-                                          eval_every=500), args.seeds, args.seed),
-        "DQN": run(dqn, dqn.Config(env="CartPole-v1", total_steps=args.dqn_steps,
-                                   eval_every=500), args.seeds, args.seed),
+        "MBPO-DQN": run(mbpo, mbpo.Config.for_env(env="CartPole-v1", total_steps=args.mbpo_steps,
+                                                  eval_every=500), args.seeds, args.seed),
+        "DQN": run(dqn, dqn.Config.for_env(env="CartPole-v1", total_steps=args.dqn_steps,
+                                           eval_every=500), args.seeds, args.seed),
     }
     print(f"machine: {machine()}")
     print(f"CartPole-v1, {args.seeds} seeds; median [IQR] evaluation return (10 episodes)")

@@ -3,9 +3,9 @@
     python benchmarks/mbpo_pendulum.py [--seeds 8] [--mbpo-steps 3000] [--sac-steps 10000]
                                        [--no-ablation] [--out DIR]
 
-* MBPO: ``mbpo.Config(env="Pendulum-v1")`` (the preset: G = 20, real ratio 0.5, 7 x 4 x 200
+* MBPO: ``mbpo.Config.for_env(env="Pendulum-v1")`` (the preset: G = 20, real ratio 0.5, 7 x 4 x 200
   ensemble fitted in minibatches of 32, 400 rollouts of length 1 after every real step).
-* SAC: ``sac.Config(env="Pendulum-v1")`` (its preset: the same learner family, G = 1).
+* SAC: ``sac.Config.for_env(env="Pendulum-v1")`` (its preset: the same learner family, G = 1).
 * Ablation "MBPO, model off": the MBPO preset with ``real_ratio=1.0`` (no model, no rollouts,
   still G = 20), to separate the model's contribution from the update-to-data ratio.
 
@@ -53,12 +53,12 @@ def main(argv=None) -> int:
     os.makedirs(args.out, exist_ok=True)
 
     runs = {}
-    mbpo_config = mbpo.Config(env="Pendulum-v1", total_steps=args.mbpo_steps)
+    mbpo_config = mbpo.Config.for_env(env="Pendulum-v1", total_steps=args.mbpo_steps)
     runs["MBPO"] = run(mbpo, mbpo_config, args.seeds, args.seed)
-    sac_config = sac.Config(env="Pendulum-v1", total_steps=args.sac_steps, eval_every=250)
+    sac_config = sac.Config.for_env(env="Pendulum-v1", total_steps=args.sac_steps, eval_every=250)
     runs["SAC"] = run(sac, sac_config, args.seeds, args.seed)
     if not args.no_ablation:
-        off = mbpo.Config(env="Pendulum-v1", total_steps=args.mbpo_steps, real_ratio=1.0)
+        off = mbpo.Config.for_env(env="Pendulum-v1", total_steps=args.mbpo_steps, real_ratio=1.0)
         runs["MBPO, model off (G=20)"] = run(mbpo, off, args.seeds, args.seed)
 
     print(f"machine: {machine()}")

@@ -4,11 +4,11 @@
                                       [--fit-epochs 10,30,100] [--set FIELD=VALUE ...]
                                       [--parts updates,rollouts,eval,fit]
 
-The run is ``mbpo.Config(env=...)`` (its preset, changed by ``--set``), built from the pieces of
-``mbpo.make_parts`` and timed piece by piece under one ``jit(vmap)`` over ``--seeds`` seeds,
-compile excluded (best of ``--repeats`` calls), on a training state whose buffers are filled to
-the sizes a long run reaches (rows tiled from the initial random steps: the cost of a fit or a
-gather depends on how many rows there are, not on their values):
+The run is ``mbpo.Config.for_env(env=...)`` (its preset, changed by ``--set``), built from
+the pieces of ``mbpo.make_parts`` and timed piece by piece under one ``jit(vmap)`` over
+``--seeds`` seeds, compile excluded (best of ``--repeats`` calls), on a training state whose
+buffers are filled to the sizes a long run reaches (rows tiled from the initial random steps:
+the cost of a fit or a gather depends on how many rows there are, not on their values):
 
 * real step: act with the exploration policy, step the env, store the transition
   (``updates_per_step=0``);

@@ -58,14 +58,14 @@ UNCAPPED = 10_000
 
 
 def mbrl_lib_config(trained_steps: int) -> mbpo.Config:
-    return mbpo.Config(
+    return mbpo.Config.for_env(
         env="Pendulum-v1", initial_random_steps=1000, total_steps=1000 + trained_steps,
         eval_every=trained_steps if trained_steps % 200 == 0 else 200, eval_episodes=5,
         batch_size=256, updates_per_step=20, real_ratio=0.05, model_train_freq=200,
         rollout_freq=200, rollouts_per_step=400, rollout_schedule=(1, 1, 1, 1),
         epoch_length=200, model_retain_epochs=1, buffer_size=100_000,
         known_termination=True, model=dynamics.EnsembleConfig(max_epochs=UNCAPPED),
-        sac=SACConfig(hidden_sizes=(256, 256), activation="relu"))
+        learner=SACConfig(hidden_sizes=(256, 256), activation="relu"))
 
 
 def mlp_macs(sizes) -> int:
@@ -75,7 +75,7 @@ def mlp_macs(sizes) -> int:
 def run_flops(config: mbpo.Config, epochs: float) -> float:
     """FLOPs of the trained part of one seed's run (see the module docstring), its model fits
     taking ``epochs`` epochs each on average."""
-    obs_dim, act_dim, h = 3, 1, config.sac.hidden_sizes
+    obs_dim, act_dim, h = 3, 1, config.learner.hidden_sizes
     critic = mlp_macs([obs_dim + act_dim, *h, 1])
     actor = mlp_macs([obs_dim, *h, 2 * act_dim])
     # target: actor + 2 critics forward; critic loss: 2 critics x 3; actor loss: actor x 3 and

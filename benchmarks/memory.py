@@ -53,7 +53,7 @@ def child(seeds: int, steps: int, chunks: int) -> dict:
     from purembrl.algos import mbpo
 
     baseline = rss_mb()
-    config = mbpo.Config(env="Pendulum-v1", total_steps=steps)
+    config = mbpo.Config.for_env(env="Pendulum-v1", total_steps=steps)
     loop = mbpo.make_loop(config)
     state = jax.jit(jax.vmap(loop.init))(run.seed_keys(0, seeds))
     jax.block_until_ready(state)

@@ -8,7 +8,7 @@ Pendulum-v1 (continuous): SAC (no model), MBPO (branched rollouts into SAC's rep
 targets), MBA (NAF with imagination rollouts) and NAF alone. CartPole-v1 (discrete): DQN,
 MBPO-DQN and deep Dyna-DQN (MBVE and MBA are continuous-action methods here).
 
-Every method runs its preset (``Config(env=...)``) with the same ``total_steps``, 250 random
+Every method runs its preset (``Config.for_env(env)``) with the same ``total_steps``, 250 random
 warm-up steps and an evaluation every 250 env steps on Pendulum (500 and 500 on CartPole);
 each method's seeds run in one ``jit(vmap(train))``, one method after the other in the same
 process. Prints the median [IQR] return at fixed budgets, the env steps each seed needs to first
@@ -54,17 +54,17 @@ def methods(env: str, steps: int):
     warm = dict(initial_random_steps=s["warmup"])
     if env == "Pendulum-v1":
         return {
-            "SAC": (sac, sac.Config(**common, **warm)),
-            "MBPO": (mbpo, mbpo.Config(**common, **warm)),
-            "deep Dyna": (dyna, dyna.Config(**common, **warm)),
-            "MBVE": (mbve, mbve.Config(**common, **warm)),
-            "MBA": (mba, mba.Config(**common, **warm)),
-            "NAF": (mba, mba.Config(**common, **warm, imagination_updates=0)),
+            "SAC": (sac, sac.Config.for_env(**common, **warm)),
+            "MBPO": (mbpo, mbpo.Config.for_env(**common, **warm)),
+            "deep Dyna": (dyna, dyna.Config.for_env(**common, **warm)),
+            "MBVE": (mbve, mbve.Config.for_env(**common, **warm)),
+            "MBA": (mba, mba.Config.for_env(**common, **warm)),
+            "NAF": (mba, mba.Config.for_env(**common, **warm, imagination_updates=0)),
         }
     return {
-        "DQN": (dqn, dqn.Config(**common, **warm)),
-        "MBPO-DQN": (mbpo, mbpo.Config(**common, **warm)),
-        "deep Dyna-DQN": (dyna, dyna.Config(**common, **warm)),
+        "DQN": (dqn, dqn.Config.for_env(**common, **warm)),
+        "MBPO-DQN": (mbpo, mbpo.Config.for_env(**common, **warm)),
+        "deep Dyna-DQN": (dyna, dyna.Config.for_env(**common, **warm)),
     }
 
 

@@ -71,8 +71,8 @@ def main(argv=None) -> int:
           f"{'buffer obs RMSE':>16} {'buffer reward RMSE':>19} {'seconds':>8}")
     for k in lengths:
         per_step = max(1, 400 // k)
-        config = mbpo.Config(env="Pendulum-v1", total_steps=args.steps,
-                             rollout_schedule=(1, 1, k, k), rollouts_per_step=per_step)
+        config = mbpo.Config.for_env(env="Pendulum-v1", total_steps=args.steps,
+                                     rollout_schedule=(1, 1, k, k), rollouts_per_step=per_step)
         keys = jax.random.split(jax.random.key(0), args.seeds)
         start = time.perf_counter()
         states, metrics = jax.jit(jax.vmap(mbpo.make_train(config)))(keys)

@@ -34,8 +34,8 @@ METHODS = ("sfql", "sfql_h", "q_restart", "q_continue")
 
 
 def run(method: str, seeds: int, tasks: int, steps: int, env: str):
-    cfg = sf_gpi.Config(env=env, method=method, num_tasks=tasks, steps_per_task=steps,
-                        eval_every=steps)
+    cfg = sf_gpi.Config.for_env(env=env, method=method, num_tasks=tasks, steps_per_task=steps,
+                                eval_every=steps)
     train = jax.jit(jax.vmap(sf_gpi.make_train(cfg)))
     keys = jax.random.split(jax.random.key(0), seeds)
     start = time.perf_counter()

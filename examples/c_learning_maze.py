@@ -25,7 +25,7 @@ def main():
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--steps", type=int, default=6000)
     args = parser.parse_args()
-    config = c_learning.Config(env=args.env, total_steps=args.steps, eval_every=1000)
+    config = c_learning.Config.for_env(env=args.env, total_steps=args.steps, eval_every=1000)
     state, metrics = jax.jit(jax.vmap(c_learning.make_train(config)))(
         jax.random.split(jax.random.key(0), args.seeds))
     print("success rate (median over seeds):",

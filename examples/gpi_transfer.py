@@ -29,8 +29,8 @@ def main():
     args = parser.parse_args()
     keys = jax.random.split(jax.random.key(0), args.seeds)
     for method in ("sfql", "q_restart"):
-        config = sf_gpi.Config(env=args.env, method=method, num_tasks=args.tasks,
-                               steps_per_task=args.steps, eval_every=args.steps // 10)
+        config = sf_gpi.Config.for_env(env=args.env, method=method, num_tasks=args.tasks,
+                                       steps_per_task=args.steps, eval_every=args.steps // 10)
         _, metrics = jax.jit(jax.vmap(sf_gpi.make_train(config)))(keys)
         reward = np.asarray(metrics["reward"])  # [seeds, records]: collected since the last
         task = np.asarray(metrics["task"])[0]

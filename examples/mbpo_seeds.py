@@ -27,7 +27,7 @@ def main():
 
     # 1. The preset (7-member ensemble, rollouts of 1 step, 20 SAC updates per step) with a
     #    shorter budget; every field not given comes from the Pendulum-v1 preset in mbpo.py.
-    config = mbpo.Config(env="Pendulum-v1", total_steps=args.steps, eval_every=250)
+    config = mbpo.Config.for_env(env="Pendulum-v1", total_steps=args.steps, eval_every=250)
     keys = jax.random.split(jax.random.key(0), args.seeds)
     _, metrics = jax.jit(jax.vmap(mbpo.make_train(config)))(keys)
     steps = np.asarray(metrics["env_steps"][0])

@@ -25,7 +25,7 @@ import sys
 
 import numpy as np
 
-from purembrl import algos
+from purembrl import algos, envs, interact, learners
 from purembrl.config import as_dict, field_types, parse_value
 
 
@@ -36,7 +36,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_config(algo, env: str | None, sets: list[str]):
-    """The algorithm's ``Config`` from ``--env`` and ``--set field=value`` strings."""
+    """The algorithm's ``Config.for_env`` from ``--env`` and ``--set field=value`` strings
+    (``--set group.field=value`` sets a field of a nested config, such as the learner's)."""
     values, nested = {}, {}
     for item in sets:
         if "=" not in item:
@@ -53,11 +54,16 @@ def build_config(algo, env: str | None, sets: list[str]):
         if "env" not in field_types(algo.Config):
             raise ValueError("--env: this algorithm has no env field")
         values["env"] = env
-    config = algo.Config(**values)  # presets fill nested groups not given
+    config = algo.Config.for_env(**values)
     for group, fields in nested.items():
         current = getattr(config, group)
+        if current is None and group == "learner":  # the default for the env's action space
+            current = learners.default_config(interact.spec(*envs.make(config.env)))
         if current is None:
             raise ValueError(f"{group}: not used with this configuration")
+        unknown = sorted(set(fields) - set(field_types(type(current))))
+        if unknown:
+            raise ValueError(f"{group}.{unknown[0]}: {type(current).__name__} has no such field")
         config = config.replace(**{group: current.replace(**fields)})
     return config
 
@@ -70,7 +76,7 @@ def cmd_list() -> int:
         print(f"  envs: {', '.join(getattr(algo, 'ENVS', ()))}")
         if getattr(algo, "PRESETS", None):
             print(f"  presets: {', '.join(algo.PRESETS)} (other gymnax envs: generic defaults)")
-        defaults = as_dict(algo.Config())  # the default env's preset, resolved
+        defaults = as_dict(algo.Config.for_env())  # the default env's preset
         flat = {}
         for key, value in defaults.items():
             if isinstance(value, dict):
@@ -140,6 +146,7 @@ def cmd_train(args) -> int:
     try:
         algo = algos.get(args.algo)
         config = build_config(algo, args.env, args.set)
+        algo.make_train(config)  # the checks that need the env (builds it; compiles nothing)
         _check_counts(args)
         out = _out_dir(args, f"runs/{args.algo}_{config.env}")
         if args.resume is not None:
@@ -170,6 +177,7 @@ def cmd_sweep(args) -> int:
         configs = [build_config(algo, args.env, [*args.set, *(f"{name}={value}" for name, value
                                                               in zip(grid, combo, strict=True))])
                    for combo in combos]
+        algo.make_train(configs[0])  # the checks that need the env; a grid varies no static
         points = [{name: parse_value(algo.Config, name, value)
                    for name, value in zip(grid, combo, strict=True)} for combo in combos]
         _check_counts(args)

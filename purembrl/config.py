@@ -1,19 +1,24 @@
-"""Helpers for algorithm configs: static fields and validation that names what is wrong.
+"""Helpers for algorithm configs: static fields, presets and validation that names what is wrong.
 
 An algorithm's ``Config`` is a frozen ``flax.struct`` dataclass. Fields that fix shapes, loop
 lengths or the environment are *static* (``static(...)``: part of the treedef, a change means a
 recompile); numeric hyperparameters are pytree leaves, so a user can ``jax.vmap`` over a batch of
-configs (rejax's pattern). ``__post_init__`` validates on construction and raises ``ValueError``
-naming the field, the value and the allowed range. When JAX rebuilds a config from traced leaves
-(under ``jit``/``vmap``) the traced values are skipped: they were checked when the concrete
-config was built.
+configs (rejax's pattern). Every field has a concrete default (the algorithm's generic setting,
+from its paper); ``Config.for_env(env, **overrides)`` (``Presets``) starts from the env's tuned
+preset instead. ``__post_init__`` only validates, with no side effects (it builds no env: JAX
+calls the constructor whenever it rebuilds a config, as in every ``jax.tree.map``), and raises
+``ValueError`` naming the field, the value and the allowed range. Checks that need the env
+itself (its action space, its episode length) run where training is built, in ``make_loop``.
+When JAX rebuilds a config from traced leaves (under ``jit``/``vmap``) the traced values are
+skipped: they were checked when the concrete config was built.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import UnionType
 from typing import Any
 
 import jax
@@ -24,6 +29,33 @@ from flax import struct
 def static(default: Any) -> Any:
     """A config field that is part of the pytree structure (shapes, loop lengths, names)."""
     return struct.field(pytree_node=False, default=default)
+
+
+class Presets:
+    """Mixin for a config class: ``for_env(env, **overrides)`` builds the config from the env's
+    preset.
+
+    A class sets ``PRESETS = {env name: {field: value}}``; ``for_env`` starts from the class's
+    defaults, applies ``PRESETS[env]`` (when there is one) and then ``overrides``, so an override
+    always wins and a field set neither way keeps its default. It is the one constructor that
+    reads presets (the CLI, the benchmarks and the tests call it); the plain constructor takes
+    exactly the fields it is given.
+    """
+
+    PRESETS: Mapping[str, Mapping[str, Any]] = {}
+
+    @classmethod
+    def for_env(cls, env: str | None = None, **overrides: Any):
+        """The config for ``env`` (default: the class's default env) from its preset, with
+        ``overrides`` on top."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        if "env" not in fields:
+            if env is not None:
+                raise ValueError(f"env={env!r} is invalid: {cls.__module__}.{cls.__qualname__} "
+                                 "has no env field")
+            return cls(**overrides)
+        env = fields["env"].default if env is None else env
+        return cls(**{"env": env, **cls.PRESETS.get(env, {}), **overrides})
 
 
 def _concrete(value: Any) -> np.ndarray | None:
@@ -146,47 +178,56 @@ def _unwrap_optional(kind: Any) -> Any:
     return kind
 
 
+def config_choices(kind: Any) -> tuple[type, ...]:
+    """The config classes a field of type ``kind`` may hold: ``(X,)`` for a dataclass ``X``,
+    the dataclass members of a union such as ``SACConfig | DQNConfig | None``, else ``()``."""
+    if dataclasses.is_dataclass(kind):
+        return (kind,)
+    if typing.get_origin(kind) in (typing.Union, UnionType):
+        return tuple(a for a in typing.get_args(kind) if dataclasses.is_dataclass(a))
+    return ()
+
+
+def short_name(config_cls: type) -> str:
+    """``SACConfig`` -> ``"sac"``: how the command line names a config class."""
+    name = config_cls.__name__
+    return (name[:-len("Config")] if name.endswith("Config") else name).lower()
+
+
 def field_types(config_cls: type) -> dict[str, type]:
     """Map each field of a config class to its type (``X | None`` read as ``X``)."""
     hints = typing.get_type_hints(config_cls)
     return {f.name: _unwrap_optional(hints[f.name]) for f in dataclasses.fields(config_cls)}
 
 
-def resolve_presets(config: Any, presets: dict[str, dict[str, Any]], generic: dict[str, Any]
-                    ) -> None:
-    """Fill every field left ``None`` from ``presets[config.env]``, else from ``generic``.
-
-    Call from ``__post_init__`` before validating: ``Config(env="CartPole-v1")`` then carries
-    CartPole's preset for each field not given. Fields given explicitly are kept.
-    """
-    preset = presets.get(config.env, {})
-    for f in dataclasses.fields(config):
-        if getattr(config, f.name) is None:
-            if f.name in preset:
-                value = preset[f.name]
-            elif f.name in generic:
-                value = generic[f.name]
-            else:
-                continue
-            object.__setattr__(config, f.name, value)
-
-
 def parse_value(config_cls: type, name: str, text: str) -> Any:
     """Parse ``text`` as the type of field ``name``; ``ValueError`` names the field on failure.
 
-    ``name`` may be dotted (``sac.actor_lr``) to reach a field of a nested config.
+    ``name`` may be dotted (``learner.actor_lr``) to reach a field of a nested config (of the
+    first class that has it, for a field that may hold several). A field holding a config
+    parses the class's short name (``learner=dqn``) as that class's defaults.
     """
     types = field_types(config_cls)
     head, _, rest = name.partition(".")
     if head not in types:
         raise ValueError(f"unknown field {name!r}; fields are: {', '.join(sorted(types))}")
+    choices = config_choices(types[head])
     if rest:
-        if not dataclasses.is_dataclass(types[head]):
+        if not choices:
             raise ValueError(f"unknown field {name!r}: {head} has no fields")
-        return parse_value(types[head], rest, text)
+        field = rest.partition(".")[0]
+        owners = [c for c in choices if field in field_types(c)]
+        if not owners:
+            raise ValueError(f"unknown field {name!r}; fields of {head} are: "
+                             + ", ".join(sorted({f for c in choices for f in field_types(c)})))
+        return parse_value(owners[0], rest, text)
     kind = types[name]
-    if dataclasses.is_dataclass(kind):
-        raise ValueError(f"{name} is a group of fields: set {name}.FIELD=VALUE")
+    if choices:
+        by_name = {short_name(c): c for c in choices}
+        if text.strip().lower() in by_name:
+            return by_name[text.strip().lower()]()
+        raise ValueError(f"{name}={text!r} is invalid: allowed one of {', '.join(by_name)} "
+                         f"(or set {name}.FIELD=VALUE)")
     if typing.get_origin(kind) is tuple:
         try:
             return tuple(int(v) if v.strip().lstrip("-").isdigit() else float(v)
@@ -211,14 +252,20 @@ def parse_value(config_cls: type, name: str, text: str) -> Any:
 
 
 def as_dict(config: Any) -> dict[str, Any]:
-    """The config's fields as plain Python values (for JSON and for printing)."""
+    """The config's fields as plain Python values (for JSON and for printing). A nested config
+    in a field that may hold several classes (``learner``) carries its class's short name under
+    ``"type"``, so ``from_dict`` rebuilds the same class."""
     out = {}
+    types = field_types(type(config))
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         if isinstance(value, np.ndarray | jax.Array):
             value = np.asarray(value).tolist()
         elif dataclasses.is_dataclass(value):
-            value = as_dict(value)
+            nested = as_dict(value)
+            if len(config_choices(types[f.name])) > 1:
+                nested = {"type": short_name(type(value)), **nested}
+            value = nested
         out[f.name] = value
     return out
 
@@ -235,8 +282,14 @@ def from_dict(config_cls: type, data: dict[str, Any]) -> Any:
     for name, value in data.items():
         if name not in types:
             raise ValueError(f"unknown field {name!r} for {config_cls.__name__}")
-        kind = types[name]
-        if dataclasses.is_dataclass(kind) and isinstance(value, dict):
-            value = from_dict(kind, value)
+        choices = config_choices(types[name])
+        if choices and isinstance(value, dict):
+            value = dict(value)
+            by_name = {short_name(c): c for c in choices}
+            tag = value.pop("type", None) if len(choices) > 1 else None
+            if len(choices) > 1 and tag not in by_name:
+                raise ValueError(f"{name}: type={tag!r} is invalid: allowed one of "
+                                 f"{', '.join(by_name)}")
+            value = from_dict(by_name[tag] if tag else choices[0], value)
         values[name] = _tuples(value)
     return config_cls(**values)

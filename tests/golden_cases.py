@@ -40,25 +40,25 @@ def _mbpo(**fields):
     base = dict(env="Pendulum-v1", total_steps=500, eval_every=100, initial_random_steps=300,
                 model_train_freq=100, rollout_freq=50, rollouts_per_step=4, updates_per_step=2,
                 batch_size=32, eval_episodes=1, epoch_length=100, model=_model(),
-                rollout_schedule=(1, 3, 1, 3), sac=_sac())
+                rollout_schedule=(1, 3, 1, 3), learner=_sac())
     return {**base, **fields}
 
 
 def _mbpo_cartpole(**fields):
-    return _mbpo(env="CartPole-v1", sac=None, dqn=_dqn(eps_decay_steps=200), **fields)
+    return _mbpo(env="CartPole-v1", learner=_dqn(eps_decay_steps=200), **fields)
 
 
 def _dyna(**fields):
     base = dict(env="Pendulum-v1", total_steps=500, eval_every=250, initial_random_steps=250,
                 model_train_freq=250, updates_per_step=2, batch_size=16, num_next_samples=3,
-                eval_episodes=1, model=_model(), sac=_sac())
+                eval_episodes=1, model=_model(), learner=_sac())
     return {**base, **fields}
 
 
 def _mbve(**fields):
     base = dict(env="Pendulum-v1", total_steps=500, eval_every=250, initial_random_steps=250,
                 eval_episodes=1, updates_per_step=2, batch_size=16, horizon=2, model=_model(),
-                sac=_sac())
+                learner=_sac())
     return {**base, **fields}
 
 
@@ -67,7 +67,7 @@ def _mba(**fields):
                 model_train_freq=100, rollout_freq=50, rollouts_per_step=4, rollout_length=3,
                 imagination_retain_steps=100, real_updates=2, imagination_updates=2,
                 batch_size=16, eval_episodes=1, model=_model(),
-                naf=NAFConfig(hidden_sizes=(16, 16)))
+                learner=NAFConfig(hidden_sizes=(16, 16)))
     return {**base, **fields}
 
 
@@ -80,22 +80,23 @@ CASES: dict[str, tuple[str, dict]] = {
     "dyna_q_plus": ("dyna_q", dict(env="BlockingMaze", plus=True, kappa=1e-3,
                                    num_episodes=3, eval_every=3, planning_steps=3)),
     "sac": ("sac", dict(env="Pendulum-v1", total_steps=400, eval_every=100,
-                        initial_random_steps=200, eval_episodes=1, batch_size=16, sac=_sac())),
+                        initial_random_steps=200, eval_episodes=1, batch_size=16,
+                        learner=_sac())),
     "sac_normalized": ("sac", dict(env="Pendulum-v1", total_steps=300, eval_every=100,
                                    initial_random_steps=200, eval_episodes=1, batch_size=16,
-                                   sac=_sac(), normalize_obs=True)),
+                                   learner=_sac(), normalize_obs=True)),
     "dqn": ("dqn", dict(env="CartPole-v1", total_steps=400, eval_every=100,
                         initial_random_steps=200, eval_episodes=1, batch_size=16,
-                        dqn=_dqn(eps_decay_steps=150))),
+                        learner=_dqn(eps_decay_steps=150))),
     "dqn_train_every": ("dqn", dict(env="CartPole-v1", total_steps=400, eval_every=200,
                                     initial_random_steps=200, eval_episodes=1, batch_size=16,
                                     train_every=3, updates_per_step=2, normalize_obs=True,
-                                    dqn=_dqn(target_update="periodic", target_period=7))),
+                                    learner=_dqn(target_update="periodic", target_period=7))),
     "mbpo": ("mbpo", _mbpo()),
     "mbpo_model_off": ("mbpo", _mbpo(real_ratio=1.0)),
     "mbpo_dqn": ("mbpo", _mbpo_cartpole(real_ratio=0.25)),
     "dyna": ("dyna", _dyna()),
-    "dyna_dqn": ("dyna", _dyna(env="CartPole-v1", sac=None, dqn=_dqn(eps_decay_steps=100),
+    "dyna_dqn": ("dyna", _dyna(env="CartPole-v1", learner=_dqn(eps_decay_steps=100),
                                normalize_obs=True)),
     "mbve": ("mbve", _mbve()),
     "mbve_normalized": ("mbve", _mbve(normalize_obs=True, td_k=False)),
@@ -120,7 +121,7 @@ CASES: dict[str, tuple[str, dict]] = {
 
 def config(name: str):
     algo_name, fields = CASES[name]
-    return algos.get(algo_name).Config(**fields)
+    return algos.get(algo_name).Config.for_env(**fields)
 
 
 def metrics(name: str) -> dict[str, np.ndarray]:

@@ -78,7 +78,7 @@ def test_known_hopper_termination_is_brax_done():
                                                                  jax.random.key(1), 300))
     assert terminated.sum() >= 3 and (~terminated).sum() >= 100 and not truncated.any()
     np.testing.assert_array_equal(known.brax_hopper_terminated(obs, None, final), terminated)
-    assert mbpo.Config(env="brax-hopper").known_termination
+    assert mbpo.Config.for_env(env="brax-hopper").known_termination
 
 
 def test_unknown_brax_task_is_a_clear_error():
@@ -89,14 +89,14 @@ def test_unknown_brax_task_is_a_clear_error():
 def test_tiny_mbpo_runs_on_brax_inverted_pendulum():
     """MBPO end to end on a Brax task (learned reward and termination, though the preset knows
     the termination), 2 seeds in one jit(vmap): the plumbing, not learning (600 steps)."""
-    config = mbpo.Config(
+    config = mbpo.Config.for_env(
         env="brax-inverted_pendulum", known_termination=False, total_steps=600, eval_every=200,
         initial_random_steps=200, eval_episodes=2, buffer_size=2000, batch_size=64,
         updates_per_step=2, model_train_freq=200, rollout_freq=100, rollouts_per_step=2,
         rollout_schedule=(1, 1, 2, 2), epoch_length=200,
         model=dynamics.EnsembleConfig(num_members=3, num_elites=2, hidden_sizes=(32, 32),
                                       max_epochs=3),
-        sac=SACConfig(hidden_sizes=(32, 32)))
+        learner=SACConfig(hidden_sizes=(32, 32)))
     _, m = jax.jit(jax.vmap(mbpo.make_train(config)))(jax.random.split(jax.random.key(0), 2))
     assert np.asarray(m["env_steps"])[0].tolist() == [400, 600]
     for name in ("eval_return", "model_val_mse", "critic_loss"):

@@ -36,7 +36,7 @@ def test_reaches_goals_in_the_open_room(critic):
     """Measured with these settings: C-learning success 0.95-1.0 and 0.8 at the end (2 seeds),
     final distance 0.4-0.55 from about 3.5 at the start; the HER baseline 1.0 and 0.1-0.15; a
     uniformly random policy succeeds in about a third of the episodes (goals near the start)."""
-    cfg = c_learning.Config(critic=critic)
+    cfg = c_learning.Config.for_env(critic=critic)
     _, m = jax.jit(jax.vmap(c_learning.make_train(cfg)))(jax.random.split(jax.random.key(0), 2))
     success = np.asarray(m["success_rate"])
     distance = np.asarray(m["final_distance"])
@@ -48,17 +48,17 @@ def test_reaches_goals_in_the_open_room(critic):
 
 @pytest.mark.parametrize("critic", ["infonce", "nce"])
 def test_contrastive_critic_runs(critic):
-    cfg = c_learning.Config(env="PointMaze-UMaze", critic=critic, total_steps=600,
-                            eval_every=200, initial_steps=200, updates_per_round=10,
-                            batch_size=32)
+    cfg = c_learning.Config.for_env(env="PointMaze-UMaze", critic=critic, total_steps=600,
+                                    eval_every=200, initial_steps=200, updates_per_round=10,
+                                    batch_size=32)
     _, m = jax.jit(c_learning.make_train(cfg))(jax.random.key(0))
     assert np.isfinite(np.asarray(m["critic_loss"])).all()
     assert m["success_rate"].shape == (2,)
 
 
 def test_jit_vmap_seeds_differ_and_keys_repeat():
-    cfg = c_learning.Config(total_steps=600, eval_every=200, initial_steps=200,
-                            updates_per_round=5, batch_size=32, eval_episodes=4)
+    cfg = c_learning.Config.for_env(total_steps=600, eval_every=200, initial_steps=200,
+                                    updates_per_round=5, batch_size=32, eval_episodes=4)
     train = jax.jit(jax.vmap(c_learning.make_train(cfg)))
     keys = jax.random.split(jax.random.key(1), 2)
     _, m1 = train(keys)
@@ -70,25 +70,25 @@ def test_jit_vmap_seeds_differ_and_keys_repeat():
 
 def test_config_errors():
     with pytest.raises(ValueError, match="critic"):
-        c_learning.Config(critic="mse")
+        c_learning.Config.for_env(critic="mse")
     with pytest.raises(ValueError, match="initial_steps"):
-        c_learning.Config(initial_steps=500, capacity_episodes=5)
+        c_learning.Config.for_env(initial_steps=500, capacity_episodes=5)
     with pytest.raises(ValueError, match="initial_steps"):
-        c_learning.Config(initial_steps=1010)
+        c_learning.Config.for_env(initial_steps=1010)
     with pytest.raises(ValueError, match="eval_every"):
-        c_learning.Config(eval_every=300)
+        c_learning.Config.for_env(eval_every=300)
     with pytest.raises(ValueError, match="total_steps"):
-        c_learning.Config(total_steps=5100)
+        c_learning.Config.for_env(total_steps=5100)
     with pytest.raises(ValueError, match="env"):
-        c_learning.Config(env="Pendulum-v1")
+        c_learning.Config.for_env(env="Pendulum-v1")
     with pytest.raises(ValueError, match="gamma"):
-        c_learning.Config(gamma=1.0)
+        c_learning.Config.for_env(gamma=1.0)
 
 
 def test_discrete_c_learning_on_goal_four_rooms():
     """The classifier's argmax as the policy (no actor). Measured: success 0.1-0.3 after the
     first evaluation, 0.4-0.8 after 11k steps (2 seeds); random actions: about 0.15."""
-    cfg = c_learning.Config(env="FourRooms-goal", total_steps=11_000, eval_every=1000)
+    cfg = c_learning.Config.for_env(env="FourRooms-goal", total_steps=11_000, eval_every=1000)
     state, m = jax.jit(jax.vmap(c_learning.make_train(cfg)))(
         jax.random.split(jax.random.key(0), 2))
     success = np.asarray(m["success_rate"])

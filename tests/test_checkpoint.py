@@ -79,8 +79,8 @@ def test_a_template_of_other_shapes_is_refused(tmp_path):
 
 def tiny_sac(**fields):
     base = dict(env="Pendulum-v1", total_steps=700, eval_every=100, initial_random_steps=200,
-                eval_episodes=2, batch_size=32, sac=SACConfig(hidden_sizes=(32, 32)))
-    return sac.Config(**{**base, **fields})
+                eval_episodes=2, batch_size=32, learner=SACConfig(hidden_sizes=(32, 32)))
+    return sac.Config.for_env(**{**base, **fields})
 
 
 def test_stopped_and_resumed_run_equals_the_uninterrupted_one(tmp_path):
@@ -109,10 +109,10 @@ def test_a_checkpoint_of_another_run_is_refused_naming_the_fields(tmp_path):
     config = tiny_sac()
     run.run(sac, config, 2, out=tmp_path, num_chunks=5, progress=False, table=False,
             stop_after_chunks=1)
-    other = tiny_sac(batch_size=64, sac=SACConfig(hidden_sizes=(32, 32), tau=0.01))
+    other = tiny_sac(batch_size=64, learner=SACConfig(hidden_sizes=(32, 32), tau=0.01))
     with pytest.raises(checkpoint.CheckpointError,
                        match=r"config.batch_size: 32 in the checkpoint, 64 now; "
-                             r"config.sac.tau: 0.005 in the checkpoint, 0.01 now"):
+                             r"config.learner.tau: 0.005 in the checkpoint, 0.01 now"):
         run.run(sac, other, 2, out=tmp_path, progress=False, table=False, resume=True)
     with pytest.raises(checkpoint.CheckpointError, match="num_seeds: 2 in the checkpoint, 3"):
         run.run(sac, config, 3, out=tmp_path, progress=False, table=False, resume=True)
@@ -224,7 +224,7 @@ def test_a_checkpointed_agent_is_evaluated_afresh(tmp_path, capsys):
     from purembrl.__main__ import main
     from purembrl.algos import dyna_q
 
-    config = dyna_q.Config(env="DynaMaze", planning_steps=50, num_episodes=15)
+    config = dyna_q.Config.for_env(env="DynaMaze", planning_steps=50, num_episodes=15)
     run.run(dyna_q, config, 3, out=tmp_path, progress=False, table=False)
     returns, lengths, meta = run.evaluate_checkpoint(tmp_path, episodes=4)
     assert returns.shape == (3,) and meta["done"] == 15
@@ -245,7 +245,7 @@ def test_a_crash_while_writing_results_leaves_the_previous_files_whole(tmp_path,
     a crash before the rename (simulated: fsync fails) leaves the previous version intact."""
     from purembrl.algos import dyna_q
 
-    config = dyna_q.Config(env="DynaMaze", planning_steps=5, num_episodes=6)
+    config = dyna_q.Config.for_env(env="DynaMaze", planning_steps=5, num_episodes=6)
     run.run(dyna_q, config, 2, out=tmp_path, num_chunks=2, progress=False, table=False)
     before = {name: (tmp_path / name).read_bytes()
               for name in ("metrics.json", "curve.csv", run.CHECKPOINT)}

@@ -65,21 +65,25 @@ def test_mbpo_command_line_contract(tmp_path):
     out = cli("train", "mbpo", "--env", "Pendulum-v1", "--seeds", "2", "--set", "total_steps=500",
               "--set", "eval_every=250", "--set", "model.max_epochs=3", "--set",
               "rollouts_per_step=8", "--set", "updates_per_step=2", "--set",
-              "sac.hidden_sizes=32,32", "--out", str(tmp_path / "mbpo"))
+              "learner.hidden_sizes=32,32", "--out", str(tmp_path / "mbpo"))
     assert out.returncode == 0, out.stderr
     saved = json.loads((tmp_path / "mbpo" / "metrics.json").read_text())
     assert saved["env_steps"] == [[500], [500]]
     assert len(saved["eval_return"]) == 2 and len(saved["eval_return"][0]) == 1
     assert saved["_run"]["config"]["model"]["max_epochs"] == 3
-    assert saved["_run"]["config"]["sac"]["hidden_sizes"] == [32, 32]
+    assert saved["_run"]["config"]["learner"]["hidden_sizes"] == [32, 32]
+    assert saved["_run"]["config"]["learner"]["type"] == "sac"
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--set", "sac.actor_lr=fast"], "actor_lr='fast' is not a valid float"),
-    (["--set", "model.bogus=1"], "unknown field 'bogus'"),
-    (["--set", "learner=dqn"], "learner='dqn' is invalid for env='Pendulum-v1'"),
-    (["--set", "dqn.learning_rate=0.1"], "dqn: not used with this configuration"),
-    (["--set", "sac=1"], "sac is a group of fields"),
+    (["--set", "learner.actor_lr=fast"], "actor_lr='fast' is not a valid float"),
+    (["--set", "model.bogus=1"], "unknown field 'model.bogus'"),
+    (["--set", "learner=dqn"], "learner=DQNConfig is invalid for this env: its actions are "
+                                "continuous"),
+    (["--set", "learner.eps_decay_steps=10"], "learner.eps_decay_steps: SACConfig has no such "
+                                              "field"),
+    (["--set", "learner.bogus=1"], "unknown field 'learner.bogus'"),
+    (["--set", "learner=1"], "learner='1' is invalid: allowed one of sac, dqn, naf"),
 ])
 def test_nested_settings_errors(args, message, tmp_path):
     out = cli("train", "mbpo", "--env", "Pendulum-v1", *args, "--out", str(tmp_path / "x"))
@@ -88,7 +92,7 @@ def test_nested_settings_errors(args, message, tmp_path):
     assert len(lines) == 1 and message in lines[0], out.stderr
 
 
-@pytest.mark.parametrize("algo, group", [("mba", "naf"), ("mbve", "sac")])
+@pytest.mark.parametrize("algo, group", [("mba", "learner"), ("mbve", "learner")])
 def test_mba_and_mbve_from_the_command_line(algo, group, tmp_path):
     out = cli("train", algo, "--env", "Pendulum-v1", "--seeds", "2", "--set", "total_steps=500",
               "--set", "model.max_epochs=2", "--set", "model.hidden_sizes=16",

@@ -53,7 +53,7 @@ def test_two_processes_shard_seeds_and_match_one_process(tmp_path):
     metrics and the checkpoint and alone writes them; the results equal one process's run of
     the same seeds bit for bit. Then both processes are killed right after their first
     checkpoint (of 2 chunks) and resumed: the same final metrics again."""
-    reference = run.run(dyna_q, dyna_q.Config(planning_steps=5, num_episodes=8), 4,
+    reference = run.run(dyna_q, dyna_q.Config.for_env(planning_steps=5, num_episodes=8), 4,
                         progress=False, table=False)
 
     results = _launch(tmp_path / "whole")

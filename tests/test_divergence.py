@@ -72,9 +72,10 @@ def test_a_diverging_seed_stops_with_its_last_finite_state_and_others_continue(c
 def test_a_diverging_sweep_point_is_reported_while_the_other_learns(capsys):
     """SAC with learning rates of 1e30 diverges; in the same compiled sweep the sane point's
     seeds are untouched (and equal to their own run's)."""
-    base = sac.Config(env="Pendulum-v1", total_steps=600, eval_every=100, initial_random_steps=200,
-                      eval_episodes=2, batch_size=32, sac=SACConfig(hidden_sizes=(32, 32)))
-    wild = base.replace(sac=base.sac.replace(actor_lr=1e30, critic_lr=1e30))
+    base = sac.Config.for_env(env="Pendulum-v1", total_steps=600, eval_every=100,
+                              initial_random_steps=200, eval_episodes=2, batch_size=32,
+                              learner=SACConfig(hidden_sizes=(32, 32)))
+    wild = base.replace(learner=base.learner.replace(actor_lr=1e30, critic_lr=1e30))
     result = run.sweep(sac, [base, wild], 2, progress=False, table=False)
     flags = result.metrics["nonfinite"]
     assert not flags[0].any()

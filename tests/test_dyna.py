@@ -7,6 +7,7 @@ import pytest
 
 from purembrl import dynamics
 from purembrl.algos import dyna
+from purembrl.learners import SACConfig
 from purembrl.types import Transition
 
 
@@ -14,8 +15,8 @@ def test_learns_cartpole_on_a_small_budget():
     """Double DQN on K = 5 model samples per (s, a), with a small ensemble. Measured (2 seeds,
     3500 env steps): best evaluations 409 and 230; a random policy lasts about 22 steps.
     (Pendulum learns too, -120 and -134 after 1750 steps, but takes minutes on 2 cores.)"""
-    cfg = dyna.Config(env="CartPole-v1", total_steps=3500,
-                      model=dynamics.EnsembleConfig(num_members=5, num_elites=3,
+    cfg = dyna.Config.for_env(env="CartPole-v1", total_steps=3500,
+                              model=dynamics.EnsembleConfig(num_members=5, num_elites=3,
                                                     hidden_sizes=(64, 64), max_epochs=20))
     _, m = jax.jit(jax.vmap(dyna.make_train(cfg)))(jax.random.split(jax.random.key(0), 2))
     best = np.asarray(m["eval_return"]).max(axis=1)
@@ -37,9 +38,9 @@ def test_model_batch_draws_k_next_states_per_pair():
 
 
 def test_jit_vmap_seeds_differ_and_keys_repeat():
-    cfg = dyna.Config(env="CartPole-v1", total_steps=1000, eval_every=250,
-                      initial_random_steps=500, eval_episodes=2,
-                      model=dynamics.EnsembleConfig(num_members=3, num_elites=2,
+    cfg = dyna.Config.for_env(env="CartPole-v1", total_steps=1000, eval_every=250,
+                              initial_random_steps=500, eval_episodes=2,
+                              model=dynamics.EnsembleConfig(num_members=3, num_elites=2,
                                                     hidden_sizes=(32,), max_epochs=3))
     train = jax.jit(jax.vmap(dyna.make_train(cfg)))
     keys = jax.random.split(jax.random.key(1), 2)
@@ -51,9 +52,9 @@ def test_jit_vmap_seeds_differ_and_keys_repeat():
 
 
 def test_config_errors():
-    with pytest.raises(ValueError, match="learner"):
-        dyna.Config(env="CartPole-v1", learner="sac")
+    with pytest.raises(ValueError, match="learner=SACConfig is invalid for this env"):
+        dyna.make_train(dyna.Config.for_env(env="CartPole-v1", learner=SACConfig()))
     with pytest.raises(ValueError, match="eval_every"):
-        dyna.Config(env="Pendulum-v1", eval_every=300)
+        dyna.Config.for_env(env="Pendulum-v1", eval_every=300)
     with pytest.raises(ValueError, match="num_next_samples"):
-        dyna.Config(env="Pendulum-v1", num_next_samples=0)
+        dyna.Config.for_env(env="Pendulum-v1", num_next_samples=0)

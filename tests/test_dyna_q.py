@@ -10,7 +10,7 @@ from .helpers import seed_slice
 
 
 def train_seeds(keys, **fields):
-    config = dyna_q.Config(**fields)
+    config = dyna_q.Config.for_env(**fields)
     return jax.jit(jax.vmap(dyna_q.make_train(config)))(keys)
 
 
@@ -35,7 +35,7 @@ def model_value_iteration(state, gamma, model):
 
 
 def test_interface_and_metric_shapes():
-    config = dyna_q.Config(env="DynaMaze", planning_steps=50, num_episodes=50)
+    config = dyna_q.Config.for_env(env="DynaMaze", planning_steps=50, num_episodes=50)
     assert (config.alpha, config.gamma, config.epsilon) == (0.1, 0.95, 0.1)  # the book's
     state, metrics = dyna_q.make_train(config)(jax.random.key(0))
     assert metrics["steps_per_episode"].shape == (50,)
@@ -127,27 +127,28 @@ def test_count_model_in_a_slippery_maze(samples):
 
 
 def test_same_key_same_result_different_keys_different_results(keys):
-    train = jax.jit(jax.vmap(dyna_q.make_train(dyna_q.Config(planning_steps=5, num_episodes=8))))
+    train = jax.jit(jax.vmap(dyna_q.make_train(dyna_q.Config.for_env(planning_steps=5,
+                                                                     num_episodes=8))))
     _, m = train(keys)
     _, again = train(keys)
     steps = np.asarray(m["steps_per_episode"])
     np.testing.assert_array_equal(steps, np.asarray(again["steps_per_episode"]))
     assert len({tuple(row) for row in steps.tolist()}) == keys.shape[0]
     # and the single-seed function gives what the vmapped one gave for that seed
-    _, one = dyna_q.make_train(dyna_q.Config(planning_steps=5, num_episodes=8))(keys[2])
+    _, one = dyna_q.make_train(dyna_q.Config.for_env(planning_steps=5, num_episodes=8))(keys[2])
     np.testing.assert_array_equal(np.asarray(one["steps_per_episode"]), steps[2])
 
 
 def test_sweep_hyperparameters_under_vmap_in_one_compile():
     # numeric fields are pytree leaves: vmap over a batch of configs
     configs = jax.tree.map(lambda *x: jnp.stack(x), *[
-        dyna_q.Config(planning_steps=n, alpha=a, num_episodes=6)
+        dyna_q.Config.for_env(planning_steps=n, alpha=a, num_episodes=6)
         for n, a in [(0, 0.1), (5, 0.5), (20, 0.1)]])
     train = jax.jit(jax.vmap(lambda c, k: dyna_q.make_train(c)(k), in_axes=(0, None)))
     _, metrics = train(configs, jax.random.key(9))
     assert metrics["steps_per_episode"].shape == (3, 6)
     for i, (n, a) in enumerate([(0, 0.1), (5, 0.5), (20, 0.1)]):
-        single = dyna_q.make_train(dyna_q.Config(planning_steps=n, alpha=a, num_episodes=6))
+        single = dyna_q.make_train(dyna_q.Config.for_env(planning_steps=n, alpha=a, num_episodes=6))
         _, m = single(jax.random.key(9))
         np.testing.assert_array_equal(np.asarray(metrics["steps_per_episode"][i]),
                                       np.asarray(m["steps_per_episode"]))
@@ -179,9 +180,9 @@ def test_dyna_q_plus_finds_the_new_path_in_the_blocking_maze():
 ])
 def test_config_rejects_bad_values(field, value, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        dyna_q.Config(**{field: value})
+        dyna_q.Config.for_env(**{field: value})
 
 
 def test_config_rejects_eval_every_that_does_not_divide_num_steps():
     with pytest.raises(ValueError, match="eval_every=7 is invalid"):
-        dyna_q.Config(num_steps=100, eval_every=7)
+        dyna_q.Config.for_env(num_steps=100, eval_every=7)

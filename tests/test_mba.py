@@ -59,8 +59,8 @@ def test_naf_learns_pendulum_on_a_small_budget():
     learned model learns too (the zoo benchmark: 5 of 8 seeds reach -200), but an ensemble fit
     per 250 steps makes that test take minutes on 2 cores; the imagination machinery is tested
     with the true dynamics below."""
-    config = mba.Config(env="Pendulum-v1", total_steps=2250, eval_every=250, eval_episodes=5,
-                        real_updates=5, imagination_updates=0)
+    config = mba.Config.for_env(env="Pendulum-v1", total_steps=2250, eval_every=250,
+                                eval_episodes=5, real_updates=5, imagination_updates=0)
     _, m = jax.jit(jax.vmap(mba.make_train(config)))(jax.random.split(jax.random.key(0), 2))
     returns = np.asarray(m["eval_return"])
     assert returns.max() > -300, returns
@@ -73,9 +73,10 @@ def test_imagination_through_the_true_dynamics_makes_naf_learn():
     evaluations -147 and -122, against -250 and -1592 for NAF alone at the same settings and
     keys (imagination_updates=0). A bug in the rollouts, the fictional buffer or the update
     order would leave NAF alone's failures."""
-    config = mba.Config(env="Pendulum-v1", total_steps=1250, eval_every=250, eval_episodes=5,
-                        real_updates=5, imagination_updates=5, rollouts_per_step=10,
-                        rollout_length=5, rollout_freq=50, true_dynamics=True)
+    config = mba.Config.for_env(env="Pendulum-v1", total_steps=1250, eval_every=250,
+                                eval_episodes=5, real_updates=5, imagination_updates=5,
+                                rollouts_per_step=10, rollout_length=5, rollout_freq=50,
+                                true_dynamics=True)
     _, m = jax.jit(jax.vmap(mba.make_train(config)))(jax.random.split(jax.random.key(0), 2))
     returns = np.asarray(m["eval_return"])
     assert (returns.max(axis=1) > -250).all(), returns
@@ -85,7 +86,7 @@ def test_imagination_through_the_true_dynamics_makes_naf_learn():
 
 def test_true_dynamics_needs_a_state_readable_from_the_observation():
     with pytest.raises(ValueError, match="true_dynamics"):
-        mba.Config(env="MountainCarContinuous-v0", true_dynamics=True)
+        mba.Config.for_env(env="MountainCarContinuous-v0", true_dynamics=True)
 
 
 TINY_MODEL = dynamics.EnsembleConfig(num_members=3, num_elites=2, hidden_sizes=(32,),
@@ -97,8 +98,8 @@ def tiny(**fields):
                 model_train_freq=100, rollout_freq=50, rollouts_per_step=4, rollout_length=3,
                 imagination_retain_steps=100, real_updates=2, imagination_updates=2,
                 batch_size=64, eval_episodes=2, model=TINY_MODEL,
-                naf=NAFConfig(hidden_sizes=(32, 32)))
-    return mba.Config(**{**base, **fields})
+                learner=NAFConfig(hidden_sizes=(32, 32)))
+    return mba.Config.for_env(**{**base, **fields})
 
 
 def test_jit_vmap_seeds_differ_and_keys_repeat():
@@ -126,12 +127,12 @@ def test_without_imagination_the_model_is_off():
 
 def test_config_errors():
     with pytest.raises(ValueError, match="discrete"):
-        mba.Config(env="CartPole-v1")
+        mba.Config.for_env(env="CartPole-v1")
     with pytest.raises(ValueError, match="rollout_length"):
-        mba.Config(rollout_length=0)
+        mba.Config.for_env(rollout_length=0)
     with pytest.raises(ValueError, match="imagination_updates"):
-        mba.Config(imagination_updates=-1)
+        mba.Config.for_env(imagination_updates=-1)
     with pytest.raises(ValueError, match="rollout_freq"):
-        mba.Config(rollout_freq=300)
+        mba.Config.for_env(rollout_freq=300)
     with pytest.raises(ValueError, match="exploration_noise"):
         NAFConfig(exploration_noise=-0.1)

@@ -19,8 +19,8 @@ def tiny(**fields):
     base = dict(env="Pendulum-v1", total_steps=700, eval_every=100, initial_random_steps=500,
                 model_train_freq=100, rollout_freq=50, rollouts_per_step=4, updates_per_step=2,
                 batch_size=64, eval_episodes=2, epoch_length=100, model=TINY_MODEL,
-                rollout_schedule=(1, 3, 1, 4), sac=SACConfig(hidden_sizes=(32, 32)))
-    return mbpo.Config(**{**base, **fields})
+                rollout_schedule=(1, 3, 1, 4), learner=SACConfig(hidden_sizes=(32, 32)))
+    return mbpo.Config.for_env(**{**base, **fields})
 
 
 def test_end_to_end_under_jit_vmap_two_seeds():
@@ -104,12 +104,12 @@ def test_model_off_is_the_model_free_learner():
 
 
 def test_discrete_actions_use_dqn_with_a_learned_model():
-    config = mbpo.Config(env="CartPole-v1", total_steps=700, eval_every=100,
-                         initial_random_steps=500, model_train_freq=100, rollout_freq=100,
-                         rollouts_per_step=2, updates_per_step=2, batch_size=32,
-                         eval_episodes=2, model=TINY_MODEL, rollout_schedule=(1, 1, 3, 3),
-                         dqn=DQNConfig(hidden_sizes=(16,)))
-    assert config.learner == "dqn" and config.known_termination  # CartPole's preset
+    config = mbpo.Config.for_env(env="CartPole-v1", total_steps=700, eval_every=100,
+                                 initial_random_steps=500, model_train_freq=100, rollout_freq=100,
+                                 rollouts_per_step=2, updates_per_step=2, batch_size=32,
+                                 eval_episodes=2, model=TINY_MODEL, rollout_schedule=(1, 1, 3, 3),
+                                 learner=DQNConfig(hidden_sizes=(16,)))
+    assert config.known_termination  # CartPole's preset
     _, metrics = jax.jit(mbpo.make_train(config))(jax.random.key(3))
     assert np.isfinite(np.asarray(metrics["q_loss"])).all()
     # branches end at the (known) termination: fewer than 200 * 3 transitions may be added
@@ -117,31 +117,34 @@ def test_discrete_actions_use_dqn_with_a_learned_model():
 
 
 def test_presets_and_errors():
-    assert mbpo.Config(env="CartPole-v1").total_steps == mbpo.PRESETS["CartPole-v1"]["total_steps"]
-    generic = mbpo.Config(env="Acrobot-v1")
-    assert generic.updates_per_step == mbpo.GENERIC["updates_per_step"]
+    cartpole = mbpo.Config.for_env(env="CartPole-v1")
+    assert cartpole.total_steps == mbpo.PRESETS["CartPole-v1"]["total_steps"]
+    assert isinstance(cartpole.learner, DQNConfig)
+    generic = mbpo.Config.for_env(env="Acrobot-v1")
+    assert generic == mbpo.Config(env="Acrobot-v1")  # no preset: the class's defaults
+    assert generic.updates_per_step == 20 and generic.real_ratio == 0.05  # the paper's
     assert generic.model == dynamics.EnsembleConfig()  # MBPO's ensemble, the paper's batch 256
-    pendulum = mbpo.Config(env="Pendulum-v1")
+    pendulum = mbpo.Config.for_env(env="Pendulum-v1")
     assert pendulum.model.batch_size == 32 and pendulum.rollout_freq == 1
     # a model given in full replaces the preset's
-    assert mbpo.Config(env="Pendulum-v1", model=TINY_MODEL).model == TINY_MODEL
-    assert generic.learner == "dqn" and generic.dqn is not None
-    with pytest.raises(ValueError, match="learner='sac' is invalid for env='CartPole-v1'"):
-        mbpo.Config(env="CartPole-v1", learner="sac")
-    with pytest.raises(ValueError, match="learner='dqn' is invalid for env='Pendulum-v1'"):
-        mbpo.Config(env="Pendulum-v1", learner="dqn")
+    assert mbpo.Config.for_env(env="Pendulum-v1", model=TINY_MODEL).model == TINY_MODEL
+    assert generic.learner is None  # the env's action space chooses: DQN for Acrobot
+    with pytest.raises(ValueError, match="learner=SACConfig is invalid for this env"):
+        mbpo.make_train(mbpo.Config.for_env(env="CartPole-v1", learner=SACConfig()))
+    with pytest.raises(ValueError, match="learner=DQNConfig is invalid for this env"):
+        mbpo.make_train(mbpo.Config.for_env(env="Pendulum-v1", learner=DQNConfig()))
     with pytest.raises(ValueError, match="real_ratio=1.5 is invalid"):
-        mbpo.Config(real_ratio=1.5)
+        mbpo.Config.for_env(real_ratio=1.5)
     with pytest.raises(ValueError, match="rollout_freq=7 is invalid"):
-        mbpo.Config(rollout_freq=7)
+        mbpo.Config.for_env(rollout_freq=7)
     with pytest.raises(ValueError, match="eval_every=300 is invalid"):
-        mbpo.Config(eval_every=300)
+        mbpo.Config.for_env(eval_every=300)
     with pytest.raises(ValueError, match="rollout_schedule"):
-        mbpo.Config(rollout_schedule=(5, 1, 1, 1))
+        mbpo.Config.for_env(rollout_schedule=(5, 1, 1, 1))
     with pytest.raises(ValueError, match="known_reward=True is invalid"):
-        mbpo.Config(env="Acrobot-v1", known_reward=True)
+        mbpo.Config.for_env(env="Acrobot-v1", known_reward=True)
     with pytest.raises(ValueError, match="unknown env"):
-        mbpo.Config(env="Nope-v0")
+        mbpo.Config.for_env(env="Nope-v0")
 
 
 def test_profile_benchmark_runs_and_projects(capsys):
@@ -151,7 +154,7 @@ def test_profile_benchmark_runs_and_projects(capsys):
     assert mbpo_profile.main([
         "--env", "Pendulum-v1", "--seeds", "1", "--sizes", "300,600", "--repeats", "1",
         "--fit-epochs", "5", "--set", "total_steps=750", "--set", "updates_per_step=2",
-        "--set", "rollouts_per_step=4", "--set", "sac.hidden_sizes=32,32",
+        "--set", "rollouts_per_step=4", "--set", "learner.hidden_sizes=32,32",
         "--set", "model.hidden_sizes=32,32"]) == 0
     out = capsys.readouterr().out
     for line in ("2 learner updates", "rollouts, length 1", "env buffer      600",
@@ -161,7 +164,7 @@ def test_profile_benchmark_runs_and_projects(capsys):
     assert mbpo_profile.main([
         "--env", "Pendulum-v1", "--seeds", "1", "--repeats", "1", "--parts", "updates",
         "--set", "total_steps=750", "--set", "updates_per_step=2",
-        "--set", "sac.hidden_sizes=32,32"]) == 0
+        "--set", "learner.hidden_sizes=32,32"]) == 0
     out = capsys.readouterr().out
     assert "2 learner updates" in out and "rollouts, length" not in out, out
     assert "projected" not in out and "env buffer" not in out, out

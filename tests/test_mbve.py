@@ -128,11 +128,12 @@ def test_learns_pendulum_on_a_small_budget():
     about -1200."""
     model = dynamics.EnsembleConfig(num_members=4, num_elites=3, hidden_sizes=(64, 64),
                                     max_epochs=20)
-    config = mbve.Config(env="Pendulum-v1", total_steps=2250, eval_every=250, eval_episodes=5,
-                         updates_per_step=4, horizon=2, batch_size=128, known_reward=True,
-                         model=model, sac=SACConfig(hidden_sizes=(64, 64), activation="swish",
-                                                    actor_lr=1e-3, critic_lr=1e-3,
-                                                    alpha_lr=1e-3, tau=0.02))
+    config = mbve.Config.for_env(env="Pendulum-v1", total_steps=2250, eval_every=250,
+                                 eval_episodes=5, updates_per_step=4, horizon=2,
+                                 batch_size=128, known_reward=True, model=model,
+                                 learner=SACConfig(hidden_sizes=(64, 64), activation="swish",
+                                                   actor_lr=1e-3, critic_lr=1e-3,
+                                                   alpha_lr=1e-3, tau=0.02))
     _, m = jax.jit(jax.vmap(mbve.make_train(config)))(jax.random.split(jax.random.key(0), 2))
     returns = np.asarray(m["eval_return"])
     assert (returns.max(axis=1) > -600).all(), returns
@@ -144,11 +145,11 @@ TINY = dict(env="Pendulum-v1", total_steps=750, eval_every=250, initial_random_s
             eval_episodes=2, updates_per_step=2, batch_size=64, horizon=2,
             model=dynamics.EnsembleConfig(num_members=3, num_elites=2, hidden_sizes=(32,),
                                           max_epochs=3),
-            sac=SACConfig(hidden_sizes=(32, 32)))
+            learner=SACConfig(hidden_sizes=(32, 32)))
 
 
 def test_jit_vmap_seeds_differ_and_keys_repeat():
-    train = jax.jit(jax.vmap(mbve.make_train(mbve.Config(**TINY))))
+    train = jax.jit(jax.vmap(mbve.make_train(mbve.Config.for_env(**TINY))))
     keys = jax.random.split(jax.random.key(1), 2)
     _, m1 = train(keys)
     _, m2 = train(keys)
@@ -161,10 +162,10 @@ def test_jit_vmap_seeds_differ_and_keys_repeat():
 
 def test_config_errors():
     with pytest.raises(ValueError, match="discrete"):
-        mbve.Config(env="CartPole-v1")
+        mbve.Config.for_env(env="CartPole-v1")
     with pytest.raises(ValueError, match="horizon"):
-        mbve.Config(env="Pendulum-v1", horizon=-1)
+        mbve.Config.for_env(env="Pendulum-v1", horizon=-1)
     with pytest.raises(ValueError, match="horizon"):
-        mbve.Config(env="Pendulum-v1", horizon=201)
+        mbve.Config.for_env(env="Pendulum-v1", horizon=201)
     with pytest.raises(ValueError, match="eval_every"):
-        mbve.Config(env="Pendulum-v1", eval_every=300)
+        mbve.Config.for_env(env="Pendulum-v1", eval_every=300)

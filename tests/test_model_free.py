@@ -11,7 +11,7 @@ from purembrl.learners import SACConfig
 
 def test_sac_learns_pendulum_on_a_small_budget():
     # a random policy scores about -1200 on Pendulum-v1; -500 is clearly swinging up
-    config = sac.Config(env="Pendulum-v1", total_steps=4000, eval_every=1000)
+    config = sac.Config.for_env(env="Pendulum-v1", total_steps=4000, eval_every=1000)
     _, metrics = jax.jit(jax.vmap(sac.make_train(config)))(
         jax.random.split(jax.random.key(0), 2))
     assert metrics["eval_return"].shape == (2, 3)
@@ -22,7 +22,7 @@ def test_sac_learns_pendulum_on_a_small_budget():
 
 def test_dqn_learns_cartpole_on_a_small_budget():
     # a random policy lasts about 22 steps
-    config = dqn.Config(env="CartPole-v1", total_steps=11_000, eval_every=5000)
+    config = dqn.Config.for_env(env="CartPole-v1", total_steps=11_000, eval_every=5000)
     _, metrics = jax.jit(jax.vmap(dqn.make_train(config)))(
         jax.random.split(jax.random.key(0), 2))
     best = np.asarray(metrics["eval_return"]).max(axis=1)
@@ -30,8 +30,8 @@ def test_dqn_learns_cartpole_on_a_small_budget():
 
 
 def test_same_key_same_result_different_keys_different_results():
-    config = sac.Config(total_steps=1200, eval_every=100, initial_random_steps=1000,
-                        eval_episodes=2, sac=SACConfig(hidden_sizes=(16, 16)))
+    config = sac.Config.for_env(total_steps=1200, eval_every=100, initial_random_steps=1000,
+                                eval_episodes=2, learner=SACConfig(hidden_sizes=(16, 16)))
     train = jax.jit(jax.vmap(sac.make_train(config)))
     keys = jax.random.split(jax.random.key(3), 2)
     _, m = train(keys)
@@ -41,35 +41,36 @@ def test_same_key_same_result_different_keys_different_results():
 
 
 def test_presets_and_action_space_checks():
-    assert sac.Config(env="Pendulum-v1").total_steps == sac.PRESETS["Pendulum-v1"]["total_steps"]
-    assert sac.Config(env="Pendulum-v1", total_steps=3000).total_steps == 3000
-    assert dqn.Config(env="Acrobot-v1").buffer_size == dqn.GENERIC["buffer_size"]
+    preset = sac.PRESETS["Pendulum-v1"]
+    assert sac.Config.for_env(env="Pendulum-v1").total_steps == preset["total_steps"]
+    assert sac.Config.for_env(env="Pendulum-v1", total_steps=3000).total_steps == 3000
+    assert dqn.Config.for_env(env="Acrobot-v1") == dqn.Config(env="Acrobot-v1")  # no preset
     with pytest.raises(ValueError, match="SAC needs a continuous action space"):
-        sac.Config(env="CartPole-v1")
+        sac.make_train(sac.Config.for_env(env="CartPole-v1"))
     with pytest.raises(ValueError, match="DQN needs a discrete action space"):
-        dqn.Config(env="Pendulum-v1")
+        dqn.make_train(dqn.Config.for_env(env="Pendulum-v1"))
     with pytest.raises(ValueError, match="total_steps=2500 is invalid"):
-        sac.Config(env="Pendulum-v1", total_steps=2500, eval_every=1000)
+        sac.Config.for_env(env="Pendulum-v1", total_steps=2500, eval_every=1000)
 
 
 def test_dqn_train_every_sets_the_replay_ratio():
-    config = dqn.Config(env="CartPole-v1", total_steps=1400, eval_every=200,
-                        initial_random_steps=200, train_every=4, updates_per_step=2,
-                        eval_episodes=1)
+    config = dqn.Config.for_env(env="CartPole-v1", total_steps=1400, eval_every=200,
+                                initial_random_steps=200, train_every=4, updates_per_step=2,
+                                eval_episodes=1)
     state, metrics = jax.jit(dqn.make_train(config))(jax.random.key(0))
     assert int(state.learner.steps) == 1200 // 4 * 2
     assert np.isfinite(np.asarray(metrics["q_loss"])).all()
     with pytest.raises(ValueError, match="train_every"):
-        dqn.Config(env="CartPole-v1", train_every=0)
+        dqn.Config.for_env(env="CartPole-v1", train_every=0)
 
 
 def test_sac_with_normalised_observations_runs_and_tracks_statistics():
     from purembrl.learners import SACConfig
 
-    config = sac.Config(env="Pendulum-v1", total_steps=400, eval_every=200,
-                        initial_random_steps=200, eval_episodes=2, batch_size=32,
-                        normalize_obs=True,
-                        sac=SACConfig(hidden_sizes=(32, 32)))
+    config = sac.Config.for_env(env="Pendulum-v1", total_steps=400, eval_every=200,
+                                initial_random_steps=200, eval_episodes=2, batch_size=32,
+                                normalize_obs=True,
+                                learner=SACConfig(hidden_sizes=(32, 32)))
     state, m = jax.jit(sac.make_train(config))(jax.random.key(0))
     assert np.isfinite(np.asarray(m["eval_return"])).all()
     assert float(state.learner.count) == 200 * 32  # one update of 32 per trained step
@@ -85,20 +86,21 @@ def test_normalised_observations_in_the_other_learners(name):
 
     model = dynamics.EnsembleConfig(num_members=3, num_elites=2, hidden_sizes=(16,), max_epochs=2)
     config = {
-        "dqn": lambda: dqn.Config(env="CartPole-v1", total_steps=400, eval_every=200,
-                                  initial_random_steps=200, eval_episodes=1, batch_size=16,
-                                  normalize_obs=True),
-        "dyna": lambda: dyna.Config(env="CartPole-v1", total_steps=500, eval_every=250,
-                                    initial_random_steps=250, eval_episodes=1, batch_size=16,
-                                    model=model, normalize_obs=True),
-        "mba": lambda: mba.Config(env="Pendulum-v1", total_steps=500, eval_every=250,
-                                  initial_random_steps=250, eval_episodes=1, batch_size=16,
-                                  rollouts_per_step=4, rollout_length=2, model=model,
-                                  normalize_obs=True),
-        "mbve": lambda: mbve.Config(env="Pendulum-v1", total_steps=500, eval_every=250,
-                                    initial_random_steps=250, eval_episodes=1, batch_size=16,
-                                    horizon=2, model=model, normalize_obs=True,
-                                    sac=SACConfig(hidden_sizes=(32, 32))),
+        "dqn": lambda: dqn.Config.for_env(env="CartPole-v1", total_steps=400, eval_every=200,
+                                          initial_random_steps=200, eval_episodes=1,
+                                          batch_size=16, normalize_obs=True),
+        "dyna": lambda: dyna.Config.for_env(env="CartPole-v1", total_steps=500, eval_every=250,
+                                            initial_random_steps=250, eval_episodes=1,
+                                            batch_size=16, model=model, normalize_obs=True),
+        "mba": lambda: mba.Config.for_env(env="Pendulum-v1", total_steps=500, eval_every=250,
+                                          initial_random_steps=250, eval_episodes=1,
+                                          batch_size=16, rollouts_per_step=4, rollout_length=2,
+                                          model=model, normalize_obs=True),
+        "mbve": lambda: mbve.Config.for_env(env="Pendulum-v1", total_steps=500, eval_every=250,
+                                            initial_random_steps=250, eval_episodes=1,
+                                            batch_size=16, horizon=2, model=model,
+                                            normalize_obs=True,
+                                            learner=SACConfig(hidden_sizes=(32, 32))),
     }[name]()
     module = {"dqn": dqn, "dyna": dyna, "mba": mba, "mbve": mbve}[name]
     state, m = jax.jit(module.make_train(config))(jax.random.key(0))

@@ -143,26 +143,28 @@ LEARNER_FIELDS = ["actor_lr", "critic_lr", "gamma", "tau", "init_alpha"]
 
 
 def check_construction(module, build):
-    """A config either raises ValueError, or builds and its training state traces (the shapes
-    of ``init``, no compile): a bad value never gets past construction to fail later."""
+    """A config either raises ValueError (at construction, or for a check that needs the env,
+    when training is built), or builds and its training state traces (the shapes of ``init``,
+    no compile): a bad value never gets past ``make_loop`` to fail later."""
     try:
         config = build()
+        loop = module.make_loop(config) if module is not None else None
     except ValueError:
         return
-    if module is not None:
-        jax.eval_shape(module.make_loop(config).init, jax.random.key(0))
+    if loop is not None:
+        jax.eval_shape(loop.init, jax.random.key(0))
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(field=st.sampled_from(SAC_FIELDS), value=field_values())
 def test_sac_config_is_valid_or_a_value_error(field, value):
-    check_construction(sac, lambda: sac.Config(env="Pendulum-v1", **{field: value}))
+    check_construction(sac, lambda: sac.Config.for_env(env="Pendulum-v1", **{field: value}))
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(field=st.sampled_from(MBPO_FIELDS), value=field_values())
 def test_mbpo_config_is_valid_or_a_value_error(field, value):
-    check_construction(mbpo, lambda: mbpo.Config(env="Pendulum-v1", **{field: value}))
+    check_construction(mbpo, lambda: mbpo.Config.for_env(env="Pendulum-v1", **{field: value}))
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -177,7 +179,8 @@ def test_discounts_outside_zero_one_are_refused(gamma):
     ok = (not math.isnan(gamma)) and 0.0 <= gamma < 1.0
     if ok:
         SACConfig(gamma=gamma)
-        dqn.Config(env="CartPole-v1", dqn=dqn.Config(env="CartPole-v1").dqn.replace(gamma=gamma))
+        preset = dqn.Config.for_env(env="CartPole-v1")
+        preset.replace(learner=preset.learner.replace(gamma=gamma))
     else:
         with pytest.raises(ValueError, match="gamma"):
             SACConfig(gamma=gamma)
@@ -198,11 +201,11 @@ def numeric_fields(module):
 def test_every_algorithm_config_is_valid_or_a_value_error(name):
     from purembrl import algos
     module = algos.get(name)
-    env = module.Config().env
+    env = module.Config.for_env().env
 
     @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(field=st.sampled_from(numeric_fields(module)), value=field_values())
     def check(field, value):
-        check_construction(module, lambda: module.Config(env=env, **{field: value}))
+        check_construction(module, lambda: module.Config.for_env(env=env, **{field: value}))
 
     check()

@@ -19,7 +19,7 @@ def test_chunk_length_divides_the_run():
 
 
 def test_chunked_run_equals_make_train_and_writes_results(tmp_path, capsys):
-    config = dyna_q.Config(planning_steps=5, num_episodes=12)
+    config = dyna_q.Config.for_env(planning_steps=5, num_episodes=12)
     result = run.run(dyna_q, config, num_seeds=3, seed=11, out=tmp_path, num_chunks=4,
                      progress=True)
     # chunking changes nothing: the same keys through make_train give the same metrics

@@ -37,8 +37,8 @@ def test_learns_near_optimal_policies_on_each_task(method):
     policy's (value iteration on the exact model with each task's true w). Tabular learning with
     epsilon = 0.15 has not converged everywhere by then (measured: SFQL 87% of the optimal total,
     58% of tasks exactly optimal; Q-learning 89%, 71%), so the test asks for 80% and a half."""
-    cfg = sf_gpi.Config(method=method, num_tasks=3, steps_per_task=8000, eval_every=4000,
-                        **SMALL)
+    cfg = sf_gpi.Config.for_env(method=method, num_tasks=3, steps_per_task=8000, eval_every=4000,
+                                **SMALL)
     state, m = jax.jit(jax.vmap(sf_gpi.make_train(cfg)))(jax.random.split(jax.random.key(0), 8))
     env, _ = envs.make(cfg.env)
     final = np.asarray(m["eval_return"]).reshape(8, 3, 2)[:, :, -1]
@@ -57,9 +57,9 @@ def test_sfql_on_one_task_is_q_learning():
     reward), so on the first task SFQL and Q-learning take the same actions and w . psi = Q."""
     common = dict(num_tasks=1, steps_per_task=3000, eval_every=1000, learn_w=False,
                   normalised=False, **SMALL)
-    s_sf, m_sf = jax.jit(sf_gpi.make_train(sf_gpi.Config(method="sfql", **common)))(
+    s_sf, m_sf = jax.jit(sf_gpi.make_train(sf_gpi.Config.for_env(method="sfql", **common)))(
         jax.random.key(0))
-    s_q, m_q = jax.jit(sf_gpi.make_train(sf_gpi.Config(method="q_restart", **common)))(
+    s_q, m_q = jax.jit(sf_gpi.make_train(sf_gpi.Config.for_env(method="q_restart", **common)))(
         jax.random.key(0))
     q_from_psi = successor.q_from_sf(s_sf.psi[0], s_sf.tasks[0], 0.95, normalised=False)
     np.testing.assert_allclose(q_from_psi, s_q.q, atol=1e-5)
@@ -67,7 +67,7 @@ def test_sfql_on_one_task_is_q_learning():
 
 
 def test_jit_vmap_seeds_differ_and_keys_repeat():
-    cfg = sf_gpi.Config(num_tasks=2, steps_per_task=1000, eval_every=500, **SMALL)
+    cfg = sf_gpi.Config.for_env(num_tasks=2, steps_per_task=1000, eval_every=500, **SMALL)
     train = jax.jit(jax.vmap(sf_gpi.make_train(cfg)))
     keys = jax.random.split(jax.random.key(0), 2)
     _, m1 = train(keys)
@@ -79,11 +79,11 @@ def test_jit_vmap_seeds_differ_and_keys_repeat():
 
 def test_config_errors():
     with pytest.raises(ValueError, match="method"):
-        sf_gpi.Config(method="dqn")
+        sf_gpi.Config.for_env(method="dqn")
     with pytest.raises(ValueError, match="eval_every"):
-        sf_gpi.Config(steps_per_task=1000, eval_every=300)
+        sf_gpi.Config.for_env(steps_per_task=1000, eval_every=300)
     with pytest.raises(ValueError, match="gamma"):
-        sf_gpi.Config(gamma=1.0)
+        sf_gpi.Config.for_env(gamma=1.0)
 
 
 def test_sfql_h_fits_features_then_transfers():
@@ -92,9 +92,9 @@ def test_sfql_h_fits_features_then_transfers():
     SF + GPI on phi~."""
     common = dict(num_tasks=4, steps_per_task=2000, eval_every=1000, **SMALL)
     h = 2
-    s_h, m_h = jax.jit(sf_gpi.make_train(sf_gpi.Config(method="sfql_h", feature_tasks=h,
-                                                       **common)))(jax.random.key(5))
-    _, m_q = jax.jit(sf_gpi.make_train(sf_gpi.Config(method="q_restart", **common)))(
+    s_h, m_h = jax.jit(sf_gpi.make_train(sf_gpi.Config.for_env(method="sfql_h", feature_tasks=h,
+                                                               **common)))(jax.random.key(5))
+    _, m_q = jax.jit(sf_gpi.make_train(sf_gpi.Config.for_env(method="q_restart", **common)))(
         jax.random.key(5))
     np.testing.assert_array_equal(m_h["reward"][:2 * h], m_q["reward"][:2 * h])
     assert not np.array_equal(m_h["reward"][2 * h:], m_q["reward"][2 * h:])
@@ -110,4 +110,4 @@ def test_sfql_h_fits_features_then_transfers():
     np.testing.assert_array_equal(s_h.psi[:h], 0.0)
     assert np.abs(np.asarray(s_h.psi[h:])).max() > 0
     with pytest.raises(ValueError, match="feature_tasks"):
-        sf_gpi.Config(method="sfql_h", num_tasks=3, feature_tasks=5)
+        sf_gpi.Config.for_env(method="sfql_h", num_tasks=3, feature_tasks=5)

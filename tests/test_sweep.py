@@ -17,7 +17,7 @@ from purembrl.learners import SACConfig
 
 
 def maze(n, episodes=12):
-    return dyna_q.Config(env="DynaMaze", planning_steps=n, num_episodes=episodes)
+    return dyna_q.Config.for_env(env="DynaMaze", planning_steps=n, num_episodes=episodes)
 
 
 def test_each_point_equals_its_own_run():
@@ -37,19 +37,20 @@ def test_each_point_equals_its_own_run():
 
 
 def test_a_numeric_learner_field_sweeps_and_static_fields_are_refused():
-    base = sac.Config(env="Pendulum-v1", total_steps=600, eval_every=200, initial_random_steps=200,
-                      eval_episodes=2, batch_size=32, sac=SACConfig(hidden_sizes=(32, 32)))
-    configs = [base.replace(sac=base.sac.replace(actor_lr=lr)) for lr in (1e-4, 3e-3)]
+    base = sac.Config.for_env(env="Pendulum-v1", total_steps=600, eval_every=200,
+                              initial_random_steps=200, eval_episodes=2, batch_size=32,
+                              learner=SACConfig(hidden_sizes=(32, 32)))
+    configs = [base.replace(learner=base.learner.replace(actor_lr=lr)) for lr in (1e-4, 3e-3)]
     result = run.sweep(sac, configs, 2, progress=False, table=False)
     assert result.metrics["actor_loss"].shape == (2, 2, 2)
     assert np.isfinite(result.metrics["eval_return"]).all()
     assert not np.array_equal(result.metrics["actor_loss"][0], result.metrics["actor_loss"][1])
     with pytest.raises(ValueError, match="static field\\(s\\) batch_size; a sweep can vary only "
-                                         "numeric fields: sac.actor_lr"):
+                                         "numeric fields: learner.actor_lr"):
         run.sweep(sac, [base, base.replace(batch_size=64)], 1, progress=False)
-    with pytest.raises(ValueError, match="static field\\(s\\) sac.hidden_sizes"):
-        run.sweep(sac, [base, base.replace(sac=SACConfig(hidden_sizes=(16, 16)))], 1)
-    assert "sac.tau" in run.sweepable_fields(sac.Config)
+    with pytest.raises(ValueError, match="static field\\(s\\) learner.hidden_sizes"):
+        run.sweep(sac, [base, base.replace(learner=SACConfig(hidden_sizes=(16, 16)))], 1)
+    assert "learner.tau" in run.sweepable_fields(sac.Config)
     assert "total_steps" not in run.sweepable_fields(sac.Config)
 
 
@@ -88,11 +89,12 @@ def test_command_line_sweep_writes_the_grid(tmp_path, capsys):
 
 @pytest.mark.parametrize("grid, message", [
     (["total_steps=1000,2000"], "--grid total_steps: a static field"),
-    (["dqn.learning_rate=abc"], "--grid dqn.learning_rate: learning_rate='abc' is not a valid"),
-    (["dqn.learning_rate"], "expected field=value1,value2"),
-    (["dqn.learning_rate="], "no values"),
+    (["learner.learning_rate=abc"],
+     "--grid learner.learning_rate: learning_rate='abc' is not a valid"),
+    (["learner.learning_rate"], "expected field=value1,value2"),
+    (["learner.learning_rate="], "no values"),
     (["nope=1,2"], "unknown field 'nope'"),
-    (["dqn.eps_end=0.1", "dqn.eps_end=0.2"], "given twice"),
+    (["learner.eps_end=0.1", "learner.eps_end=0.2"], "given twice"),
     ([], "at least one --grid"),
 ])
 def test_command_line_grid_errors(grid, message, capsys, tmp_path):
@@ -117,7 +119,7 @@ def test_seeds_sharded_over_four_devices_equal_one_device():
         from purembrl.algos import dyna_q, sac
         from purembrl.learners import SACConfig
         out = {"devices": jax.device_count()}
-        c = dyna_q.Config(env="DynaMaze", planning_steps=5, num_episodes=10)
+        c = dyna_q.Config.for_env(env="DynaMaze", planning_steps=5, num_episodes=10)
         r = run.run(dyna_q, c, 8, progress=False, table=False)
         out["sharding"] = str(r.state.q.sharding)
         _, m = jax.jit(jax.vmap(dyna_q.make_train(c)))(run.seed_keys(0, 8))
@@ -125,8 +127,9 @@ def test_seeds_sharded_over_four_devices_equal_one_device():
         s = run.sweep(dyna_q, [c, c.replace(planning_steps=0)], 2, progress=False, table=False)
         out["sweep_equal"] = bool(np.array_equal(
             s.metrics["steps_per_episode"][0], r.metrics["steps_per_episode"][:2]))
-        c = sac.Config(env="Pendulum-v1", total_steps=600, eval_every=200, initial_random_steps=200,
-                       eval_episodes=2, batch_size=32, sac=SACConfig(hidden_sizes=(32, 32)))
+        c = sac.Config.for_env(env="Pendulum-v1", total_steps=600, eval_every=200,
+                               initial_random_steps=200, eval_episodes=2, batch_size=32,
+                               learner=SACConfig(hidden_sizes=(32, 32)))
         r = run.run(sac, c, 4, progress=False, table=False)
         _, m = jax.jit(jax.vmap(sac.make_train(c)))(run.seed_keys(0, 4))
         out["sac_rel_diff"] = max(float(np.max(np.abs(np.asarray(m[k]) - r.metrics[k])

@@ -1,12 +1,19 @@
-"""Bad configs across the library: each is a ValueError at construction that names the field and
-what is allowed (before anything compiles). The list is the reliability table's "bad inputs"
-row in benchmarks/RESULTS.md."""
+"""Bad configs across the library: each is a ValueError that names the field and what is allowed,
+before anything compiles: at construction, or, for a check that needs the env itself (its
+action space, its episode length), when training is built (``make_train``; a config builds no
+env). The list is the reliability table's "bad inputs" row in benchmarks/RESULTS.md."""
 
 import pytest
 
 from purembrl import dynamics
 from purembrl.algos import c_learning, dqn, dyna, dyna_q, mba, mbpo, mbve, sac, sf_gpi
 from purembrl.learners import DQNConfig, NAFConfig, SACConfig
+
+
+def built(algo, **fields):
+    """``make_train`` of the config: where the checks that need the env run."""
+    return algo.make_train(algo.Config.for_env(**fields))
+
 
 BAD = [
     # ranges
@@ -15,63 +22,73 @@ BAD = [
     ("negative learning rate", lambda: DQNConfig(learning_rate=-1.0), "learning_rate=-1.0"),
     ("negative exploration noise", lambda: NAFConfig(exploration_noise=-1.0),
      "exploration_noise=-1.0"),
-    ("epsilon > 1", lambda: dyna_q.Config(epsilon=2.0), "epsilon=2.0 is invalid"),
-    ("step size 0", lambda: dyna_q.Config(alpha=0.0), "alpha=0.0 is invalid"),
-    ("real_ratio > 1", lambda: mbpo.Config(env="Pendulum-v1", real_ratio=1.5),
+    ("epsilon > 1", lambda: dyna_q.Config.for_env(epsilon=2.0), "epsilon=2.0 is invalid"),
+    ("step size 0", lambda: dyna_q.Config.for_env(alpha=0.0), "alpha=0.0 is invalid"),
+    ("real_ratio > 1", lambda: mbpo.Config.for_env(env="Pendulum-v1", real_ratio=1.5),
      "real_ratio=1.5 is invalid: allowed 0 <= real_ratio <= 1"),
-    ("zero evaluation episodes", lambda: sac.Config(env="Pendulum-v1", eval_episodes=0),
+    ("zero evaluation episodes", lambda: sac.Config.for_env(env="Pendulum-v1", eval_episodes=0),
      "eval_episodes=0"),
-    ("zero next-state samples", lambda: dyna.Config(env="Pendulum-v1", num_next_samples=0),
+    ("zero next-state samples",
+     lambda: dyna.Config.for_env(env="Pendulum-v1", num_next_samples=0),
      "num_next_samples=0"),
     # types
-    ("float where an int belongs", lambda: sac.Config(env="Pendulum-v1", batch_size=64.5),
+    ("float where an int belongs",
+     lambda: sac.Config.for_env(env="Pendulum-v1", batch_size=64.5),
      "batch_size=64.5 is invalid: allowed an integer"),
-    ("bool where an int belongs", lambda: sac.Config(env="Pendulum-v1", batch_size=True),
+    ("bool where an int belongs",
+     lambda: sac.Config.for_env(env="Pendulum-v1", batch_size=True),
      "batch_size=True is invalid"),
     ("empty network", lambda: SACConfig(hidden_sizes=()), "hidden_sizes=() is invalid"),
     ("unknown activation", lambda: SACConfig(activation="bogus"), "activation='bogus'"),
     # budgets and schedules
-    ("evaluation period 0", lambda: sac.Config(env="Pendulum-v1", eval_every=0),
+    ("evaluation period 0", lambda: sac.Config.for_env(env="Pendulum-v1", eval_every=0),
      "eval_every=0"),
-    ("budget shorter than the warm-up", lambda: mbpo.Config(env="Pendulum-v1", total_steps=100),
+    ("budget shorter than the warm-up",
+     lambda: mbpo.Config.for_env(env="Pendulum-v1", total_steps=100),
      "total_steps=100 is invalid"),
-    ("evaluation period not dividing the task", lambda: sf_gpi.Config(eval_every=333),
+    ("evaluation period not dividing the task", lambda: sf_gpi.Config.for_env(eval_every=333),
      "eval_every=333 is invalid: allowed a divisor"),
     ("rollout period not dividing the model period",
-     lambda: mba.Config(env="Pendulum-v1", rollout_freq=300), "rollout_freq=300"),
+     lambda: mba.Config.for_env(env="Pendulum-v1", rollout_freq=300), "rollout_freq=300"),
     # cross-field rules
     ("minibatch larger than the buffer (SAC)",
-     lambda: sac.Config(env="Pendulum-v1", batch_size=5000, buffer_size=1000),
+     lambda: sac.Config.for_env(env="Pendulum-v1", batch_size=5000, buffer_size=1000),
      "batch_size=5000 is invalid: allowed at most buffer_size=1000"),
     ("minibatch larger than the buffer (DQN)",
-     lambda: dqn.Config(env="CartPole-v1", batch_size=5000, buffer_size=1000),
+     lambda: dqn.Config.for_env(env="CartPole-v1", batch_size=5000, buffer_size=1000),
      "batch_size=5000 is invalid: allowed at most buffer_size=1000"),
     ("minibatch larger than the buffer (MBPO)",
-     lambda: mbpo.Config(env="Pendulum-v1", batch_size=5000, buffer_size=1000),
+     lambda: mbpo.Config.for_env(env="Pendulum-v1", batch_size=5000, buffer_size=1000),
      "allowed at most buffer_size=1000"),
     ("rollouts longer than an episode (MBPO)",
-     lambda: mbpo.Config(env="Pendulum-v1", rollout_schedule=(1, 1, 1, 500)),
+     lambda: built(mbpo, env="Pendulum-v1", rollout_schedule=(1, 1, 1, 500)),
      "rollout_schedule max_len=500 is invalid: allowed at most the env's episode length, 200"),
     ("rollouts longer than an episode (MBA)",
-     lambda: mba.Config(env="Pendulum-v1", rollout_length=201),
+     lambda: built(mba, env="Pendulum-v1", rollout_length=201),
      "rollout_length=201 is invalid: allowed at most the env's episode length"),
     ("value expansion longer than an episode",
-     lambda: mbve.Config(env="Pendulum-v1", horizon=500), "horizon=500 is invalid"),
+     lambda: built(mbve, env="Pendulum-v1", horizon=500), "horizon=500 is invalid"),
     ("more elites than members", lambda: dynamics.EnsembleConfig(num_members=3, num_elites=5),
      "num_elites=5 is invalid"),
-    ("a discrete-action learner on a continuous env", lambda: dqn.Config(env="Pendulum-v1"),
+    ("a discrete-action learner on a continuous env", lambda: built(dqn, env="Pendulum-v1"),
      "DQN needs a discrete action space"),
-    ("a continuous-action learner on a discrete env", lambda: sac.Config(env="CartPole-v1"),
+    ("a continuous-action learner on a discrete env", lambda: built(sac, env="CartPole-v1"),
      "SAC needs a continuous action space"),
-    ("NAF on discrete actions", lambda: mba.Config(env="CartPole-v1"), "discrete"),
-    ("a goal-conditioned algorithm on a plain env", lambda: c_learning.Config(env="Pendulum-v1"),
+    ("NAF on discrete actions", lambda: built(mba, env="CartPole-v1"), "discrete"),
+    ("a goal-conditioned algorithm on a plain env",
+     lambda: c_learning.Config.for_env(env="Pendulum-v1"),
      "env='Pendulum-v1' is invalid"),
     ("known reward where none is known",
-     lambda: mbpo.Config(env="Acrobot-v1", known_reward=True), "no known reward"),
+     lambda: mbpo.Config.for_env(env="Acrobot-v1", known_reward=True), "no known reward"),
     ("true dynamics of an env whose state is hidden",
-     lambda: mba.Config(env="MountainCarContinuous-v0", true_dynamics=True),
+     lambda: mba.Config.for_env(env="MountainCarContinuous-v0", true_dynamics=True),
      "true_dynamics=True is invalid"),
-    ("unknown env", lambda: sac.Config(env="Nope-v0"), "unknown env 'Nope-v0'"),
+    ("unknown env", lambda: sac.Config.for_env(env="Nope-v0"), "unknown env 'Nope-v0'"),
+    ("a learner of the wrong action space (MBPO)",
+     lambda: built(mbpo, env="CartPole-v1", learner=SACConfig()),
+     "learner=SACConfig is invalid for this env: its actions are discrete (allowed: DQNConfig)"),
+    ("not a learner config", lambda: built(mbpo, learner=dynamics.EnsembleConfig()),
+     "no learner is registered for EnsembleConfig"),
 ]
 
 

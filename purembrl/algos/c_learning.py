@@ -45,7 +45,15 @@ from flax import struct
 from gymnax.environments import spaces
 
 from purembrl import classifier, envs, value
-from purembrl.config import check, check_budget, check_choice, check_int, check_sizes, static
+from purembrl.config import (
+    Presets,
+    check,
+    check_budget,
+    check_choice,
+    check_int,
+    check_sizes,
+    static,
+)
 from purembrl.learners import squashed_gaussian
 from purembrl.loop import TrainLoop, as_train
 from purembrl.networks import MLP, GaussianActor
@@ -55,7 +63,7 @@ CRITICS = ("td", "infonce", "nce", "her")
 
 
 @struct.dataclass
-class Config:
+class Config(Presets):
     """C-learning settings (defaults: a small point-maze run; the paper's are larger).
 
     Attributes:

@@ -9,7 +9,8 @@ acts epsilon-greedily (the learner's schedule, ``DQNConfig.eps_*``, counted from
 per step, as in purejaxrl's and CleanRL's DQN, needs ``train_every > 1``). Every
 ``eval_every`` steps the greedy policy is evaluated on ``eval_episodes`` fresh episodes.
 
-Fields left ``None`` come from the env's preset in ``PRESETS`` (or ``GENERIC``).
+``Config()`` is the generic setting; ``Config.for_env("CartPole-v1")`` the tuned CartPole
+preset (``PRESETS``).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from purembrl import buffer, envs, interact
-from purembrl.config import check_batch_fits, check_budget, check_int, resolve_presets, static
-from purembrl.learners import DQNConfig, for_env
+from purembrl import buffer, envs, interact, learners
+from purembrl.config import Presets, check_batch_fits, check_budget, check_int, static
+from purembrl.learners import DQNConfig
 from purembrl.loop import TrainLoop, as_train
 
 ENVS = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
@@ -32,16 +33,14 @@ ENVS = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0")
 PRESETS = {
     "CartPole-v1": dict(total_steps=51_000, eval_every=5000, initial_random_steps=1000,
                         buffer_size=50_000, batch_size=128, updates_per_step=1,
-                        dqn=DQNConfig(hidden_sizes=(128, 128), target_update="periodic",
-                                      target_period=200, eps_decay_steps=10_000)),
+                        learner=DQNConfig(hidden_sizes=(128, 128), target_update="periodic",
+                                          target_period=200, eps_decay_steps=10_000)),
 }
-GENERIC = dict(total_steps=100_000, eval_every=5000, initial_random_steps=5000, buffer_size=100_000,
-               batch_size=64, updates_per_step=1, dqn=DQNConfig(eps_decay_steps=20_000))
 
 
 @struct.dataclass
-class Config:
-    """DQN run settings; ``None`` fields come from ``PRESETS[env]`` or ``GENERIC``.
+class Config(Presets):
+    """DQN run settings; ``Config.for_env(env)`` starts from ``PRESETS[env]``.
 
     Attributes:
       env: a gymnax environment with a discrete action space.
@@ -51,29 +50,27 @@ class Config:
       initial_random_steps: uniformly random steps before learning.
       buffer_size: replay capacity. batch_size: minibatch. updates_per_step: G.
       train_every: environment steps between learner updates (G updates each time).
-      dqn: the learner's hyperparameters (``purembrl.learners.DQNConfig``).
+      learner: the learner's hyperparameters (``purembrl.learners.DQNConfig``).
       normalize_obs: the learner trains and acts on running-normalised observations
         (``purembrl.learners.normalize_observations``).
     """
 
+    PRESETS = PRESETS
+
     env: str = static("CartPole-v1")
-    total_steps: int | None = static(None)
-    eval_every: int | None = static(None)
+    total_steps: int = static(100_000)
+    eval_every: int = static(5000)
     eval_episodes: int = static(10)
-    initial_random_steps: int | None = static(None)
-    buffer_size: int | None = static(None)
-    batch_size: int | None = static(None)
-    updates_per_step: int | None = static(None)
+    initial_random_steps: int = static(5000)
+    buffer_size: int = static(100_000)
+    batch_size: int = static(64)
+    updates_per_step: int = static(1)
     train_every: int = static(1)
-    dqn: DQNConfig | None = None
+    learner: DQNConfig = DQNConfig(eps_decay_steps=20_000)
     normalize_obs: bool = static(False)
 
     def __post_init__(self):
-        resolve_presets(self, PRESETS, GENERIC)
-        env, env_params = envs.make(self.env)  # ValueError for an unknown env
-        if not interact.spec(env, env_params).discrete:
-            raise ValueError(f"env={self.env!r} is invalid: DQN needs a discrete action space "
-                             "(use sac for continuous actions)")
+        envs.check_name(self.env)
         check_int("total_steps", self.total_steps, 1)
         check_int("eval_every", self.eval_every, 1)
         check_int("eval_episodes", self.eval_episodes, 1)
@@ -104,7 +101,10 @@ class DQNRunState:
 def make_loop(config: Config) -> TrainLoop:
     env, env_params = envs.make(config.env)
     env_spec = interact.spec(env, env_params)
-    learner = for_env("dqn", None, config.dqn, env_spec, config.normalize_obs)
+    if not env_spec.discrete:
+        raise ValueError(f"env={config.env!r} is invalid: DQN needs a discrete action space "
+                         "(use sac for continuous actions)")
+    learner = learners.make(config.learner, env_spec, config.normalize_obs)
 
     def init(key):
         key_learner, key_reset, key_warm, key_run = jax.random.split(key, 4)
@@ -170,5 +170,5 @@ def policy(state: DQNRunState, config: Config):
     """The trained greedy policy as a pure function ``(key, obs [B, d]) -> action [B]``."""
     env, env_params = envs.make(config.env)
     env_spec = interact.spec(env, env_params)
-    learner = for_env("dqn", None, config.dqn, env_spec, config.normalize_obs)
-    return lambda key, obs: learner.act(state.learner, key, obs, explore=False)
+    learner = learners.make(config.learner, env_spec, config.normalize_obs)
+    return learners.policy(learner, state.learner)

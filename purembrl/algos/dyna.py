@@ -16,8 +16,10 @@ the learner at all.
 
 (the loop is ``purembrl.model_loop``'s, shared with MBVE; this file is its update).
 
-SAC for continuous actions, double DQN (epsilon-greedy) for discrete ones, chosen by the env's
-action space. Fields left ``None`` come from ``PRESETS[env]``, else ``GENERIC``.
+The learner is any registered one (``purembrl.learners``); left ``None`` it is SAC for
+continuous actions and double DQN (epsilon-greedy) for discrete ones, by the env's action space.
+``Config()`` is the generic setting; ``Config.for_env(env, **overrides)`` starts from
+``PRESETS[env]``.
 """
 
 from __future__ import annotations
@@ -26,15 +28,10 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from purembrl import buffer, dynamics, envs, interact
-from purembrl.config import check_model_schedule, resolve_presets, static
+from purembrl import buffer, dynamics, envs, interact, learners
+from purembrl.config import Presets, check_model_schedule, static
 from purembrl.envs import known
-from purembrl.learners import (
-    DQNConfig,
-    SACConfig,
-    for_env,
-    resolve_learner,
-)
+from purembrl.learners import DQNConfig, NAFConfig, SACConfig
 from purembrl.loop import TrainLoop, as_train
 from purembrl.model_loop import ModelLoopState, make_model_loop
 from purembrl.types import Transition
@@ -49,31 +46,26 @@ PRESETS = {
         total_steps=3000, eval_every=250, initial_random_steps=250, buffer_size=100_000,
         batch_size=256, updates_per_step=10, num_next_samples=5, model_train_freq=250,
         known_termination=True,
-        sac=SACConfig(hidden_sizes=(128, 128), activation="swish", actor_lr=1e-3,
-                      critic_lr=1e-3, alpha_lr=1e-3, tau=0.02)),
+        learner=SACConfig(hidden_sizes=(128, 128), activation="swish", actor_lr=1e-3,
+                          critic_lr=1e-3, alpha_lr=1e-3, tau=0.02)),
     # CartPole: double DQN with the known termination function and a learned model.
     "CartPole-v1": dict(
         total_steps=10_500, eval_every=500, initial_random_steps=500, buffer_size=100_000,
         batch_size=128, updates_per_step=2, num_next_samples=5, model_train_freq=250,
         known_termination=True,
-        dqn=DQNConfig(hidden_sizes=(128, 128), target_update="periodic", target_period=200,
-                      eps_decay_steps=5000)),
+        learner=DQNConfig(hidden_sizes=(128, 128), target_update="periodic",
+                          target_period=200, eps_decay_steps=5000)),
 }
-# Other gymnax envs: MBPO's generic model schedule (refit every 250 steps after 1000 random
-# steps) with 10 updates per step of 5 samples each.
-GENERIC = dict(
-    total_steps=21_000, eval_every=1000, initial_random_steps=1000, buffer_size=1_000_000,
-    batch_size=256, updates_per_step=10, num_next_samples=5, model_train_freq=250,
-    known_termination=False)
 
 
 @struct.dataclass
-class Config:
-    """Deep Dyna settings; ``None`` fields come from ``PRESETS[env]``, else ``GENERIC``.
+class Config(Presets):
+    """Deep Dyna settings. The defaults are MBPO's generic model schedule (refit every 250
+    steps after 1000 random steps) with 10 updates per step of 5 samples each;
+    ``Config.for_env(env)`` starts from ``PRESETS[env]``.
 
     Attributes:
       env: a gymnax environment with flat observations.
-      learner: ``"auto"`` (SAC for continuous actions, DQN for discrete), ``"sac"`` or ``"dqn"``.
       total_steps: real steps, ``initial_random_steps`` included.
       eval_every / eval_episodes: evaluation period (a multiple of ``model_train_freq``) and size.
       initial_random_steps: uniformly random steps before anything is learned.
@@ -81,34 +73,33 @@ class Config:
       num_next_samples: K, model samples of s' per (s, a) (the expectation's sample size).
       model_train_freq: steps between model fits.
       known_reward / known_termination: ``purembrl.envs.known``'s functions instead of learned.
-      model: the ensemble. sac / dqn: the learner's hyperparameters.
+      model: the ensemble.
+      learner: the learner's config (any registered in ``purembrl.learners``); ``None``: the
+        default for the env's action space (``learners.DEFAULTS``).
       normalize_obs: the learner trains and acts on running-normalised observations
         (``purembrl.learners.normalize_observations``; the model normalises its own inputs).
     """
 
+    PRESETS = PRESETS
+
     env: str = static("Pendulum-v1")
-    learner: str = static("auto")
-    total_steps: int | None = static(None)
-    eval_every: int | None = static(None)
+    total_steps: int = static(21_000)
+    eval_every: int = static(1000)
     eval_episodes: int = static(10)
-    initial_random_steps: int | None = static(None)
-    buffer_size: int | None = static(None)
-    batch_size: int | None = static(None)
-    updates_per_step: int | None = static(None)
-    num_next_samples: int | None = static(None)
-    model_train_freq: int | None = static(None)
+    initial_random_steps: int = static(1000)
+    buffer_size: int = static(1_000_000)
+    batch_size: int = static(256)
+    updates_per_step: int = static(10)
+    num_next_samples: int = static(5)
+    model_train_freq: int = static(250)
     known_reward: bool = static(False)
-    known_termination: bool | None = static(None)
+    known_termination: bool = static(False)
     model: dynamics.EnsembleConfig = dynamics.EnsembleConfig()
-    sac: SACConfig | None = None
-    dqn: DQNConfig | None = None
+    learner: SACConfig | DQNConfig | NAFConfig | None = None
     normalize_obs: bool = static(False)
 
     def __post_init__(self):
-        resolve_presets(self, PRESETS, GENERIC)
-        env, env_params = envs.make(self.env)
-        discrete = interact.spec(env, env_params).discrete
-        resolve_learner(self, discrete)
+        envs.check_name(self.env)
         check_model_schedule(self, counts=("num_next_samples",),
                              non_negative=("updates_per_step",))
         known.check(self.env, self.known_reward, self.known_termination)
@@ -133,8 +124,7 @@ def model_batch(model_step, key: jax.Array, real: Transition, num_samples: int) 
 
 def make_loop(config: Config) -> TrainLoop:
     env, env_params = envs.make(config.env)
-    learner = for_env(config.learner, config.sac, config.dqn, interact.spec(env, env_params),
-                      config.normalize_obs)
+    learner = learners.make(config.learner, interact.spec(env, env_params), config.normalize_obs)
     model_config, reward_fn, termination_fn = known.model_functions(config)
 
     def explore(learner_state, key, obs, env_steps):
@@ -162,6 +152,5 @@ def make_train(config: Config):
 def policy(state: ModelLoopState, config: Config):
     """The trained deterministic policy as a pure function ``(key, obs [B, d]) -> action``."""
     env, env_params = envs.make(config.env)
-    learner = for_env(config.learner, config.sac, config.dqn,
-                      interact.spec(env, env_params), config.normalize_obs)
-    return lambda key, obs: learner.act(state.learner, key, obs, explore=False)
+    learner = learners.make(config.learner, interact.spec(env, env_params), config.normalize_obs)
+    return learners.policy(learner, state.learner)

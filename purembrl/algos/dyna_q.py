@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from purembrl import envs
-from purembrl.config import check, check_choice, check_int, static
+from purembrl.config import Presets, check, check_choice, check_int, static
 from purembrl.loop import TrainLoop, as_train
 
 ENVS = ("DynaMaze", "BlockingMaze", "ShortcutMaze")
@@ -40,7 +40,7 @@ MODELS = ("deterministic", "counts")
 
 
 @struct.dataclass
-class Config:
+class Config(Presets):
     """Dyna-Q hyperparameters; defaults are the book's Figure 8.2 settings.
 
     Attributes:

@@ -24,8 +24,9 @@ The loop is ``purembrl.model_loop.make_rollout_loop`` (MBPO's shape):
     every eval_every steps:        evaluate the greedy policy mu(s)
 
 The fictional buffer keeps the rollouts of the last ``imagination_retain_steps`` env steps.
-Continuous actions only (a discrete env is a ``ValueError``). Fields left ``None`` come from
-``PRESETS[env]``, else ``GENERIC``.
+Continuous actions only (a discrete env is a ``ValueError`` when training is built).
+``Config()`` is the generic setting; ``Config.for_env(env, **overrides)`` starts from
+``PRESETS[env]``.
 """
 
 from __future__ import annotations
@@ -36,10 +37,10 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from purembrl import buffer, dynamics, envs, interact
-from purembrl.config import check_episode_horizon, check_model_schedule, resolve_presets, static
+from purembrl import buffer, dynamics, envs, interact, learners
+from purembrl.config import Presets, check_episode_horizon, check_model_schedule, static
 from purembrl.envs import known
-from purembrl.learners import NAFConfig, make_naf, normalize_observations
+from purembrl.learners import NAFConfig
 from purembrl.loop import TrainLoop, as_train
 from purembrl.model_loop import (
     RolloutLoopParts,
@@ -60,20 +61,15 @@ PRESETS = {
         batch_size=128, real_updates=5, imagination_updates=10, model_train_freq=250,
         rollout_freq=250, rollouts_per_step=50, rollout_length=5,
         imagination_retain_steps=250, known_termination=True,
-        naf=NAFConfig(hidden_sizes=(256, 256), activation="swish", exploration_noise=0.6)),
+        learner=NAFConfig(hidden_sizes=(256, 256), activation="swish", exploration_noise=0.6)),
 }
-# Other continuous gymnax envs: MBPO's generic model schedule, one real and five imagined
-# updates per step, rollouts of length 5.
-GENERIC = dict(
-    total_steps=21_000, eval_every=1000, initial_random_steps=1000, buffer_size=1_000_000,
-    batch_size=128, real_updates=1, imagination_updates=5, model_train_freq=250,
-    rollout_freq=250, rollouts_per_step=50, rollout_length=5, imagination_retain_steps=1000,
-    known_termination=False)
 
 
 @struct.dataclass
-class Config:
-    """MBA settings; ``None`` fields come from ``PRESETS[env]``, else ``GENERIC``.
+class Config(Presets):
+    """MBA settings. The defaults are MBPO's generic model schedule, one real and five
+    imagined updates per step, rollouts of length 5; ``Config.for_env(env)`` starts from
+    ``PRESETS[env]``.
 
     Attributes:
       env: a gymnax environment with flat observations and continuous actions.
@@ -85,54 +81,47 @@ class Config:
       imagination_updates: I, NAF updates on fictional data per env step (0: no model).
       model_train_freq: steps between model fits. rollout_freq: steps between rollout batches
         (divides ``model_train_freq``). rollouts_per_step: rollouts branched per env step.
-      rollout_length: imagined steps per rollout.
+      rollout_length: imagined steps per rollout (at most the env's episode length).
       imagination_retain_steps: env steps whose rollouts the fictional buffer keeps.
       rollout_chunk: most start states rolled out at once (bounds memory only).
       known_reward / known_termination: ``purembrl.envs.known``'s functions instead of learned.
       true_dynamics: imagine through the env's true dynamics (``known.true_model_step``)
         instead of the fitted ensemble: a diagnostic that isolates NAF from the model's errors.
-      model: the ensemble. naf: the learner's hyperparameters.
+      model: the ensemble. learner: NAF's hyperparameters (MBA is NAF with imagination).
       normalize_obs: NAF trains and acts on running-normalised observations
         (``purembrl.learners.normalize_observations``; the model normalises its own inputs).
     """
 
+    PRESETS = PRESETS
+
     env: str = static("Pendulum-v1")
-    total_steps: int | None = static(None)
-    eval_every: int | None = static(None)
+    total_steps: int = static(21_000)
+    eval_every: int = static(1000)
     eval_episodes: int = static(10)
-    initial_random_steps: int | None = static(None)
-    buffer_size: int | None = static(None)
-    batch_size: int | None = static(None)
-    real_updates: int | None = static(None)
-    imagination_updates: int | None = static(None)
-    model_train_freq: int | None = static(None)
-    rollout_freq: int | None = static(None)
-    rollouts_per_step: int | None = static(None)
-    rollout_length: int | None = static(None)
-    imagination_retain_steps: int | None = static(None)
+    initial_random_steps: int = static(1000)
+    buffer_size: int = static(1_000_000)
+    batch_size: int = static(128)
+    real_updates: int = static(1)
+    imagination_updates: int = static(5)
+    model_train_freq: int = static(250)
+    rollout_freq: int = static(250)
+    rollouts_per_step: int = static(50)
+    rollout_length: int = static(5)
+    imagination_retain_steps: int = static(1000)
     rollout_chunk: int = static(10_000)
     known_reward: bool = static(False)
-    known_termination: bool | None = static(None)
+    known_termination: bool = static(False)
     true_dynamics: bool = static(False)
     model: dynamics.EnsembleConfig = dynamics.EnsembleConfig()
-    naf: NAFConfig | None = None
+    learner: NAFConfig = NAFConfig()
     normalize_obs: bool = static(False)
 
     def __post_init__(self):
-        resolve_presets(self, PRESETS, GENERIC)
-        if self.naf is None:
-            object.__setattr__(self, "naf", NAFConfig())
-        env, env_params = envs.make(self.env)
-        if interact.spec(env, env_params).discrete:
-            raise ValueError(f"env={self.env!r} is invalid for MBA: its actions are discrete "
-                             "(allowed: an env with continuous actions; NAF's greedy action is "
-                             "the mean of a quadratic in a)")
+        envs.check_name(self.env)
         check_model_schedule(self, counts=("rollouts_per_step", "rollout_length",
                                            "imagination_retain_steps", "rollout_chunk"),
                              non_negative=("real_updates", "imagination_updates"))
         known.check(self.env, self.known_reward, self.known_termination, self.true_dynamics)
-        check_episode_horizon("rollout_length", self.rollout_length,
-                              interact.spec(env, env_params).max_steps)
 
     @property
     def num_iterations(self) -> int:
@@ -150,9 +139,14 @@ class Config:
 
 
 def _learner(config: Config, env_spec):
-    """NAF for the env, wrapped in observation normalisation when the config asks."""
-    learner = make_naf(config.naf, env_spec.obs_dim, env_spec.action_low, env_spec.action_high)
-    return normalize_observations(learner, env_spec.obs_dim) if config.normalize_obs else learner
+    """NAF for the env, wrapped in observation normalisation when the config asks;
+    ``ValueError`` for an env MBA cannot run on."""
+    if env_spec.discrete:
+        raise ValueError(f"env={config.env!r} is invalid for MBA: its actions are discrete "
+                         "(allowed: an env with continuous actions; NAF's greedy action is "
+                         "the mean of a quadratic in a)")
+    check_episode_horizon("rollout_length", config.rollout_length, env_spec.max_steps)
+    return learners.make(config.learner, env_spec, config.normalize_obs)
 
 
 def make_parts(config: Config) -> RolloutLoopParts:
@@ -218,4 +212,4 @@ def policy(state: RolloutLoopState, config: Config):
     """The trained greedy policy mu(s) as a pure function ``(key, obs [B, d]) -> action``."""
     env, env_params = envs.make(config.env)
     learner = _learner(config, interact.spec(env, env_params))
-    return lambda key, obs: learner.act(state.learner, key, obs, explore=False)
+    return learners.policy(learner, state.learner)

@@ -12,10 +12,11 @@ The loop of the paper's Algorithm 2, as nested ``lax.scan``s over environment st
                                    env data with model data
     every eval_every steps:        evaluate the deterministic policy
 
-The learner is SAC for continuous actions and double DQN (epsilon-greedy) for discrete ones
-(``purembrl.learners``), chosen by the env's action space; asking for the other is a
-``ValueError``. ``real_ratio=1.0`` switches the model off entirely (no fit, no rollouts): the
-same code is then the model-free baseline.
+The learner is any registered one (``purembrl.learners``); left ``None`` it is SAC for
+continuous actions and double DQN (epsilon-greedy) for discrete ones, by the env's action space;
+one that does not fit the env is a ``ValueError`` when training is built. ``real_ratio=1.0``
+switches the model off entirely (no fit, no rollouts): the same code is then the model-free
+baseline.
 
 The loop is ``purembrl.model_loop.make_rollout_loop`` over this file's ``make_parts`` (shared
 with MBA); this file is MBPO's settings, its minibatch mix and its rollout schedule.
@@ -26,7 +27,8 @@ The rollout length k follows ``rollout_schedule = (min_epoch, max_epoch, min_len
 compute only its ``k`` steps (a loop of traced length) into a ``max_len``-step output whose other
 steps are masked. The model buffer keeps the rollouts of the last ``model_retain_epochs`` epochs.
 
-Fields left ``None`` come from ``PRESETS[env]``, else from ``GENERIC`` (documented there).
+``Config()`` is the paper's generic setting; ``Config.for_env(env, **overrides)`` starts from
+``PRESETS[env]`` (documented there) instead.
 """
 
 from __future__ import annotations
@@ -37,21 +39,16 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from purembrl import buffer, dynamics, envs, interact
+from purembrl import buffer, dynamics, envs, interact, learners
 from purembrl.config import (
+    Presets,
     check,
     check_episode_horizon,
     check_model_schedule,
-    resolve_presets,
     static,
 )
 from purembrl.envs import known
-from purembrl.learners import (
-    DQNConfig,
-    SACConfig,
-    for_env,
-    resolve_learner,
-)
+from purembrl.learners import DQNConfig, NAFConfig, SACConfig
 from purembrl.loop import TrainLoop, as_train
 from purembrl.model_loop import (
     RolloutLoopParts,
@@ -78,44 +75,36 @@ PRESETS = {
         rollout_freq=1, rollouts_per_step=400, rollout_schedule=(1, 15, 1, 1),
         epoch_length=200, model_retain_epochs=1, known_termination=True,
         model=dynamics.EnsembleConfig(batch_size=32),
-        sac=SACConfig(hidden_sizes=(128, 128), activation="swish", actor_lr=1e-3,
-                      critic_lr=1e-3, alpha_lr=1e-3, tau=0.02)),
+        learner=SACConfig(hidden_sizes=(128, 128), activation="swish", actor_lr=1e-3,
+                          critic_lr=1e-3, alpha_lr=1e-3, tau=0.02)),
     # CartPole: MBPO-DQN with the known termination function and a learned model.
     "CartPole-v1": dict(
         total_steps=10_500, eval_every=500, initial_random_steps=500, buffer_size=100_000,
         batch_size=128, updates_per_step=5, real_ratio=0.1, model_train_freq=250,
         rollout_freq=250, rollouts_per_step=100, rollout_schedule=(1, 10, 1, 5),
         epoch_length=500, model_retain_epochs=1, known_termination=True,
-        dqn=DQNConfig(hidden_sizes=(128, 128), target_update="periodic", target_period=200,
-                      eps_decay_steps=5000)),
+        learner=DQNConfig(hidden_sizes=(128, 128), target_update="periodic",
+                          target_period=200, eps_decay_steps=5000)),
 }
-# Janner et al. 2019, Appendix C (for MuJoCo: G = 20, 400 rollouts per step, real ratio 0.05,
-# retrain every 250 steps, 1000-step epochs), with the warm-up of 5000 steps scaled down to
-# 1000 for gymnax's shorter tasks.
-GENERIC = dict(
-    total_steps=21_000, eval_every=1000, initial_random_steps=1000, buffer_size=1_000_000,
-    batch_size=256, updates_per_step=20, real_ratio=0.05, model_train_freq=250,
-    rollout_freq=250, rollouts_per_step=400, rollout_schedule=(20, 100, 1, 15),
-    epoch_length=1000, model_retain_epochs=1, known_termination=False,
-    model=dynamics.EnsembleConfig())
-
 # The paper's own tasks through Brax: its Hopper setting exactly (Janner et al. 2019, Appendix
 # C, and the Hopper config of the authors' code: 5000 random steps, SAC's target entropy -1,
 # i.e. a third of the default -|A| = -3, and the known termination function); the inverted
 # pendulum with its known termination, the rest generic.
 PRESETS["brax-hopper"] = dict(
     total_steps=125_000, eval_every=5000, initial_random_steps=5000, known_termination=True,
-    sac=SACConfig(target_entropy_scale=1 / 3))
+    learner=SACConfig(target_entropy_scale=1 / 3))
 PRESETS["brax-inverted_pendulum"] = dict(known_termination=True)
 
 
 @struct.dataclass
-class Config:
-    """MBPO settings; ``None`` fields come from ``PRESETS[env]``, else ``GENERIC``.
+class Config(Presets):
+    """MBPO settings. The defaults are the paper's generic setting (Janner et al. 2019,
+    Appendix C, for MuJoCo: G = 20, 400 rollouts per step, real ratio 0.05, refit every 250
+    steps, 1000-step epochs), with the warm-up of 5000 steps scaled down to 1000 for gymnax's
+    shorter tasks; ``Config.for_env(env)`` starts from ``PRESETS[env]``.
 
     Attributes:
       env: a gymnax environment with flat observations.
-      learner: ``"auto"`` (SAC for continuous actions, DQN for discrete), ``"sac"`` or ``"dqn"``.
       total_steps: real steps, ``initial_random_steps`` included.
       eval_every / eval_episodes: evaluation period (a multiple of ``model_train_freq``) and size.
       initial_random_steps: uniformly random steps before anything is learned.
@@ -135,39 +124,37 @@ class Config:
       normalize_obs: the learner trains and acts on running-normalised observations
         (``purembrl.learners.normalize_observations``; the model normalises its own inputs).
       model: the ensemble (``purembrl.dynamics.EnsembleConfig``).
-      sac / dqn: the learner's hyperparameters.
+      learner: the learner's config (any registered in ``purembrl.learners``); ``None``: the
+        default for the env's action space (``learners.DEFAULTS``).
     """
 
+    PRESETS = PRESETS
+
     env: str = static("Pendulum-v1")
-    learner: str = static("auto")
-    total_steps: int | None = static(None)
-    eval_every: int | None = static(None)
+    total_steps: int = static(21_000)
+    eval_every: int = static(1000)
     eval_episodes: int = static(10)
-    initial_random_steps: int | None = static(None)
-    buffer_size: int | None = static(None)
-    batch_size: int | None = static(None)
-    updates_per_step: int | None = static(None)
-    real_ratio: float | None = static(None)
-    model_train_freq: int | None = static(None)
-    rollout_freq: int | None = static(None)
-    rollouts_per_step: int | None = static(None)
-    rollout_schedule: tuple[int, int, int, int] | None = static(None)
-    epoch_length: int | None = static(None)
-    model_retain_epochs: int | None = static(None)
+    initial_random_steps: int = static(1000)
+    buffer_size: int = static(1_000_000)
+    batch_size: int = static(256)
+    updates_per_step: int = static(20)
+    real_ratio: float = static(0.05)
+    model_train_freq: int = static(250)
+    rollout_freq: int = static(250)
+    rollouts_per_step: int = static(400)
+    rollout_schedule: tuple[int, int, int, int] = static((20, 100, 1, 15))
+    epoch_length: int = static(1000)
+    model_retain_epochs: int = static(1)
     rollout_chunk: int = static(10_000)
     known_reward: bool = static(False)
-    known_termination: bool | None = static(None)
+    known_termination: bool = static(False)
     true_dynamics: bool = static(False)
     normalize_obs: bool = static(False)
-    model: dynamics.EnsembleConfig | None = None
-    sac: SACConfig | None = None
-    dqn: DQNConfig | None = None
+    model: dynamics.EnsembleConfig = dynamics.EnsembleConfig()
+    learner: SACConfig | DQNConfig | NAFConfig | None = None
 
     def __post_init__(self):
-        resolve_presets(self, PRESETS, GENERIC)
-        env, env_params = envs.make(self.env)
-        discrete = interact.spec(env, env_params).discrete
-        resolve_learner(self, discrete)
+        envs.check_name(self.env)
         check_model_schedule(self, counts=("rollouts_per_step", "epoch_length",
                                            "model_retain_epochs",
                                            "rollout_chunk"),
@@ -179,8 +166,6 @@ class Config:
             raise ValueError(f"rollout_schedule={schedule!r} is invalid: allowed integers "
                              "(min_epoch, max_epoch, min_len, max_len) with min_epoch <= "
                              "max_epoch and 1 <= min_len <= max_len")
-        check_episode_horizon("rollout_schedule max_len", schedule[3],
-                              interact.spec(env, env_params).max_steps)
         known.check(self.env, self.known_reward, self.known_termination, self.true_dynamics)
 
     @property
@@ -218,8 +203,10 @@ def make_parts(config: Config) -> RolloutLoopParts:
     """The loop's pieces (``purembrl.model_loop.RolloutLoopParts``): init, model fit, one
     rollout batch and one real step with its updates, to time apart or recompose."""
     env, env_params = envs.make(config.env)
-    learner = for_env(config.learner, config.sac, config.dqn, interact.spec(env, env_params),
-                      config.normalize_obs)
+    env_spec = interact.spec(env, env_params)
+    check_episode_horizon("rollout_schedule max_len", config.rollout_schedule[3],
+                          env_spec.max_steps)
+    learner = learners.make(config.learner, env_spec, config.normalize_obs)
     model_config, reward_fn, termination_fn = known.model_functions(config)
     num_real, num_model = config.num_real, config.batch_size - config.num_real
 
@@ -262,6 +249,5 @@ def make_train(config: Config):
 def policy(state: RolloutLoopState, config: Config):
     """The trained deterministic policy as a pure function ``(key, obs [B, d]) -> action``."""
     env, env_params = envs.make(config.env)
-    learner = for_env(config.learner, config.sac, config.dqn,
-                      interact.spec(env, env_params), config.normalize_obs)
-    return lambda key, obs: learner.act(state.learner, key, obs, explore=False)
+    learner = learners.make(config.learner, interact.spec(env, env_params), config.normalize_obs)
+    return learners.policy(learner, state.learner)

@@ -26,8 +26,9 @@ The loop is ``purembrl.model_loop``'s (the model is queried inside every update)
                                    SAC updates with H-step expanded critic targets
     every eval_every steps:        evaluate the deterministic policy
 
-Continuous actions only (a discrete env is a ``ValueError``). Fields left ``None`` come from
-``PRESETS[env]``, else ``GENERIC``.
+Continuous actions only (a discrete env is a ``ValueError`` when training is built).
+``Config()`` is the generic setting; ``Config.for_env(env, **overrides)`` starts from
+``PRESETS[env]``.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from purembrl import buffer, dynamics, envs, interact, value
-from purembrl.config import check_int, check_model_schedule, resolve_presets, static
+from purembrl.config import Presets, check_int, check_model_schedule, static
 from purembrl.envs import known
 from purembrl.learners import (
     SACConfig,
@@ -62,21 +63,17 @@ PRESETS = {
         total_steps=3000, eval_every=250, initial_random_steps=250, buffer_size=100_000,
         batch_size=256, updates_per_step=10, horizon=3, model_train_freq=250,
         known_termination=True,
-        sac=SACConfig(hidden_sizes=(128, 128), activation="swish", actor_lr=1e-3,
-                      critic_lr=1e-3, alpha_lr=1e-3, tau=0.02)),
+        learner=SACConfig(hidden_sizes=(128, 128), activation="swish", actor_lr=1e-3,
+                          critic_lr=1e-3, alpha_lr=1e-3, tau=0.02)),
 }
-# Other continuous gymnax envs: the model schedule of MBPO's generic setting (refit every 250
-# steps after 1000 random steps), one update per step, H = 3 (short horizons are where
-# Feinberg et al. found expansion reliable with a learned model).
-GENERIC = dict(
-    total_steps=21_000, eval_every=1000, initial_random_steps=1000, buffer_size=1_000_000,
-    batch_size=256, updates_per_step=1, horizon=3, model_train_freq=250,
-    known_termination=False)
 
 
 @struct.dataclass
-class Config:
-    """MBVE settings; ``None`` fields come from ``PRESETS[env]``, else ``GENERIC``.
+class Config(Presets):
+    """MBVE settings. The defaults are the model schedule of MBPO's generic setting (refit
+    every 250 steps after 1000 random steps), one update per step, H = 3 (short horizons are
+    where Feinberg et al. found expansion reliable with a learned model);
+    ``Config.for_env(env)`` starts from ``PRESETS[env]``.
 
     Attributes:
       env: a gymnax environment with flat observations and continuous actions.
@@ -84,49 +81,45 @@ class Config:
       eval_every / eval_episodes: evaluation period (a multiple of ``model_train_freq``) and size.
       initial_random_steps: uniformly random steps before anything is learned.
       buffer_size: replay capacity. batch_size: real transitions per update. updates_per_step: G.
-      horizon: H, imagined steps per target (0: plain SAC targets, the model unused).
+      horizon: H, imagined steps per target (0: plain SAC targets, the model unused); at most
+        the env's episode length.
       td_k: train the critic at every state of the imagined path (the paper's TD-k trick);
         False trains it at the real (s_0, a_0) only, on the H-step target.
       deterministic_model: imagined steps take a random elite's mean (the paper's deterministic
         model) instead of sampling its Gaussian.
       model_train_freq: steps between model fits.
       known_reward / known_termination: ``purembrl.envs.known``'s functions instead of learned.
-      model: the ensemble. sac: the learner's hyperparameters.
+      model: the ensemble. learner: SAC's hyperparameters (MBVE's targets are SAC's).
       normalize_obs: SAC trains and acts on running-normalised observations (the statistics of
         the real minibatches, as ``purembrl.learners.normalize_observations``); the imagined
         path is normalised the same way before the actor and critics see it, the model keeps
         its own input normalisation.
     """
 
+    PRESETS = PRESETS
+
     env: str = static("Pendulum-v1")
-    total_steps: int | None = static(None)
-    eval_every: int | None = static(None)
+    total_steps: int = static(21_000)
+    eval_every: int = static(1000)
     eval_episodes: int = static(10)
-    initial_random_steps: int | None = static(None)
-    buffer_size: int | None = static(None)
-    batch_size: int | None = static(None)
-    updates_per_step: int | None = static(None)
-    horizon: int | None = static(None)
+    initial_random_steps: int = static(1000)
+    buffer_size: int = static(1_000_000)
+    batch_size: int = static(256)
+    updates_per_step: int = static(1)
+    horizon: int = static(3)
     td_k: bool = static(True)
     deterministic_model: bool = static(True)
-    model_train_freq: int | None = static(None)
+    model_train_freq: int = static(250)
     known_reward: bool = static(False)
-    known_termination: bool | None = static(None)
+    known_termination: bool = static(False)
     model: dynamics.EnsembleConfig = dynamics.EnsembleConfig()
-    sac: SACConfig | None = None
+    learner: SACConfig = SACConfig()
     normalize_obs: bool = static(False)
 
     def __post_init__(self):
-        resolve_presets(self, PRESETS, GENERIC)
-        if self.sac is None:
-            object.__setattr__(self, "sac", SACConfig())
-        env, env_params = envs.make(self.env)
-        env_spec = interact.spec(env, env_params)
-        if env_spec.discrete:
-            raise ValueError(f"env={self.env!r} is invalid for MBVE: its actions are discrete "
-                             "(allowed: an env with continuous actions)")
+        envs.check_name(self.env)
         check_model_schedule(self, non_negative=("updates_per_step",))
-        check_int("horizon", self.horizon, 0, env_spec.max_steps)
+        check_int("horizon", self.horizon, 0)
         known.check(self.env, self.known_reward, self.known_termination)
 
     @property
@@ -188,10 +181,15 @@ def expanded_critic_batch(nets: SACNets, learner_state, real: Transition, model_
 def make_loop(config: Config) -> TrainLoop:
     env, env_params = envs.make(config.env)
     env_spec = interact.spec(env, env_params)
-    sac = make_sac(config.sac, env_spec.obs_dim, env_spec.action_low, env_spec.action_high)
+    if env_spec.discrete:
+        raise ValueError(f"env={config.env!r} is invalid for MBVE: its actions are discrete "
+                         "(allowed: an env with continuous actions)")
+    check_int("horizon", config.horizon, 0, env_spec.max_steps)
+    sac = make_sac(config.learner, env_spec.obs_dim, env_spec.action_low, env_spec.action_high)
     learner = normalize_observations(sac, env_spec.obs_dim) if config.normalize_obs else sac
-    nets = sac_nets(config.sac, env_spec.action_low, env_spec.action_high)
+    nets = sac_nets(config.learner, env_spec.action_low, env_spec.action_high)
     model_config, reward_fn, termination_fn = known.model_functions(config)
+    gamma = config.learner.gamma
 
     def explore(learner_state, key, obs, env_steps):
         return learner.act(learner_state, key, obs)
@@ -202,14 +200,14 @@ def make_loop(config: Config) -> TrainLoop:
         real = buffer.sample(replay, key_batch, config.batch_size)
         if not config.normalize_obs:
             critic_batch = expanded_critic_batch(nets, learner_state, real, model_step,
-                                                 key_path, config.horizon, config.sac.gamma,
+                                                 key_path, config.horizon, gamma,
                                                  config.td_k)
             learner_state, info = sac.update(learner_state, real, key_learn,
                                              critic_batch=critic_batch)
         else:  # the wrapper's statistics, then SAC on normalised inputs
             stats = observation_stats_update(learner_state, real.obs)
             critic_batch = expanded_critic_batch(nets, stats.inner, real, model_step, key_path,
-                                                 config.horizon, config.sac.gamma, config.td_k,
+                                                 config.horizon, gamma, config.td_k,
                                                  normalize=lambda obs: normalized(stats, obs))
             real = real.replace(obs=normalized(stats, real.obs),
                                 next_obs=normalized(stats, real.next_obs))
@@ -235,7 +233,7 @@ def policy(state: ModelLoopState, config: Config):
     """The trained deterministic policy as a pure function ``(key, obs [B, d]) -> action``."""
     env, env_params = envs.make(config.env)
     env_spec = interact.spec(env, env_params)
-    nets = sac_nets(config.sac, env_spec.action_low, env_spec.action_high)
+    nets = sac_nets(config.learner, env_spec.action_low, env_spec.action_high)
     if config.normalize_obs:
         return lambda key, obs: nets.mean_action(state.learner.inner.actor,
                                                  normalized(state.learner, obs))

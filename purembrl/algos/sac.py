@@ -5,8 +5,8 @@ samples an action from the policy, stores the transition and takes ``updates_per
 updates on uniform minibatches. Every ``eval_every`` steps the deterministic policy tanh(mean)
 is evaluated on ``eval_episodes`` fresh episodes.
 
-Fields left ``None`` come from the env's preset in ``PRESETS`` (or ``GENERIC``):
-``Config(env="Pendulum-v1")`` is the tuned Pendulum setting.
+``Config()`` is the paper's setting; ``Config.for_env("Pendulum-v1")`` the tuned Pendulum
+preset (``PRESETS``).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from purembrl import buffer, envs, interact
-from purembrl.config import check_batch_fits, check_budget, check_int, resolve_presets, static
-from purembrl.learners import SACConfig, for_env
+from purembrl import buffer, envs, interact, learners
+from purembrl.config import Presets, check_batch_fits, check_budget, check_int, static
+from purembrl.learners import SACConfig
 from purembrl.loop import TrainLoop, as_train
 
 ENVS = ("Pendulum-v1", "MountainCarContinuous-v0")
@@ -28,17 +28,15 @@ ENVS = ("Pendulum-v1", "MountainCarContinuous-v0")
 PRESETS = {
     "Pendulum-v1": dict(total_steps=10_000, eval_every=1000, initial_random_steps=1000,
                         buffer_size=100_000, batch_size=256, updates_per_step=1,
-                        sac=SACConfig(hidden_sizes=(256, 256), activation="swish",
-                                      actor_lr=1e-3, critic_lr=1e-3, alpha_lr=1e-3,
-                                      tau=0.02)),
+                        learner=SACConfig(hidden_sizes=(256, 256), activation="swish",
+                                          actor_lr=1e-3, critic_lr=1e-3, alpha_lr=1e-3,
+                                          tau=0.02)),
 }
-GENERIC = dict(total_steps=100_000, eval_every=5000, initial_random_steps=5000,
-               buffer_size=1_000_000, batch_size=256, updates_per_step=1, sac=SACConfig())
 
 
 @struct.dataclass
-class Config:
-    """SAC run settings; ``None`` fields come from ``PRESETS[env]`` or ``GENERIC``.
+class Config(Presets):
+    """SAC run settings; ``Config.for_env(env)`` starts from ``PRESETS[env]``.
 
     Attributes:
       env: a gymnax environment with a continuous (Box) action space.
@@ -47,28 +45,26 @@ class Config:
       eval_episodes: episodes per evaluation.
       initial_random_steps: uniformly random steps before learning.
       buffer_size: replay capacity. batch_size: minibatch. updates_per_step: G.
-      sac: the learner's hyperparameters (``purembrl.learners.SACConfig``).
+      learner: the learner's hyperparameters (``purembrl.learners.SACConfig``).
       normalize_obs: train and act on running-normalised observations
         (``purembrl.learners.normalize_observations``).
     """
 
+    PRESETS = PRESETS
+
     env: str = static("Pendulum-v1")
-    total_steps: int | None = static(None)
-    eval_every: int | None = static(None)
+    total_steps: int = static(100_000)
+    eval_every: int = static(5000)
     eval_episodes: int = static(10)
-    initial_random_steps: int | None = static(None)
-    buffer_size: int | None = static(None)
-    batch_size: int | None = static(None)
-    updates_per_step: int | None = static(None)
+    initial_random_steps: int = static(5000)
+    buffer_size: int = static(1_000_000)
+    batch_size: int = static(256)
+    updates_per_step: int = static(1)
     normalize_obs: bool = static(False)
-    sac: SACConfig | None = None
+    learner: SACConfig = SACConfig()
 
     def __post_init__(self):
-        resolve_presets(self, PRESETS, GENERIC)
-        env, env_params = envs.make(self.env)  # ValueError for an unknown env
-        if interact.spec(env, env_params).discrete:
-            raise ValueError(f"env={self.env!r} is invalid: SAC needs a continuous action space "
-                             "(use dqn for discrete actions)")
+        envs.check_name(self.env)
         check_int("total_steps", self.total_steps, 1)
         check_int("eval_every", self.eval_every, 1)
         check_int("eval_episodes", self.eval_episodes, 1)
@@ -98,7 +94,10 @@ class SACRunState:
 def make_loop(config: Config) -> TrainLoop:
     env, env_params = envs.make(config.env)
     env_spec = interact.spec(env, env_params)
-    learner = for_env("sac", config.sac, None, env_spec, config.normalize_obs)
+    if env_spec.discrete:
+        raise ValueError(f"env={config.env!r} is invalid: SAC needs a continuous action space "
+                         "(use dqn for discrete actions)")
+    learner = learners.make(config.learner, env_spec, config.normalize_obs)
 
     def init(key):
         key_learner, key_reset, key_warm, key_run = jax.random.split(key, 4)
@@ -153,5 +152,5 @@ def policy(state: SACRunState, config: Config):
     """The trained deterministic policy as a pure function ``(key, obs [B, d]) -> action``."""
     env, env_params = envs.make(config.env)
     env_spec = interact.spec(env, env_params)
-    learner = for_env("sac", config.sac, None, env_spec, config.normalize_obs)
-    return lambda key, obs: learner.act(state.learner, key, obs, explore=False)
+    learner = learners.make(config.learner, env_spec, config.normalize_obs)
+    return learners.policy(learner, state.learner)

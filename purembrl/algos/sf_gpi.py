@@ -42,7 +42,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from purembrl import envs, interact, successor
-from purembrl.config import check, check_choice, check_int, static
+from purembrl.config import Presets, check, check_choice, check_int, static
 from purembrl.loop import TrainLoop, as_train
 
 ENVS = ("FourRoomObjects", "FourRoomObjects-small")
@@ -50,7 +50,7 @@ METHODS = ("sfql", "sfql_h", "q_restart", "q_continue")
 
 
 @struct.dataclass
-class Config:
+class Config(Presets):
     """SFQL and its Q-learning baselines; defaults are the paper's four-room settings.
 
     Attributes:

@@ -32,7 +32,7 @@ import optax
 from flax import struct
 
 from purembrl import buffer, envs, interact, successor
-from purembrl.config import check, check_choice, check_int, check_sizes, static
+from purembrl.config import Presets, check, check_choice, check_int, check_sizes, static
 from purembrl.loop import TrainLoop, as_train
 from purembrl.networks import SuccessorHead
 
@@ -41,7 +41,7 @@ ENCODINGS = ("index", "obs")
 
 
 @struct.dataclass
-class Config:
+class Config(Presets):
     """Successor-feature policy iteration.
 
     Attributes:

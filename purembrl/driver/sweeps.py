@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purembrl.config import as_dict, field_types
+from purembrl.config import as_dict, config_choices, field_types
 from purembrl.driver import engine, report
 from purembrl.driver.devices import is_main_process
 
@@ -122,15 +122,17 @@ def sweep_identity(algo: ModuleType, configs: Sequence[Any], seed: int,
 
 
 def sweepable_fields(config_cls: type, prefix: str = "") -> list[str]:
-    """The (dotted) fields of a config class that a sweep may vary: its pytree leaves."""
+    """The (dotted) fields of a config class that a sweep may vary: its pytree leaves (of any
+    of the classes a field such as ``learner`` may hold)."""
     out = []
     hints = field_types(config_cls)
     for f in dataclasses.fields(config_cls):
         if not f.metadata.get("pytree_node", True):
             continue
-        kind = hints.get(f.name)
-        if dataclasses.is_dataclass(kind):
-            out += sweepable_fields(kind, f"{prefix}{f.name}.")
+        choices = config_choices(hints.get(f.name))
+        if choices:
+            nested = [name for c in choices for name in sweepable_fields(c, f"{prefix}{f.name}.")]
+            out += list(dict.fromkeys(nested))
         else:
             out.append(f"{prefix}{f.name}")
     return out
@@ -141,12 +143,13 @@ def static_differences(a: Any, b: Any, prefix: str = "") -> list[str]:
     out = []
     for f in dataclasses.fields(a):
         x, y = getattr(a, f.name), getattr(b, f.name)
-        if dataclasses.is_dataclass(x) and dataclasses.is_dataclass(y):
+        if dataclasses.is_dataclass(x) and type(x) is type(y):
             out += static_differences(x, y, f"{prefix}{f.name}.")
         elif not f.metadata.get("pytree_node", True) and (
                 report.plain(_as_dict_value(x)) != report.plain(_as_dict_value(y))):
             out.append(f"{prefix}{f.name}")
-        elif (x is None) != (y is None):
+        elif (x is None) != (y is None) or (dataclasses.is_dataclass(x)
+                                            and type(x) is not type(y)):  # another learner
             out.append(f"{prefix}{f.name}")
     return out
 

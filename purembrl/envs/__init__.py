@@ -42,6 +42,15 @@ def names() -> list[str]:
             + [BRAX_PREFIX + t for t in BRAX_TASKS])
 
 
+def check_name(name: str) -> None:
+    """``ValueError`` for a name ``make`` does not accept; builds nothing (a config checks its
+    env with it, since JAX reconstructs configs far more often than training is built). A
+    ``brax-TASK`` name passes: Brax's own registry is read when the env is built."""
+    if not (name in OWN_ENVS or name in gymnax.registered_envs
+            or (name.startswith(BRAX_PREFIX) and len(name) > len(BRAX_PREFIX))):
+        raise ValueError(f"unknown env {name!r}; known envs: {', '.join(names())}")
+
+
 def make(name: str) -> tuple[Any, Any]:
     """``(env, default_params)`` for a library, gymnax or ``brax-TASK`` environment name."""
     if name in OWN_ENVS:
@@ -57,4 +66,4 @@ def make(name: str) -> tuple[Any, Any]:
 
 
 __all__ = ["BlockingMaze", "DynaMaze", "FourRoomObjects", "GridMaze", "PointMaze", "ShortcutMaze",
-           "make", "names"]
+           "check_name", "make", "names"]

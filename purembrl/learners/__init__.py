@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from purembrl.config import check_choice
 from purembrl.learners.base import ActFn, InitFn, Learner, UpdateFn, linear_epsilon
 from purembrl.learners.dqn import DQNConfig, DQNState, make_dqn
 from purembrl.learners.naf import NAFConfig, NAFState, make_naf
@@ -45,49 +44,45 @@ REGISTRY: dict[type, Entry] = {
 }
 
 
+# The learner an algorithm uses when its config names none: by the env's action space.
+DEFAULTS: dict[bool, type] = {False: SACConfig, True: DQNConfig}
+
+
+def default_config(env_spec) -> Any:
+    """The default learner's config for an ``interact.EnvSpec``: ``DEFAULTS[discrete]()``."""
+    return DEFAULTS[env_spec.discrete]()
+
+
 def make(config: Any, env_spec, normalize_obs: bool = False) -> Learner:
-    """The learner registered for ``type(config)``, for an ``interact.EnvSpec``; with
-    ``normalize_obs``, wrapped in ``normalize_observations``. ``ValueError`` if the learner's
-    action space is not the env's."""
+    """The learner registered for ``type(config)``, for an ``interact.EnvSpec`` (``config``
+    ``None``: ``default_config(env_spec)``); with ``normalize_obs``, wrapped in
+    ``normalize_observations``. ``ValueError`` if the learner's action space is not the env's."""
+    if config is None:
+        config = default_config(env_spec)
     if type(config) not in REGISTRY:
         raise ValueError(f"no learner is registered for {type(config).__name__}; registered: "
                          f"{', '.join(c.__name__ for c in REGISTRY)}")
     entry = REGISTRY[type(config)]
     if entry.discrete != env_spec.discrete:
         kind = "discrete" if env_spec.discrete else "continuous"
-        raise ValueError(f"{type(config).__name__} is invalid for this env: its actions are "
-                         f"{kind}")
+        fits = ", ".join(c.__name__ for c, e in REGISTRY.items()
+                         if e.discrete == env_spec.discrete)
+        raise ValueError(f"learner={type(config).__name__} is invalid for this env: its "
+                         f"actions are {kind} (allowed: {fits})")
     learner = entry.build(config, env_spec)
     return normalize_observations(learner, env_spec.obs_dim) if normalize_obs else learner
 
 
-def for_env(kind: str, sac: SACConfig | None, dqn: DQNConfig | None, env_spec,
-            normalize_obs: bool = False) -> Learner:
-    """``make`` of the config that ``kind`` (``"sac"`` or ``"dqn"``) names."""
-    return make(sac if kind == "sac" else dqn, env_spec, normalize_obs)
-
-
-def resolve_learner(config, discrete: bool) -> None:
-    """For a config with ``env``, ``learner``, ``sac``, ``dqn`` fields (in ``__post_init__``):
-    ``learner="auto"`` becomes SAC for continuous actions and DQN for discrete ones, a mismatch
-    is a ``ValueError``, and the chosen learner's missing config gets its defaults."""
-    check_choice("learner", config.learner, ("auto", "sac", "dqn"))
-    if config.learner == "auto":
-        object.__setattr__(config, "learner", "dqn" if discrete else "sac")
-    if (config.learner == "dqn") != discrete:
-        kind = "discrete" if discrete else "continuous"
-        raise ValueError(f"learner={config.learner!r} is invalid for env={config.env!r}: its "
-                         f"actions are {kind} (allowed: {'dqn' if discrete else 'sac'} or "
-                         "'auto')")
-    if config.learner == "sac" and config.sac is None:
-        object.__setattr__(config, "sac", SACConfig())
-    if config.learner == "dqn" and config.dqn is None:
-        object.__setattr__(config, "dqn", DQNConfig())
+def policy(learner: Learner, state: Any):
+    """The trained deterministic policy of ``learner`` in ``state``, as a pure function
+    ``(key, obs [B, d]) -> action``."""
+    return lambda key, obs: learner.act(state, key, obs, explore=False)
 
 
 __all__ = [
-    "REGISTRY", "ActFn", "DQNConfig", "DQNState", "Entry", "InitFn", "Learner", "NAFConfig",
-    "NAFState", "NormalizedState", "SACConfig", "SACNets", "SACState", "UpdateFn", "for_env",
-    "linear_epsilon", "make", "make_dqn", "make_naf", "make_sac", "normalize_observations",
-    "normalized", "observation_stats_update", "resolve_learner", "sac_nets", "squashed_gaussian",
+    "DEFAULTS", "REGISTRY", "ActFn", "DQNConfig", "DQNState", "Entry", "InitFn", "Learner",
+    "NAFConfig", "NAFState", "NormalizedState", "SACConfig", "SACNets", "SACState", "UpdateFn",
+    "default_config", "linear_epsilon", "make", "make_dqn", "make_naf", "make_sac",
+    "normalize_observations", "normalized", "observation_stats_update", "policy", "sac_nets",
+    "squashed_gaussian",
 ]

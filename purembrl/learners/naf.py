@@ -61,7 +61,10 @@ def make_naf(config: NAFConfig, obs_dim: int, action_low: jax.Array,
     d (d + 1) / 2 entries of L(s), so that ``Q(s, a) = V(s) - 1/2 (a - mu)^T L L^T (a - mu)``
     (``value.naf_q``, on actions rescaled to [-1, 1]) and the greedy action is mu(s) in closed
     form, clipped to the bounds when acting. The target is ``r + gamma (1 - d) V'(s')`` with a
-    Polyak-averaged target network; the loss is the squared TD error.
+    Polyak-averaged target network; the loss is the squared TD error. A batch with K model
+    samples of s' per (s, a) (``reward``, ``terminated`` ``[B, K]``, ``next_obs``
+    ``[B, K, obs_dim]``) regresses on the mean target over them (deep Dyna,
+    ``value.expected_target``).
 
     mu is not squashed (the paper's choice): a tanh saturates at the bounds, where its gradient
     vanishes (benchmarks/RESULTS.md has the Pendulum runs with and without a tanh)."""
@@ -89,9 +92,16 @@ def make_naf(config: NAFConfig, obs_dim: int, action_low: jax.Array,
         obs, next_obs = batch.obs.astype(jnp.float32), batch.next_obs.astype(jnp.float32)
         unit_action = (batch.action.astype(jnp.float32).reshape(obs.shape[0], action_dim)
                        - shift) / scale
-        next_value, _, _ = heads(state.target_params, next_obs)
-        target = jax.vmap(value.state_value_target, in_axes=(0, 0, None, 0))(
-            batch.reward.astype(jnp.float32), batch.terminated, config.gamma, next_value)
+        if batch.reward.ndim == 2:  # K model samples of s' per (s, a): deep Dyna's expectation
+            B, K = batch.reward.shape
+            next_value, _, _ = heads(state.target_params, next_obs.reshape(B * K, -1))
+            target = jax.vmap(value.expected_target, in_axes=(0, 0, None, 0))(
+                batch.reward.astype(jnp.float32), batch.terminated, config.gamma,
+                next_value.reshape(B, K))
+        else:
+            next_value, _, _ = heads(state.target_params, next_obs)
+            target = jax.vmap(value.state_value_target, in_axes=(0, 0, None, 0))(
+                batch.reward.astype(jnp.float32), batch.terminated, config.gamma, next_value)
 
         def loss_fn(params):
             v, mu, entries = heads(params, obs)

@@ -1,0 +1,98 @@
+"""Configs have no side effects: presets come from ``Config.for_env``, construction validates
+only, and JAX may rebuild a config (every ``jax.tree.map``, ``jit``, ``vmap``) without building
+an environment. Nested learner configs survive the JSON round trip and the command line."""
+
+import jax
+import numpy as np
+import pytest
+from flax import struct
+
+from purembrl import algos, config, envs
+from purembrl.algos import dyna, mba, mbpo, mbve, sac
+from purembrl.learners import DQNConfig, NAFConfig, SACConfig
+
+
+@pytest.mark.parametrize("name", algos.ALGORITHMS)
+def test_a_tree_map_over_a_config_never_builds_the_env(name, monkeypatch):
+    algo = algos.get(name)
+    built = algo.Config.for_env()  # every preset and default resolved, before the patch
+
+    def refuse(env_name):
+        raise AssertionError(f"envs.make({env_name!r}) called while rebuilding a config")
+
+    monkeypatch.setattr(envs, "make", refuse)
+    again = jax.tree.map(lambda leaf: leaf, built)
+    assert again == built
+    leaves, treedef = jax.tree.flatten(built)
+    assert jax.tree.unflatten(treedef, leaves) == built
+    algo.Config.for_env(**({"env": built.env} if hasattr(built, "env") else {}))
+
+
+def test_for_env_applies_the_preset_then_the_overrides():
+    pendulum = mbpo.PRESETS["Pendulum-v1"]
+    config_ = mbpo.Config.for_env("Pendulum-v1", updates_per_step=3)
+    assert config_.updates_per_step == 3  # an override wins over the preset
+    assert config_.rollout_freq == pendulum["rollout_freq"]  # the preset over the default
+    assert config_.learner == pendulum["learner"]
+    assert config_.eval_episodes == mbpo.Config().eval_episodes  # neither: the default
+    # the plain constructor reads no preset: the class's defaults, the paper's generic setting
+    plain = mbpo.Config(env="Pendulum-v1")
+    assert plain.rollout_freq == 250 and plain.learner is None
+    assert mbpo.Config.for_env() == mbpo.Config.for_env("Pendulum-v1")  # the default env
+
+
+@struct.dataclass
+class _NoEnv(config.Presets):
+    width: int = config.static(3)
+
+
+def test_for_env_on_a_config_without_an_env():
+    assert _NoEnv.for_env(width=5) == _NoEnv(width=5)
+    with pytest.raises(ValueError, match="env='DynaMaze' is invalid: .*_NoEnv has no env field"):
+        _NoEnv.for_env("DynaMaze")
+
+
+def test_unknown_env_is_refused_at_construction_without_building_it():
+    with pytest.raises(ValueError, match="unknown env 'Nope-v0'"):
+        mbpo.Config(env="Nope-v0")
+    envs.check_name("brax-hopper")  # Brax's registry is read only when the env is built
+
+
+@pytest.mark.parametrize("learner", [None, SACConfig(tau=0.01), DQNConfig(gamma=0.9),
+                                     NAFConfig(hidden_sizes=(8,))])
+def test_a_learner_of_any_registered_type_survives_the_json_round_trip(learner):
+    original = dyna.Config(env="Pendulum-v1", learner=learner)
+    data = config.as_dict(original)
+    if learner is not None:
+        assert data["learner"]["type"] == config.short_name(type(learner))
+    assert config.from_dict(dyna.Config, data) == original
+    # a field that holds one class only carries no tag
+    assert "type" not in config.as_dict(mbve.Config())["learner"]
+    assert config.from_dict(mba.Config, config.as_dict(mba.Config())) == mba.Config()
+
+
+def test_parse_value_reaches_the_learner_by_name_and_by_field():
+    assert config.parse_value(mbpo.Config, "learner", "dqn") == DQNConfig()
+    assert config.parse_value(mbpo.Config, "learner.eps_decay_steps", "7") == 7
+    assert config.parse_value(mbpo.Config, "learner.actor_lr", "0.5") == 0.5
+    with pytest.raises(ValueError, match="learner='td3' is invalid: allowed one of sac, dqn"):
+        config.parse_value(mbpo.Config, "learner", "td3")
+    with pytest.raises(ValueError, match="unknown field 'learner.bogus'"):
+        config.parse_value(sac.Config, "learner.bogus", "1")
+
+
+def test_the_default_learner_follows_the_action_space():
+    from purembrl import interact, learners
+
+    cartpole = interact.spec(*envs.make("CartPole-v1"))
+    pendulum = interact.spec(*envs.make("Pendulum-v1"))
+    assert learners.default_config(cartpole) == DQNConfig()
+    assert learners.default_config(pendulum) == SACConfig()
+    # MBPO with no learner given trains DQN on CartPole: the DQN state is what comes back
+    tiny = mbpo.Config(env="CartPole-v1", total_steps=300, eval_every=100,
+                       initial_random_steps=200, model_train_freq=100, rollout_freq=100,
+                       rollouts_per_step=2, updates_per_step=1, batch_size=16,
+                       eval_episodes=1, real_ratio=1.0)
+    state = jax.eval_shape(mbpo.make_train(tiny), jax.random.key(0))[0]
+    assert type(state.learner).__name__ == "DQNState"
+    assert np.asarray(tiny.num_iterations) == 1
