@@ -37,6 +37,17 @@ Update = Callable[[Any, buffer.BufferState, Callable, jax.Array], tuple[Any, dic
 Explore = Callable[[Any, jax.Array, jax.Array, jax.Array], jax.Array]
 
 
+def behaviour_policy(config, learner: Learner) -> Explore:
+    """``(learner_state, key, obs [B, d], env_steps) -> action [B, ...]``: the learner's
+    exploring ``act``, its ``step`` counted from the end of the ``initial_random_steps``
+    warm-up (DQN's epsilon schedule; SAC and NAF sample their own noise). Real steps and model
+    rollouts both act with it."""
+    def explore(learner_state, key, obs, env_steps):
+        return learner.act(learner_state, key, obs, True, env_steps - config.initial_random_steps)
+
+    return explore
+
+
 @struct.dataclass
 class ModelLoopState:
     learner: Any
@@ -85,13 +96,15 @@ def _iteration(config, env, env_params, learner: Learner, model_block, extra_met
 
 
 def make_model_loop(config, env, env_params, learner: Learner,
-                    model_config: dynamics.EnsembleConfig, update: Update, explore: Explore, *,
+                    model_config: dynamics.EnsembleConfig, update: Update, *,
                     reward_fn=None, termination_fn=None,
                     deterministic_model: bool = False) -> TrainLoop:
     """The loop of the module docstring as a ``TrainLoop``; metrics per evaluation: ``env_steps``,
     ``eval_return``, ``eval_length``, ``model_val_mse`` (elites), ``model_nonfinite`` and the
     means of ``update``'s info. ``deterministic_model``: the model step takes a random elite's
     mean instead of sampling its Gaussian."""
+    explore = behaviour_policy(config, learner)
+
     def init(key):
         learner_state, model, replay, obs, env_state, env_steps, key_run = _start(
             config, env, env_params, learner, model_config, key)
@@ -171,7 +184,7 @@ class RolloutLoopParts(NamedTuple):
 
 def rollout_loop_parts(config, env, env_params, learner: Learner,
                        model_config: dynamics.EnsembleConfig, updates: Updates,
-                       explore: Explore, *, model_on: bool, model_buffer_size: int,
+                       *, model_on: bool, model_buffer_size: int,
                        horizon: Callable[[jax.Array], jax.Array], max_horizon: int,
                        reward_fn=None, termination_fn=None,
                        model_step: rollout.ModelStep | None = None) -> RolloutLoopParts:
@@ -183,9 +196,10 @@ def rollout_loop_parts(config, env, env_params, learner: Learner,
         every model_train_freq steps:  fit the ensemble on the env buffer
           every rollout_freq steps:    branch rollouts_per_step * rollout_freq rollouts of
                                        length horizon(env_steps) <= max_horizon from real
-                                       states with ``explore`` into the model buffer
-            every step:                act with ``explore``, store the real transition, then
-                                       ``updates(learner_state, env_buffer, model_buffer, key)``
+                                       states with ``behaviour_policy`` into the model buffer
+            every step:                act with ``behaviour_policy``, store the real transition,
+                                       then ``updates(learner_state, env_buffer, model_buffer,
+                                       key)``
         every eval_every steps:        evaluate the deterministic policy
 
     ``model_on=False`` skips fits and rollouts (the model-free baseline from the same code).
@@ -209,15 +223,47 @@ def rollout_loop_parts(config, env, env_params, learner: Learner,
                                 model_buffer=model_buffer, obs=obs, env_state=env_state,
                                 env_steps=env_steps, key=key_run)
 
+    explore = behaviour_policy(config, learner)
+    branch = (_branch(config, explore, horizon, max_horizon, reward_fn, termination_fn,
+                      model_step) if model_on else (lambda carry, key: (carry, {})))
+
+    def fit(carry: RolloutLoopState, key):
+        """Refit the ensemble on the env buffer (nothing when the model is off or fixed)."""
+        if not model_on or model_step is not None:
+            return carry, {}
+        model, info = dynamics.fit(carry.model, carry.env_buffer, key, model_config)
+        return carry.replace(model=model), {
+            "model_val_mse": info["val_mse"][info["elites"]].mean(),
+            "model_epochs": info["epochs"], "model_nonfinite": info["nonfinite"]}
+
+    def env_step(carry: RolloutLoopState, key):
+        """One real step and the learner's updates."""
+        key_act, key_env, key_update = jax.random.split(key, 3)
+        action = explore(carry.learner, key_act, carry.obs[None], carry.env_steps)[0]
+        obs, env_state, env_buffer = interact.step_into(env, env_params, key_env, carry.env_state,
+                                                        carry.obs, action, carry.env_buffer)
+        carry = carry.replace(env_buffer=env_buffer, obs=obs, env_state=env_state,
+                              env_steps=carry.env_steps + 1)
+        learner_state, info = updates(carry.learner, carry.env_buffer, carry.model_buffer,
+                                      key_update)
+        return carry.replace(learner=learner_state), info
+
+    return RolloutLoopParts(env=env, env_params=env_params, learner=learner, init=init, fit=fit,
+                            branch=branch, env_step=env_step)
+
+
+def _branch(config, explore: Explore, horizon: Callable[[jax.Array], jax.Array],
+            max_horizon: int, reward_fn, termination_fn,
+            model_step: rollout.ModelStep | None) -> Part:
+    """``rollout_loop_parts``' ``branch``: ``rollouts_per_step * rollout_freq`` rollouts of
+    ``horizon(env_steps)`` steps from start states drawn from the env buffer, through
+    ``model_step`` (else the fitted ensemble), in chunks of at most ``rollout_chunk`` starts,
+    into the model buffer; returns ``(carry, stats)``."""
     num_starts = config.rollouts_per_step * config.rollout_freq
     chunk = max(d for d in range(1, min(num_starts, config.rollout_chunk) + 1)
                 if num_starts % d == 0)
 
     def branch(carry: RolloutLoopState, key):
-        """Rollouts from real start states into the model buffer; returns (carry, stats)
-        (nothing when the model is off)."""
-        if not model_on:
-            return carry, {}
         key_start, key_roll = jax.random.split(key)
         starts = buffer.sample(carry.env_buffer, key_start, num_starts).obs
         step_fn = (model_step if model_step is not None else dynamics.make_model_step(
@@ -245,29 +291,7 @@ def rollout_loop_parts(config, env, env_params, learner: Learner,
                  / jnp.maximum(mask.sum(), 1)}
         return carry.replace(model_buffer=model_buffer), stats
 
-    def fit(carry: RolloutLoopState, key):
-        """Refit the ensemble on the env buffer (nothing when the model is off or fixed)."""
-        if not model_on or model_step is not None:
-            return carry, {}
-        model, info = dynamics.fit(carry.model, carry.env_buffer, key, model_config)
-        return carry.replace(model=model), {
-            "model_val_mse": info["val_mse"][info["elites"]].mean(),
-            "model_epochs": info["epochs"], "model_nonfinite": info["nonfinite"]}
-
-    def env_step(carry: RolloutLoopState, key):
-        """One real step and the learner's updates."""
-        key_act, key_env, key_update = jax.random.split(key, 3)
-        action = explore(carry.learner, key_act, carry.obs[None], carry.env_steps)[0]
-        obs, env_state, env_buffer = interact.step_into(env, env_params, key_env, carry.env_state,
-                                                        carry.obs, action, carry.env_buffer)
-        carry = carry.replace(env_buffer=env_buffer, obs=obs, env_state=env_state,
-                              env_steps=carry.env_steps + 1)
-        learner_state, info = updates(carry.learner, carry.env_buffer, carry.model_buffer,
-                                      key_update)
-        return carry.replace(learner=learner_state), info
-
-    return RolloutLoopParts(env=env, env_params=env_params, learner=learner, init=init, fit=fit,
-                            branch=branch, env_step=env_step)
+    return branch
 
 
 def make_rollout_loop(config, parts: RolloutLoopParts) -> TrainLoop:

@@ -8,7 +8,7 @@
 * Deep Dyna's expected target over sampled next states (the notes); model-based value
   expansion, MBVE: Feinberg, Wang, Stoica, Jordan, Gonzalez & Levine 2018 (TD-k targets); NAF:
   Gu, Lillicrap, Sutskever & Levine 2016 (the quadratic advantage head).
-* Polyak averaging of target parameters.
+* Polyak averaging of target parameters; greedy choice among tied values (tabular learners).
 
 Conventions: ``terminated`` is 1 only for a true terminal state; a time-limit truncation is not
 terminal, so targets bootstrap through it.
@@ -170,6 +170,26 @@ def state_value_target(reward: jax.Array, terminated: jax.Array, gamma: jax.Arra
     network's value head. All arguments scalars."""
     chex.assert_rank([reward, terminated, next_value], [0, 0, 0])
     return reward + gamma * _not_terminal(terminated) * next_value
+
+
+# --- greedy action choice -----------------------------------------------------------------------
+
+def uniform_choice(u: jax.Array, allowed: jax.Array) -> jax.Array:
+    """The index of a uniformly chosen ``True`` entry of ``allowed`` ([A]) given u ~ U[0, 1):
+    one uniform per choice, not one per entry (each ``jax.random`` call inlines a Threefry
+    hash, so a tabular loop stays small)."""
+    chex.assert_rank([u, allowed], [0, 1])
+    count = allowed.sum()
+    rank = jnp.minimum(jnp.floor(u * count), count - 1)  # which allowed entry, 0-based
+    return jnp.argmax(allowed & (jnp.cumsum(allowed) - 1 == rank))
+
+
+def random_argmax(u: jax.Array, values: jax.Array, atol: float = 0.0) -> jax.Array:
+    """An index of ``max(values)`` ([A]), uniformly among the entries within ``atol`` of it,
+    given u ~ U[0, 1): the greedy action of a tabular learner, whose all-zero tables at the
+    start make every action a tie (Sutton & Barto 2018, Section 2.2)."""
+    chex.assert_rank(values, 1)
+    return uniform_choice(u, values >= values.max() - atol)
 
 
 # --- target networks ----------------------------------------------------------------------------

@@ -96,3 +96,16 @@ def test_the_default_learner_follows_the_action_space():
     state = jax.eval_shape(mbpo.make_train(tiny), jax.random.key(0))[0]
     assert type(state.learner).__name__ == "DQNState"
     assert np.asarray(tiny.num_iterations) == 1
+
+
+@pytest.mark.parametrize("algo", [mbpo, dyna])
+def test_any_registered_learner_of_the_action_space_runs(algo):
+    """NAF, registered for continuous actions, trains in MBPO and deep Dyna by its config alone
+    (the whole run traced: shapes and the K-sample batches of deep Dyna)."""
+    fields = dict(env="Pendulum-v1", total_steps=300, eval_every=100, initial_random_steps=200,
+                  model_train_freq=100, updates_per_step=1, batch_size=16, eval_episodes=1,
+                  learner=NAFConfig(hidden_sizes=(8,)))
+    if algo is mbpo:
+        fields.update(rollout_freq=100, rollouts_per_step=2, rollout_schedule=(1, 1, 1, 1))
+    state, metrics = jax.eval_shape(algo.make_train(algo.Config(**fields)), jax.random.key(0))
+    assert type(state.learner).__name__ == "NAFState" and "q_loss" in metrics

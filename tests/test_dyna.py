@@ -7,7 +7,7 @@ import pytest
 
 from purembrl import dynamics
 from purembrl.algos import dyna
-from purembrl.learners import SACConfig
+from purembrl.learners import NAFConfig, SACConfig
 from purembrl.types import Transition
 
 
@@ -58,3 +58,33 @@ def test_config_errors():
         dyna.Config.for_env(env="Pendulum-v1", eval_every=300)
     with pytest.raises(ValueError, match="num_next_samples"):
         dyna.Config.for_env(env="Pendulum-v1", num_next_samples=0)
+
+
+def test_naf_takes_k_sample_batches_and_k_copies_give_the_one_sample_update():
+    """NAF takes deep Dyna's K-sample batches: K copies of the same s' make the expected target
+    the one-sample target, so the update is the one-sample update."""
+    from purembrl import learners
+    from purembrl.interact import EnvSpec
+
+    spec = EnvSpec(obs_dim=3, discrete=False, num_actions=1, action_low=-2 * np.ones(1),
+                   action_high=2 * np.ones(1), max_steps=200)
+    naf = learners.make(NAFConfig(hidden_sizes=(8,)), spec)
+    state = naf.init(jax.random.key(0))
+    k = jax.random.split(jax.random.key(1), 4)
+    one = Transition(obs=jax.random.normal(k[0], (16, 3)),
+                     action=jax.random.uniform(k[1], (16, 1), minval=-2, maxval=2),
+                     reward=jax.random.normal(k[2], (16,)),
+                     next_obs=jax.random.normal(k[3], (16, 3)),
+                     terminated=jnp.zeros(16, bool))
+    many = one.replace(reward=jnp.repeat(one.reward[:, None], 4, 1),
+                       next_obs=jnp.repeat(one.next_obs[:, None], 4, 1),
+                       terminated=jnp.zeros((16, 4), bool))
+    new_many, info_many = naf.update(state, many, jax.random.key(2))
+    new_one, info_one = naf.update(state, one, jax.random.key(2))
+    np.testing.assert_allclose(info_many["q_loss"], info_one["q_loss"], rtol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+                 new_many.params, new_one.params)
+    # and a different s' among the K changes the target: the samples are used
+    other = many.replace(next_obs=many.next_obs.at[:, 0].add(1.0))
+    _, info_other = naf.update(state, other, jax.random.key(2))
+    assert not np.allclose(info_other["q_loss"], info_one["q_loss"])

@@ -7,7 +7,15 @@ import pytest
 
 from purembrl import dynamics, value
 from purembrl.algos import mbve
-from purembrl.learners import SACConfig, make_sac, sac_nets
+from purembrl.learners import (
+    CriticTargets,
+    SACConfig,
+    make_sac,
+    normalize_observations,
+    normalized,
+    observation_stats_update,
+    sac_nets,
+)
 from purembrl.types import Transition
 
 SAC = SACConfig(hidden_sizes=(16, 16))
@@ -108,18 +116,42 @@ def test_termination_cuts_targets_and_masks_later_states():
 
 def test_update_with_expanded_targets_fits_them():
     """The learner's critic regresses on the given targets: repeated updates on a fixed
-    critic batch drive the critics' values towards it."""
+    ``CriticTargets`` batch drive the critics' values towards it, and its info joins the
+    update's."""
     learner = make_sac(SAC.replace(critic_lr=3e-3), D, -jnp.ones(D), jnp.ones(D))
     state = learner.init(jax.random.key(0))
     real = real_batch(jax.random.key(7))
     target = jnp.linspace(-3.0, 3.0, B)
-    batch = (real.obs, real.action, target, jnp.ones(B))
-    step = jax.jit(lambda s, k: learner.update(s, real, k, critic_batch=batch))
+    batch = CriticTargets(real, lambda sac_state, preprocess: (
+        (preprocess(real.obs), real.action, target, jnp.ones(B)), {"built": jnp.ones(())}))
+    step = jax.jit(lambda s, k: learner.update(s, batch, k))
     for k in jax.random.split(jax.random.key(8), 500):
-        state, _ = step(state, k)
+        state, info = step(state, k)
+    assert info["built"] == 1
     nets = sac_nets(SAC, -jnp.ones(D), jnp.ones(D))
     q = nets.critic_values(state.critic, real.obs, real.action)
     np.testing.assert_allclose(q, jnp.broadcast_to(target, q.shape), atol=0.05)
+
+
+def test_normalisation_reaches_the_callers_targets():
+    """Under ``normalize_observations`` a ``CriticTargets`` batch's ``build`` gets the learner's
+    inner state and the normalisation of this update's statistics as ``preprocess``: the
+    caller's targets see what the networks see, without reaching into the wrapper."""
+    learner = normalize_observations(make_sac(SAC, D, -jnp.ones(D), jnp.ones(D)), D)
+    state = learner.init(jax.random.key(0))
+    real = real_batch(jax.random.key(7)).replace(
+        obs=5.0 + 3.0 * real_batch(jax.random.key(7)).obs)
+    seen = {}
+
+    def build(inner, preprocess):
+        seen["inner"], seen["obs"] = inner, preprocess(real.obs)
+        return (seen["obs"], real.action, jnp.zeros(B), jnp.ones(B)), {}
+
+    learner.update(state, CriticTargets(real, build), jax.random.key(1))
+    assert seen["inner"] is state.inner
+    expected = normalized(observation_stats_update(state, real.obs), real.obs)
+    np.testing.assert_array_equal(seen["obs"], expected)
+    assert abs(float(np.mean(seen["obs"]))) < 0.5  # centred, unlike the raw 5 +- 3
 
 
 def test_learns_pendulum_on_a_small_budget():

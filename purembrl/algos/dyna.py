@@ -31,7 +31,7 @@ from flax import struct
 from purembrl import buffer, dynamics, envs, interact, learners
 from purembrl.config import Presets, check_model_schedule, static
 from purembrl.envs import known
-from purembrl.learners import DQNConfig, NAFConfig, SACConfig
+from purembrl.learners import DQNConfig, LearnerConfig, SACConfig
 from purembrl.loop import TrainLoop, as_train
 from purembrl.model_loop import ModelLoopState, make_model_loop
 from purembrl.types import Transition
@@ -95,7 +95,7 @@ class Config(Presets):
     known_reward: bool = static(False)
     known_termination: bool = static(False)
     model: dynamics.EnsembleConfig = dynamics.EnsembleConfig()
-    learner: SACConfig | DQNConfig | NAFConfig | None = None
+    learner: LearnerConfig | None = None
     normalize_obs: bool = static(False)
 
     def __post_init__(self):
@@ -127,9 +127,6 @@ def make_loop(config: Config) -> TrainLoop:
     learner = learners.make(config.learner, interact.spec(env, env_params), config.normalize_obs)
     model_config, reward_fn, termination_fn = known.model_functions(config)
 
-    def explore(learner_state, key, obs, env_steps):
-        return learner.act(learner_state, key, obs, True, env_steps - config.initial_random_steps)
-
     def update(learner_state, replay, model_step, key):
         """One update on real (s, a) with K model draws of (r, s', d) each."""
         key_batch, key_model, key_learn = jax.random.split(key, 3)
@@ -138,7 +135,7 @@ def make_loop(config: Config) -> TrainLoop:
         return learner.update(learner_state, batch, key_learn)
 
     return make_model_loop(
-        config, env, env_params, learner, model_config, update, explore,
+        config, env, env_params, learner, model_config, update,
         reward_fn=reward_fn, termination_fn=termination_fn)
 
 

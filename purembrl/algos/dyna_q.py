@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from purembrl import envs
+from purembrl import envs, value
 from purembrl.config import Presets, check, check_choice, check_int, static
 from purembrl.loop import TrainLoop, as_train
 
@@ -136,18 +136,6 @@ class DynaQState:
     key: jax.Array
 
 
-def uniform_choice(u: jax.Array, allowed: jax.Array) -> jax.Array:
-    """The index of a uniformly chosen ``True`` entry of ``allowed`` ([A]) given u ~ U[0, 1)."""
-    count = allowed.sum()
-    rank = jnp.minimum(jnp.floor(u * count), count - 1)  # which allowed entry, 0-based
-    return jnp.argmax(allowed & (jnp.cumsum(allowed) - 1 == rank))
-
-
-def random_argmax(u: jax.Array, values: jax.Array) -> jax.Array:
-    """An index of ``max(values)`` ([A]), uniformly among ties, given u ~ U[0, 1)."""
-    return uniform_choice(u, values == values.max())
-
-
 def epsilon_greedy(u: jax.Array, q_row: jax.Array, epsilon: jax.Array) -> jax.Array:
     """Epsilon-greedy with random tie-breaking from three uniforms ``u`` ([3]).
 
@@ -156,7 +144,7 @@ def epsilon_greedy(u: jax.Array, q_row: jax.Array, epsilon: jax.Array) -> jax.Ar
     """
     num_actions = q_row.shape[0]
     random_action = jnp.minimum(jnp.floor(u[1] * num_actions), num_actions - 1).astype(jnp.int32)
-    return jnp.where(u[0] < epsilon, random_action, random_argmax(u[2], q_row))
+    return jnp.where(u[0] < epsilon, random_action, value.random_argmax(u[2], q_row))
 
 
 def count_model_targets(counts: jax.Array, reward_sum: jax.Array, terminal_sum: jax.Array,
@@ -243,7 +231,7 @@ def make_loop(config: Config) -> TrainLoop:
         s = c.observed[jnp.minimum(jnp.floor(u[0] * c.num_observed).astype(jnp.int32),
                                    c.num_observed - 1)]
         allowed = jnp.ones((num_actions,), bool) if config.plus else c.tried[s]
-        a = uniform_choice(u[1], allowed)
+        a = value.uniform_choice(u[1], allowed)
         target = planning_target(c, u[2:], s, a)
         if config.plus:
             target += config.kappa * jnp.sqrt((c.t - c.last_tried[s, a]).astype(jnp.float32))
@@ -302,7 +290,7 @@ def make_loop(config: Config) -> TrainLoop:
             def body(x):
                 obs, env_state, key, length, _, ret = x
                 key, key_act, key_env = jax.random.split(key, 3)
-                a = random_argmax(jax.random.uniform(key_act), c.q[env.obs_to_index(obs)])
+                a = value.random_argmax(jax.random.uniform(key_act), c.q[env.obs_to_index(obs)])
                 obs, env_state, r, term, trunc, _ = env.step(key_env, env_state, a, env_params)
                 return obs, env_state, key, length + 1, term | trunc, ret + r
 
@@ -367,7 +355,7 @@ def policy(state: DynaQState, config: Config):
     env, _ = envs.make(config.env)
 
     def act(key, obs):
-        return random_argmax(jax.random.uniform(key),
+        return value.random_argmax(jax.random.uniform(key),
                              state.q[env.obs_to_index(obs.astype(jnp.int32))])
 
     return lambda key, obs: jax.vmap(act)(jax.random.split(key, obs.shape[0]), obs)

@@ -121,6 +121,9 @@ class Config(Presets):
         check_model_schedule(self, counts=("rollouts_per_step", "rollout_length",
                                            "imagination_retain_steps", "rollout_chunk"),
                              non_negative=("real_updates", "imagination_updates"))
+        if not isinstance(self.learner, NAFConfig):
+            raise ValueError(f"learner={type(self.learner).__name__} is invalid for MBA: "
+                             "allowed NAFConfig (MBA is NAF with imagination rollouts)")
         known.check(self.env, self.known_reward, self.known_termination, self.true_dynamics)
 
     @property
@@ -156,10 +159,6 @@ def make_parts(config: Config) -> RolloutLoopParts:
     learner = _learner(config, interact.spec(env, env_params))
     model_config, reward_fn, termination_fn = known.model_functions(config)
 
-    def explore(learner_state, key, obs, env_steps):
-        """mu(s) + noise: the behaviour policy of real steps and of imagination rollouts."""
-        return learner.act(learner_state, key, obs)
-
     def updates(learner_state, env_buffer, fictional_buffer, key):
         """I updates on fictional minibatches, then R on real ones (Algorithm 2's order)."""
         key_imagined, key_real = jax.random.split(key)
@@ -188,7 +187,7 @@ def make_parts(config: Config) -> RolloutLoopParts:
         return learner_state, info
 
     return rollout_loop_parts(
-        config, env, env_params, learner, model_config, updates, explore,
+        config, env, env_params, learner, model_config, updates,
         model_on=config.model_on, model_buffer_size=config.imagination_buffer_size,
         horizon=lambda env_steps: jnp.int32(config.rollout_length),
         max_horizon=config.rollout_length,

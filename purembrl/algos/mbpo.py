@@ -48,7 +48,7 @@ from purembrl.config import (
     static,
 )
 from purembrl.envs import known
-from purembrl.learners import DQNConfig, NAFConfig, SACConfig
+from purembrl.learners import DQNConfig, LearnerConfig, SACConfig
 from purembrl.loop import TrainLoop, as_train
 from purembrl.model_loop import (
     RolloutLoopParts,
@@ -151,7 +151,7 @@ class Config(Presets):
     true_dynamics: bool = static(False)
     normalize_obs: bool = static(False)
     model: dynamics.EnsembleConfig = dynamics.EnsembleConfig()
-    learner: SACConfig | DQNConfig | NAFConfig | None = None
+    learner: LearnerConfig | None = None
 
     def __post_init__(self):
         envs.check_name(self.env)
@@ -210,10 +210,6 @@ def make_parts(config: Config) -> RolloutLoopParts:
     model_config, reward_fn, termination_fn = known.model_functions(config)
     num_real, num_model = config.num_real, config.batch_size - config.num_real
 
-    def explore(learner_state, key, obs, env_steps):
-        """Behaviour policy on a batch of observations (real steps and model rollouts)."""
-        return learner.act(learner_state, key, obs, True, env_steps - config.initial_random_steps)
-
     def updates(learner_state, env_buffer, model_buffer, key):
         """G learner updates on batches mixing env and model data."""
         def update(state, k):
@@ -227,7 +223,7 @@ def make_parts(config: Config) -> RolloutLoopParts:
         return learner_state, jax.tree.map(jnp.mean, info)
 
     return rollout_loop_parts(
-        config, env, env_params, learner, model_config, updates, explore,
+        config, env, env_params, learner, model_config, updates,
         model_on=config.model_on, model_buffer_size=config.model_buffer_size,
         horizon=lambda env_steps: rollout_length(config, env_steps),
         max_horizon=config.rollout_schedule[3],

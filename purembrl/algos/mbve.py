@@ -37,18 +37,10 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from purembrl import buffer, dynamics, envs, interact, value
+from purembrl import buffer, dynamics, envs, interact, learners, value
 from purembrl.config import Presets, check_int, check_model_schedule, static
 from purembrl.envs import known
-from purembrl.learners import (
-    SACConfig,
-    SACNets,
-    make_sac,
-    normalize_observations,
-    normalized,
-    observation_stats_update,
-    sac_nets,
-)
+from purembrl.learners import CriticTargets, SACConfig, SACNets, sac_nets
 from purembrl.loop import TrainLoop, as_train
 from purembrl.model_loop import ModelLoopState, make_model_loop
 from purembrl.types import Transition
@@ -120,6 +112,9 @@ class Config(Presets):
         envs.check_name(self.env)
         check_model_schedule(self, non_negative=("updates_per_step",))
         check_int("horizon", self.horizon, 0)
+        if not isinstance(self.learner, SACConfig):
+            raise ValueError(f"learner={type(self.learner).__name__} is invalid for MBVE: "
+                             "allowed SACConfig (the expanded targets are SAC's soft values)")
         known.check(self.env, self.known_reward, self.known_termination)
 
     @property
@@ -135,12 +130,11 @@ def expanded_critic_batch(nets: SACNets, learner_state, real: Transition, model_
     Imagines ``horizon`` (H) steps from each real s_1 with the current policy through
     ``model_step`` and returns ``(obs [B (H+1), d], action [B (H+1), a], target [B (H+1)],
     weight [B (H+1)])``, time-major (rows ``t B .. t B + B - 1`` are step t; t = 0 is the real
-    (s_0, a_0)), ready for the SAC learner's ``critic_batch``. ``weight`` is 0 for imagined
-    states after a termination (and, without ``td_k``, for every imagined state). Step t uses
-    ``jax.random.split(key, H + 1)[t]``, the bootstrap action the last key. ``normalize``
-    (optional, ``obs -> obs``): what the actor and critics see of an observation (the model
-    steps in original units); the returned ``obs`` are normalised.
-    """
+    (s_0, a_0)): the regression set of a ``learners.CriticTargets`` batch for SAC. ``weight``
+    is 0 for imagined states after a termination (and, without ``td_k``, for every imagined
+    state). Step t uses ``jax.random.split(key, H + 1)[t]``, the bootstrap action the last
+    key. ``normalize`` (optional, ``obs -> obs``): what the actor and critics see of an
+    observation (the model steps in original units); the returned ``obs`` are normalised."""
     norm = normalize if normalize is not None else (lambda obs: obs)
     alpha = jnp.exp(learner_state.log_alpha)
     keys = jax.random.split(key, horizon + 1)
@@ -178,46 +172,39 @@ def expanded_critic_batch(nets: SACNets, learner_state, real: Transition, model_
             flat(weight))
 
 
-def make_loop(config: Config) -> TrainLoop:
-    env, env_params = envs.make(config.env)
-    env_spec = interact.spec(env, env_params)
+def _learner(config: Config, env_spec):
+    """SAC (normalised when the config asks); ``ValueError`` for an env MBVE cannot run on."""
     if env_spec.discrete:
         raise ValueError(f"env={config.env!r} is invalid for MBVE: its actions are discrete "
                          "(allowed: an env with continuous actions)")
     check_int("horizon", config.horizon, 0, env_spec.max_steps)
-    sac = make_sac(config.learner, env_spec.obs_dim, env_spec.action_low, env_spec.action_high)
-    learner = normalize_observations(sac, env_spec.obs_dim) if config.normalize_obs else sac
+    return learners.make(config.learner, env_spec, config.normalize_obs)
+
+
+def make_loop(config: Config) -> TrainLoop:
+    env, env_params = envs.make(config.env)
+    env_spec = interact.spec(env, env_params)
+    learner = _learner(config, env_spec)
     nets = sac_nets(config.learner, env_spec.action_low, env_spec.action_high)
     model_config, reward_fn, termination_fn = known.model_functions(config)
     gamma = config.learner.gamma
-
-    def explore(learner_state, key, obs, env_steps):
-        return learner.act(learner_state, key, obs)
 
     def update(learner_state, replay, model_step, key):
         """One SAC update whose critic targets look H steps ahead through the model."""
         key_batch, key_path, key_learn = jax.random.split(key, 3)
         real = buffer.sample(replay, key_batch, config.batch_size)
-        if not config.normalize_obs:
-            critic_batch = expanded_critic_batch(nets, learner_state, real, model_step,
-                                                 key_path, config.horizon, gamma,
-                                                 config.td_k)
-            learner_state, info = sac.update(learner_state, real, key_learn,
-                                             critic_batch=critic_batch)
-        else:  # the wrapper's statistics, then SAC on normalised inputs
-            stats = observation_stats_update(learner_state, real.obs)
-            critic_batch = expanded_critic_batch(nets, stats.inner, real, model_step, key_path,
-                                                 config.horizon, gamma, config.td_k,
-                                                 normalize=lambda obs: normalized(stats, obs))
-            real = real.replace(obs=normalized(stats, real.obs),
-                                next_obs=normalized(stats, real.next_obs))
-            inner, info = sac.update(stats.inner, real, key_learn, critic_batch=critic_batch)
-            learner_state = stats.replace(inner=inner)
-        target = critic_batch[2].reshape(config.horizon + 1, -1)
-        return learner_state, {**info, "target_real_mean": target[0].mean()}
+
+        def build(sac_state, preprocess):
+            regression = expanded_critic_batch(nets, sac_state, real, model_step, key_path,
+                                               config.horizon, gamma, config.td_k,
+                                               normalize=preprocess)
+            target = regression[2].reshape(config.horizon + 1, -1)
+            return regression, {"target_real_mean": target[0].mean()}
+
+        return learner.update(learner_state, CriticTargets(real, build), key_learn)
 
     return make_model_loop(
-        config, env, env_params, learner, model_config, update, explore,
+        config, env, env_params, learner, model_config, update,
         reward_fn=reward_fn, termination_fn=termination_fn,
         deterministic_model=config.deterministic_model)
 
@@ -232,9 +219,4 @@ def make_train(config: Config):
 def policy(state: ModelLoopState, config: Config):
     """The trained deterministic policy as a pure function ``(key, obs [B, d]) -> action``."""
     env, env_params = envs.make(config.env)
-    env_spec = interact.spec(env, env_params)
-    nets = sac_nets(config.learner, env_spec.action_low, env_spec.action_high)
-    if config.normalize_obs:
-        return lambda key, obs: nets.mean_action(state.learner.inner.actor,
-                                                 normalized(state.learner, obs))
-    return lambda key, obs: nets.mean_action(state.learner.actor, obs)
+    return learners.policy(_learner(config, interact.spec(env, env_params)), state.learner)

@@ -8,10 +8,19 @@ adding a learner is one module with its ``Config`` and ``make_*`` plus one ``REG
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from purembrl.learners.base import ActFn, InitFn, Learner, UpdateFn, linear_epsilon
+from purembrl.learners.base import (
+    ActFn,
+    CriticTargets,
+    InitFn,
+    Learner,
+    UpdateFn,
+    linear_epsilon,
+)
 from purembrl.learners.dqn import DQNConfig, DQNState, make_dqn
 from purembrl.learners.naf import NAFConfig, NAFState, make_naf
 from purembrl.learners.normalize import (
@@ -43,6 +52,10 @@ REGISTRY: dict[type, Entry] = {
     NAFConfig: Entry(lambda c, s: make_naf(c, s.obs_dim, s.action_low, s.action_high), False),
 }
 
+
+# The type of an algorithm's ``learner`` field: any registered learner's config (the command
+# line parses ``--set learner=NAME`` against its members).
+LearnerConfig = functools.reduce(operator.or_, REGISTRY)  # SACConfig | DQNConfig | ...
 
 # The learner an algorithm uses when its config names none: by the env's action space.
 DEFAULTS: dict[bool, type] = {False: SACConfig, True: DQNConfig}
@@ -80,9 +93,9 @@ def policy(learner: Learner, state: Any):
 
 
 __all__ = [
-    "DEFAULTS", "REGISTRY", "ActFn", "DQNConfig", "DQNState", "Entry", "InitFn", "Learner",
-    "NAFConfig", "NAFState", "NormalizedState", "SACConfig", "SACNets", "SACState", "UpdateFn",
-    "default_config", "linear_epsilon", "make", "make_dqn", "make_naf", "make_sac",
-    "normalize_observations", "normalized", "observation_stats_update", "policy", "sac_nets",
-    "squashed_gaussian",
+    "DEFAULTS", "REGISTRY", "ActFn", "CriticTargets", "DQNConfig", "DQNState", "Entry",
+    "InitFn", "Learner", "LearnerConfig", "NAFConfig", "NAFState", "NormalizedState",
+    "SACConfig", "SACNets", "SACState", "UpdateFn", "default_config", "linear_epsilon", "make",
+    "make_dqn", "make_naf", "make_sac", "normalize_observations", "normalized",
+    "observation_stats_update", "policy", "sac_nets", "squashed_gaussian",
 ]

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from purembrl.learners.base import Learner
+from purembrl.learners.base import CriticTargets, Learner
 from purembrl.types import Transition
 
 
@@ -48,10 +48,17 @@ def normalize_observations(learner: Learner, obs_dim: int, clip: float = 10.0,
     def normalize(state: NormalizedState, obs: jax.Array) -> jax.Array:
         return normalized(state, obs, clip, eps)
 
-    def update(state: NormalizedState, batch: Transition, key):
-        state = observation_stats_update(state, batch.obs)
-        batch = batch.replace(obs=normalize(state, batch.obs),
-                              next_obs=normalize(state, batch.next_obs))
+    def update(state: NormalizedState, batch: Transition | CriticTargets, key):
+        real = batch.real if isinstance(batch, CriticTargets) else batch
+        state = observation_stats_update(state, real.obs)
+        real = real.replace(obs=normalize(state, real.obs),
+                            next_obs=normalize(state, real.next_obs))
+        if isinstance(batch, CriticTargets):  # the caller's targets see normalised inputs too
+            build = batch.build
+            batch = CriticTargets(real, lambda inner, preprocess: build(
+                inner, lambda obs: preprocess(normalize(state, obs))))
+        else:
+            batch = real
         inner, info = learner.update(state.inner, batch, key)
         return state.replace(inner=inner), info
 

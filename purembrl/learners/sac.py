@@ -20,7 +20,7 @@ from flax import struct
 
 from purembrl import value
 from purembrl.config import check, check_choice, check_int, check_sizes, static
-from purembrl.learners.base import Learner
+from purembrl.learners.base import CriticTargets, Learner
 from purembrl.networks import ACTIVATIONS, MLP, GaussianActor, ensemble_apply, ensemble_init
 from purembrl.types import Transition
 
@@ -116,21 +116,87 @@ def sac_nets(config: SACConfig, action_low: jax.Array, action_high: jax.Array) -
     return SACNets(actor_net, critic_net, action_dim, to_env, sample, critic_values, mean_action)
 
 
+def critic_regression(nets: SACNets, gamma, state: SACState, batch: Transition, key,
+                      alpha: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(obs [N, d], action [N, a], target [N])`` the critics regress on for ``batch``: SAC's
+    soft target ``r + g (1 - d) (min_i Q'_i(s', a') - alpha log pi(a' | s'))`` with a' ~ pi
+    (Haarnoja et al. 2018, Eq. (3)), or for a batch of (s, a) with K sampled next states
+    (``reward``, ``terminated`` ``[B, K]``, ``next_obs`` ``[B, K, d]``) the mean of it over
+    the K samples (deep Dyna, ``value.expected_target``)."""
+    obs, next_obs = batch.obs.astype(jnp.float32), batch.next_obs.astype(jnp.float32)
+    action = batch.action.astype(jnp.float32).reshape(obs.shape[0], nets.action_dim)
+    if batch.reward.ndim == 2:  # K model samples of s' per (s, a): deep Dyna's expectation
+        B, K = batch.reward.shape
+        flat = next_obs.reshape(B * K, -1)
+        next_action, next_log_prob = nets.sample(state.actor, key, flat)
+        next_q = nets.critic_values(state.target_critic, flat, next_action)  # [num, B K]
+        soft = (jnp.min(next_q, axis=0) - alpha * next_log_prob).reshape(B, K)
+        target = jax.vmap(value.expected_target, in_axes=(0, 0, None, 0))(
+            batch.reward.astype(jnp.float32), batch.terminated, gamma, soft)
+    else:
+        next_action, next_log_prob = nets.sample(state.actor, key, next_obs)
+        next_q = nets.critic_values(state.target_critic, next_obs, next_action)  # [num, B]
+        target = jax.vmap(value.sac_target, in_axes=(0, 0, None, 1, 0, None))(
+            batch.reward.astype(jnp.float32), batch.terminated, gamma, next_q,
+            next_log_prob, alpha)
+    return obs, action, target
+
+
+def _critic_step(nets: SACNets, opt: optax.GradientTransformation, state: SACState,
+                 obs: jax.Array, action: jax.Array, target: jax.Array, weight):
+    """One optimiser step of the critics on (obs, action, target), a ``weight``-weighted mean
+    of the losses when ``weight`` is given: ``(critic, opt_state, loss, q [num, N])``."""
+    def critic_loss(params):
+        q = nets.critic_values(params, obs, action)
+        losses = jax.vmap(value.sac_critic_loss, in_axes=(1, 0))(q, target)
+        if weight is None:
+            return jnp.mean(losses), q
+        return jnp.sum(weight * losses) / jnp.maximum(jnp.sum(weight), 1e-8), q
+
+    (loss, q), grads = jax.value_and_grad(critic_loss, has_aux=True)(state.critic)
+    updates, opt_state = opt.update(grads, state.critic_opt, state.critic)
+    return optax.apply_updates(state.critic, updates), opt_state, loss, q
+
+
+def _actor_step(nets: SACNets, opt: optax.GradientTransformation, state: SACState, critic,
+                obs: jax.Array, key: jax.Array, alpha: jax.Array):
+    """One optimiser step of the actor against ``critic`` (Eq. (7)): ``(actor, opt_state,
+    loss, log pi [B])``."""
+    def actor_loss(params):
+        new_action, log_prob = nets.sample(params, key, obs)
+        q_new = nets.critic_values(critic, obs, new_action)
+        loss = jax.vmap(value.sac_actor_loss, in_axes=(1, 0, None))(q_new, log_prob, alpha)
+        return jnp.mean(loss), log_prob
+
+    (loss, log_prob), grads = jax.value_and_grad(actor_loss, has_aux=True)(state.actor)
+    updates, opt_state = opt.update(grads, state.actor_opt, state.actor)
+    return optax.apply_updates(state.actor, updates), opt_state, loss, log_prob
+
+
+def _temperature_step(opt: optax.GradientTransformation, state: SACState, log_prob: jax.Array,
+                      target_entropy: float):
+    """One optimiser step of log alpha towards the target entropy (Eq. (18)):
+    ``(log_alpha, opt_state)``."""
+    def alpha_loss(la):
+        return jnp.mean(jax.vmap(value.sac_temperature_loss, in_axes=(None, 0, None))(
+            la, log_prob, target_entropy))
+
+    grad = jax.grad(alpha_loss)(state.log_alpha)
+    updates, opt_state = opt.update(grad, state.alpha_opt, state.log_alpha)
+    return optax.apply_updates(state.log_alpha, updates), opt_state
+
+
 def make_sac(config: SACConfig, obs_dim: int, action_low: jax.Array,
              action_high: jax.Array) -> Learner:
     """A SAC learner for ``obs_dim`` observations and actions in [action_low, action_high].
 
     ``update`` takes a batch of transitions, or of (s, a) with K sampled next states each
-    (``reward``, ``terminated`` ``[B, K]``, ``next_obs`` ``[B, K, obs_dim]``): the critic then
-    regresses on the mean target over the K samples (deep Dyna, ``value.expected_target``).
-    ``update(state, batch, key, critic_batch=(obs [N, d], action [N, a], target [N], weight
-    [N]))`` regresses the critics on those targets instead, as a ``weight``-weighted mean
-    (built by the caller from ``sac_nets``, e.g. MBVE's value-expansion targets); the actor and
-    temperature still train on ``batch.obs``."""
+    (``critic_regression``), or ``CriticTargets``: the critics then regress on the targets its
+    ``build`` makes from the state (with ``sac_nets``; MBVE's value-expansion targets), as a
+    ``weight``-weighted mean, and the actor and temperature train on its real ``obs``."""
     nets = sac_nets(config, action_low, action_high)
     action_dim = nets.action_dim
     actor_net, critic_net = nets.actor, nets.critic
-    critic_values, sample = nets.critic_values, nets.sample
     actor_opt = optax.adam(config.actor_lr)
     critic_opt = optax.adam(config.critic_lr)
     alpha_opt = optax.adam(config.alpha_lr)
@@ -145,69 +211,34 @@ def make_sac(config: SACConfig, obs_dim: int, action_low: jax.Array,
                         actor_opt=actor_opt.init(actor), critic_opt=critic_opt.init(critic),
                         alpha_opt=alpha_opt.init(log_alpha), steps=jnp.zeros((), jnp.int32))
 
-    def update(state: SACState, batch: Transition, key, critic_batch=None):
+    def update(state: SACState, batch: Transition | CriticTargets, key):
         key_next, key_new = jax.random.split(key)
         alpha = jnp.exp(state.log_alpha)
-        obs, next_obs = batch.obs.astype(jnp.float32), batch.next_obs.astype(jnp.float32)
-        action = batch.action.astype(jnp.float32).reshape(obs.shape[0], action_dim)
-
-        critic_obs, critic_action, weight = obs, action, None
-        if critic_batch is not None:  # targets built by the caller (MBVE)
-            critic_obs, critic_action, target, weight = critic_batch
-        elif batch.reward.ndim == 2:  # K model samples of s' per (s, a): deep Dyna's expectation
-            B, K = batch.reward.shape
-            flat = next_obs.reshape(B * K, -1)
-            next_action, next_log_prob = sample(state.actor, key_next, flat)
-            next_q = critic_values(state.target_critic, flat, next_action)  # [num, B K]
-            soft = (jnp.min(next_q, axis=0) - alpha * next_log_prob).reshape(B, K)
-            target = jax.vmap(value.expected_target, in_axes=(0, 0, None, 0))(
-                batch.reward.astype(jnp.float32), batch.terminated, config.gamma, soft)
+        extra = {}
+        if isinstance(batch, CriticTargets):  # targets built by the caller (MBVE)
+            obs = batch.real.obs.astype(jnp.float32)
+            (critic_obs, critic_action, target, weight), extra = batch.build(
+                state, lambda raw: raw)
         else:
-            next_action, next_log_prob = sample(state.actor, key_next, next_obs)
-            next_q = critic_values(state.target_critic, next_obs, next_action)  # [num, B]
-            target = jax.vmap(value.sac_target, in_axes=(0, 0, None, 1, 0, None))(
-                batch.reward.astype(jnp.float32), batch.terminated, config.gamma, next_q,
-                next_log_prob, alpha)
+            obs, critic_action, target = critic_regression(nets, config.gamma, state, batch,
+                                                           key_next, alpha)
+            critic_obs, weight = obs, None
         target = jax.lax.stop_gradient(target)
-
-        def critic_loss(params):
-            q = critic_values(params, critic_obs, critic_action)
-            losses = jax.vmap(value.sac_critic_loss, in_axes=(1, 0))(q, target)
-            if weight is None:
-                return jnp.mean(losses), q
-            return jnp.sum(weight * losses) / jnp.maximum(jnp.sum(weight), 1e-8), q
-
-        (c_loss, q), grads = jax.value_and_grad(critic_loss, has_aux=True)(state.critic)
-        updates, critic_opt_state = critic_opt.update(grads, state.critic_opt, state.critic)
-        critic = optax.apply_updates(state.critic, updates)
-
-        def actor_loss(params):
-            new_action, log_prob = sample(params, key_new, obs)
-            q_new = critic_values(critic, obs, new_action)
-            loss = jax.vmap(value.sac_actor_loss, in_axes=(1, 0, None))(q_new, log_prob, alpha)
-            return jnp.mean(loss), log_prob
-
-        (a_loss, log_prob), grads = jax.value_and_grad(actor_loss, has_aux=True)(state.actor)
-        updates, actor_opt_state = actor_opt.update(grads, state.actor_opt, state.actor)
-        actor = optax.apply_updates(state.actor, updates)
-
+        critic, critic_opt_state, c_loss, q = _critic_step(nets, critic_opt, state, critic_obs,
+                                                           critic_action, target, weight)
+        actor, actor_opt_state, a_loss, log_prob = _actor_step(nets, actor_opt, state, critic,
+                                                               obs, key_new, alpha)
         log_alpha, alpha_opt_state = state.log_alpha, state.alpha_opt
         if config.autotune_alpha:
-            def alpha_loss(la):
-                return jnp.mean(jax.vmap(value.sac_temperature_loss, in_axes=(None, 0, None))(
-                    la, log_prob, target_entropy))
-
-            grad = jax.grad(alpha_loss)(state.log_alpha)
-            updates, alpha_opt_state = alpha_opt.update(grad, state.alpha_opt, state.log_alpha)
-            log_alpha = optax.apply_updates(state.log_alpha, updates)
-
+            log_alpha, alpha_opt_state = _temperature_step(alpha_opt, state, log_prob,
+                                                           target_entropy)
         new_state = SACState(
             actor=actor, critic=critic,
             target_critic=value.polyak(state.target_critic, critic, config.tau),
             log_alpha=log_alpha, actor_opt=actor_opt_state, critic_opt=critic_opt_state,
             alpha_opt=alpha_opt_state, steps=state.steps + 1)
         info = {"critic_loss": c_loss, "actor_loss": a_loss, "alpha": jnp.exp(log_alpha),
-                "q_mean": q.mean(), "entropy": -log_prob.mean()}
+                "q_mean": q.mean(), "entropy": -log_prob.mean(), **extra}
         return new_state, info
 
     def act(state: SACState, key, obs, explore: bool | jax.Array = True, step=0):
