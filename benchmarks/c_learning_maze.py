@@ -74,7 +74,7 @@ def main(argv=None) -> int:
         for b in budgets:
             i = int(np.argmin(np.abs(steps - b)))
             cols.append(f"{fmt(m['success_rate'][:, i]):>20}")
-        rate = args.seeds * (args.steps - cfg.initial_steps) / seconds
+        rate = args.seeds * (args.steps - cfg.initial_random_steps) / seconds
         print(f"{env:>20} {METHODS[critic]:>16} " + " ".join(cols)
               + f" {fmt(m['final_distance'][:, -1]):>20} {rate:12.0f} {compile_s:10.1f}")
 

@@ -25,7 +25,7 @@ import sys
 
 import numpy as np
 
-from purembrl import algos, envs, interact, learners
+from purembrl import algos
 from purembrl.config import as_dict, field_types, parse_value
 
 
@@ -58,6 +58,8 @@ def build_config(algo, env: str | None, sets: list[str]):
     for group, fields in nested.items():
         current = getattr(config, group)
         if current is None and group == "learner":  # the default for the env's action space
+            from purembrl import envs, interact, learners  # imports jax: after distributed
+
             current = learners.default_config(interact.spec(*envs.make(config.env)))
         if current is None:
             raise ValueError(f"{group}: not used with this configuration")

@@ -109,11 +109,11 @@ CASES: dict[str, tuple[str, dict]] = {
     "sf_policy_iteration_deep": ("sf_policy_iteration", dict(
         encoding="obs", hidden_sizes=(16,), normalised=False, num_iterations=2,
         steps_per_iteration=300, td_updates=50)),
-    "c_learning": ("c_learning", dict(total_steps=600, eval_every=200, initial_steps=200,
+    "c_learning": ("c_learning", dict(total_steps=600, eval_every=200, initial_random_steps=200,
                                       updates_per_round=5, batch_size=32, eval_episodes=2,
                                       hidden_sizes=(32, 32))),
     "c_learning_nce": ("c_learning", dict(critic="nce", total_steps=600, eval_every=200,
-                                          initial_steps=200, updates_per_round=5,
+                                          initial_random_steps=200, updates_per_round=5,
                                           batch_size=32, eval_episodes=2,
                                           hidden_sizes=(32, 32))),
 }

@@ -49,7 +49,7 @@ def test_reaches_goals_in_the_open_room(critic):
 @pytest.mark.parametrize("critic", ["infonce", "nce"])
 def test_contrastive_critic_runs(critic):
     cfg = c_learning.Config.for_env(env="PointMaze-UMaze", critic=critic, total_steps=600,
-                                    eval_every=200, initial_steps=200, updates_per_round=10,
+                                    eval_every=200, initial_random_steps=200, updates_per_round=10,
                                     batch_size=32)
     _, m = jax.jit(c_learning.make_train(cfg))(jax.random.key(0))
     assert np.isfinite(np.asarray(m["critic_loss"])).all()
@@ -57,7 +57,7 @@ def test_contrastive_critic_runs(critic):
 
 
 def test_jit_vmap_seeds_differ_and_keys_repeat():
-    cfg = c_learning.Config.for_env(total_steps=600, eval_every=200, initial_steps=200,
+    cfg = c_learning.Config.for_env(total_steps=600, eval_every=200, initial_random_steps=200,
                                     updates_per_round=5, batch_size=32, eval_episodes=4)
     train = jax.jit(jax.vmap(c_learning.make_train(cfg)))
     keys = jax.random.split(jax.random.key(1), 2)
@@ -71,10 +71,10 @@ def test_jit_vmap_seeds_differ_and_keys_repeat():
 def test_config_errors():
     with pytest.raises(ValueError, match="critic"):
         c_learning.Config.for_env(critic="mse")
-    with pytest.raises(ValueError, match="initial_steps"):
-        c_learning.Config.for_env(initial_steps=500, capacity_episodes=5)
-    with pytest.raises(ValueError, match="initial_steps"):
-        c_learning.Config.for_env(initial_steps=1010)
+    with pytest.raises(ValueError, match="initial_random_steps"):
+        c_learning.Config.for_env(initial_random_steps=500, capacity_episodes=5)
+    with pytest.raises(ValueError, match="initial_random_steps"):
+        c_learning.Config.for_env(initial_random_steps=1010)
     with pytest.raises(ValueError, match="eval_every"):
         c_learning.Config.for_env(eval_every=300)
     with pytest.raises(ValueError, match="total_steps"):

@@ -7,7 +7,7 @@ import pytest
 
 from purembrl import dynamics, value
 from purembrl.algos import mba
-from purembrl.learners import NAFConfig, make_naf
+from purembrl.learners import NAFConfig, SACConfig, make_naf
 from purembrl.types import Transition
 
 
@@ -126,8 +126,12 @@ def test_without_imagination_the_model_is_off():
 
 
 def test_config_errors():
-    with pytest.raises(ValueError, match="discrete"):
-        mba.Config.for_env(env="CartPole-v1")
+    with pytest.raises(ValueError, match="discrete"):  # needs the env: when training is built
+        mba.make_train(mba.Config.for_env(env="CartPole-v1"))
+    with pytest.raises(ValueError, match="rollout_length=201 is invalid"):
+        mba.make_train(mba.Config.for_env(env="Pendulum-v1", rollout_length=201))
+    with pytest.raises(ValueError, match="learner=SACConfig is invalid for MBA"):
+        mba.Config.for_env(learner=SACConfig())
     with pytest.raises(ValueError, match="rollout_length"):
         mba.Config.for_env(rollout_length=0)
     with pytest.raises(ValueError, match="imagination_updates"):

@@ -9,6 +9,7 @@ from purembrl import dynamics, value
 from purembrl.algos import mbve
 from purembrl.learners import (
     CriticTargets,
+    DQNConfig,
     SACConfig,
     make_sac,
     normalize_observations,
@@ -193,11 +194,13 @@ def test_jit_vmap_seeds_differ_and_keys_repeat():
 
 
 def test_config_errors():
-    with pytest.raises(ValueError, match="discrete"):
-        mbve.Config.for_env(env="CartPole-v1")
+    with pytest.raises(ValueError, match="discrete"):  # needs the env: when training is built
+        mbve.make_train(mbve.Config.for_env(env="CartPole-v1"))
     with pytest.raises(ValueError, match="horizon"):
         mbve.Config.for_env(env="Pendulum-v1", horizon=-1)
-    with pytest.raises(ValueError, match="horizon"):
-        mbve.Config.for_env(env="Pendulum-v1", horizon=201)
+    with pytest.raises(ValueError, match="horizon=201 is invalid"):  # Pendulum's 200 steps
+        mbve.make_train(mbve.Config.for_env(env="Pendulum-v1", horizon=201))
+    with pytest.raises(ValueError, match="learner=DQNConfig is invalid for MBVE"):
+        mbve.Config.for_env(learner=DQNConfig())
     with pytest.raises(ValueError, match="eval_every"):
         mbve.Config.for_env(env="Pendulum-v1", eval_every=300)

@@ -6,7 +6,7 @@ is the log density ratio. The actor maximises it: ``a = argmax_a log p_fut^pi(g 
 a term that does not depend on a. No reward is used.
 
 Each round collects ``episodes_per_round`` fixed-length episodes (fresh goals, the stochastic
-policy; ``initial_steps`` of uniformly random episodes first) into a trajectory buffer
+policy; ``initial_random_steps`` of uniformly random episodes first) into a trajectory buffer
 ``[capacity_episodes, episode_length]``, then takes ``updates_per_round`` gradient steps on
 minibatches of transitions (s, a, s') with relabelled goals:
 
@@ -71,9 +71,9 @@ class Config(Presets):
       critic: ``"td"`` (C-learning), ``"infonce"`` or ``"nce"`` (contrastive RL with the
         softmax or the binary NCE loss) or ``"her"`` (the baseline: goal-conditioned SAC /
         DQN on the hindsight success reward).
-      total_steps: environment steps in the run, the random ``initial_steps`` included.
+      total_steps: environment steps in the run, the random ``initial_random_steps`` included.
       eval_every: environment steps between evaluations (whole rounds).
-      initial_steps: uniformly random steps collected first (whole episodes).
+      initial_random_steps: uniformly random steps collected first (whole episodes).
       episode_length: steps per episode (fixed; replaces the env's limit).
       episodes_per_round: episodes collected in parallel per round;
         ``updates_per_round`` gradient steps follow each round.
@@ -91,7 +91,7 @@ class Config(Presets):
     critic: str = static("td")
     total_steps: int = static(5_000)
     eval_every: int = static(200)
-    initial_steps: int = static(1_000)
+    initial_random_steps: int = static(1_000)
     episode_length: int = static(50)
     episodes_per_round: int = static(4)
     updates_per_round: int = static(100)
@@ -112,25 +112,25 @@ class Config(Presets):
     def __post_init__(self):
         check_choice("env", self.env, ENVS)
         check_choice("critic", self.critic, CRITICS)
-        for name in ("total_steps", "eval_every", "initial_steps", "episode_length",
+        for name in ("total_steps", "eval_every", "initial_random_steps", "episode_length",
                      "episodes_per_round", "updates_per_round", "batch_size",
                      "capacity_episodes", "repr_dim", "eval_episodes"):
             check_int(name, getattr(self, name), 1)
         check_sizes("hidden_sizes", self.hidden_sizes)
-        if isinstance(self.initial_steps, int) and isinstance(self.episode_length, int):
-            if self.initial_steps % self.episode_length:
-                raise ValueError(f"initial_steps={self.initial_steps} is invalid: allowed a "
+        warmup = self.initial_random_steps
+        if isinstance(warmup, int) and isinstance(self.episode_length, int):
+            if warmup % self.episode_length:
+                raise ValueError(f"initial_random_steps={warmup} is invalid: allowed a "
                                  f"multiple of episode_length={self.episode_length}")
-            if self.initial_steps // self.episode_length > self.capacity_episodes:
-                raise ValueError(f"initial_steps={self.initial_steps} is invalid: allowed at "
+            if warmup // self.episode_length > self.capacity_episodes:
+                raise ValueError(f"initial_random_steps={warmup} is invalid: allowed at "
                                  f"most capacity_episodes x episode_length = "
                                  f"{self.capacity_episodes * self.episode_length}")
             round_steps = self.episodes_per_round * self.episode_length
             if self.eval_every % round_steps:
                 raise ValueError(f"eval_every={self.eval_every} is invalid: allowed a multiple "
                                  f"of episodes_per_round x episode_length = {round_steps}")
-            check_budget(self.total_steps, self.initial_steps, "initial_steps",
-                         self.eval_every)
+            check_budget(self.total_steps, warmup, "initial_random_steps", self.eval_every)
         check("actor_lr", self.actor_lr, lambda v: v > 0, "actor_lr > 0")
         check("critic_lr", self.critic_lr, lambda v: v > 0, "critic_lr > 0")
         check("gamma", self.gamma, lambda v: (v > 0) & (v < 1), "0 < gamma < 1")
@@ -144,7 +144,7 @@ class Config(Presets):
 
     @property
     def num_iterations(self) -> int:
-        return (self.total_steps - self.initial_steps) // self.eval_every
+        return (self.total_steps - self.initial_random_steps) // self.eval_every
 
     @property
     def rounds_per_eval(self) -> int:
@@ -316,7 +316,7 @@ def make_loop(config: Config) -> TrainLoop:
                    actor_opt=actor_opt.init(actor), critic_opt=critic_opt.init(critic),
                    episodes=empty, num_episodes=jnp.zeros((), jnp.int32),
                    env_steps=jnp.zeros((), jnp.int32), key=key)
-        return store(c, collect(c, key_data, config.initial_steps // L, "random"))
+        return store(c, collect(c, key_data, config.initial_random_steps // L, "random"))
 
     def sample(c: CState, key: jax.Array):
         """Transitions with relabelled goals: ``(state, action, next_state, goal)``, ``[B, .]``;
