@@ -41,12 +41,15 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from purembrl import envs, interact, successor
+from purembrl import envs, interact, successor, value
 from purembrl.config import Presets, check, check_choice, check_int, static
 from purembrl.loop import TrainLoop, as_train
 
 ENVS = ("FourRoomObjects", "FourRoomObjects-small")
 METHODS = ("sfql", "sfql_h", "q_restart", "q_continue")
+# Values this close to the greedy one count as ties: GPI's max over policies of psi . w
+# differs from an equal value in the last bits (``value.random_argmax``).
+TIE_ATOL = 1e-9
 
 
 @struct.dataclass
@@ -149,12 +152,6 @@ def sample_tasks(key: jax.Array, num_tasks: int, num_types: int) -> jax.Array:
     return jnp.concatenate([objects, jnp.ones((num_tasks, 1))], axis=1)
 
 
-def argmax_random_ties(key: jax.Array, values: jax.Array) -> jax.Array:
-    """argmax with ties broken uniformly at random (all-zero tables at the start of learning)."""
-    top = values >= jnp.max(values) - 1e-9
-    return jnp.argmax(jnp.where(top, jax.random.uniform(key, values.shape), -1.0))
-
-
 def make_loop(config: Config) -> TrainLoop:
     env, base_params = envs.make(config.env)
     S, A, N = env.num_states, env.num_actions, env.num_features
@@ -216,7 +213,8 @@ def make_loop(config: Config) -> TrainLoop:
         params = params_for(c.tasks[c.task])
         w = task_w(c)
         s = env.obs_to_index(c.obs)
-        greedy = argmax_random_ties(key_tie, greedy_q(c, s, w, use_sf))
+        greedy = value.random_argmax(jax.random.uniform(key_tie), greedy_q(c, s, w, use_sf),
+                                      atol=TIE_ATOL)
         explore = jax.random.uniform(key_explore) < config.epsilon
         a = jnp.where(explore, jax.random.randint(key_random, (), 0, A), greedy)
         obs, env_state, r, terminated, _, info = env.step(key_env, c.env_state, a, params)
@@ -270,7 +268,8 @@ def make_loop(config: Config) -> TrainLoop:
         w = task_w(c)
 
         def act(key, obs):
-            return argmax_random_ties(key, greedy_q(c, env.obs_to_index(obs), w, use_sf))
+            return value.random_argmax(jax.random.uniform(key),
+                                       greedy_q(c, env.obs_to_index(obs), w, use_sf), atol=TIE_ATOL)
 
         return interact.episode_return(env, params_for(c.tasks[c.task]), act, key,
                                        config.eval_episodes, config.eval_max_steps)
