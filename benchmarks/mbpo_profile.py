@@ -45,7 +45,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import machine  # noqa: E402
 
-from purembrl import interact  # noqa: E402
+from purembrl import interact, offpolicy  # noqa: E402
 from purembrl.__main__ import build_config  # noqa: E402
 from purembrl.algos import mbpo  # noqa: E402
 
@@ -65,13 +65,13 @@ def best_seconds(fn, args, repeats: int) -> float:
 def filled(state, env_rows: int):
     """One seed's state with ``env_rows`` rows in the env buffer and a full model buffer, both
     tiled from the env buffer's rows (the initial random steps)."""
-    env, model = state.env_buffer, state.model_buffer
+    env, model = state.replay, state.model_buffer
     n = min(env_rows, env.capacity)
     tile = lambda d, rows: d[jnp.arange(rows) % jnp.maximum(env.size, 1)]
     env_data = jax.tree.map(lambda d: d.at[:n].set(tile(d, n)), env.data)
     model_data = jax.tree.map(lambda d: tile(d, model.capacity), env.data)
     return state.replace(
-        env_buffer=env.replace(data=env_data, size=jnp.int32(n),
+        replay=env.replace(data=env_data, size=jnp.int32(n),
                                insert=jnp.int32(n % env.capacity)),
         model_buffer=model.replace(data=model_data, size=jnp.int32(model.capacity),
                                    insert=jnp.int32(0)))
@@ -130,12 +130,12 @@ def main(argv=None) -> int:
                                        flush=True)
     print("\nper env step (all seeds at once):")
     bare = mbpo.make_parts(config.replace(updates_per_step=0))
-    real = best_seconds(jax.jit(jax.vmap(steps(bare.env_step, count))), (state, keys),
+    real = best_seconds(jax.jit(jax.vmap(steps(offpolicy.env_step(bare), count))), (state, keys),
                         args.repeats) / count
     per_step["real step"] = real
     show("real step", real)
     if "updates" in parts_timed:
-        with_updates = best_seconds(jax.jit(jax.vmap(steps(parts.env_step, count))),
+        with_updates = best_seconds(jax.jit(jax.vmap(steps(offpolicy.env_step(parts), count))),
                                     (state, keys), args.repeats) / count
         per_step[f"{config.updates_per_step} learner updates"] = with_updates - real
         show(f"{config.updates_per_step} learner updates", with_updates - real)
@@ -171,7 +171,7 @@ def main(argv=None) -> int:
         return jax.jit(jax.vmap(lambda s, k: fit(s, k)[0]))
 
     fit_fns = {epochs: fit_fn(epochs) for epochs in (2, 6)}
-    resize = jax.jit(jax.vmap(lambda s, n: s.replace(env_buffer=s.env_buffer.replace(
+    resize = jax.jit(jax.vmap(lambda s, n: s.replace(replay=s.replay.replace(
         size=n, insert=n)), in_axes=(0, None)))
 
     def fit_seconds(size: int, epochs: int) -> float:

@@ -47,6 +47,7 @@ def trimmed_rss_mb() -> float:
 
 def child(seeds: int, steps: int, chunks: int) -> dict:
     import jax
+    import jax.numpy as jnp
     import numpy as np
 
     from purembrl import run
@@ -63,13 +64,13 @@ def child(seeds: int, steps: int, chunks: int) -> dict:
     after_init = rss_mb()
     length = run.chunk_length(loop.num_iterations, chunks)
 
-    def scan_steps(carry, n):
-        return jax.lax.scan(lambda c, _: loop.step(c), carry, None, length=n)
+    def scan_steps(carry, start, n):
+        return jax.lax.scan(loop.step, carry, start + jnp.arange(n, dtype=jnp.int32))
 
-    chunk = jax.jit(jax.vmap(scan_steps, in_axes=(0, None)), static_argnums=1)
+    chunk = jax.jit(jax.vmap(scan_steps, in_axes=(0, None, None)), static_argnums=2)
     per_chunk, trimmed, done = [], [], 0
     while done < loop.num_iterations:
-        state, metrics = chunk(state, length)
+        state, metrics = chunk(state, jnp.int32(done), length)
         np.asarray(metrics["eval_return"])
         done += length
         per_chunk.append(round(rss_mb(), 1))

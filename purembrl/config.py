@@ -113,12 +113,17 @@ def check_sizes(name: str, value: Any) -> None:
                          "integers")
 
 
-def check_budget(total_steps: int, warmup_steps: int, warmup_name: str, eval_every: int) -> None:
-    """``total_steps`` = warm-up steps + a positive multiple of ``eval_every``."""
-    trained = total_steps - warmup_steps
-    if trained < eval_every or trained % eval_every:
-        raise ValueError(f"total_steps={total_steps} is invalid: allowed {warmup_name} "
-                         f"({warmup_steps}) plus a positive multiple of eval_every ({eval_every})")
+def check_budget(total_steps: int, warmup_steps: int, warmup_name: str) -> None:
+    """At least one step is trained after the warm-up (any budget and evaluation period run:
+    ``purembrl.offpolicy`` cuts the last period at the budget)."""
+    if total_steps <= warmup_steps:
+        raise ValueError(f"total_steps={total_steps} is invalid: allowed more than "
+                         f"{warmup_name} ({warmup_steps})")
+
+
+def num_evaluations(total_steps: int, warmup_steps: int, eval_every: int) -> int:
+    """Evaluations of a run: one after every ``eval_every`` trained steps and one at the end."""
+    return -(-(total_steps - warmup_steps) // eval_every)
 
 
 def check_model_schedule(config: Any, counts: typing.Iterable[str] = (),
@@ -126,9 +131,9 @@ def check_model_schedule(config: Any, counts: typing.Iterable[str] = (),
     """The checks shared by the model-based deep algorithms' configs (MBPO, deep Dyna, MBVE,
     MBA): ``total_steps``, ``eval_every``, ``eval_episodes``, ``initial_random_steps``,
     ``buffer_size``, ``batch_size``, ``model_train_freq`` (and ``rollout_freq`` where the config
-    has one) and the extra ``counts`` are integers >= 1, ``non_negative`` integers >= 0;
-    ``rollout_freq`` divides ``model_train_freq``, which divides ``eval_every``; the budget is
-    the warm-up plus whole evaluation periods; a minibatch fits in the buffer."""
+    has one) and the extra ``counts`` are integers >= 1, ``non_negative`` integers >= 0; at
+    least one step is trained after the warm-up; a minibatch fits in the buffer. The periods
+    need not divide one another (``purembrl.offpolicy``)."""
     has_rollouts = hasattr(config, "rollout_freq")
     for name in ("total_steps", "eval_every", "eval_episodes", "initial_random_steps",
                  "buffer_size", "batch_size", "model_train_freq",
@@ -136,14 +141,7 @@ def check_model_schedule(config: Any, counts: typing.Iterable[str] = (),
         check_int(name, getattr(config, name), 1)
     for name in non_negative:
         check_int(name, getattr(config, name), 0)
-    if has_rollouts and config.model_train_freq % config.rollout_freq:
-        raise ValueError(f"rollout_freq={config.rollout_freq} is invalid: allowed a divisor "
-                         f"of model_train_freq={config.model_train_freq}")
-    if config.eval_every % config.model_train_freq:
-        raise ValueError(f"eval_every={config.eval_every} is invalid: allowed a multiple of "
-                         f"model_train_freq={config.model_train_freq}")
-    check_budget(config.total_steps, config.initial_random_steps, "initial_random_steps",
-                 config.eval_every)
+    check_budget(config.total_steps, config.initial_random_steps, "initial_random_steps")
     check_batch_fits(config.batch_size, config.buffer_size)
 
 

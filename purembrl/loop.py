@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 
 
 class TrainLoop(NamedTuple):
@@ -19,13 +20,15 @@ class TrainLoop(NamedTuple):
 
     Attributes:
       init: ``key -> carry``, the whole training state (parameters, buffers, env states, keys).
-      step: ``carry -> (carry, metrics)``, one iteration; ``metrics`` is a dict of arrays with
-        fixed shapes (scalars for most), stacked by ``scan`` along a new leading axis.
+      step: ``(carry, iteration) -> (carry, metrics)``, one iteration; ``iteration`` is its
+        index (an int32 scalar, never batched: a loop may branch on it with ``lax.cond`` and
+        the branch stays real under ``vmap``); ``metrics`` is a dict of arrays with fixed
+        shapes (scalars for most), stacked by ``scan`` along a new leading axis.
       num_iterations: how many ``step``s make the run (a Python int).
     """
 
     init: Callable[[jax.Array], Any]
-    step: Callable[[Any], tuple[Any, dict[str, jax.Array]]]
+    step: Callable[[Any, jax.Array], tuple[Any, dict[str, jax.Array]]]
     num_iterations: int
 
 
@@ -34,6 +37,6 @@ def as_train(loop: TrainLoop) -> Callable[[jax.Array], tuple[Any, dict[str, jax.
 
     def train(key: jax.Array):
         carry = loop.init(key)
-        return jax.lax.scan(lambda c, _: loop.step(c), carry, None, length=loop.num_iterations)
+        return jax.lax.scan(loop.step, carry, jnp.arange(loop.num_iterations, dtype=jnp.int32))
 
     return train

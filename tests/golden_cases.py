@@ -5,6 +5,15 @@ variants the glue layer routes differently) at a tiny budget, 2 seeds from fixed
 ``tests/test_golden.py`` checks that today's code reproduces them bit for bit. Regenerate an
 entry only for a documented change of random-draw order:
 ``python -m tests.golden_cases --write NAME ...``.
+
+Re-recorded so far (each in the commit that made the change, with the reason in its message):
+``sf_gpi``, ``sf_gpi_h`` (SFQL's tie-breaking draw, benchmarks/RESULTS.md); ``dqn`` (the one
+off-policy loop averages a period's loss and Q as every other learner does, a plain mean
+instead of DQN's NaN-skipping one: ``q_loss`` and ``q_mean`` moved by at most 1.1e-7
+relative, every other number bit-identical, training unchanged); ``dyna``, ``dyna_dqn``,
+``mbve``, ``mbve_normalized`` (the fit's ``model_epochs`` metric added, every recorded number
+bit-identical). ``mbpo_ragged`` was recorded after the redesign: it pins a budget whose
+periods divide nothing (the last evaluation period cut at the budget).
 """
 
 from __future__ import annotations
@@ -95,6 +104,7 @@ CASES: dict[str, tuple[str, dict]] = {
     "mbpo": ("mbpo", _mbpo()),
     "mbpo_model_off": ("mbpo", _mbpo(real_ratio=1.0)),
     "mbpo_dqn": ("mbpo", _mbpo_cartpole(real_ratio=0.25)),
+    "mbpo_ragged": ("mbpo", _mbpo(total_steps=470, model_train_freq=70, rollout_freq=30)),
     "dyna": ("dyna", _dyna()),
     "dyna_dqn": ("dyna", _dyna(env="CartPole-v1", learner=_dqn(eps_decay_steps=100),
                                normalize_obs=True)),

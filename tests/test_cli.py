@@ -109,3 +109,12 @@ def test_out_that_cannot_be_written_is_one_line_and_exit_code_2():
     out = cli("train", "dyna_q", "--out", UNWRITABLE)
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 2 and len(lines) == 1 and "not writable" in lines[0], out.stderr
+
+
+def test_train_runs_a_budget_that_is_no_multiple_of_the_evaluation_period(tmp_path):
+    out = cli("train", "sac", "--env", "Pendulum-v1", "--set", "total_steps=350", "--set",
+              "eval_every=100", "--set", "initial_random_steps=100", "--set", "batch_size=16",
+              "--set", "eval_episodes=1", "--out", str(tmp_path / "run"))
+    assert out.returncode == 0, out.stderr
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["env_steps"] == [[200, 300, 350]]

@@ -29,7 +29,7 @@ def grow_module():
             return {"w": 10.0 ** (20.0 + 20.0 * jax.random.uniform(key)),
                     "t": jnp.zeros((), jnp.int32)}
 
-        def step(state):
+        def step(state, iteration):
             state = {"w": state["w"] * 10.0, "t": state["t"] + 1}
             return state, {"env_steps": state["t"], "eval_return": jnp.log10(state["w"])}
 

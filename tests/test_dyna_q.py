@@ -183,6 +183,8 @@ def test_config_rejects_bad_values(field, value, message):
         dyna_q.Config.for_env(**{field: value})
 
 
-def test_config_rejects_eval_every_that_does_not_divide_num_steps():
-    with pytest.raises(ValueError, match="eval_every=7 is invalid"):
-        dyna_q.Config.for_env(num_steps=100, eval_every=7)
+def test_eval_every_need_not_divide_num_steps_and_a_bad_one_is_refused():
+    # evaluations after every 7 steps and at the end (tests/test_offpolicy.py runs one)
+    assert dyna_q.Config.for_env(num_steps=100, eval_every=7).num_iterations == 15
+    with pytest.raises(ValueError, match="eval_every=0 is invalid"):
+        dyna_q.Config.for_env(num_steps=100, eval_every=0)

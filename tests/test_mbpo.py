@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purembrl import buffer, dynamics
+from purembrl import buffer, dynamics, offpolicy
 from purembrl.algos import mbpo
 from purembrl.learners import DQNConfig, SACConfig
 from purembrl.types import Transition
@@ -73,11 +73,11 @@ def test_mixed_batches_have_the_configured_real_fraction():
 
 
 def test_parts_do_what_their_docstrings_say():
-    # make_parts: the pieces make_loop scans (benchmarks/mbpo_profile.py times them apart)
+    # make_parts: the pieces the loop runs (benchmarks/mbpo_profile.py times them apart)
     config = tiny()
     parts = mbpo.make_parts(config)
     state = jax.jit(parts.init)(jax.random.key(4))
-    assert int(state.env_steps) == 500 and int(state.env_buffer.size) == 500
+    assert int(state.env_steps) == 500 and int(state.replay.size) == 500
     assert int(state.model_buffer.size) == 0
     fitted, info = jax.jit(parts.fit)(state, jax.random.key(5))
     assert 1 <= int(info["model_epochs"]) <= config.model.max_epochs
@@ -86,8 +86,8 @@ def test_parts_do_what_their_docstrings_say():
     branched, stats = jax.jit(parts.branch)(fitted, jax.random.key(6))
     # 4 rollouts per step * 50 steps, length 4 at epoch 5 of the schedule, never terminating
     assert int(stats["rollouts_added"]) == int(branched.model_buffer.size) == 4 * 50 * 4
-    stepped, info = jax.jit(parts.env_step)(branched, jax.random.key(7))
-    assert int(stepped.env_steps) == 501 and int(stepped.env_buffer.size) == 501
+    stepped, info = jax.jit(offpolicy.env_step(parts))(branched, jax.random.key(7))
+    assert int(stepped.env_steps) == 501 and int(stepped.replay.size) == 501
     assert np.isfinite(float(info["critic_loss"]))
     off = mbpo.make_parts(tiny(real_ratio=1.0))
     state = off.init(jax.random.key(4))
@@ -135,10 +135,10 @@ def test_presets_and_errors():
         mbpo.make_train(mbpo.Config.for_env(env="Pendulum-v1", learner=DQNConfig()))
     with pytest.raises(ValueError, match="real_ratio=1.5 is invalid"):
         mbpo.Config.for_env(real_ratio=1.5)
-    with pytest.raises(ValueError, match="rollout_freq=7 is invalid"):
-        mbpo.Config.for_env(rollout_freq=7)
-    with pytest.raises(ValueError, match="eval_every=300 is invalid"):
-        mbpo.Config.for_env(eval_every=300)
+    with pytest.raises(ValueError, match="rollout_freq=0 is invalid"):
+        mbpo.Config.for_env(rollout_freq=0)
+    with pytest.raises(ValueError, match="eval_every=-1 is invalid"):
+        mbpo.Config.for_env(eval_every=-1)
     with pytest.raises(ValueError, match="rollout_schedule"):
         mbpo.Config.for_env(rollout_schedule=(5, 1, 1, 1))
     with pytest.raises(ValueError, match="known_reward=True is invalid"):

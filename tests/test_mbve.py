@@ -202,5 +202,5 @@ def test_config_errors():
         mbve.make_train(mbve.Config.for_env(env="Pendulum-v1", horizon=201))
     with pytest.raises(ValueError, match="learner=DQNConfig is invalid for MBVE"):
         mbve.Config.for_env(learner=DQNConfig())
-    with pytest.raises(ValueError, match="eval_every"):
-        mbve.Config.for_env(env="Pendulum-v1", eval_every=300)
+    with pytest.raises(ValueError, match="eval_every=0"):
+        mbve.Config.for_env(env="Pendulum-v1", eval_every=0)

@@ -49,8 +49,12 @@ def test_presets_and_action_space_checks():
         sac.make_train(sac.Config.for_env(env="CartPole-v1"))
     with pytest.raises(ValueError, match="DQN needs a discrete action space"):
         dqn.make_train(dqn.Config.for_env(env="Pendulum-v1"))
-    with pytest.raises(ValueError, match="total_steps=2500 is invalid"):
-        sac.Config.for_env(env="Pendulum-v1", total_steps=2500, eval_every=1000)
+    # any budget past the warm-up runs (1000 random steps: evaluations at 2000 and 2500)
+    assert sac.Config.for_env(env="Pendulum-v1", total_steps=2500,
+                              eval_every=1000).num_iterations == 2
+    with pytest.raises(ValueError, match="total_steps=1000 is invalid: allowed more than "
+                                         "initial_random_steps"):
+        sac.Config.for_env(env="Pendulum-v1", total_steps=1000, eval_every=1000)
 
 
 def test_dqn_train_every_sets_the_replay_ratio():

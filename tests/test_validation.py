@@ -48,8 +48,8 @@ BAD = [
      "total_steps=100 is invalid"),
     ("evaluation period not dividing the task", lambda: sf_gpi.Config.for_env(eval_every=333),
      "eval_every=333 is invalid: allowed a divisor"),
-    ("rollout period not dividing the model period",
-     lambda: mba.Config.for_env(env="Pendulum-v1", rollout_freq=300), "rollout_freq=300"),
+    ("rollout period 0",
+     lambda: mba.Config.for_env(env="Pendulum-v1", rollout_freq=0), "rollout_freq=0"),
     # cross-field rules
     ("minibatch larger than the buffer (SAC)",
      lambda: sac.Config.for_env(env="Pendulum-v1", batch_size=5000, buffer_size=1000),

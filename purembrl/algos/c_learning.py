@@ -48,7 +48,6 @@ from purembrl import classifier, envs, value
 from purembrl.config import (
     Presets,
     check,
-    check_budget,
     check_choice,
     check_int,
     check_sizes,
@@ -71,8 +70,10 @@ class Config(Presets):
       critic: ``"td"`` (C-learning), ``"infonce"`` or ``"nce"`` (contrastive RL with the
         softmax or the binary NCE loss) or ``"her"`` (the baseline: goal-conditioned SAC /
         DQN on the hindsight success reward).
-      total_steps: environment steps in the run, the random ``initial_random_steps`` included.
-      eval_every: environment steps between evaluations (whole rounds).
+      total_steps: environment steps in the run, the random ``initial_random_steps`` included
+        (whole rounds after them).
+      eval_every: environment steps between evaluations (whole rounds), with one more at the
+        end when it does not divide the budget.
       initial_random_steps: uniformly random steps collected first (whole episodes).
       episode_length: steps per episode (fixed; replaces the env's limit).
       episodes_per_round: episodes collected in parallel per round;
@@ -130,7 +131,12 @@ class Config(Presets):
             if self.eval_every % round_steps:
                 raise ValueError(f"eval_every={self.eval_every} is invalid: allowed a multiple "
                                  f"of episodes_per_round x episode_length = {round_steps}")
-            check_budget(self.total_steps, warmup, "initial_random_steps", self.eval_every)
+            trained = self.total_steps - warmup
+            if trained < round_steps or trained % round_steps:
+                raise ValueError(f"total_steps={self.total_steps} is invalid: allowed "
+                                 f"initial_random_steps ({warmup}) plus a positive multiple of "
+                                 f"episodes_per_round x episode_length = {round_steps} (the "
+                                 "last evaluation period may be shorter than eval_every)")
         check("actor_lr", self.actor_lr, lambda v: v > 0, "actor_lr > 0")
         check("critic_lr", self.critic_lr, lambda v: v > 0, "critic_lr > 0")
         check("gamma", self.gamma, lambda v: (v > 0) & (v < 1), "0 < gamma < 1")
@@ -144,7 +150,7 @@ class Config(Presets):
 
     @property
     def num_iterations(self) -> int:
-        return (self.total_steps - self.initial_random_steps) // self.eval_every
+        return -(-(self.total_steps - self.initial_random_steps) // self.eval_every)
 
     @property
     def rounds_per_eval(self) -> int:
@@ -418,15 +424,28 @@ def make_loop(config: Config) -> TrainLoop:
         c = store(c, collect(c, key_collect, config.episodes_per_round, "explore"))
         return jax.lax.scan(update, c, jax.random.split(key_update, config.updates_per_round))
 
-    def step(c: CState):
-        key, key_rounds, key_eval = jax.random.split(c.key, 3)
-        c, info = jax.lax.scan(round_, c.replace(key=key),
-                               jax.random.split(key_rounds, config.rounds_per_eval))
-        success, distance, ret = evaluate(c, key_eval)
-        return c, {"env_steps": c.env_steps, "eval_return": ret, "success_rate": success,
-                   "final_distance": distance, **jax.tree.map(jnp.mean, info)}
+    def period(rounds: int):
+        """``rounds`` rounds, then one evaluation."""
+        def step(c: CState, iteration):
+            key, key_rounds, key_eval = jax.random.split(c.key, 3)
+            c, info = jax.lax.scan(round_, c.replace(key=key),
+                                   jax.random.split(key_rounds, rounds))
+            success, distance, ret = evaluate(c, key_eval)
+            return c, {"env_steps": c.env_steps, "eval_return": ret, "success_rate": success,
+                       "final_distance": distance, **jax.tree.map(jnp.mean, info)}
 
-    return TrainLoop(init=init, step=step, num_iterations=config.num_iterations)
+        return step
+
+    # evaluations every eval_every steps and at the end: the last period may be shorter
+    n, round_steps = config.num_iterations, config.episodes_per_round * config.episode_length
+    tail = (config.total_steps - config.initial_random_steps) // round_steps
+    tail -= (n - 1) * config.rounds_per_eval
+    full = period(config.rounds_per_eval)
+    if tail == config.rounds_per_eval:
+        return TrainLoop(init=init, step=full, num_iterations=n)
+    last = period(tail)
+    return TrainLoop(init=init, num_iterations=n, step=lambda c, iteration: jax.lax.cond(
+        iteration == n - 1, last, full, c, iteration))
 
 
 def make_train(config: Config):

@@ -14,7 +14,7 @@ the learner at all.
                                    updates on (s, a) from replay with K model samples of s'
     every eval_every steps:        evaluate the deterministic policy
 
-(the loop is ``purembrl.model_loop``'s, shared with MBVE; this file is its update).
+(the loop is ``purembrl.offpolicy``'s with a fit and no branch; this file is its updates).
 
 The learner is any registered one (``purembrl.learners``); left ``None`` it is SAC for
 continuous actions and double DQN (epsilon-greedy) for discrete ones, by the env's action space.
@@ -28,12 +28,12 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from purembrl import buffer, dynamics, envs, interact, learners
-from purembrl.config import Presets, check_model_schedule, static
+from purembrl import buffer, dynamics, envs, interact, learners, offpolicy
+from purembrl.config import Presets, check_model_schedule, num_evaluations, static
 from purembrl.envs import known
 from purembrl.learners import DQNConfig, LearnerConfig, SACConfig
 from purembrl.loop import TrainLoop, as_train
-from purembrl.model_loop import ModelLoopState, make_model_loop
+from purembrl.offpolicy import OffPolicyState
 from purembrl.types import Transition
 
 ENVS = ("Pendulum-v1", "CartPole-v1", "MountainCarContinuous-v0", "Acrobot-v1")
@@ -67,7 +67,7 @@ class Config(Presets):
     Attributes:
       env: a gymnax environment with flat observations.
       total_steps: real steps, ``initial_random_steps`` included.
-      eval_every / eval_episodes: evaluation period (a multiple of ``model_train_freq``) and size.
+      eval_every / eval_episodes: evaluation period and size.
       initial_random_steps: uniformly random steps before anything is learned.
       buffer_size: replay capacity. batch_size: (s, a) pairs per update. updates_per_step: G.
       num_next_samples: K, model samples of s' per (s, a) (the expectation's sample size).
@@ -106,7 +106,7 @@ class Config(Presets):
 
     @property
     def num_iterations(self) -> int:
-        return (self.total_steps - self.initial_random_steps) // self.eval_every
+        return num_evaluations(self.total_steps, self.initial_random_steps, self.eval_every)
 
 
 def model_batch(model_step, key: jax.Array, real: Transition, num_samples: int) -> Transition:
@@ -127,26 +127,31 @@ def make_loop(config: Config) -> TrainLoop:
     learner = learners.make(config.learner, interact.spec(env, env_params), config.normalize_obs)
     model_config, reward_fn, termination_fn = known.model_functions(config)
 
-    def update(learner_state, replay, model_step, key):
-        """One update on real (s, a) with K model draws of (r, s', d) each."""
-        key_batch, key_model, key_learn = jax.random.split(key, 3)
-        real = buffer.sample(replay, key_batch, config.batch_size)
-        batch = model_batch(model_step, key_model, real, config.num_next_samples)
-        return learner.update(learner_state, batch, key_learn)
+    def updates(state: OffPolicyState, key):
+        """G updates on real (s, a) with K model draws of (r, s', d) each."""
+        model_step = dynamics.make_model_step(state.model, reward_fn=reward_fn,
+                                              termination_fn=termination_fn)
 
-    return make_model_loop(
-        config, env, env_params, learner, model_config, update,
-        reward_fn=reward_fn, termination_fn=termination_fn)
+        def update(learner_state, state: OffPolicyState, key):
+            key_batch, key_model, key_learn = jax.random.split(key, 3)
+            real = buffer.sample(state.replay, key_batch, config.batch_size)
+            batch = model_batch(model_step, key_model, real, config.num_next_samples)
+            return learner.update(learner_state, batch, key_learn)
+
+        return offpolicy.repeated(update, config.updates_per_step)(state, key)
+
+    return offpolicy.make_loop(config, offpolicy.make_parts(
+        config, env, env_params, learner, updates, model_config=model_config))
 
 
 def make_train(config: Config):
-    """``train(key) -> (ModelLoopState, metrics)``; metrics ``[num_evals]``: ``env_steps``,
+    """``train(key) -> (OffPolicyState, metrics)``; metrics ``[num_evals]``: ``env_steps``,
     ``eval_return``, ``eval_length``, the model's holdout MSE and non-finite flag, and the
     learner's losses."""
     return as_train(make_loop(config))
 
 
-def policy(state: ModelLoopState, config: Config):
+def policy(state: OffPolicyState, config: Config):
     """The trained deterministic policy as a pure function ``(key, obs [B, d]) -> action``."""
     env, env_params = envs.make(config.env)
     learner = learners.make(config.learner, interact.spec(env, env_params), config.normalize_obs)

@@ -47,7 +47,7 @@ class Config(Presets):
       env: a tabular environment, one of ``ENVS``.
       num_episodes: episodes in an episode-mode run (``num_steps == 0``).
       num_steps: real steps in a step-mode run; 0 selects episode mode.
-      eval_every: step mode only: real steps between evaluations (must divide ``num_steps``).
+      eval_every: step mode only: real steps between evaluations (and one at the end).
       planning_steps: n, simulated updates per real step (0: plain Q-learning).
       alpha: step size. gamma: discount. epsilon: exploration rate of the behaviour policy.
       kappa: Dyna-Q+ exploration bonus scale (used when ``plus``).
@@ -82,9 +82,6 @@ class Config(Presets):
         check_int("num_episodes", self.num_episodes, 1)
         check_int("num_steps", self.num_steps, 0)
         check_int("eval_every", self.eval_every, 1)
-        if self.num_steps > 0 and self.num_steps % self.eval_every:
-            raise ValueError(f"eval_every={self.eval_every} is invalid: allowed a divisor of "
-                             f"num_steps={self.num_steps}")
         check_int("planning_steps", self.planning_steps, 0)
         check("alpha", self.alpha, lambda v: (v > 0) & (v <= 1), "0 < alpha <= 1")
         check("gamma", self.gamma, lambda v: (v >= 0) & (v <= 1), "0 <= gamma <= 1")
@@ -99,7 +96,7 @@ class Config(Presets):
 
     @property
     def num_iterations(self) -> int:
-        return self.num_steps // self.eval_every if self.num_steps > 0 else self.num_episodes
+        return -(-self.num_steps // self.eval_every) if self.num_steps > 0 else self.num_episodes
 
 
 @struct.dataclass
@@ -302,7 +299,7 @@ def make_loop(config: Config) -> TrainLoop:
         returns, lengths = jax.vmap(episode)(jax.random.split(key, config.eval_episodes))
         return returns.mean(), lengths.mean()
 
-    def episode_step(c: DynaQState) -> tuple[DynaQState, dict[str, jax.Array]]:
+    def episode_step(c: DynaQState, iteration) -> tuple[DynaQState, dict[str, jax.Array]]:
         """One training episode (to the goal or the time limit), then one evaluation."""
         key, key_eval = jax.random.split(c.key)
         c = c.replace(key=key)
@@ -318,18 +315,28 @@ def make_loop(config: Config) -> TrainLoop:
         return c, {"steps_per_episode": length, "episode_return": ret, "env_steps": c.t,
                    "eval_return": eval_return, "eval_length": eval_length}
 
-    def steps_step(c: DynaQState) -> tuple[DynaQState, dict[str, jax.Array]]:
-        """``eval_every`` real steps, then one evaluation."""
-        key, key_eval = jax.random.split(c.key)
-        c = jax.lax.fori_loop(0, config.eval_every, lambda i, c: real_step(c)[0],
-                              c.replace(key=key))
-        eval_return, eval_length = evaluate(c, key_eval)
-        return c, {"env_steps": c.t, "cumulative_reward": c.cumulative_reward,
-                   "episodes": c.episodes, "eval_return": eval_return,
-                   "eval_length": eval_length}
+    def steps_step(length: int):
+        """``length`` real steps, then one evaluation."""
+        def step(c: DynaQState, iteration) -> tuple[DynaQState, dict[str, jax.Array]]:
+            key, key_eval = jax.random.split(c.key)
+            c = jax.lax.fori_loop(0, length, lambda i, c: real_step(c)[0], c.replace(key=key))
+            eval_return, eval_length = evaluate(c, key_eval)
+            return c, {"env_steps": c.t, "cumulative_reward": c.cumulative_reward,
+                       "episodes": c.episodes, "eval_return": eval_return,
+                       "eval_length": eval_length}
 
-    step = steps_step if config.num_steps > 0 else episode_step
-    return TrainLoop(init=init, step=step, num_iterations=config.num_iterations)
+        return step
+
+    n = config.num_iterations
+    if config.num_steps == 0:
+        return TrainLoop(init=init, step=episode_step, num_iterations=n)
+    # evaluations every eval_every steps and at the end: the last period may be shorter
+    full, tail = steps_step(config.eval_every), config.num_steps - (n - 1) * config.eval_every
+    if tail == config.eval_every:
+        return TrainLoop(init=init, step=full, num_iterations=n)
+    last = steps_step(tail)
+    return TrainLoop(init=init, num_iterations=n, step=lambda c, iteration: jax.lax.cond(
+        iteration == n - 1, last, full, c, iteration))
 
 
 def make_train(config: Config):

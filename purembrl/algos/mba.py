@@ -13,7 +13,7 @@ models harder to profit from); the model here is the probabilistic ensemble of
 ``purembrl.dynamics``. ``imagination_updates=0`` switches the model off: plain NAF, the
 "NAF without imagination" baseline, from the same code.
 
-The loop is ``purembrl.model_loop.make_rollout_loop`` (MBPO's shape):
+The loop is ``purembrl.offpolicy``'s with a fit and a branch (MBPO's shape):
 
     initial_random_steps uniformly random real steps into the replay buffer
     every model_train_freq steps:  fit the ensemble on the replay buffer
@@ -37,17 +37,18 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from purembrl import buffer, dynamics, envs, interact, learners
-from purembrl.config import Presets, check_episode_horizon, check_model_schedule, static
+from purembrl import buffer, dynamics, envs, interact, learners, offpolicy
+from purembrl.config import (
+    Presets,
+    check_episode_horizon,
+    check_model_schedule,
+    num_evaluations,
+    static,
+)
 from purembrl.envs import known
 from purembrl.learners import NAFConfig
 from purembrl.loop import TrainLoop, as_train
-from purembrl.model_loop import (
-    RolloutLoopParts,
-    RolloutLoopState,
-    make_rollout_loop,
-    rollout_loop_parts,
-)
+from purembrl.offpolicy import OffPolicyState
 
 ENVS = ("Pendulum-v1", "MountainCarContinuous-v0")
 
@@ -74,13 +75,13 @@ class Config(Presets):
     Attributes:
       env: a gymnax environment with flat observations and continuous actions.
       total_steps: real steps, ``initial_random_steps`` included.
-      eval_every / eval_episodes: evaluation period (a multiple of ``model_train_freq``) and size.
+      eval_every / eval_episodes: evaluation period and size.
       initial_random_steps: uniformly random steps before anything is learned.
       buffer_size: replay capacity. batch_size: minibatch of every update.
       real_updates: R, NAF updates on real data per env step.
       imagination_updates: I, NAF updates on fictional data per env step (0: no model).
-      model_train_freq: steps between model fits. rollout_freq: steps between rollout batches
-        (divides ``model_train_freq``). rollouts_per_step: rollouts branched per env step.
+      model_train_freq: steps between model fits. rollout_freq: steps between rollout
+        batches. rollouts_per_step: rollouts branched per env step.
       rollout_length: imagined steps per rollout (at most the env's episode length).
       imagination_retain_steps: env steps whose rollouts the fictional buffer keeps.
       rollout_chunk: most start states rolled out at once (bounds memory only).
@@ -128,7 +129,7 @@ class Config(Presets):
 
     @property
     def num_iterations(self) -> int:
-        return (self.total_steps - self.initial_random_steps) // self.eval_every
+        return num_evaluations(self.total_steps, self.initial_random_steps, self.eval_every)
 
     @property
     def model_on(self) -> bool:
@@ -152,62 +153,63 @@ def _learner(config: Config, env_spec):
     return learners.make(config.learner, env_spec, config.normalize_obs)
 
 
-def make_parts(config: Config) -> RolloutLoopParts:
-    """The loop's pieces (``purembrl.model_loop.RolloutLoopParts``): init, model fit, one
-    rollout batch and one real step with its updates, to time apart or recompose."""
+def make_parts(config: Config) -> offpolicy.Parts:
+    """The loop's pieces (``purembrl.offpolicy.Parts``): init, model fit, one rollout batch,
+    one real step and its updates, to time apart or recompose."""
     env, env_params = envs.make(config.env)
     learner = _learner(config, interact.spec(env, env_params))
     model_config, reward_fn, termination_fn = known.model_functions(config)
 
-    def updates(learner_state, env_buffer, fictional_buffer, key):
+    def imagined_update(learner_state, state: OffPolicyState, key):
+        key_batch, key_learn = jax.random.split(key)
+        batch = buffer.sample_mixed(state.replay, state.model_buffer, key_batch, 0,
+                                    config.batch_size)
+        return learner.update(learner_state, batch, key_learn)
+
+    def real_update(learner_state, state: OffPolicyState, key):
+        key_batch, key_learn = jax.random.split(key)
+        return learner.update(learner_state, buffer.sample(state.replay, key_batch,
+                                                           config.batch_size), key_learn)
+
+    imagined = offpolicy.repeated(imagined_update, config.imagination_updates)
+    real = offpolicy.repeated(real_update, config.real_updates)
+
+    def updates(state: OffPolicyState, key):
         """I updates on fictional minibatches, then R on real ones (Algorithm 2's order)."""
         key_imagined, key_real = jax.random.split(key)
-
-        def imagined_update(state, k):
-            key_batch, key_learn = jax.random.split(k)
-            batch = buffer.sample_mixed(env_buffer, fictional_buffer, key_batch, 0,
-                                        config.batch_size)
-            return learner.update(state, batch, key_learn)
-
-        def real_update(state, k):
-            key_batch, key_learn = jax.random.split(k)
-            return learner.update(state, buffer.sample(env_buffer, key_batch, config.batch_size),
-                                  key_learn)
-
         info = {}
         if config.imagination_updates:
-            learner_state, imagined = jax.lax.scan(
-                imagined_update, learner_state,
-                jax.random.split(key_imagined, config.imagination_updates))
-            info["imagined_q_loss"] = imagined["q_loss"].mean()
+            state, imagined_info = imagined(state, key_imagined)
+            info["imagined_q_loss"] = imagined_info["q_loss"]
         if config.real_updates:
-            learner_state, real = jax.lax.scan(real_update, learner_state,
-                                               jax.random.split(key_real, config.real_updates))
-            info.update({k: v.mean() for k, v in real.items()})
-        return learner_state, info
+            state, real_info = real(state, key_real)
+            info.update(real_info)
+        return state, info
 
-    return rollout_loop_parts(
-        config, env, env_params, learner, model_config, updates,
-        model_on=config.model_on, model_buffer_size=config.imagination_buffer_size,
+    rollouts = offpolicy.Rollouts(
+        buffer_size=config.imagination_buffer_size, on=config.model_on,
         horizon=lambda env_steps: jnp.int32(config.rollout_length),
-        max_horizon=config.rollout_length,
-        reward_fn=reward_fn, termination_fn=termination_fn,
+        max_horizon=config.rollout_length, reward_fn=reward_fn, termination_fn=termination_fn,
         model_step=known.true_model_step(config.env) if config.true_dynamics else None)
+    return offpolicy.make_parts(config, env, env_params, learner, updates,
+                                model_config=model_config,
+                                fit=config.model_on and not config.true_dynamics,
+                                rollouts=rollouts)
 
 
 def make_loop(config: Config) -> TrainLoop:
-    return make_rollout_loop(config, make_parts(config))
+    return offpolicy.make_loop(config, make_parts(config))
 
 
 def make_train(config: Config):
-    """``train(key) -> (RolloutLoopState, metrics)``; metrics ``[num_evals]``: ``env_steps``,
+    """``train(key) -> (OffPolicyState, metrics)``; metrics ``[num_evals]``: ``env_steps``,
     ``eval_return``, ``eval_length``, the fictional buffer's size, the model's holdout MSE,
     epochs and non-finite flag, rollout counts, NAF's loss on real (``q_loss``) and fictional
     (``imagined_q_loss``) minibatches, ``q_mean`` and ``v_mean``."""
     return as_train(make_loop(config))
 
 
-def policy(state: RolloutLoopState, config: Config):
+def policy(state: OffPolicyState, config: Config):
     """The trained greedy policy mu(s) as a pure function ``(key, obs [B, d]) -> action``."""
     env, env_params = envs.make(config.env)
     learner = _learner(config, interact.spec(env, env_params))

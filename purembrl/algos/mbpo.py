@@ -1,6 +1,7 @@
 """Model-Based Policy Optimization (Janner, Fu, Zhang & Levine 2019), fully jitted.
 
-The loop of the paper's Algorithm 2, as nested ``lax.scan``s over environment steps:
+The loop of the paper's Algorithm 2 (``purembrl.offpolicy``'s loop, over this file's
+``make_parts``; any budget and periods run, the last evaluation period cut at the budget):
 
     initial_random_steps uniformly random real steps into the env buffer
     every model_train_freq steps:  fit the ensemble on the env buffer (purembrl.dynamics)
@@ -18,8 +19,7 @@ one that does not fit the env is a ``ValueError`` when training is built. ``real
 switches the model off entirely (no fit, no rollouts): the same code is then the model-free
 baseline.
 
-The loop is ``purembrl.model_loop.make_rollout_loop`` over this file's ``make_parts`` (shared
-with MBA); this file is MBPO's settings, its minibatch mix and its rollout schedule.
+This file is MBPO's settings, its minibatch mix and its rollout schedule.
 
 The rollout length k follows ``rollout_schedule = (min_epoch, max_epoch, min_len, max_len)``:
 ``min_len`` up to epoch ``min_epoch``, then linear to ``max_len`` at ``max_epoch``, epochs being
@@ -39,23 +39,19 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from purembrl import buffer, dynamics, envs, interact, learners
+from purembrl import buffer, dynamics, envs, interact, learners, offpolicy
 from purembrl.config import (
     Presets,
     check,
     check_episode_horizon,
     check_model_schedule,
+    num_evaluations,
     static,
 )
 from purembrl.envs import known
 from purembrl.learners import DQNConfig, LearnerConfig, SACConfig
 from purembrl.loop import TrainLoop, as_train
-from purembrl.model_loop import (
-    RolloutLoopParts,
-    RolloutLoopState,
-    make_rollout_loop,
-    rollout_loop_parts,
-)
+from purembrl.offpolicy import OffPolicyState
 
 ENVS = ("Pendulum-v1", "CartPole-v1", "MountainCarContinuous-v0", "Acrobot-v1")
 
@@ -106,12 +102,12 @@ class Config(Presets):
     Attributes:
       env: a gymnax environment with flat observations.
       total_steps: real steps, ``initial_random_steps`` included.
-      eval_every / eval_episodes: evaluation period (a multiple of ``model_train_freq``) and size.
+      eval_every / eval_episodes: evaluation period and size.
       initial_random_steps: uniformly random steps before anything is learned.
       buffer_size: env buffer capacity. batch_size: learner minibatch. updates_per_step: G.
       real_ratio: fraction of each minibatch from the env buffer; 1.0 switches the model off.
-      model_train_freq: steps between model fits. rollout_freq: steps between rollout batches
-        (divides ``model_train_freq``). rollouts_per_step: M, branched rollouts per env step.
+      model_train_freq: steps between model fits. rollout_freq: steps between rollout
+        batches. rollouts_per_step: M, branched rollouts per env step.
       rollout_schedule: (min_epoch, max_epoch, min_len, max_len), see the module docstring.
       epoch_length: env steps per epoch (schedule and retention).
       model_retain_epochs: epochs of rollouts kept in the model buffer.
@@ -170,7 +166,7 @@ class Config(Presets):
 
     @property
     def num_iterations(self) -> int:
-        return (self.total_steps - self.initial_random_steps) // self.eval_every
+        return num_evaluations(self.total_steps, self.initial_random_steps, self.eval_every)
 
     @property
     def model_on(self) -> bool:
@@ -199,9 +195,9 @@ def rollout_length(config: Config, env_steps: jax.Array) -> jax.Array:
     return jnp.floor(min_len + frac * (max_len - min_len)).astype(jnp.int32)
 
 
-def make_parts(config: Config) -> RolloutLoopParts:
-    """The loop's pieces (``purembrl.model_loop.RolloutLoopParts``): init, model fit, one
-    rollout batch and one real step with its updates, to time apart or recompose."""
+def make_parts(config: Config) -> offpolicy.Parts:
+    """The loop's pieces (``purembrl.offpolicy.Parts``): init, model fit, one rollout batch,
+    one real step and its updates, to time apart or recompose."""
     env, env_params = envs.make(config.env)
     env_spec = interact.spec(env, env_params)
     check_episode_horizon("rollout_schedule max_len", config.rollout_schedule[3],
@@ -210,39 +206,37 @@ def make_parts(config: Config) -> RolloutLoopParts:
     model_config, reward_fn, termination_fn = known.model_functions(config)
     num_real, num_model = config.num_real, config.batch_size - config.num_real
 
-    def updates(learner_state, env_buffer, model_buffer, key):
-        """G learner updates on batches mixing env and model data."""
-        def update(state, k):
-            key_batch, key_learn = jax.random.split(k)
-            batch = buffer.sample_mixed(env_buffer, model_buffer, key_batch, num_real,
-                                          num_model)
-            return learner.update(state, batch, key_learn)
+    def update(learner_state, state: OffPolicyState, key):
+        """One learner update on a minibatch mixing env and model data."""
+        key_batch, key_learn = jax.random.split(key)
+        batch = buffer.sample_mixed(state.replay, state.model_buffer, key_batch, num_real,
+                                    num_model)
+        return learner.update(learner_state, batch, key_learn)
 
-        learner_state, info = jax.lax.scan(update, learner_state,
-                                           jax.random.split(key, config.updates_per_step))
-        return learner_state, jax.tree.map(jnp.mean, info)
-
-    return rollout_loop_parts(
-        config, env, env_params, learner, model_config, updates,
-        model_on=config.model_on, model_buffer_size=config.model_buffer_size,
+    rollouts = offpolicy.Rollouts(
+        buffer_size=config.model_buffer_size, on=config.model_on,
         horizon=lambda env_steps: rollout_length(config, env_steps),
-        max_horizon=config.rollout_schedule[3],
-        reward_fn=reward_fn, termination_fn=termination_fn,
+        max_horizon=config.rollout_schedule[3], reward_fn=reward_fn,
+        termination_fn=termination_fn,
         model_step=known.true_model_step(config.env) if config.true_dynamics else None)
+    return offpolicy.make_parts(
+        config, env, env_params, learner, offpolicy.repeated(update, config.updates_per_step),
+        model_config=model_config, fit=config.model_on and not config.true_dynamics,
+        rollouts=rollouts)
 
 
 def make_loop(config: Config) -> TrainLoop:
-    return make_rollout_loop(config, make_parts(config))
+    return offpolicy.make_loop(config, make_parts(config))
 
 
 def make_train(config: Config):
-    """``train(key) -> (RolloutLoopState, metrics)``; metrics ``[num_evals]``: ``env_steps``,
+    """``train(key) -> (OffPolicyState, metrics)``; metrics ``[num_evals]``: ``env_steps``,
     ``eval_return``, ``eval_length``, ``model_buffer_size``, the model's holdout MSE (elites),
     epochs and ``model_nonfinite`` flag, rollout length and count, and the learner's losses."""
     return as_train(make_loop(config))
 
 
-def policy(state: RolloutLoopState, config: Config):
+def policy(state: OffPolicyState, config: Config):
     """The trained deterministic policy as a pure function ``(key, obs [B, d]) -> action``."""
     env, env_params = envs.make(config.env)
     learner = learners.make(config.learner, interact.spec(env, env_params), config.normalize_obs)

@@ -18,7 +18,8 @@ with a deterministic model; here the model is the probabilistic ensemble of
 ``purembrl.dynamics`` (by default each imagined step takes a random elite's mean), and the
 actor and temperature train on the real states as in SAC.
 
-The loop is ``purembrl.model_loop``'s (the model is queried inside every update):
+The loop is ``purembrl.offpolicy``'s with a fit and no branch (the model is queried inside
+every update):
 
     initial_random_steps uniformly random real steps into the replay buffer
     every model_train_freq steps:  fit the ensemble on the replay buffer
@@ -37,12 +38,12 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from purembrl import buffer, dynamics, envs, interact, learners, value
-from purembrl.config import Presets, check_int, check_model_schedule, static
+from purembrl import buffer, dynamics, envs, interact, learners, offpolicy, value
+from purembrl.config import Presets, check_int, check_model_schedule, num_evaluations, static
 from purembrl.envs import known
 from purembrl.learners import CriticTargets, SACConfig, SACNets, sac_nets
 from purembrl.loop import TrainLoop, as_train
-from purembrl.model_loop import ModelLoopState, make_model_loop
+from purembrl.offpolicy import OffPolicyState
 from purembrl.types import Transition
 
 ENVS = ("Pendulum-v1", "MountainCarContinuous-v0")
@@ -70,7 +71,7 @@ class Config(Presets):
     Attributes:
       env: a gymnax environment with flat observations and continuous actions.
       total_steps: real steps, ``initial_random_steps`` included.
-      eval_every / eval_episodes: evaluation period (a multiple of ``model_train_freq``) and size.
+      eval_every / eval_episodes: evaluation period and size.
       initial_random_steps: uniformly random steps before anything is learned.
       buffer_size: replay capacity. batch_size: real transitions per update. updates_per_step: G.
       horizon: H, imagined steps per target (0: plain SAC targets, the model unused); at most
@@ -119,7 +120,7 @@ class Config(Presets):
 
     @property
     def num_iterations(self) -> int:
-        return (self.total_steps - self.initial_random_steps) // self.eval_every
+        return num_evaluations(self.total_steps, self.initial_random_steps, self.eval_every)
 
 
 def expanded_critic_batch(nets: SACNets, learner_state, real: Transition, model_step,
@@ -189,34 +190,38 @@ def make_loop(config: Config) -> TrainLoop:
     model_config, reward_fn, termination_fn = known.model_functions(config)
     gamma = config.learner.gamma
 
-    def update(learner_state, replay, model_step, key):
-        """One SAC update whose critic targets look H steps ahead through the model."""
-        key_batch, key_path, key_learn = jax.random.split(key, 3)
-        real = buffer.sample(replay, key_batch, config.batch_size)
+    def updates(state: OffPolicyState, key):
+        """G SAC updates whose critic targets look H steps ahead through the model."""
+        model_step = dynamics.make_model_step(state.model, deterministic=config.deterministic_model,
+                                              reward_fn=reward_fn, termination_fn=termination_fn)
 
-        def build(sac_state, preprocess):
-            regression = expanded_critic_batch(nets, sac_state, real, model_step, key_path,
-                                               config.horizon, gamma, config.td_k,
-                                               normalize=preprocess)
-            target = regression[2].reshape(config.horizon + 1, -1)
-            return regression, {"target_real_mean": target[0].mean()}
+        def update(learner_state, state: OffPolicyState, key):
+            key_batch, key_path, key_learn = jax.random.split(key, 3)
+            real = buffer.sample(state.replay, key_batch, config.batch_size)
 
-        return learner.update(learner_state, CriticTargets(real, build), key_learn)
+            def build(sac_state, preprocess):
+                regression = expanded_critic_batch(nets, sac_state, real, model_step, key_path,
+                                                   config.horizon, gamma, config.td_k,
+                                                   normalize=preprocess)
+                target = regression[2].reshape(config.horizon + 1, -1)
+                return regression, {"target_real_mean": target[0].mean()}
 
-    return make_model_loop(
-        config, env, env_params, learner, model_config, update,
-        reward_fn=reward_fn, termination_fn=termination_fn,
-        deterministic_model=config.deterministic_model)
+            return learner.update(learner_state, CriticTargets(real, build), key_learn)
+
+        return offpolicy.repeated(update, config.updates_per_step)(state, key)
+
+    return offpolicy.make_loop(config, offpolicy.make_parts(
+        config, env, env_params, learner, updates, model_config=model_config))
 
 
 def make_train(config: Config):
-    """``train(key) -> (ModelLoopState, metrics)``; metrics ``[num_evals]``: ``env_steps``,
+    """``train(key) -> (OffPolicyState, metrics)``; metrics ``[num_evals]``: ``env_steps``,
     ``eval_return``, ``eval_length``, the model's holdout MSE and non-finite flag, SAC's
     losses, and ``target_real_mean`` (mean expanded target at the real (s_0, a_0))."""
     return as_train(make_loop(config))
 
 
-def policy(state: ModelLoopState, config: Config):
+def policy(state: OffPolicyState, config: Config):
     """The trained deterministic policy as a pure function ``(key, obs [B, d]) -> action``."""
     env, env_params = envs.make(config.env)
     return learners.policy(_learner(config, interact.spec(env, env_params)), state.learner)

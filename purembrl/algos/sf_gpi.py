@@ -280,7 +280,7 @@ def make_loop(config: Config) -> TrainLoop:
         c = c.replace(key=key)
         return c, rewards, evaluate(c, key_eval, use_sf)
 
-    def step(c: SFState) -> tuple[SFState, dict[str, jax.Array]]:
+    def step(c: SFState, index) -> tuple[SFState, dict[str, jax.Array]]:
         task = (c.t // config.steps_per_task).astype(jnp.int32)
         c = jax.lax.cond((c.t % config.steps_per_task == 0) & (c.t > 0),
                          lambda c: start_task(c, task), lambda c: c, c)

@@ -205,7 +205,7 @@ def make_loop(config: Config) -> TrainLoop:
                                        lambda k, obs: greedy(params, w, obs, k), key,
                                        config.eval_episodes, config.eval_max_steps)
 
-    def step(c: PIState) -> tuple[PIState, dict[str, jax.Array]]:
+    def step(c: PIState, iteration) -> tuple[PIState, dict[str, jax.Array]]:
         c, _ = jax.lax.scan(collect, c, None, length=config.steps_per_iteration)
         c, losses = jax.lax.scan(td_step, c, jnp.arange(config.td_updates))
         filled = jnp.arange(c.replay.capacity) < c.replay.size

@@ -2,8 +2,13 @@
 points x seeds) under one ``jit(vmap(...))``, stepped in chunks so progress moves and
 checkpoints are written between chunks, with a divergence guard and exact resume.
 
-Chunking does not change results: a chunk is the same ``TrainLoop.step`` scanned fewer times,
-so a chunked run's metrics equal ``make_train(config)(key)``'s bit for bit. Checkpoints hold
+Chunking does not change results: a chunk is the same ``TrainLoop.step`` scanned fewer times
+(from its first iteration's index), so a run's metrics are bit-identical whatever its number of
+chunks. They equal ``jax.jit(jax.vmap(make_train(config)))(keys)``'s bit for bit for the
+tabular algorithms; a deep algorithm's can differ there in the last bits on the CPU, which
+grow over training: inside ``make_train`` under ``vmap``, state leaves that do not depend on
+the key (step counters, optimiser counts) stay unbatched, while the driver's stacked state
+batches every leaf, and XLA compiles the two differently. Checkpoints hold
 the whole carry of every run and the metrics so far (``purembrl.checkpoint``: one file, atomic
 rename, SHA-256 checked); a resumed run's final metrics are bit-identical to an uninterrupted
 run's, and a checkpoint of another run is refused naming what differs. For fault-injection
@@ -92,17 +97,18 @@ def guarded(init, step):
     def guarded_init(*args):
         return init(*args), jnp.ones((), bool)
 
-    def guarded_step(carry):
+    def guarded_step(carry, iteration):
         state, healthy = carry
-        new, metrics = step(state)
+        new, metrics = step(state, iteration)
         ok = healthy & _all_finite(new) & _all_finite(metrics)
         state = jax.tree.map(lambda a, b: jax.lax.select(ok, a, b), new, state)
         metrics = {k: (jnp.where(ok, v, jnp.nan) if jnp.issubdtype(v.dtype, jnp.inexact)
                        else v) for k, v in metrics.items()}
         return (state, ok), {**metrics, "nonfinite": ~ok}
 
-    def scan_steps(carry, length):
-        return jax.lax.scan(lambda c, _: guarded_step(c), carry, None, length=length)
+    def scan_steps(carry, start, length):
+        """``length`` iterations from iteration ``start`` (traced: chunks share a compile)."""
+        return jax.lax.scan(guarded_step, carry, start + jnp.arange(length, dtype=jnp.int32))
 
     return guarded_init, scan_steps
 
@@ -147,8 +153,9 @@ class Options:
 
 @dataclass(frozen=True)
 class Batch:
-    """A batch of runs for ``drive``: ``init(*inputs)`` and ``scan_steps(carry, length)``, both
-    already batched; ``identity`` names the runs in checkpoints; ``label`` prefixes progress."""
+    """A batch of runs for ``drive``: ``init(*inputs)`` and ``scan_steps(carry, start,
+    length)``, both already batched; ``identity`` names the runs in checkpoints; ``label``
+    prefixes progress."""
 
     label: str
     init: Any
@@ -204,7 +211,7 @@ def drive(batch: Batch, options: Options):
     _describe_placement(inputs)
     init = jax.jit(batch.init)
     donate = () if jax.default_backend() == "cpu" else (0,)  # the CPU cannot reuse donations
-    run_chunk = jax.jit(batch.scan_steps, static_argnums=1, donate_argnums=donate)
+    run_chunk = jax.jit(batch.scan_steps, static_argnums=2, donate_argnums=donate)
 
     start = time.perf_counter()
     carry, pieces, done = _start(batch, options, init, inputs)
@@ -213,7 +220,7 @@ def drive(batch: Batch, options: Options):
     while done < batch.num_iterations and (options.stop_after_chunks is None
                                            or chunks_run < options.stop_after_chunks):
         length = min(chunk, batch.num_iterations - done)
-        carry, metrics = run_chunk(carry, length)
+        carry, metrics = run_chunk(carry, jnp.int32(done), length)
         pieces.append(jax.tree.map(np.asarray, to_host(metrics)))  # also waits for the chunk
         done += length
         chunks_run += 1

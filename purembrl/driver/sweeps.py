@@ -54,7 +54,8 @@ def sweep(algo: ModuleType, configs: Sequence[Any], num_seeds: int = 1, *,
     init, scan_steps = engine.guarded(*sweep_member(algo))
     batch = engine.Batch(
         label=f"[{report.algo_name(algo)} sweep] {num_points} points x {num_seeds} seeds",
-        init=engine.batched(init), scan_steps=engine.batched(scan_steps, in_axes=(0, None)),
+        init=engine.batched(init),
+        scan_steps=engine.batched(scan_steps, in_axes=(0, None, None)),
         inputs=sweep_inputs(configs, seed, num_seeds), num_iterations=loop.num_iterations,
         identity=sweep_identity(algo, configs, seed, num_seeds), curve=curve)
     carry, metrics, seconds, done = engine.drive(batch, opts)
@@ -100,14 +101,14 @@ def sweep_inputs(configs: Sequence[Any], seed: int, num_seeds: int):
 
 
 def sweep_member(algo: ModuleType):
-    """One sweep member's ``(init(config, key), step(carry))``: its config rides in the carry,
-    so each member builds its loop from its own (traced) settings."""
+    """One sweep member's ``(init(config, key), step(carry, iteration))``: its config rides in
+    the carry, so each member builds its loop from its own (traced) settings."""
     def member_init(config, key):
         return config, algo.make_loop(config).init(key)
 
-    def member_step(carry):
+    def member_step(carry, iteration):
         config, state = carry
-        state, metrics = algo.make_loop(config).step(state)
+        state, metrics = algo.make_loop(config).step(state, iteration)
         return (config, state), metrics
 
     return member_init, member_step

@@ -48,7 +48,7 @@ def run(algo: ModuleType, config: Any, num_seeds: int = 1, *, seed: int = 0,
     init, scan_steps = engine.guarded(loop.init, loop.step)
     batch = engine.Batch(
         label=f"[{report.algo_name(algo)}] seeds {num_seeds}", init=engine.batched(init),
-        scan_steps=engine.batched(scan_steps, in_axes=(0, None)),
+        scan_steps=engine.batched(scan_steps, in_axes=(0, None, None)),
         inputs=(engine.seed_keys(seed, num_seeds),), num_iterations=loop.num_iterations,
         identity=run_identity(algo, config, seed, num_seeds), curve=curve)
     carry, metrics, seconds, done = engine.drive(batch, opts)
