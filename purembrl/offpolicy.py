@@ -170,6 +170,10 @@ def make_parts(config, env, env_params, learner: Learner, updates: Part, *,
     with a model, ``rollout_freq``, ``rollouts_per_step`` and ``rollout_chunk`` with
     rollouts)."""
     env_spec = interact.spec(env, env_params)
+    _check_rows("buffer_size", config.buffer_size)
+    if rollouts is not None:
+        _check_rows("the model buffer's size (from rollouts_per_step, rollout_freq, the "
+                    "rollout length and how long rollouts are kept)", rollouts.buffer_size)
     explore = behaviour_policy(config, learner)
     fit_part = branch_part = None
     if model_config is not None:
@@ -210,6 +214,15 @@ def make_parts(config, env, env_params, learner: Learner, updates: Part, *,
 
     return Parts(env=env, env_params=env_params, learner=learner, init=init,
                  real_step=real_step, updates=updates, fit=fit_part, branch=branch_part)
+
+
+MAX_ROWS = 2**31 - 1  # a buffer's rows are indexed by int32
+
+
+def _check_rows(what: str, rows: int) -> None:
+    if rows > MAX_ROWS:
+        raise ValueError(f"{what}={rows} is invalid: allowed at most {MAX_ROWS} rows "
+                         "(buffers are indexed by int32)")
 
 
 def _fit(model_config: dynamics.EnsembleConfig) -> Part:

@@ -149,3 +149,11 @@ def test_tabular_and_goal_conditioned_loops_evaluate_at_the_end_too():
                                        eval_episodes=1, hidden_sizes=(16, 16))
     _, metrics = jax.jit(c_learning.make_train(config))(jax.random.key(0))
     np.testing.assert_array_equal(metrics["env_steps"], [300, 400])
+
+
+def test_a_model_buffer_too_large_to_index_is_a_value_error_when_training_is_built():
+    # 400 rollouts per step kept for 26844 epochs of 200 steps: 2.1e9 rows, past int32
+    config = mbpo.Config.for_env(env="Pendulum-v1", model_retain_epochs=26844)
+    with pytest.raises(ValueError, match="the model buffer's size .* is invalid: allowed at most "
+                                         "2147483647 rows"):
+        mbpo.make_loop(config)
