@@ -21,7 +21,7 @@ MODULES = [
     "purembrl.learners.dqn", "purembrl.learners.naf", "purembrl.learners.normalize",
     "purembrl.dynamics.model", "purembrl.dynamics.fitting",
     "purembrl.rollout", "purembrl.successor",
-    "purembrl.classifier", "purembrl.interact",
+    "purembrl.classifier", "purembrl.relabel", "purembrl.interact",
     # loops, the driver and checkpoints
     "purembrl.loop", "purembrl.offpolicy", "purembrl.periods", "purembrl.run", "purembrl.driver.engine",
     "purembrl.driver.training", "purembrl.driver.sweeps", "purembrl.driver.devices",
@@ -32,6 +32,7 @@ MODULES = [
     "purembrl.envs.four_room_objects", "purembrl.envs.goal_four_rooms",
     "purembrl.envs.point_maze", "purembrl.envs.brax_env",
     # algorithms
+    "purembrl.algos.base",
     "purembrl.algos.dyna_q", "purembrl.algos.sac", "purembrl.algos.dqn", "purembrl.algos.mbpo",
     "purembrl.algos.dyna", "purembrl.algos.mbve", "purembrl.algos.mba",
     "purembrl.algos.sf_policy_iteration", "purembrl.algos.sf_gpi", "purembrl.algos.c_learning",

@@ -126,25 +126,6 @@ def num_evaluations(total_steps: int, warmup_steps: int, eval_every: int) -> int
     return -(-(total_steps - warmup_steps) // eval_every)
 
 
-def check_model_schedule(config: Any, counts: typing.Iterable[str] = (),
-                         non_negative: typing.Iterable[str] = ()) -> None:
-    """The checks shared by the model-based deep algorithms' configs (MBPO, deep Dyna, MBVE,
-    MBA): ``total_steps``, ``eval_every``, ``eval_episodes``, ``initial_random_steps``,
-    ``buffer_size``, ``batch_size``, ``model_train_freq`` (and ``rollout_freq`` where the config
-    has one) and the extra ``counts`` are integers >= 1, ``non_negative`` integers >= 0; at
-    least one step is trained after the warm-up; a minibatch fits in the buffer. The periods
-    need not divide one another (``purembrl.offpolicy``)."""
-    has_rollouts = hasattr(config, "rollout_freq")
-    for name in ("total_steps", "eval_every", "eval_episodes", "initial_random_steps",
-                 "buffer_size", "batch_size", "model_train_freq",
-                 *(("rollout_freq",) if has_rollouts else ()), *counts):
-        check_int(name, getattr(config, name), 1)
-    for name in non_negative:
-        check_int(name, getattr(config, name), 0)
-    check_budget(config.total_steps, config.initial_random_steps, "initial_random_steps")
-    check_batch_fits(config.batch_size, config.buffer_size)
-
-
 def check_batch_fits(batch_size: int, buffer_size: int) -> None:
     """A minibatch is no larger than the replay buffer it is drawn from."""
     if batch_size > buffer_size:

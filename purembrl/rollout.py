@@ -86,19 +86,25 @@ def branched_rollout(key: jax.Array, model_step: ModelStep, policy: Policy,
     # A traced horizon: only its steps are computed (MBPO's schedule starts at 1 of 15), the
     # rest of the [max_horizon, B] output stays zero and masked. The same keys per step as the
     # scan above, so the valid transitions are the same.
-    shapes = jax.eval_shape(lambda: step(start, (jnp.int32(0), keys[0]))[1])
-    zeros = jax.tree.map(lambda s: jnp.zeros((max_horizon, *s.shape), s.dtype), shapes)
+    _, (transitions, valid) = _scan_prefix(step, start, keys, jnp.clip(horizon, 0, max_horizon))
+    return transitions, valid
 
-    def body(t, carry):
-        inner, out = carry
+
+def _scan_prefix(step, carry, keys: jax.Array, length: jax.Array):
+    """``jax.lax.scan(step, carry, (arange(L), keys))`` run for its first ``length`` (traced)
+    steps only, ``L = len(keys)``: the stacked outputs ``[L, ...]`` are zero beyond ``length``.
+    A ``fori_loop``, so it computes no more than ``length`` steps."""
+    shapes = jax.eval_shape(lambda: step(carry, (jnp.int32(0), keys[0]))[1])
+    zeros = jax.tree.map(lambda s: jnp.zeros((keys.shape[0], *s.shape), s.dtype), shapes)
+
+    def body(t, loop_carry):
+        inner, out = loop_carry
         inner, stepped = step(inner, (t, keys[t]))
         out = jax.tree.map(lambda o, x: jax.lax.dynamic_update_index_in_dim(o, x, t, 0),
                            out, stepped)
         return inner, out
 
-    _, (transitions, valid) = jax.lax.fori_loop(
-        0, jnp.clip(horizon, 0, max_horizon), body, (start, zeros))
-    return transitions, valid
+    return jax.lax.fori_loop(0, length, body, (carry, zeros))
 
 
 def fanout_step(key: jax.Array, model_step: ModelStep, obs: jax.Array, action: jax.Array,

@@ -109,3 +109,35 @@ def test_any_registered_learner_of_the_action_space_runs(algo):
         fields.update(rollout_freq=100, rollouts_per_step=2, rollout_schedule=(1, 1, 1, 1))
     state, metrics = jax.eval_shape(algo.make_train(algo.Config(**fields)), jax.random.key(0))
     assert type(state.learner).__name__ == "NAFState" and "q_loss" in metrics
+
+
+OFF_POLICY = ("sac", "dqn", "mbpo", "dyna", "mbve", "mba")
+
+
+@pytest.mark.parametrize("name", OFF_POLICY)
+def test_the_shared_off_policy_fields_are_declared_and_checked_once(name):
+    """Every off-policy algorithm's Config is an ``algos.base.OffPolicyConfig`` (the model-based
+    ones a ``ModelBasedConfig``), so a shared field is refused with one message everywhere."""
+    from purembrl.algos import base
+
+    algo = algos.get(name)
+    assert issubclass(algo.Config, base.OffPolicyConfig)
+    assert issubclass(algo.Config, base.ModelBasedConfig) == (name not in ("sac", "dqn"))
+    for field, value, message in [("eval_every", 0, "eval_every=0 is invalid"),
+                                  ("batch_size", 2.5, "batch_size=2.5 is invalid"),
+                                  ("env", "Pendulum-v9", "Pendulum-v9")]:
+        with pytest.raises(ValueError, match=message):
+            algo.Config.for_env(**{field: value})
+    with pytest.raises(ValueError, match="total_steps=100 is invalid: allowed more than "
+                                         "initial_random_steps"):
+        algo.Config.for_env(total_steps=100, initial_random_steps=100)
+    with pytest.raises(ValueError, match="batch_size=64 is invalid: allowed at most "
+                                         "buffer_size=32"):
+        algo.Config.for_env(batch_size=64, buffer_size=32)
+    if issubclass(algo.Config, base.ModelBasedConfig):
+        with pytest.raises(ValueError, match="model_train_freq=0 is invalid"):
+            algo.Config.for_env(model_train_freq=0)
+        with pytest.raises(ValueError, match="known_reward=True is invalid"):
+            algo.Config.for_env(env="MountainCarContinuous-v0", known_reward=True)
+    config_ = algo.Config.for_env(total_steps=algo.Config.for_env().initial_random_steps + 1)
+    assert config_.num_iterations == 1

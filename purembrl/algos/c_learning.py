@@ -36,15 +36,13 @@ some step), ``final_distance`` and ``eval_return`` (steps spent within the succe
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
 from gymnax.environments import spaces
 
-from purembrl import classifier, envs, value
+from purembrl import classifier, envs, relabel, value
 from purembrl.config import (
     Presets,
     check,
@@ -56,6 +54,7 @@ from purembrl.config import (
 from purembrl.learners import squashed_gaussian
 from purembrl.loop import TrainLoop, as_train
 from purembrl.networks import MLP, GaussianActor
+from purembrl.relabel import Episodes
 
 ENVS = ("PointMaze-Open", "PointMaze-UMaze", "PointMaze-FourRooms", "FourRooms-goal")
 CRITICS = ("td", "infonce", "nce", "her")
@@ -159,16 +158,6 @@ class Config(Presets):
 
 def curve(config: Config) -> tuple[str, str]:
     return ("env_steps", "success_rate")
-
-
-class Episodes(NamedTuple):
-    """Trajectories ``[capacity, L, ...]``: state part of obs, action, state part of next obs,
-    and the episode's commanded goal."""
-
-    state: jax.Array
-    action: jax.Array
-    next_state: jax.Array
-    goal: jax.Array
 
 
 @struct.dataclass
@@ -297,10 +286,8 @@ def make_loop(config: Config) -> TrainLoop:
 
     def store(c: CState, new: Episodes) -> CState:
         n = new.state.shape[0]
-        idx = (c.num_episodes + jnp.arange(n)) % config.capacity_episodes
-        episodes = jax.tree.map(lambda buf, x: buf.at[idx].set(x), c.episodes, new)
-        return c.replace(episodes=episodes, num_episodes=c.num_episodes + n,
-                         env_steps=c.env_steps + n * L)
+        return c.replace(episodes=relabel.add(c.episodes, c.num_episodes, new),
+                         num_episodes=c.num_episodes + n, env_steps=c.env_steps + n * L)
 
     def init(key: jax.Array) -> CState:
         key_a, key_c, key_data, key = jax.random.split(key, 4)
@@ -314,37 +301,21 @@ def make_loop(config: Config) -> TrainLoop:
             critic = {"sa": sa_net.init(key_sa, jnp.concatenate(
                           [state0, action_input(action0)], -1)),
                       "g": g_net.init(key_g, goal0)}
-        cap = config.capacity_episodes
-        empty = Episodes(jnp.zeros((cap, L, G)),
-                         jnp.zeros((cap, L, *action_shape), action0.dtype),
-                         jnp.zeros((cap, L, G)), jnp.zeros((cap, L, G)))
+        empty = relabel.init(config.capacity_episodes, L, G, action_shape, action0.dtype)
         c = CState(actor=actor, critic=critic, target_critic=critic,
                    actor_opt=actor_opt.init(actor), critic_opt=critic_opt.init(critic),
                    episodes=empty, num_episodes=jnp.zeros((), jnp.int32),
                    env_steps=jnp.zeros((), jnp.int32), key=key)
         return store(c, collect(c, key_data, config.initial_random_steps // L, "random"))
 
+    strategy = "her" if her else "mixture" if td else "future"
+
     def sample(c: CState, key: jax.Array):
-        """Transitions with relabelled goals: ``(state, action, next_state, goal)``, ``[B, .]``;
-        ``goal`` is a future state of the same episode (``future_prob``) or a random stored
-        state. For the contrastive critics every goal is a future state."""
-        key_e, key_t, key_f, key_re, key_rt, key_mix = jax.random.split(key, 6)
-        filled = jnp.minimum(c.num_episodes, config.capacity_episodes)
-        B = config.batch_size
-        e = jax.random.randint(key_e, (B,), 0, filled)
-        t = jax.random.randint(key_t, (B,), 0, L)
-        ep = c.episodes
-        future = ep.next_state[e, classifier.future_offsets(key_f, t, L, config.gamma)]
-        random = ep.next_state[jax.random.randint(key_re, (B,), 0, filled),
-                               jax.random.randint(key_rt, (B,), 0, L)]
-        use_future = jax.random.uniform(key_mix, (B,)) < config.future_prob
-        if her:  # HER's "future" strategy; the rest keep the episode's own goal
-            goal = jnp.where(use_future[:, None], future, ep.goal[e, t])
-        elif td:
-            goal = jnp.where(use_future[:, None], future, random)
-        else:
-            goal = future
-        return ep.state[e, t], ep.action[e, t], ep.next_state[e, t], goal
+        """Transitions with relabelled goals (``relabel.sample``): a future state of the same
+        episode, else the episode's goal (HER) or a random stored state (C-learning); the
+        contrastive critics take future states only."""
+        return relabel.sample(c.episodes, c.num_episodes, key, config.batch_size, config.gamma,
+                              config.future_prob, strategy)
 
     def critic_loss(params, target_params, actor, batch, key):
         state, action, next_state, goal = batch

@@ -18,14 +18,8 @@ from __future__ import annotations
 from flax import struct
 
 from purembrl import envs, interact, learners, offpolicy
-from purembrl.config import (
-    Presets,
-    check_batch_fits,
-    check_budget,
-    check_int,
-    num_evaluations,
-    static,
-)
+from purembrl.algos.base import OffPolicyConfig
+from purembrl.config import static
 from purembrl.learners import DQNConfig
 from purembrl.loop import TrainLoop, as_train
 from purembrl.offpolicy import OffPolicyState
@@ -45,20 +39,16 @@ PRESETS = {
 
 
 @struct.dataclass
-class Config(Presets):
+class Config(OffPolicyConfig):
     """DQN run settings; ``Config.for_env(env)`` starts from ``PRESETS[env]``.
+
+    The fields of ``purembrl.algos.base.OffPolicyConfig``, and:
 
     Attributes:
       env: a gymnax environment with a discrete action space.
-      total_steps: environment steps in the run, ``initial_random_steps`` included.
-      eval_every: environment steps between evaluations.
-      eval_episodes: episodes per evaluation.
-      initial_random_steps: uniformly random steps before learning.
-      buffer_size: replay capacity. batch_size: minibatch. updates_per_step: G.
+      updates_per_step: G, DQN updates every ``train_every`` steps.
       train_every: environment steps between learner updates (G updates each time).
       learner: the learner's hyperparameters (``purembrl.learners.DQNConfig``).
-      normalize_obs: the learner trains and acts on running-normalised observations
-        (``purembrl.learners.normalize_observations``).
     """
 
     PRESETS = PRESETS
@@ -66,31 +56,15 @@ class Config(Presets):
     env: str = static("CartPole-v1")
     total_steps: int = static(100_000)
     eval_every: int = static(5000)
-    eval_episodes: int = static(10)
     initial_random_steps: int = static(5000)
     buffer_size: int = static(100_000)
     batch_size: int = static(64)
     updates_per_step: int = static(1)
     train_every: int = static(1)
     learner: DQNConfig = DQNConfig(eps_decay_steps=20_000)
-    normalize_obs: bool = static(False)
 
     def __post_init__(self):
-        envs.check_name(self.env)
-        check_int("total_steps", self.total_steps, 1)
-        check_int("eval_every", self.eval_every, 1)
-        check_int("eval_episodes", self.eval_episodes, 1)
-        check_int("initial_random_steps", self.initial_random_steps, 1)
-        check_int("buffer_size", self.buffer_size, 1)
-        check_int("batch_size", self.batch_size, 1)
-        check_batch_fits(self.batch_size, self.buffer_size)
-        check_int("updates_per_step", self.updates_per_step, 0)
-        check_int("train_every", self.train_every, 1)
-        check_budget(self.total_steps, self.initial_random_steps, "initial_random_steps")
-
-    @property
-    def num_iterations(self) -> int:
-        return num_evaluations(self.total_steps, self.initial_random_steps, self.eval_every)
+        self.check(counts=("train_every",), non_negative=("updates_per_step",))
 
 
 def make_loop(config: Config) -> TrainLoop:

@@ -29,7 +29,8 @@ import jax.numpy as jnp
 from flax import struct
 
 from purembrl import buffer, dynamics, envs, interact, learners, offpolicy
-from purembrl.config import Presets, check_model_schedule, num_evaluations, static
+from purembrl.algos.base import ModelBasedConfig
+from purembrl.config import static
 from purembrl.envs import known
 from purembrl.learners import DQNConfig, LearnerConfig, SACConfig
 from purembrl.loop import TrainLoop, as_train
@@ -59,54 +60,29 @@ PRESETS = {
 
 
 @struct.dataclass
-class Config(Presets):
+class Config(ModelBasedConfig):
     """Deep Dyna settings. The defaults are MBPO's generic model schedule (refit every 250
     steps after 1000 random steps) with 10 updates per step of 5 samples each;
     ``Config.for_env(env)`` starts from ``PRESETS[env]``.
 
+    The fields of ``purembrl.algos.base.ModelBasedConfig`` (``batch_size``: (s, a) pairs per
+    update), and:
+
     Attributes:
-      env: a gymnax environment with flat observations.
-      total_steps: real steps, ``initial_random_steps`` included.
-      eval_every / eval_episodes: evaluation period and size.
-      initial_random_steps: uniformly random steps before anything is learned.
-      buffer_size: replay capacity. batch_size: (s, a) pairs per update. updates_per_step: G.
+      updates_per_step: G, learner updates per env step.
       num_next_samples: K, model samples of s' per (s, a) (the expectation's sample size).
-      model_train_freq: steps between model fits.
-      known_reward / known_termination: ``purembrl.envs.known``'s functions instead of learned.
-      model: the ensemble.
       learner: the learner's config (any registered in ``purembrl.learners``); ``None``: the
         default for the env's action space (``learners.DEFAULTS``).
-      normalize_obs: the learner trains and acts on running-normalised observations
-        (``purembrl.learners.normalize_observations``; the model normalises its own inputs).
     """
 
     PRESETS = PRESETS
 
-    env: str = static("Pendulum-v1")
-    total_steps: int = static(21_000)
-    eval_every: int = static(1000)
-    eval_episodes: int = static(10)
-    initial_random_steps: int = static(1000)
-    buffer_size: int = static(1_000_000)
-    batch_size: int = static(256)
     updates_per_step: int = static(10)
     num_next_samples: int = static(5)
-    model_train_freq: int = static(250)
-    known_reward: bool = static(False)
-    known_termination: bool = static(False)
-    model: dynamics.EnsembleConfig = dynamics.EnsembleConfig()
     learner: LearnerConfig | None = None
-    normalize_obs: bool = static(False)
 
     def __post_init__(self):
-        envs.check_name(self.env)
-        check_model_schedule(self, counts=("num_next_samples",),
-                             non_negative=("updates_per_step",))
-        known.check(self.env, self.known_reward, self.known_termination)
-
-    @property
-    def num_iterations(self) -> int:
-        return num_evaluations(self.total_steps, self.initial_random_steps, self.eval_every)
+        self.check(counts=("num_next_samples",), non_negative=("updates_per_step",))
 
 
 def model_batch(model_step, key: jax.Array, real: Transition, num_samples: int) -> Transition:

@@ -37,14 +37,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from purembrl import buffer, dynamics, envs, interact, learners, offpolicy
-from purembrl.config import (
-    Presets,
-    check_episode_horizon,
-    check_model_schedule,
-    num_evaluations,
-    static,
-)
+from purembrl import buffer, envs, interact, learners, offpolicy
+from purembrl.algos.base import ModelBasedConfig
+from purembrl.config import check_episode_horizon, static
 from purembrl.envs import known
 from purembrl.learners import NAFConfig
 from purembrl.loop import TrainLoop, as_train
@@ -67,69 +62,48 @@ PRESETS = {
 
 
 @struct.dataclass
-class Config(Presets):
+class Config(ModelBasedConfig):
     """MBA settings. The defaults are MBPO's generic model schedule, one real and five
     imagined updates per step, rollouts of length 5; ``Config.for_env(env)`` starts from
     ``PRESETS[env]``.
 
+    The fields of ``purembrl.algos.base.ModelBasedConfig`` (``batch_size``: the minibatch of
+    every update), and:
+
     Attributes:
       env: a gymnax environment with flat observations and continuous actions.
-      total_steps: real steps, ``initial_random_steps`` included.
-      eval_every / eval_episodes: evaluation period and size.
-      initial_random_steps: uniformly random steps before anything is learned.
-      buffer_size: replay capacity. batch_size: minibatch of every update.
       real_updates: R, NAF updates on real data per env step.
       imagination_updates: I, NAF updates on fictional data per env step (0: no model).
-      model_train_freq: steps between model fits. rollout_freq: steps between rollout
-        batches. rollouts_per_step: rollouts branched per env step.
+      rollout_freq: steps between rollout batches. rollouts_per_step: rollouts branched per
+        env step.
       rollout_length: imagined steps per rollout (at most the env's episode length).
       imagination_retain_steps: env steps whose rollouts the fictional buffer keeps.
       rollout_chunk: most start states rolled out at once (bounds memory only).
-      known_reward / known_termination: ``purembrl.envs.known``'s functions instead of learned.
       true_dynamics: imagine through the env's true dynamics (``known.true_model_step``)
         instead of the fitted ensemble: a diagnostic that isolates NAF from the model's errors.
-      model: the ensemble. learner: NAF's hyperparameters (MBA is NAF with imagination).
-      normalize_obs: NAF trains and acts on running-normalised observations
-        (``purembrl.learners.normalize_observations``; the model normalises its own inputs).
+      learner: NAF's hyperparameters (MBA is NAF with imagination).
     """
 
     PRESETS = PRESETS
 
-    env: str = static("Pendulum-v1")
-    total_steps: int = static(21_000)
-    eval_every: int = static(1000)
-    eval_episodes: int = static(10)
-    initial_random_steps: int = static(1000)
-    buffer_size: int = static(1_000_000)
     batch_size: int = static(128)
     real_updates: int = static(1)
     imagination_updates: int = static(5)
-    model_train_freq: int = static(250)
     rollout_freq: int = static(250)
     rollouts_per_step: int = static(50)
     rollout_length: int = static(5)
     imagination_retain_steps: int = static(1000)
     rollout_chunk: int = static(10_000)
-    known_reward: bool = static(False)
-    known_termination: bool = static(False)
     true_dynamics: bool = static(False)
-    model: dynamics.EnsembleConfig = dynamics.EnsembleConfig()
     learner: NAFConfig = NAFConfig()
-    normalize_obs: bool = static(False)
 
     def __post_init__(self):
-        envs.check_name(self.env)
-        check_model_schedule(self, counts=("rollouts_per_step", "rollout_length",
-                                           "imagination_retain_steps", "rollout_chunk"),
-                             non_negative=("real_updates", "imagination_updates"))
+        self.check(counts=("rollouts_per_step", "rollout_length", "imagination_retain_steps",
+                           "rollout_chunk"),
+                   non_negative=("real_updates", "imagination_updates"))
         if not isinstance(self.learner, NAFConfig):
             raise ValueError(f"learner={type(self.learner).__name__} is invalid for MBA: "
                              "allowed NAFConfig (MBA is NAF with imagination rollouts)")
-        known.check(self.env, self.known_reward, self.known_termination, self.true_dynamics)
-
-    @property
-    def num_iterations(self) -> int:
-        return num_evaluations(self.total_steps, self.initial_random_steps, self.eval_every)
 
     @property
     def model_on(self) -> bool:

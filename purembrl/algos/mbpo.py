@@ -40,14 +40,8 @@ import jax.numpy as jnp
 from flax import struct
 
 from purembrl import buffer, dynamics, envs, interact, learners, offpolicy
-from purembrl.config import (
-    Presets,
-    check,
-    check_episode_horizon,
-    check_model_schedule,
-    num_evaluations,
-    static,
-)
+from purembrl.algos.base import ModelBasedConfig
+from purembrl.config import check, check_episode_horizon, static
 from purembrl.envs import known
 from purembrl.learners import DQNConfig, LearnerConfig, SACConfig
 from purembrl.loop import TrainLoop, as_train
@@ -93,68 +87,47 @@ PRESETS["brax-inverted_pendulum"] = dict(known_termination=True)
 
 
 @struct.dataclass
-class Config(Presets):
+class Config(ModelBasedConfig):
     """MBPO settings. The defaults are the paper's generic setting (Janner et al. 2019,
     Appendix C, for MuJoCo: G = 20, 400 rollouts per step, real ratio 0.05, refit every 250
     steps, 1000-step epochs), with the warm-up of 5000 steps scaled down to 1000 for gymnax's
     shorter tasks; ``Config.for_env(env)`` starts from ``PRESETS[env]``.
 
+    The fields of ``purembrl.algos.base.ModelBasedConfig``, and:
+
     Attributes:
-      env: a gymnax environment with flat observations.
-      total_steps: real steps, ``initial_random_steps`` included.
-      eval_every / eval_episodes: evaluation period and size.
-      initial_random_steps: uniformly random steps before anything is learned.
-      buffer_size: env buffer capacity. batch_size: learner minibatch. updates_per_step: G.
+      updates_per_step: G, learner updates per env step.
       real_ratio: fraction of each minibatch from the env buffer; 1.0 switches the model off.
-      model_train_freq: steps between model fits. rollout_freq: steps between rollout
-        batches. rollouts_per_step: M, branched rollouts per env step.
+      rollout_freq: steps between rollout batches. rollouts_per_step: M, branched rollouts
+        per env step.
       rollout_schedule: (min_epoch, max_epoch, min_len, max_len), see the module docstring.
       epoch_length: env steps per epoch (schedule and retention).
       model_retain_epochs: epochs of rollouts kept in the model buffer.
       rollout_chunk: most start states rolled out at once (bounds memory, not results' meaning).
-      known_reward / known_termination: use ``purembrl.envs.known``'s functions for this env
-        instead of learning them.
       true_dynamics: branch rollouts through the env's true dynamics
         (``known.true_model_step``) instead of the fitted ensemble: a diagnostic, the upper
         bound of what a perfect model would give.
-      normalize_obs: the learner trains and acts on running-normalised observations
-        (``purembrl.learners.normalize_observations``; the model normalises its own inputs).
-      model: the ensemble (``purembrl.dynamics.EnsembleConfig``).
       learner: the learner's config (any registered in ``purembrl.learners``); ``None``: the
         default for the env's action space (``learners.DEFAULTS``).
     """
 
     PRESETS = PRESETS
 
-    env: str = static("Pendulum-v1")
-    total_steps: int = static(21_000)
-    eval_every: int = static(1000)
-    eval_episodes: int = static(10)
-    initial_random_steps: int = static(1000)
-    buffer_size: int = static(1_000_000)
-    batch_size: int = static(256)
     updates_per_step: int = static(20)
     real_ratio: float = static(0.05)
-    model_train_freq: int = static(250)
     rollout_freq: int = static(250)
     rollouts_per_step: int = static(400)
     rollout_schedule: tuple[int, int, int, int] = static((20, 100, 1, 15))
     epoch_length: int = static(1000)
     model_retain_epochs: int = static(1)
     rollout_chunk: int = static(10_000)
-    known_reward: bool = static(False)
-    known_termination: bool = static(False)
     true_dynamics: bool = static(False)
-    normalize_obs: bool = static(False)
-    model: dynamics.EnsembleConfig = dynamics.EnsembleConfig()
     learner: LearnerConfig | None = None
 
     def __post_init__(self):
-        envs.check_name(self.env)
-        check_model_schedule(self, counts=("rollouts_per_step", "epoch_length",
-                                           "model_retain_epochs",
-                                           "rollout_chunk"),
-                             non_negative=("updates_per_step",))
+        self.check(counts=("rollouts_per_step", "epoch_length", "model_retain_epochs",
+                           "rollout_chunk"),
+                   non_negative=("updates_per_step",))
         check("real_ratio", self.real_ratio, lambda v: (v >= 0) & (v <= 1), "0 <= real_ratio <= 1")
         schedule = self.rollout_schedule
         if (len(schedule) != 4 or any(not isinstance(v, int) for v in schedule)
@@ -162,11 +135,6 @@ class Config(Presets):
             raise ValueError(f"rollout_schedule={schedule!r} is invalid: allowed integers "
                              "(min_epoch, max_epoch, min_len, max_len) with min_epoch <= "
                              "max_epoch and 1 <= min_len <= max_len")
-        known.check(self.env, self.known_reward, self.known_termination, self.true_dynamics)
-
-    @property
-    def num_iterations(self) -> int:
-        return num_evaluations(self.total_steps, self.initial_random_steps, self.eval_every)
 
     @property
     def model_on(self) -> bool:

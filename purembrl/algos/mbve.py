@@ -39,7 +39,8 @@ import jax.numpy as jnp
 from flax import struct
 
 from purembrl import buffer, dynamics, envs, interact, learners, offpolicy, value
-from purembrl.config import Presets, check_int, check_model_schedule, num_evaluations, static
+from purembrl.algos.base import ModelBasedConfig
+from purembrl.config import check_int, static
 from purembrl.envs import known
 from purembrl.learners import CriticTargets, SACConfig, SACNets, sac_nets
 from purembrl.loop import TrainLoop, as_train
@@ -62,65 +63,43 @@ PRESETS = {
 
 
 @struct.dataclass
-class Config(Presets):
+class Config(ModelBasedConfig):
     """MBVE settings. The defaults are the model schedule of MBPO's generic setting (refit
     every 250 steps after 1000 random steps), one update per step, H = 3 (short horizons are
     where Feinberg et al. found expansion reliable with a learned model);
     ``Config.for_env(env)`` starts from ``PRESETS[env]``.
 
+    The fields of ``purembrl.algos.base.ModelBasedConfig``, and:
+
     Attributes:
       env: a gymnax environment with flat observations and continuous actions.
-      total_steps: real steps, ``initial_random_steps`` included.
-      eval_every / eval_episodes: evaluation period and size.
-      initial_random_steps: uniformly random steps before anything is learned.
-      buffer_size: replay capacity. batch_size: real transitions per update. updates_per_step: G.
+      updates_per_step: G, SAC updates per env step.
       horizon: H, imagined steps per target (0: plain SAC targets, the model unused); at most
         the env's episode length.
       td_k: train the critic at every state of the imagined path (the paper's TD-k trick);
         False trains it at the real (s_0, a_0) only, on the H-step target.
       deterministic_model: imagined steps take a random elite's mean (the paper's deterministic
         model) instead of sampling its Gaussian.
-      model_train_freq: steps between model fits.
-      known_reward / known_termination: ``purembrl.envs.known``'s functions instead of learned.
-      model: the ensemble. learner: SAC's hyperparameters (MBVE's targets are SAC's).
-      normalize_obs: SAC trains and acts on running-normalised observations (the statistics of
-        the real minibatches, as ``purembrl.learners.normalize_observations``); the imagined
-        path is normalised the same way before the actor and critics see it, the model keeps
-        its own input normalisation.
+      learner: SAC's hyperparameters (MBVE's targets are SAC's).
+
+    With ``normalize_obs`` SAC trains and acts on the statistics of the real minibatches (as
+    ``purembrl.learners.normalize_observations``), and the imagined path is normalised the
+    same way before the actor and critics see it.
     """
 
     PRESETS = PRESETS
 
-    env: str = static("Pendulum-v1")
-    total_steps: int = static(21_000)
-    eval_every: int = static(1000)
-    eval_episodes: int = static(10)
-    initial_random_steps: int = static(1000)
-    buffer_size: int = static(1_000_000)
-    batch_size: int = static(256)
     updates_per_step: int = static(1)
     horizon: int = static(3)
     td_k: bool = static(True)
     deterministic_model: bool = static(True)
-    model_train_freq: int = static(250)
-    known_reward: bool = static(False)
-    known_termination: bool = static(False)
-    model: dynamics.EnsembleConfig = dynamics.EnsembleConfig()
     learner: SACConfig = SACConfig()
-    normalize_obs: bool = static(False)
 
     def __post_init__(self):
-        envs.check_name(self.env)
-        check_model_schedule(self, non_negative=("updates_per_step",))
-        check_int("horizon", self.horizon, 0)
+        self.check(non_negative=("updates_per_step", "horizon"))
         if not isinstance(self.learner, SACConfig):
             raise ValueError(f"learner={type(self.learner).__name__} is invalid for MBVE: "
                              "allowed SACConfig (the expanded targets are SAC's soft values)")
-        known.check(self.env, self.known_reward, self.known_termination)
-
-    @property
-    def num_iterations(self) -> int:
-        return num_evaluations(self.total_steps, self.initial_random_steps, self.eval_every)
 
 
 def expanded_critic_batch(nets: SACNets, learner_state, real: Transition, model_step,

@@ -63,6 +63,31 @@ class DQNState:
     steps: jax.Array
 
 
+def dqn_targets(net: MLP, config: DQNConfig, state: DQNState, batch: Transition) -> jax.Array:
+    """The regression targets ``[B]`` of a batch: the double-Q (or plain Q-learning) target
+    from the target network, or with K sampled next states per (s, a) (``reward`` ``[B, K]``,
+    ``next_obs`` ``[B, K, obs_dim]``) the mean of their targets (``value.expected_target``,
+    deep Dyna's expectation over s')."""
+    next_obs = batch.next_obs.astype(jnp.float32)
+    reward = batch.reward.astype(jnp.float32)
+    if batch.reward.ndim == 2:
+        B, K = batch.reward.shape
+        flat = next_obs.reshape(B * K, -1)
+        next_target = net.apply(state.target_params, flat)
+        best = jnp.argmax(net.apply(state.params, flat) if config.double_q else next_target,
+                          axis=-1)
+        next_value = jnp.take_along_axis(next_target, best[:, None], axis=-1).reshape(B, K)
+        return jax.vmap(value.expected_target, in_axes=(0, 0, None, 0))(
+            reward, batch.terminated, config.gamma, next_value)
+    next_target = net.apply(state.target_params, next_obs)
+    if config.double_q:
+        next_online = net.apply(state.params, next_obs)
+        return jax.vmap(value.double_q_target, in_axes=(0, 0, None, 0, 0))(
+            reward, batch.terminated, config.gamma, next_online, next_target)
+    return jax.vmap(value.q_learning_target, in_axes=(0, 0, None, 0))(
+        reward, batch.terminated, config.gamma, next_target)
+
+
 def make_dqn(config: DQNConfig, obs_dim: int, num_actions: int) -> Learner:
     """A DQN learner for ``obs_dim`` observations and ``num_actions`` discrete actions.
 
@@ -79,28 +104,9 @@ def make_dqn(config: DQNConfig, obs_dim: int, num_actions: int) -> Learner:
 
     def update(state: DQNState, batch: Transition, key):
         del key
-        obs, next_obs = batch.obs.astype(jnp.float32), batch.next_obs.astype(jnp.float32)
+        obs = batch.obs.astype(jnp.float32)
         action = batch.action.astype(jnp.int32).reshape(obs.shape[0])
-        if batch.reward.ndim == 2:  # K model samples of s' per (s, a): deep Dyna's expectation
-            B, K = batch.reward.shape
-            flat = next_obs.reshape(B * K, -1)
-            next_target = net.apply(state.target_params, flat)
-            best = jnp.argmax(net.apply(state.params, flat) if config.double_q else next_target,
-                              axis=-1)
-            next_value = jnp.take_along_axis(next_target, best[:, None], axis=-1).reshape(B, K)
-            target = jax.vmap(value.expected_target, in_axes=(0, 0, None, 0))(
-                batch.reward.astype(jnp.float32), batch.terminated, config.gamma, next_value)
-        else:
-            next_target = net.apply(state.target_params, next_obs)
-            if config.double_q:
-                next_online = net.apply(state.params, next_obs)
-                target = jax.vmap(value.double_q_target, in_axes=(0, 0, None, 0, 0))(
-                    batch.reward.astype(jnp.float32), batch.terminated, config.gamma,
-                    next_online, next_target)
-            else:
-                target = jax.vmap(value.q_learning_target, in_axes=(0, 0, None, 0))(
-                    batch.reward.astype(jnp.float32), batch.terminated, config.gamma,
-                    next_target)
+        target = dqn_targets(net, config, state, batch)
 
         def loss_fn(params):
             q = jnp.take_along_axis(net.apply(params, obs), action[:, None], axis=1)[:, 0]

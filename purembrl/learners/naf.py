@@ -5,6 +5,7 @@ closed form. The losses live in ``purembrl.value``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -55,6 +56,23 @@ class NAFState:
     steps: jax.Array
 
 
+def value_targets(next_value: Callable[[jax.Array], jax.Array], batch: Transition,
+                  gamma) -> jax.Array:
+    """NAF's targets ``r + gamma (1 - d) V'(s')`` ``[B]``, ``next_value`` mapping observations
+    ``[N, obs_dim]`` to V' ``[N]``; with K sampled next states per (s, a) (``reward``
+    ``[B, K]``, ``next_obs`` ``[B, K, obs_dim]``) the mean of their targets (deep Dyna's
+    expectation, ``value.expected_target``)."""
+    next_obs = batch.next_obs.astype(jnp.float32)
+    if batch.reward.ndim == 2:
+        B, K = batch.reward.shape
+        next_v = next_value(next_obs.reshape(B * K, -1))
+        return jax.vmap(value.expected_target, in_axes=(0, 0, None, 0))(
+            batch.reward.astype(jnp.float32), batch.terminated, gamma, next_v.reshape(B, K))
+    next_v = next_value(next_obs)
+    return jax.vmap(value.state_value_target, in_axes=(0, 0, None, 0))(
+        batch.reward.astype(jnp.float32), batch.terminated, gamma, next_v)
+
+
 def make_naf(config: NAFConfig, obs_dim: int, action_low: jax.Array,
              action_high: jax.Array) -> Learner:
     """A NAF learner: one network with a value head V(s), a linear mean head mu(s) and the
@@ -89,19 +107,10 @@ def make_naf(config: NAFConfig, obs_dim: int, action_low: jax.Array,
 
     def update(state: NAFState, batch: Transition, key):
         del key
-        obs, next_obs = batch.obs.astype(jnp.float32), batch.next_obs.astype(jnp.float32)
+        obs = batch.obs.astype(jnp.float32)
         unit_action = (batch.action.astype(jnp.float32).reshape(obs.shape[0], action_dim)
                        - shift) / scale
-        if batch.reward.ndim == 2:  # K model samples of s' per (s, a): deep Dyna's expectation
-            B, K = batch.reward.shape
-            next_value, _, _ = heads(state.target_params, next_obs.reshape(B * K, -1))
-            target = jax.vmap(value.expected_target, in_axes=(0, 0, None, 0))(
-                batch.reward.astype(jnp.float32), batch.terminated, config.gamma,
-                next_value.reshape(B, K))
-        else:
-            next_value, _, _ = heads(state.target_params, next_obs)
-            target = jax.vmap(value.state_value_target, in_axes=(0, 0, None, 0))(
-                batch.reward.astype(jnp.float32), batch.terminated, config.gamma, next_value)
+        target = value_targets(lambda o: heads(state.target_params, o)[0], batch, config.gamma)
 
         def loss_fn(params):
             v, mu, entries = heads(params, obs)

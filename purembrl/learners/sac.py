@@ -142,6 +142,18 @@ def critic_regression(nets: SACNets, gamma, state: SACState, batch: Transition, 
     return obs, action, target
 
 
+def _critic_inputs(nets: SACNets, gamma, state: SACState, batch: Transition | CriticTargets,
+                   key: jax.Array, alpha: jax.Array):
+    """``(obs, (critic_obs, critic_action, target, weight), info)``: the real observations the
+    actor trains on and the critics' regression set, from ``CriticTargets.build`` (MBVE) or
+    from ``critic_regression`` (unweighted, no extra info)."""
+    if isinstance(batch, CriticTargets):
+        regression, info = batch.build(state, lambda raw: raw)
+        return batch.real.obs.astype(jnp.float32), regression, info
+    obs, action, target = critic_regression(nets, gamma, state, batch, key, alpha)
+    return obs, (obs, action, target, None), {}
+
+
 def _critic_step(nets: SACNets, opt: optax.GradientTransformation, state: SACState,
                  obs: jax.Array, action: jax.Array, target: jax.Array, weight):
     """One optimiser step of the critics on (obs, action, target), a ``weight``-weighted mean
@@ -214,15 +226,8 @@ def make_sac(config: SACConfig, obs_dim: int, action_low: jax.Array,
     def update(state: SACState, batch: Transition | CriticTargets, key):
         key_next, key_new = jax.random.split(key)
         alpha = jnp.exp(state.log_alpha)
-        extra = {}
-        if isinstance(batch, CriticTargets):  # targets built by the caller (MBVE)
-            obs = batch.real.obs.astype(jnp.float32)
-            (critic_obs, critic_action, target, weight), extra = batch.build(
-                state, lambda raw: raw)
-        else:
-            obs, critic_action, target = critic_regression(nets, config.gamma, state, batch,
-                                                           key_next, alpha)
-            critic_obs, weight = obs, None
+        obs, (critic_obs, critic_action, target, weight), extra = _critic_inputs(
+            nets, config.gamma, state, batch, key_next, alpha)
         target = jax.lax.stop_gradient(target)
         critic, critic_opt_state, c_loss, q = _critic_step(nets, critic_opt, state, critic_obs,
                                                            critic_action, target, weight)
