@@ -219,3 +219,28 @@ def test_observation_normalisation_wrapper_keeps_running_statistics():
     np.testing.assert_allclose(seen["obs"], seen["next_obs"])
     assert float(jnp.abs(seen["obs"]).max()) < 10  # unit scale, whatever the raw scale
     np.testing.assert_allclose(learner.act(state, None, all_obs.mean(0)[None]), 0.0, atol=1e-4)
+
+
+def test_pairwise_sum_is_the_fixed_halving_order_for_any_row_count():
+    """``pairwise_sum`` adds the zero-padded rows in halvings ``x[:h] + x[h:]``: bit for bit the
+    NumPy float32 sum in that order (elementwise adds only, so no CPU's vector width can change
+    it), and the plain sum to float rounding, for counts that are and are not powers of two,
+    under jit and vmap."""
+    from purembrl.learners.normalize import pairwise_sum
+
+    def halvings(x):
+        size = 1 << max(len(x) - 1, 0).bit_length()
+        x = np.concatenate([x, np.zeros((size - len(x), *x.shape[1:]), x.dtype)])
+        while len(x) > 1:
+            x = x[:len(x) // 2] + x[len(x) // 2:]
+        return x[0]
+
+    rng = np.random.default_rng(0)
+    for rows in (1, 2, 3, 7, 16, 100, 256):
+        x = (rng.standard_normal((rows, 3)) * 10.0 ** rng.integers(-3, 4, 3)).astype(np.float32)
+        got = np.asarray(jax.jit(pairwise_sum)(jnp.asarray(x)))
+        np.testing.assert_array_equal(got, halvings(x))
+        np.testing.assert_allclose(got, x.astype(np.float64).sum(0), rtol=1e-5)
+    batch = rng.standard_normal((4, 5, 2)).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(jax.vmap(pairwise_sum)(jnp.asarray(batch))),
+                                  np.stack([halvings(b) for b in batch]))

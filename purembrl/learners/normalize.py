@@ -73,13 +73,28 @@ def observation_stats_update(state: NormalizedState, obs: jax.Array) -> Normaliz
     variance (Chan et al.'s parallel update; what ``normalize_observations`` does per update)."""
     rows = obs.reshape(-1, state.mean.shape[0])
     n = jnp.float32(rows.shape[0])
-    batch_mean = rows.mean(0)
-    batch_m2 = ((rows - batch_mean) ** 2).sum(0)
+    batch_mean = pairwise_sum(rows) / n
+    batch_m2 = pairwise_sum((rows - batch_mean) ** 2)
     total = state.count + n
     delta = batch_mean - state.mean
     return state.replace(mean=state.mean + delta * n / total,
                          m2=state.m2 + batch_m2 + delta ** 2 * state.count * n / total,
                          count=total)
+
+
+def pairwise_sum(x: jax.Array) -> jax.Array:
+    """The sum over the leading axis in one fixed pairwise order, ``x[:h] + x[h:]`` halvings
+    of the rows zero-padded to a power of two: elementwise adds only, so every CPU gives the
+    same bits. XLA's own reductions follow the machine's vector width (AVX2 and AVX-512 sum a
+    column in different orders), and the running statistics feed every later update."""
+    n = x.shape[0]
+    size = 1 << max(n - 1, 0).bit_length()
+    if size > n:
+        x = jnp.concatenate([x, jnp.zeros((size - n, *x.shape[1:]), x.dtype)])
+    while x.shape[0] > 1:
+        half = x.shape[0] // 2
+        x = x[:half] + x[half:]
+    return x[0]
 
 
 def normalized(state: NormalizedState, obs: jax.Array, clip: float = 10.0,
