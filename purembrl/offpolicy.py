@@ -16,9 +16,10 @@ model, so neither fit nor branch; deep Dyna and MBVE query the model inside thei
 rollouts). The periods need not divide one another nor the budget: the last evaluation
 period is cut at ``T``.
 
-One ``TrainLoop`` iteration is one evaluation period, scanned step by step. Fit, branch and
-updates sit under ``lax.cond`` on the step number, which comes from the iteration index (never
-batched), so under ``vmap`` a cond stays a real branch: a fit runs on its steps only.
+One ``TrainLoop`` iteration is one evaluation period, scanned in blocks of steps. Fit, branch
+and updates sit under ``lax.cond`` on the step number, which comes from the iteration index
+(never batched), so under ``vmap`` a cond stays a real branch: a fit runs on its steps only;
+a part that can only fall on a block's first step is decided once per block.
 
 Random keys are laid out as nested blocks (``purembrl.periods``), so that when the periods nest
 (``rollout_freq | model_train_freq | eval_every``, the budget whole periods) a run draws
@@ -135,6 +136,15 @@ def repeated(update: Callable[[Any, OffPolicyState, jax.Array], tuple[Any, dict]
         return state.replace(learner=learner_state), jax.tree.map(jnp.mean, info)
 
     return updates
+
+
+def trained_policy(state: OffPolicyState, config):
+    """The deterministic policy of a run's ``state`` as a pure function ``(key, obs [B, d]) ->
+    action``: the learner that ``config.learner`` (with ``config.normalize_obs``) builds for
+    ``config.env``, acting without exploration."""
+    env, env_params = envs.make(config.env)
+    learner = learners.make(config.learner, interact.spec(env, env_params), config.normalize_obs)
+    return learners.policy(learner, state.learner)
 
 
 def model_free_loop(config, name: str, *, discrete: bool) -> TrainLoop:
@@ -290,36 +300,6 @@ def env_step(parts: Parts) -> Part:
     return step
 
 
-def _when(flag, part: Part, field: str, state: OffPolicyState, key):
-    """``part`` on ``state`` where ``flag`` (``None``: always), else the state unchanged and
-    zeros for its info. Only ``field``, what the part changes, passes through the branch."""
-    def run(s, k):
-        new, info = part(s, k)
-        return getattr(new, field), info
-
-    if flag is None:
-        value, info = run(state, key)
-    else:
-        shapes = jax.eval_shape(run, state, key)[1]
-        skipped = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-        value, info = jax.lax.cond(flag, run, lambda s, k: (getattr(s, field), skipped),
-                                   state, key)
-    return state.replace(**{field: value}), info
-
-
-class _Event(NamedTuple):
-    """A periodic part: runs at step t when ``(offset + t) % every == 0``."""
-
-    name: str
-    part: Part
-    every: int
-    offset: int = 0
-
-    def due(self, t: jax.Array):
-        """The step's flag (``None``: every step, no branch needed)."""
-        return None if self.every == 1 else (self.offset + t) % self.every == 0
-
-
 def make_loop(config, parts: Parts) -> TrainLoop:
     """The loop of the module docstring as a ``TrainLoop`` of ``ceil(T / eval_every)``
     iterations. Metrics per evaluation: ``env_steps``, ``eval_return``, ``eval_length``,
@@ -337,12 +317,12 @@ def make_loop(config, parts: Parts) -> TrainLoop:
                          f"initial_random_steps={config.initial_random_steps}")
     period = min(config.eval_every, trained)
     num_periods = -(-trained // period)
-    events = [_Event(name, part, getattr(config, freq))
+    events = [periods.Event(name, part, FIELDS[name], getattr(config, freq))
               for name, part, freq in (("fit", parts.fit, "model_train_freq"),
                                        ("branch", parts.branch, "rollout_freq"))
               if part is not None]
-    updates = _Event("updates", parts.updates, getattr(config, "train_every", 1),
-                     config.initial_random_steps)
+    updates = periods.Event("updates", parts.updates, FIELDS["updates"],
+                            getattr(config, "train_every", 1), config.initial_random_steps)
     full = _period(config, parts, events, updates, period, period)
     tail = trained - (num_periods - 1) * period
     if tail == period:
@@ -355,35 +335,26 @@ def make_loop(config, parts: Parts) -> TrainLoop:
     return TrainLoop(init=parts.init, step=step, num_iterations=num_periods)
 
 
-def _period(config, parts: Parts, events: list[_Event], updates: _Event, length: int,
-            stride: int):
+def _period(config, parts: Parts, events: list[periods.Event], updates: periods.Event,
+            length: int, stride: int):
     """One iteration: ``length`` steps from step ``iteration * stride``, then an evaluation."""
     freqs = tuple(e.every for e in events)
     nested = length == stride and all(
         outer % inner == 0 for outer, inner in zip((length, *freqs), freqs, strict=False))
     max_steps = interact.spec(parts.env, parts.env_params).max_steps
 
+    def real_step_and_updates(state: OffPolicyState, t, key):
+        key_act, key_env, key_update = jax.random.split(key, 3)
+        state = parts.real_step(state, key_act, key_env)
+        return periods.events_at(state, [updates], [key_update], t)
+
+    steps = periods.scan_period(events, real_step_and_updates, length, stride)
+
     def step(state: OffPolicyState, iteration):
         key, key_period, key_eval = jax.random.split(state.key, 3)
         event_keys, step_keys = periods.period_keys(key_period, freqs, length)
-        start = iteration * stride
-
-        def body(state, xs):
-            j, keys, step_key = xs
-            flags, infos = {}, {}
-            for event, key in zip(events, keys, strict=True):
-                flags[event.name] = event.due(start + j)
-                state, infos[event.name] = _when(flags[event.name], event.part,
-                                                 FIELDS[event.name], state, key)
-            key_act, key_env, key_update = jax.random.split(step_key, 3)
-            state = parts.real_step(state, key_act, key_env)
-            flags["updates"] = updates.due(start + j)
-            state, infos["updates"] = _when(flags["updates"], updates.part, "learner", state,
-                                            key_update)
-            return state, (flags, infos)
-
-        state, (flags, infos) = jax.lax.scan(
-            body, state.replace(key=key), (jnp.arange(length), event_keys, step_keys))
+        state, flags, infos = steps(state.replace(key=key), iteration * stride, event_keys,
+                                    step_keys)
         policy = lambda k, obs: parts.learner.act(state.learner, k, obs, explore=False)
         eval_return, eval_length = interact.evaluate(parts.env, parts.env_params, policy,
                                                      key_eval, config.eval_episodes, max_steps)

@@ -1,5 +1,6 @@
 """The schedule of an evaluation period of the off-policy loop (``purembrl.offpolicy``): the
-random keys of its steps and periodic parts, and the summary of their infos over the period.
+random keys of its steps and periodic parts, the scan that runs them, and the summary of their
+infos over the period.
 
 Both follow nested blocks: a period of ``length`` steps whose parts run every ``freqs[0]``,
 ``freqs[1]``, ... steps (outermost first) is ``ceil(length / freqs[0])`` blocks of
@@ -8,6 +9,11 @@ it, the keys and the nested means are exactly those of nested ``lax.scan``s over
 """
 
 from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -78,3 +84,90 @@ def summarise(info: dict, flags, latest: dict, grid: tuple[int, ...] | None, eve
             value = jnp.nanmean(jnp.where(ran, x.astype(dtype), jnp.nan))
         summary[name] = jnp.where(count > 0, value, latest[name])
     return summary, new_latest
+
+
+class Event(NamedTuple):
+    """A periodic part of a loop: ``part(state, key) -> (state, info)``, run at step ``t`` when
+    ``(offset + t) % every == 0``; it changes ``state.<field>`` only (a struct dataclass)."""
+
+    name: str
+    part: Callable[[Any, jax.Array], tuple[Any, dict]]
+    field: str
+    every: int
+    offset: int = 0
+
+    def due(self, t: jax.Array):
+        """The step's flag (``None``: every step, no branch needed)."""
+        return None if self.every == 1 else (self.offset + t) % self.every == 0
+
+
+def when(flag, event: Event, state, key):
+    """``event.part`` on ``state`` where ``flag`` (``None``: always), else the state unchanged
+    and zeros for its info. Only ``event.field`` passes through the ``lax.cond``: its other
+    operands are read, not returned, so XLA need not copy them."""
+    def run(s, k):
+        new, info = event.part(s, k)
+        return getattr(new, event.field), info
+
+    if flag is None:
+        value, info = run(state, key)
+    else:
+        shapes = jax.eval_shape(run, state, key)[1]
+        skipped = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        value, info = jax.lax.cond(flag, run, lambda s, k: (getattr(s, event.field), skipped),
+                                   state, key)
+    return state.replace(**{event.field: value}), info
+
+
+def events_at(state, events: list[Event], keys, t):
+    """The ``events`` due at step ``t``, in order: ``(state, flags, infos)`` by event name."""
+    flags, infos = {}, {}
+    for event, key in zip(events, keys, strict=True):
+        flags[event.name] = event.due(t)
+        state, infos[event.name] = when(flags[event.name], event, state, key)
+    return state, flags, infos
+
+
+def scan_period(events: list[Event], step: Callable, length: int, stride: int):
+    """``(state, start, event_keys, step_keys) -> (state, flags, infos)``: a period's ``length``
+    steps from step ``start`` (a multiple of ``stride``), keys from ``period_keys``; at each step
+    the due ``events`` in order, then ``step(state, t, step_key) -> (state, flags, infos)``.
+    Flags and infos come ``[length]`` by part name (zeros where a part was skipped).
+
+    The steps run as blocks of ``block`` steps, ``block`` the largest number dividing
+    ``length``, ``stride`` and the periods of the leading events that skip steps: such an event
+    can only fall on a block's first step, so its ``lax.cond`` (whose operand is the whole
+    state, buffers included) is decided once per block instead of once per step. The other
+    events are decided per step. Keys, order and outputs are those of one scan over the steps
+    with a cond per event and step."""
+    outer = list(itertools.takewhile(lambda e: e.every > 1, events))
+    inner = events[len(outer):]
+    block = math.gcd(length, stride, *(e.every for e in outer)) if outer else length
+    num_blocks = length // block
+
+    def run(state, start, event_keys, step_keys):
+        def body(state, xs):
+            j, keys, step_key = xs
+            state, flags, infos = events_at(state, inner, keys, start + j)
+            state, step_flags, step_infos = step(state, start + j, step_key)
+            return state, ({**flags, **step_flags}, {**infos, **step_infos})
+
+        def block_body(state, xs):
+            b, outer_keys, inner_keys, block_keys = xs
+            state, flags, infos = events_at(state, outer, outer_keys, start + b * block)
+            state, per_step = jax.lax.scan(body, state, (b * block + jnp.arange(block),
+                                                         inner_keys, block_keys))
+            return state, (flags, infos, per_step)
+
+        blocks = lambda x: x.reshape(num_blocks, block, *x.shape[1:])
+        state, (flags, infos, (step_flags, step_infos)) = jax.lax.scan(block_body, state, (
+            jnp.arange(num_blocks), [k[::block] for k in event_keys[:len(outer)]],
+            [blocks(k) for k in event_keys[len(outer):]], blocks(step_keys)))
+        # an outer event's flag and info at each block's first step; elsewhere the unset flag
+        # and the zeros of a skipped part, as a cond per step gives them
+        spread = lambda x: jnp.zeros((length, *x.shape[1:]), x.dtype).at[::block].set(x)
+        per_step = lambda x: x.reshape(length, *x.shape[2:])
+        return (state, {**jax.tree.map(spread, flags), **jax.tree.map(per_step, step_flags)},
+                {**jax.tree.map(spread, infos), **jax.tree.map(per_step, step_infos)})
+
+    return run

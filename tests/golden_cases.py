@@ -16,8 +16,8 @@ bit-identical). ``dqn_train_every``, ``sac_normalized``, ``mbve_normalized`` (th
 observation statistics sum their minibatch in a fixed pairwise order,
 ``learners.normalize.pairwise_sum``, instead of XLA's reduction, whose order follows the CPU's
 vector width: recorded on an AVX2 CPU, these three differed in the last bit on an AVX-512 one;
-they moved by at most 6.5e-6 relative). ``mbpo_ragged`` was recorded after the redesign: it pins a budget whose
-periods divide nothing (the last evaluation period cut at the budget).
+they moved by at most 6.5e-6 relative). ``mbpo_ragged`` was recorded after the redesign: it
+pins a budget whose periods divide nothing (the last evaluation period cut at the budget).
 """
 
 from __future__ import annotations

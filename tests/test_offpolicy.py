@@ -90,6 +90,36 @@ def test_the_fit_stays_a_real_branch_under_vmap():
     assert conds >= 3 and str(batched).count("cond[") == conds  # none became a select
 
 
+def _top_level(closed_jaxpr):
+    return [eqn.primitive.name for eqn in closed_jaxpr.jaxpr.eqns]
+
+
+def _scans(jaxpr):
+    """Every ``scan`` equation in ``jaxpr`` and its sub-jaxprs: ``(length, body)``."""
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "scan":
+            yield eqn.params["length"], eqn.params["jaxpr"]
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, tuple) else (value,):
+                if hasattr(sub, "jaxpr") and hasattr(sub.jaxpr, "eqns"):
+                    yield from _scans(sub.jaxpr)
+
+
+def test_a_fit_is_decided_once_per_block_not_once_per_step():
+    # MBPO's preset shape: rollouts after every step, a fit every 50: the period's 100 steps
+    # are 2 blocks of 50, the fit's cond sits in the block scan and the step scan has none
+    loop = mbpo.make_loop(ragged_mbpo(model_train_freq=50, rollout_freq=1, total_steps=300))
+    jaxpr = jax.make_jaxpr(jax.vmap(loop.step, in_axes=(0, None)))(
+        jax.eval_shape(jax.vmap(loop.init), jax.random.split(jax.random.key(0), 2)),
+        jnp.int32(0))
+    blocks = [body for length, body in _scans(jaxpr.jaxpr) if length == 2
+              and any(e.primitive.name == "scan" and e.params["length"] == 50
+                      for e in body.jaxpr.eqns)]
+    assert len(blocks) == 1 and "cond" in _top_level(blocks[0])  # the fit, then the steps
+    steps = [e.params["jaxpr"] for e in blocks[0].jaxpr.eqns if e.primitive.name == "scan"]
+    assert len(steps) == 1 and "cond" not in _top_level(steps[0])
+
+
 def test_model_free_learners_run_any_budget():
     config = sac.Config.for_env(env="Pendulum-v1", total_steps=370, eval_every=100,
                                 initial_random_steps=200, batch_size=16, eval_episodes=1,

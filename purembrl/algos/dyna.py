@@ -129,6 +129,4 @@ def make_train(config: Config):
 
 def policy(state: OffPolicyState, config: Config):
     """The trained deterministic policy as a pure function ``(key, obs [B, d]) -> action``."""
-    env, env_params = envs.make(config.env)
-    learner = learners.make(config.learner, interact.spec(env, env_params), config.normalize_obs)
-    return learners.policy(learner, state.learner)
+    return offpolicy.trained_policy(state, config)

@@ -185,6 +185,4 @@ def make_train(config: Config):
 
 def policy(state: OffPolicyState, config: Config):
     """The trained greedy policy mu(s) as a pure function ``(key, obs [B, d]) -> action``."""
-    env, env_params = envs.make(config.env)
-    learner = _learner(config, interact.spec(env, env_params))
-    return learners.policy(learner, state.learner)
+    return offpolicy.trained_policy(state, config)

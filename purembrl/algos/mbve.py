@@ -202,5 +202,4 @@ def make_train(config: Config):
 
 def policy(state: OffPolicyState, config: Config):
     """The trained deterministic policy as a pure function ``(key, obs [B, d]) -> action``."""
-    env, env_params = envs.make(config.env)
-    return learners.policy(_learner(config, interact.spec(env, env_params)), state.learner)
+    return offpolicy.trained_policy(state, config)

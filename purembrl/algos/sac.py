@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from flax import struct
 
-from purembrl import envs, interact, learners, offpolicy
+from purembrl import offpolicy
 from purembrl.algos.base import OffPolicyConfig
 from purembrl.config import static
 from purembrl.learners import SACConfig
@@ -72,7 +72,4 @@ def make_train(config: Config):
 
 def policy(state: OffPolicyState, config: Config):
     """The trained deterministic policy as a pure function ``(key, obs [B, d]) -> action``."""
-    env, env_params = envs.make(config.env)
-    env_spec = interact.spec(env, env_params)
-    learner = learners.make(config.learner, env_spec, config.normalize_obs)
-    return learners.policy(learner, state.learner)
+    return offpolicy.trained_policy(state, config)
