@@ -1,4 +1,5 @@
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -268,3 +269,20 @@ def test_init_fit_and_sample_under_jit_vmap_over_seeds():
     again, _ = jax.jit(jax.vmap(run))(keys)
     np.testing.assert_array_equal(np.asarray(next_obs), np.asarray(again))
     assert not np.allclose(np.asarray(next_obs[0]), np.asarray(next_obs[1]))
+
+
+def test_fit_refuses_a_config_that_does_not_describe_the_state():
+    """The state keeps the network's structure (``dynamics.network_structure``); a fit with a
+    config of another size, activation or set of heads is refused, naming every field that
+    differs, before anything is traced."""
+    config = dynamics.EnsembleConfig(**SMALL)
+    state = dynamics.init(jax.random.key(0), config, 3, 1)
+    replay = buffer.init(Transition(jnp.zeros(3), jnp.zeros(1), jnp.zeros(()), jnp.zeros(3),
+                                    jnp.zeros((), bool)), 10)
+    for other, named in [(dict(activation="relu"), "activation='relu' (the state's: 'swish')"),
+                         (dict(num_members=5), "num_members=5"),
+                         (dict(hidden_sizes=(16, 32), learn_termination=False),
+                          "hidden_sizes=(16, 32) (the state's: (32, 32)), "
+                          "learn_termination=False")]:
+        with pytest.raises(ValueError, match=re.escape(named)):
+            dynamics.fit(state, replay, jax.random.key(1), config.replace(**other))

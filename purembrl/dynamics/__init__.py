@@ -57,6 +57,7 @@ from purembrl.dynamics.model import (
     make_model_step,
     model_inputs,
     model_targets,
+    network_structure,
     one_hot_actions,
     predict,
     predict_full,
@@ -69,6 +70,6 @@ __all__ = [
     "VAL_CHUNK", "EnsembleConfig", "EnsembleState", "FitCarry", "FitData", "Normalizer",
     "bootstrap_rows", "bound_logvar", "elite_members", "fit", "fit_data", "fit_epoch",
     "gaussian_nll", "holdout_mse", "init", "layer_decays", "make_model_step", "model_inputs",
-    "model_targets", "one_hot_actions", "predict", "predict_full", "raw_outputs", "sample_step",
-    "sgd_epoch", "steps_per_epoch", "train_step",
+    "model_targets", "network_structure", "one_hot_actions", "predict", "predict_full",
+    "raw_outputs", "sample_step", "sgd_epoch", "steps_per_epoch", "train_step",
 ]

@@ -18,6 +18,7 @@ from purembrl.dynamics.model import (
     _masked_stats,
     model_inputs,
     model_targets,
+    network_structure,
     raw_outputs,
     train_step,
 )
@@ -243,9 +244,12 @@ def fit(state: EnsembleState, buffer_state: BufferState, key: jax.Array,
     any loss or parameter was NaN or inf; a member whose holdout loss was never finite keeps its
     parameters from before the fit).
     """
-    if config.num_members != state.num_members or tuple(config.hidden_sizes) != state.hidden_sizes:
-        raise ValueError("config does not match the state: num_members / hidden_sizes differ "
-                         "from those the state was initialised with")
+    differ = [f"{name}={value!r} (the state's: {getattr(state, name)!r})" for name, value in
+              {"num_members": config.num_members, **network_structure(config)}.items()
+              if value != getattr(state, name)]
+    if differ:
+        raise ValueError(f"config does not match the model state: {', '.join(differ)}; fit the "
+                         "state with the config it was initialised with")
     E = config.num_members
     key_split, key_boot, key_epochs = jax.random.split(key, 3)
     data = fit_data(state, buffer_state, key_split, key_boot, config)

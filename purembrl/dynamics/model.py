@@ -141,6 +141,14 @@ def _optimizer(config: EnsembleConfig) -> optax.GradientTransformation:
     return optax.adam(config.learning_rate)
 
 
+def network_structure(config: EnsembleConfig) -> dict[str, Any]:
+    """The fields of ``config`` that shape the network, which an ``EnsembleState`` keeps (static)
+    so that ``predict`` and ``sample_step`` need no config; ``fit`` checks them against its
+    config."""
+    return {"hidden_sizes": tuple(config.hidden_sizes), "activation": config.activation,
+            "learn_reward": config.learn_reward, "learn_termination": config.learn_termination}
+
+
 def init(key: jax.Array, config: EnsembleConfig, obs_dim: int, action_dim: int
          ) -> EnsembleState:
     """A fresh ensemble for ``obs_dim``-dimensional observations and ``action_dim`` actions."""
@@ -153,9 +161,7 @@ def init(key: jax.Array, config: EnsembleConfig, obs_dim: int, action_dim: int
         params={"max_logvar": jnp.full((E, target_dim), 0.5),  # PETS' initial bounds
                 "min_logvar": jnp.full((E, target_dim), -10.0)},
         opt_state=None, normalizer=None, elites=jnp.arange(config.num_elites, dtype=jnp.int32),
-        obs_dim=obs_dim, action_dim=action_dim, hidden_sizes=tuple(config.hidden_sizes),
-        activation=config.activation, learn_reward=config.learn_reward,
-        learn_termination=config.learn_termination)
+        obs_dim=obs_dim, action_dim=action_dim, **network_structure(config))
     params = {**shell.params, "net": ensemble_init(shell.module, key, E, obs_dim + action_dim)}
     in_dim = obs_dim + action_dim
     normalizer = Normalizer(jnp.zeros(in_dim), jnp.ones(in_dim), jnp.zeros(target_dim),
