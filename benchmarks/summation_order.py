@@ -5,7 +5,7 @@ summed by XLA's column reduction against ``learners.normalize.pairwise_sum``, sa
 
 ``normalize_obs=True`` keeps running means and variances of the observations the learner
 trains on (``learners.normalize_observations``). Their minibatch sums used XLA's reduction,
-whose order follows the CPU's vector width (AVX2 and AVX-512 machines differ in the last bit);
+whose order follows the host CPU (an Intel Xeon and an AMD EPYC differ in the last bit);
 they now use one fixed pairwise order, so that the golden cases are the same on every CPU. The
 change moves a few golden numbers in the last bits. This script runs each algorithm's preset
 (``Config.for_env(env, normalize_obs=True)``, budget by ``--steps``) for ``--seeds`` seeds

@@ -85,8 +85,9 @@ def observation_stats_update(state: NormalizedState, obs: jax.Array) -> Normaliz
 def pairwise_sum(x: jax.Array) -> jax.Array:
     """The sum over the leading axis in one fixed pairwise order, ``x[:h] + x[h:]`` halvings
     of the rows zero-padded to a power of two: elementwise adds only, so every CPU gives the
-    same bits. XLA's own reductions follow the machine's vector width (AVX2 and AVX-512 sum a
-    column in different orders), and the running statistics feed every later update."""
+    same bits. XLA compiles its reductions for the host CPU, and their order follows it (an
+    Intel Xeon and an AMD EPYC, both with AVX-512, sum a column differently), while the running
+    statistics feed every later update."""
     n = x.shape[0]
     size = 1 << max(n - 1, 0).bit_length()
     if size > n:
