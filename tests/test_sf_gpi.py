@@ -81,9 +81,26 @@ def test_config_errors():
     with pytest.raises(ValueError, match="method"):
         sf_gpi.Config.for_env(method="dqn")
     with pytest.raises(ValueError, match="eval_every"):
-        sf_gpi.Config.for_env(steps_per_task=1000, eval_every=300)
+        sf_gpi.Config.for_env(steps_per_task=1000, eval_every=0)
     with pytest.raises(ValueError, match="gamma"):
         sf_gpi.Config.for_env(gamma=1.0)
+
+
+@pytest.mark.parametrize("method", ["sfql", "sfql_h"])
+def test_records_every_period_of_a_task_and_at_its_end(method):
+    """An evaluation period that does not divide the task: records every eval_every steps of
+    each task and at its end, the task switching on its boundary."""
+    cfg = sf_gpi.Config.for_env(method=method, num_tasks=3, steps_per_task=1000, eval_every=300,
+                                feature_tasks=1, **SMALL)
+    _, m = jax.jit(sf_gpi.make_train(cfg))(jax.random.key(0))
+    steps = np.array([300, 600, 900, 1000])
+    np.testing.assert_array_equal(m["env_steps"], np.concatenate([steps, steps + 1000,
+                                                                  steps + 2000]))
+    np.testing.assert_array_equal(m["task"], np.repeat([0, 1, 2], 4))
+    assert np.all(np.isfinite(m["eval_return"]))
+    cfg = sf_gpi.Config.for_env(num_tasks=2, steps_per_task=500, eval_every=800, **SMALL)
+    _, m = jax.jit(sf_gpi.make_train(cfg))(jax.random.key(0))
+    np.testing.assert_array_equal(m["env_steps"], [500, 1000])
 
 
 def test_sfql_h_fits_features_then_transfers():

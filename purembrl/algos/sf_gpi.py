@@ -26,10 +26,11 @@ psi of tasks h+1..t. Being tabular, phi~ knows only the (s, a) seen during the f
 ``method`` also switches to the paper's baselines, tabular Q-learning restarted at each task
 (``"q_restart"``) or continuing across tasks (``"q_continue"``), on the same tasks and keys.
 
-A run is ``num_tasks * steps_per_task`` environment steps; every ``eval_every`` steps the metrics
-record ``reward`` (collected online since the last record), ``task`` and ``eval_return`` (the
-greedy policy on the current task, as the learned w sees it). ``curve`` plots the reward
-collected. ``alpha``, ``alpha_w``, ``gamma`` and ``epsilon`` are pytree leaves (vmappable).
+A run is ``num_tasks * steps_per_task`` environment steps; every ``eval_every`` steps of a task
+and at its end the metrics record ``reward`` (collected online since the last record), ``task``
+and ``eval_return`` (the greedy policy on the current task, as the learned w sees it); when
+``eval_every`` does not divide ``steps_per_task``, each task's last period is shorter. ``curve``
+plots the reward collected. ``alpha``, ``alpha_w``, ``gamma`` and ``epsilon`` are pytree leaves (vmappable).
 
 Memory: SFQL's tables hold ``num_tasks * S * A * N`` floats: on the 13 x 13 four-room grid
 (S = 169 * 2^12) that is 886 MB per seed for 20 tasks.
@@ -63,7 +64,7 @@ class Config(Presets):
         (Q-learning baselines).
       feature_tasks: h of SFQL-h: tasks learned by Q-learning while the features are fitted.
       num_tasks: tasks in sequence. steps_per_task: environment steps on each task.
-      eval_every: steps between records (a divisor of ``steps_per_task``).
+      eval_every: steps between records within a task (one more at each task's end).
       alpha: step size of the psi (or Q) tables. alpha_w: SGD step size of the reward weights.
       gamma: discount (0.95 in the paper). epsilon: exploration (0.15 in the paper).
       update_gpi_policy: SFQL also updates the psi of the policy GPI chose (the paper's SFQL).
@@ -101,9 +102,6 @@ class Config(Presets):
                              "have no true weights; allowed learn_w=True")
         check_int("steps_per_task", self.steps_per_task, 1)
         check_int("eval_every", self.eval_every, 1)
-        if isinstance(self.eval_every, int) and self.steps_per_task % self.eval_every:
-            raise ValueError(f"eval_every={self.eval_every} is invalid: allowed a divisor of "
-                             f"steps_per_task={self.steps_per_task}")
         check("alpha", self.alpha, lambda v: (v > 0) & (v <= 1), "0 < alpha <= 1")
         check("alpha_w", self.alpha_w, lambda v: (v > 0) & (v <= 1), "0 < alpha_w <= 1")
         check("gamma", self.gamma, lambda v: (v >= 0) & (v < 1), "0 <= gamma < 1")
@@ -112,8 +110,12 @@ class Config(Presets):
         check_int("eval_max_steps", self.eval_max_steps, 1)
 
     @property
+    def records_per_task(self) -> int:
+        return -(-self.steps_per_task // self.eval_every)
+
+    @property
     def num_iterations(self) -> int:
-        return self.num_tasks * self.steps_per_task // self.eval_every
+        return self.num_tasks * self.records_per_task
 
 
 def curve(config: Config) -> tuple[str, str]:
@@ -261,8 +263,8 @@ def make_loop(config: Config) -> TrainLoop:
                       t=c.t + 1, key=key)
         return c, r
 
-    def run_steps(c: SFState, use_sf: bool) -> tuple[SFState, jax.Array]:
-        return jax.lax.scan(lambda c, _: env_step(c, use_sf), c, None, length=config.eval_every)
+    def run_steps(c: SFState, use_sf: bool, length: int) -> tuple[SFState, jax.Array]:
+        return jax.lax.scan(lambda c, _: env_step(c, use_sf), c, None, length=length)
 
     def evaluate(c: SFState, key: jax.Array, use_sf: bool) -> jax.Array:
         w = task_w(c)
@@ -274,23 +276,38 @@ def make_loop(config: Config) -> TrainLoop:
         return interact.episode_return(env, params_for(c.tasks[c.task]), act, key,
                                        config.eval_episodes, config.eval_max_steps)
 
-    def iteration(c: SFState, use_sf: bool):
-        c, rewards = run_steps(c, use_sf)
+    def iteration(c: SFState, use_sf: bool, length: int):
+        c, rewards = run_steps(c, use_sf, length)
         key, key_eval = jax.random.split(c.key)
         c = c.replace(key=key)
-        return c, rewards, evaluate(c, key_eval, use_sf)
+        return c, rewards.sum(), evaluate(c, key_eval, use_sf)
+
+    def record_period(length: int):
+        """One record: ``length`` steps on the current task, then its evaluation."""
+
+        def run(c: SFState):
+            if learned_phi:  # Q-learning while phi~ is fitted (the first H tasks), then SFQL
+                return jax.lax.cond(c.task < H, lambda c: iteration(c, False, length),
+                                    lambda c: iteration(c, True, length), c)
+            return iteration(c, sf, length)
+
+        return run
+
+    # records every eval_every steps of a task and at its end: the last may be shorter
+    per_task = config.records_per_task
+    tail = config.steps_per_task - (per_task - 1) * config.eval_every
+    full = record_period(config.eval_every)
+    last = full if tail == config.eval_every else record_period(tail)
 
     def step(c: SFState, index) -> tuple[SFState, dict[str, jax.Array]]:
         task = (c.t // config.steps_per_task).astype(jnp.int32)
         c = jax.lax.cond((c.t % config.steps_per_task == 0) & (c.t > 0),
                          lambda c: start_task(c, task), lambda c: c, c)
-        if learned_phi:  # Q-learning while phi~ is fitted (the first H tasks), then SFQL
-            c, rewards, ret = jax.lax.cond(
-                c.task < H, lambda c: iteration(c, False), lambda c: iteration(c, True), c)
+        if last is full:
+            c, reward, ret = full(c)
         else:
-            c, rewards, ret = iteration(c, sf)
-        metrics = {"env_steps": c.t, "task": c.task, "reward": rewards.sum(),
-                   "eval_return": ret}
+            c, reward, ret = jax.lax.cond(index % per_task == per_task - 1, last, full, c)
+        metrics = {"env_steps": c.t, "task": c.task, "reward": reward, "eval_return": ret}
         if not learned_phi:  # learned features have no true weights to compare with
             metrics["w_error"] = jnp.max(jnp.abs(c.w[c.task] - c.tasks[c.task]))
         return c, metrics
@@ -299,7 +316,7 @@ def make_loop(config: Config) -> TrainLoop:
 
 
 def make_train(config: Config):
-    """``train(key) -> (SFState, metrics [num_tasks * steps_per_task / eval_every])``."""
+    """``train(key) -> (SFState, metrics [num_tasks * ceil(steps_per_task / eval_every)])``."""
     return as_train(make_loop(config))
 
 

@@ -1,6 +1,9 @@
 """Normalized advantage functions, NAF (Gu, Lillicrap, Sutskever & Levine 2016, Section 4): a
 quadratic advantage whose maximiser is the network's mean head, so the greedy action is known in
 closed form. The losses live in ``purembrl.value``.
+
+mu is not squashed (the paper's choice): a tanh saturates at the bounds, where its gradient
+vanishes (benchmarks/RESULTS.md has the Pendulum runs with and without a tanh).
 """
 
 from __future__ import annotations
@@ -82,10 +85,7 @@ def make_naf(config: NAFConfig, obs_dim: int, action_low: jax.Array,
     Polyak-averaged target network; the loss is the squared TD error. A batch with K model
     samples of s' per (s, a) (``reward``, ``terminated`` ``[B, K]``, ``next_obs``
     ``[B, K, obs_dim]``) regresses on the mean target over them (deep Dyna,
-    ``value.expected_target``).
-
-    mu is not squashed (the paper's choice): a tanh saturates at the bounds, where its gradient
-    vanishes (benchmarks/RESULTS.md has the Pendulum runs with and without a tanh)."""
+    ``value.expected_target``)."""
     action_low = jnp.asarray(action_low, jnp.float32).reshape(-1)
     action_high = jnp.asarray(action_high, jnp.float32).reshape(-1)
     action_dim = action_low.shape[0]
