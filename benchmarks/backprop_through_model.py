@@ -68,6 +68,9 @@ class Policy(nn.Module):
 POLICY = Policy()
 
 
+MODEL = dynamics.EnsembleConfig()  # MBPO's defaults
+
+
 def obs_of(state):
     return jnp.stack([jnp.cos(state.theta), jnp.sin(state.theta), state.theta_dot], -1)
 
@@ -100,7 +103,7 @@ def model_return(model_state, horizon):
     def value(params, state0):
         def step(obs, _):
             action = POLICY.apply(params, obs)
-            mean, _ = dynamics.predict(model_state, obs, action)
+            mean, _ = dynamics.predict(model_state, MODEL, obs, action)
             next_obs = obs + mean[model_state.elites].mean(0)[:, 1:]  # [reward, delta obs]
             return next_obs, known.pendulum_reward(obs, action, next_obs)
 
@@ -129,7 +132,7 @@ def fit_model(env, env_params, key, num_steps):
     key_data, key_init, key_fit = jax.random.split(key, 3)
     data = random_policy_transitions(env, env_params, key_data, num_steps)
     replay = buffer.add(buffer.init(jax.tree.map(lambda x: x[0], data), num_steps), data)
-    config = dynamics.EnsembleConfig()
+    config = MODEL
     model = dynamics.init(key_init, config, obs_dim=3, action_dim=1)
     model, info = jax.jit(dynamics.fit, static_argnums=3)(model, replay, key_fit, config)
     return model, info

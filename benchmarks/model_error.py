@@ -31,6 +31,9 @@ from purembrl import buffer, dynamics  # noqa: E402
 HORIZON, STARTS = 50, 500
 
 
+MODEL = dynamics.EnsembleConfig()  # MBPO's defaults
+
+
 def open_loop(env, env_params, model_state, key):
     """Observation RMSE at k = 1..HORIZON for the model (mean, sampled) and obs-held-constant."""
     key_reset, key_actions, key_model = jax.random.split(key, 3)
@@ -48,7 +51,7 @@ def open_loop(env, env_params, model_state, key):
     def model_rollout(deterministic):
         def step(obs, inputs):
             action, k = inputs
-            next_obs, _, _ = dynamics.sample_step(model_state, k, obs, action,
+            next_obs, _, _ = dynamics.sample_step(model_state, MODEL, k, obs, action,
                                                   deterministic=deterministic)
             return next_obs, next_obs
 
@@ -74,7 +77,7 @@ def main(argv=None) -> int:
         env, env_params, key_data, args.steps)
     replay = buffer.add(buffer.init(jax.tree.map(lambda x: x[0], data), args.steps), data)
 
-    config = dynamics.EnsembleConfig()
+    config = MODEL
     state = dynamics.init(key_init, config, obs_dim=3, action_dim=1)
     start = time.perf_counter()
     state, info = jax.jit(dynamics.fit, static_argnums=3)(state, replay, key_fit, config)

@@ -189,7 +189,7 @@ def make_parts(config, env, env_params, learner: Learner, updates: Part, *,
     if model_config is not None:
         fit_part = _fit(model_config) if fit else (lambda state, key: (state, {}))
     if rollouts is not None:
-        branch_part = (_branch(config, explore, rollouts) if rollouts.on
+        branch_part = (_branch(config, explore, rollouts, model_config) if rollouts.on
                        else (lambda state, key: (state, {})))
 
     def init(key):
@@ -246,7 +246,8 @@ def _fit(model_config: dynamics.EnsembleConfig) -> Part:
     return fit
 
 
-def _branch(config, explore: Explore, rollouts: Rollouts) -> Part:
+def _branch(config, explore: Explore, rollouts: Rollouts,
+            model_config: dynamics.EnsembleConfig | None) -> Part:
     """``rollouts_per_step * rollout_freq`` rollouts of ``horizon(env_steps)`` steps from
     start states drawn from the replay buffer, through ``rollouts.model_step`` (else the fitted
     ensemble), into the model buffer. They run in chunks of at most ``config.rollout_chunk``
@@ -260,7 +261,8 @@ def _branch(config, explore: Explore, rollouts: Rollouts) -> Part:
         key_start, key_roll = jax.random.split(key)
         starts = buffer.sample(state.replay, key_start, num_starts).obs
         step_fn = rollouts.model_step or dynamics.make_model_step(
-            state.model, reward_fn=rollouts.reward_fn, termination_fn=rollouts.termination_fn)
+            state.model, model_config, reward_fn=rollouts.reward_fn,
+            termination_fn=rollouts.termination_fn)
         policy = lambda k, obs: explore(state.learner, k, obs, state.env_steps)
         length = rollouts.horizon(state.env_steps)
 

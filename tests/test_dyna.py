@@ -27,7 +27,7 @@ def test_learns_cartpole_on_a_small_budget():
 def test_model_batch_draws_k_next_states_per_pair():
     model_cfg = dynamics.EnsembleConfig(num_members=3, num_elites=2, hidden_sizes=(16,))
     model = dynamics.init(jax.random.key(0), model_cfg, obs_dim=3, action_dim=1)
-    step = dynamics.make_model_step(model)
+    step = dynamics.make_model_step(model, model_cfg)
     real = Transition(obs=jnp.ones((4, 3)), action=jnp.zeros((4, 1)), reward=jnp.zeros(4),
                       next_obs=jnp.ones((4, 3)), terminated=jnp.zeros(4, bool))
     batch = dyna.model_batch(step, jax.random.key(1), real, 6)

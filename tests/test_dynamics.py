@@ -69,7 +69,7 @@ def test_fit_recovers_a_linear_system():
     assert float(np.max(info["val_mse"])) < 2e-3  # standardised units
     # on fresh data, the elites' means predict [reward, delta obs] in original units
     test = linear_transitions(jax.random.key(3), 500)
-    mean, logvar = dynamics.predict(state, test.obs, test.action)
+    mean, logvar = dynamics.predict(state, config, test.obs, test.action)
     assert mean.shape == (4, 500, 4) and logvar.shape == (4, 500, 4)
     truth = np.concatenate([np.asarray(test.reward)[:, None],
                             np.asarray(test.next_obs - test.obs)], axis=1)
@@ -78,8 +78,9 @@ def test_fit_recovers_a_linear_system():
     scale = truth.std(axis=0)
     assert np.all(rmse < 0.05 * scale), (rmse, scale)
     # sampled steps: next_obs itself, near the truth
-    next_obs, reward, terminated = dynamics.sample_step(state, jax.random.key(4), test.obs,
-                                                        test.action, deterministic=True)
+    next_obs, reward, terminated = dynamics.sample_step(state, config, jax.random.key(4),
+                                                        test.obs, test.action,
+                                                        deterministic=True)
     np.testing.assert_allclose(np.asarray(next_obs), np.asarray(test.next_obs),
                                atol=0.1 * float(scale[1:].max()))
     assert reward.shape == (500,) and terminated.dtype == bool
@@ -107,7 +108,7 @@ def test_holdout_score_covers_every_held_out_row(rows):
     x = dynamics.model_inputs(data.obs[held], data.action[held], 1)
     y = (dynamics.model_targets(jax.tree.map(lambda v: v[held], data), True)
          - fitted.normalizer.out_mean) / fitted.normalizer.out_std
-    mean, _, _ = dynamics.raw_outputs(fitted, fitted.params, fitted.normalizer,
+    mean, _, _ = dynamics.raw_outputs(fitted, config, fitted.params, fitted.normalizer,
                                        jnp.broadcast_to(x, (4, *x.shape)))
     direct = np.asarray(jnp.mean((mean - y) ** 2, axis=(1, 2)))
     np.testing.assert_allclose(np.asarray(info["val_mse"]), direct, rtol=1e-4)
@@ -195,7 +196,7 @@ def test_extreme_scales_and_constant_features_stay_finite():
     state = dynamics.init(jax.random.key(1), config, 3, 1)
     new, info = dynamics.fit(state, filled_buffer(data, 800), jax.random.key(2), config)
     assert not bool(info["nonfinite"])
-    mean, logvar = dynamics.predict(new, data.obs[:5], data.action[:5])
+    mean, logvar = dynamics.predict(new, config, data.obs[:5], data.action[:5])
     assert np.isfinite(np.asarray(mean)).all() and np.isfinite(np.asarray(logvar)).all()
 
 
@@ -205,14 +206,14 @@ def test_known_reward_and_termination_functions_replace_the_model():
     data = linear_transitions(jax.random.key(0), 300)
     state = dynamics.init(jax.random.key(1), config, 3, 1)
     state, _ = dynamics.fit(state, filled_buffer(data, 300), jax.random.key(2), config)
-    mean, _ = dynamics.predict(state, data.obs[:4], data.action[:4])
+    mean, _ = dynamics.predict(state, config, data.obs[:4], data.action[:4])
     assert mean.shape == (4, 4, 3)  # delta obs only
     with pytest.raises(ValueError, match="reward_fn"):
-        dynamics.sample_step(state, jax.random.key(3), data.obs[:4], data.action[:4])
+        dynamics.sample_step(state, config, jax.random.key(3), data.obs[:4], data.action[:4])
     reward_fn = lambda obs, action, next_obs: -jnp.sum(next_obs ** 2, axis=-1)
     done_fn = lambda obs, action, next_obs: next_obs[:, 0] > 0.0
     next_obs, reward, terminated = dynamics.sample_step(
-        state, jax.random.key(3), data.obs[:4], data.action[:4], reward_fn=reward_fn,
+        state, config, jax.random.key(3), data.obs[:4], data.action[:4], reward_fn=reward_fn,
         termination_fn=done_fn)
     np.testing.assert_allclose(np.asarray(reward), -np.sum(np.asarray(next_obs) ** 2, -1),
                                rtol=1e-6)
@@ -259,7 +260,7 @@ def test_init_fit_and_sample_under_jit_vmap_over_seeds():
         data = linear_transitions(key_data, 400)
         state = dynamics.init(key_init, config, 3, 1)
         state, info = dynamics.fit(state, filled_buffer(data, 512), key_fit, config)
-        next_obs, reward, _ = dynamics.sample_step(state, key_sample, data.obs[:8],
+        next_obs, reward, _ = dynamics.sample_step(state, config, key_sample, data.obs[:8],
                                                    data.action[:8])
         return next_obs, info["val_mse"]
 
@@ -271,18 +272,27 @@ def test_init_fit_and_sample_under_jit_vmap_over_seeds():
     assert not np.allclose(np.asarray(next_obs[0]), np.asarray(next_obs[1]))
 
 
-def test_fit_refuses_a_config_that_does_not_describe_the_state():
-    """The state keeps the network's structure (``dynamics.network_structure``); a fit with a
-    config of another size, activation or set of heads is refused, naming every field that
-    differs, before anything is traced."""
+def test_a_config_that_does_not_describe_the_state_is_refused():
+    """The state holds arrays and the data's sizes; the network's structure is the config's.
+    A config whose members, widths or heads do not fit the arrays is refused by ``fit``,
+    ``predict`` and ``sample_step``, naming every field that differs, before anything is
+    traced; an activation cannot be read from the arrays, and is the config's."""
     config = dynamics.EnsembleConfig(**SMALL)
     state = dynamics.init(jax.random.key(0), config, 3, 1)
     replay = buffer.init(Transition(jnp.zeros(3), jnp.zeros(1), jnp.zeros(()), jnp.zeros(3),
                                     jnp.zeros((), bool)), 10)
-    for other, named in [(dict(activation="relu"), "activation='relu' (the state's: 'swish')"),
-                         (dict(num_members=5), "num_members=5"),
+    obs, action = jnp.array([[0.5, -1.0, 2.0], [-0.3, 0.2, 0.1]]), jnp.ones((2, 1))
+    for other, named in [(dict(num_members=5), "num_members=5 (the state's: 4)"),
                          (dict(hidden_sizes=(16, 32), learn_termination=False),
                           "hidden_sizes=(16, 32) (the state's: (32, 32)), "
-                          "learn_termination=False")]:
-        with pytest.raises(ValueError, match=re.escape(named)):
-            dynamics.fit(state, replay, jax.random.key(1), config.replace(**other))
+                          "learn_termination=False (the state's: True)"),
+                         (dict(learn_reward=False), "learn_reward=False (the state's: True)")]:
+        wrong = config.replace(**other)
+        for call in (lambda: dynamics.fit(state, replay, jax.random.key(1), wrong),
+                     lambda: dynamics.predict(state, wrong, obs, action),
+                     lambda: dynamics.sample_step(state, wrong, jax.random.key(1), obs, action)):
+            with pytest.raises(ValueError, match=re.escape(named)):
+                call()
+    relu = config.replace(activation="relu")
+    mean, _ = dynamics.predict(state, relu, obs, action)
+    assert not np.array_equal(mean, dynamics.predict(state, config, obs, action)[0])

@@ -76,6 +76,6 @@ def test_model_refuses_observations_of_another_size():
     config = dynamics.EnsembleConfig(num_members=2, num_elites=1, hidden_sizes=(8,))
     model = dynamics.init(jax.random.key(0), config, obs_dim=3, action_dim=1)
     with pytest.raises(AssertionError):
-        dynamics.predict(model, jnp.ones((5, 4)), jnp.ones((5, 1)))
+        dynamics.predict(model, config, jnp.ones((5, 4)), jnp.ones((5, 1)))
     with pytest.raises(AssertionError):
-        dynamics.predict(model, jnp.ones(3), jnp.ones(1))  # an unbatched observation
+        dynamics.predict(model, config, jnp.ones(3), jnp.ones(1))  # an unbatched observation

@@ -105,7 +105,7 @@ def make_loop(config: Config) -> TrainLoop:
 
     def updates(state: OffPolicyState, key):
         """G updates on real (s, a) with K model draws of (r, s', d) each."""
-        model_step = dynamics.make_model_step(state.model, reward_fn=reward_fn,
+        model_step = dynamics.make_model_step(state.model, model_config, reward_fn=reward_fn,
                                               termination_fn=termination_fn)
 
         def update(learner_state, state: OffPolicyState, key):

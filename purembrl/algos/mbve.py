@@ -171,8 +171,9 @@ def make_loop(config: Config) -> TrainLoop:
 
     def updates(state: OffPolicyState, key):
         """G SAC updates whose critic targets look H steps ahead through the model."""
-        model_step = dynamics.make_model_step(state.model, deterministic=config.deterministic_model,
-                                              reward_fn=reward_fn, termination_fn=termination_fn)
+        model_step = dynamics.make_model_step(
+            state.model, model_config, deterministic=config.deterministic_model,
+            reward_fn=reward_fn, termination_fn=termination_fn)
 
         def update(learner_state, state: OffPolicyState, key):
             key_batch, key_path, key_learn = jax.random.split(key, 3)

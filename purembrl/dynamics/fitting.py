@@ -18,7 +18,7 @@ from purembrl.dynamics.model import (
     _masked_stats,
     model_inputs,
     model_targets,
-    network_structure,
+    check_config,
     raw_outputs,
     train_step,
 )
@@ -66,7 +66,7 @@ def fit_data(state: EnsembleState, buffer_state: BufferState, key_split: jax.Arr
     unfilled, capacity holds out the same rows."""
     data, capacity, size = buffer_state.data, buffer_state.capacity, buffer_state.size
     x_all = model_inputs(data.obs, data.action, state.action_dim)
-    y_all = model_targets(data, state.learn_reward)
+    y_all = model_targets(data, config.learn_reward)
 
     # Random split of the filled rows: unfilled rows sort last.
     filled = jnp.arange(capacity) < size
@@ -117,7 +117,8 @@ def bootstrap_rows(data: FitData, pos: jax.Array) -> jax.Array:
     return data.train_rows[draw]
 
 
-def holdout_mse(state: EnsembleState, data: FitData, params) -> jax.Array:
+def holdout_mse(state: EnsembleState, config: EnsembleConfig, data: FitData,
+                params) -> jax.Array:
     """Each member's mean squared error of its mean prediction on the holdout rows ``[E]``
     (standardised units)."""
     E = state.num_members
@@ -126,7 +127,7 @@ def holdout_mse(state: EnsembleState, data: FitData, params) -> jax.Array:
         rows = jax.lax.dynamic_slice(data.val_rows, (i * VAL_CHUNK,), (VAL_CHUNK,))
         w = jax.lax.dynamic_slice(data.val_w, (i * VAL_CHUNK,), (VAL_CHUNK,))
         x = jnp.broadcast_to(data.x[rows], (E, VAL_CHUNK, data.x.shape[-1]))
-        mean, _, _ = raw_outputs(state, params, data.normalizer, x)
+        mean, _, _ = raw_outputs(state, config, params, data.normalizer, x)
         per_row = jnp.mean((mean - data.y[rows]) ** 2, axis=-1)  # [E, VAL_CHUNK]
         return total + (per_row * w).sum(-1)
 
@@ -209,7 +210,7 @@ def fit_epoch(state: EnsembleState, config: EnsembleConfig, data: FitData,
     key, key_epoch = jax.random.split(carry.key)
     params, opt_state, nll_sum = sgd_epoch(state, config, data, carry.params, carry.opt_state,
                                            key_epoch)
-    mse = holdout_mse(state, data, params)
+    mse = holdout_mse(state, config, data, params)
     finite = jnp.isfinite(mse) & jnp.all(jnp.stack([
         jnp.all(jnp.isfinite(leaf).reshape(E, -1), axis=1)
         for leaf in jax.tree.leaves(params)]), axis=0)
@@ -244,12 +245,7 @@ def fit(state: EnsembleState, buffer_state: BufferState, key: jax.Array,
     any loss or parameter was NaN or inf; a member whose holdout loss was never finite keeps its
     parameters from before the fit).
     """
-    differ = [f"{name}={value!r} (the state's: {getattr(state, name)!r})" for name, value in
-              {"num_members": config.num_members, **network_structure(config)}.items()
-              if value != getattr(state, name)]
-    if differ:
-        raise ValueError(f"config does not match the model state: {', '.join(differ)}; fit the "
-                         "state with the config it was initialised with")
+    check_config(state, config)
     E = config.num_members
     key_split, key_boot, key_epochs = jax.random.split(key, 3)
     data = fit_data(state, buffer_state, key_split, key_boot, config)

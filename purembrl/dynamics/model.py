@@ -108,8 +108,10 @@ class EnsembleState:
       opt_state: Adam's state (kept across fits: the model is trained further, not afresh).
       normalizer: input and target statistics of the last fit.
       elites: indices of the ``num_elites`` best members ``[num_elites]``.
-      obs_dim, action_dim, hidden_sizes, activation, learn_reward, learn_termination: the
-        network's structure (static), so ``predict`` and ``sample_step`` need no config.
+      obs_dim, action_dim: the sizes of the data the model was built for (static): the
+        environment's, not hyperparameters. The network's structure (widths, activation, which
+        heads) is the ``EnsembleConfig``'s, passed to every function that runs the network;
+        ``check_config`` refuses a config whose structure does not match the arrays.
     """
 
     params: Any
@@ -118,10 +120,6 @@ class EnsembleState:
     elites: jax.Array
     obs_dim: int = static(0)
     action_dim: int = static(0)
-    hidden_sizes: tuple[int, ...] = static((200, 200, 200, 200))
-    activation: str = static("swish")
-    learn_reward: bool = static(True)
-    learn_termination: bool = static(True)
 
     @property
     def target_dim(self) -> int:
@@ -131,22 +129,33 @@ class EnsembleState:
     def num_members(self) -> int:
         return self.params["max_logvar"].shape[0]
 
-    @property
-    def module(self) -> MLP:
-        out_size = 2 * self.target_dim + int(self.learn_termination)
-        return MLP(hidden_sizes=self.hidden_sizes, out_size=out_size, activation=self.activation)
-
 
 def _optimizer(config: EnsembleConfig) -> optax.GradientTransformation:
     return optax.adam(config.learning_rate)
 
 
-def network_structure(config: EnsembleConfig) -> dict[str, Any]:
-    """The fields of ``config`` that shape the network, which an ``EnsembleState`` keeps (static)
-    so that ``predict`` and ``sample_step`` need no config; ``fit`` checks them against its
-    config."""
-    return {"hidden_sizes": tuple(config.hidden_sizes), "activation": config.activation,
-            "learn_reward": config.learn_reward, "learn_termination": config.learn_termination}
+def network(config: EnsembleConfig, target_dim: int) -> MLP:
+    """One member's network: ``[obs, action] -> [mean (target_dim), raw log-variance
+    (target_dim), termination logit (when learned)]``."""
+    out_size = 2 * target_dim + int(config.learn_termination)
+    return MLP(hidden_sizes=tuple(config.hidden_sizes), out_size=out_size,
+               activation=config.activation)
+
+
+def check_config(state: EnsembleState, config: EnsembleConfig) -> None:
+    """``ValueError`` naming each field of ``config`` that does not fit ``state``'s arrays
+    (members, heads, layer widths): a state is run with the config it was initialised with."""
+    layers = state.params["net"]["params"]
+    widths = tuple(layers[f"Dense_{i}"]["kernel"].shape[-1] for i in range(len(layers)))
+    differ = [f"{name}={mine!r} (the state's: {theirs!r})" for name, mine, theirs in (
+        ("num_members", config.num_members, state.num_members),
+        ("hidden_sizes", tuple(config.hidden_sizes), widths[:-1]),
+        ("learn_reward", config.learn_reward, state.target_dim > state.obs_dim),
+        ("learn_termination", config.learn_termination, widths[-1] > 2 * state.target_dim),
+    ) if mine != theirs]
+    if differ:
+        raise ValueError(f"config does not match the model state: {', '.join(differ)}; run the "
+                         "state with the config it was initialised with")
 
 
 def init(key: jax.Array, config: EnsembleConfig, obs_dim: int, action_dim: int
@@ -157,17 +166,16 @@ def init(key: jax.Array, config: EnsembleConfig, obs_dim: int, action_dim: int
             raise ValueError(f"{name}={value!r} is invalid: allowed an integer >= 1")
     target_dim = obs_dim + int(config.learn_reward)
     E = config.num_members
-    shell = EnsembleState(
-        params={"max_logvar": jnp.full((E, target_dim), 0.5),  # PETS' initial bounds
-                "min_logvar": jnp.full((E, target_dim), -10.0)},
-        opt_state=None, normalizer=None, elites=jnp.arange(config.num_elites, dtype=jnp.int32),
-        obs_dim=obs_dim, action_dim=action_dim, **network_structure(config))
-    params = {**shell.params, "net": ensemble_init(shell.module, key, E, obs_dim + action_dim)}
+    params = {"max_logvar": jnp.full((E, target_dim), 0.5),  # PETS' initial bounds
+              "min_logvar": jnp.full((E, target_dim), -10.0),
+              "net": ensemble_init(network(config, target_dim), key, E, obs_dim + action_dim)}
     in_dim = obs_dim + action_dim
     normalizer = Normalizer(jnp.zeros(in_dim), jnp.ones(in_dim), jnp.zeros(target_dim),
                             jnp.ones(target_dim))
-    return shell.replace(params=params, opt_state=_optimizer(config).init(params),
-                         normalizer=normalizer)
+    return EnsembleState(params=params, opt_state=_optimizer(config).init(params),
+                         normalizer=normalizer,
+                         elites=jnp.arange(config.num_elites, dtype=jnp.int32),
+                         obs_dim=obs_dim, action_dim=action_dim)
 
 
 # --- pieces of the loss, unbatched where that is natural -----------------------------------
@@ -211,47 +219,51 @@ def model_targets(transition, learn_reward: bool) -> jax.Array:
     return jnp.concatenate([transition.reward[..., None].astype(jnp.float32), delta], axis=-1)
 
 
-def raw_outputs(state: EnsembleState, params, normalizer: Normalizer, x: jax.Array):
+def raw_outputs(state: EnsembleState, config: EnsembleConfig, params, normalizer: Normalizer,
+                x: jax.Array):
     """Normalised mean, bounded log-variance ``[E, B, D]`` and termination logit ``[E, B]``
     (None when not learned) of inputs ``x [E, B, in]`` in original units."""
     d = state.target_dim
-    out = ensemble_apply(state.module, params["net"],
+    out = ensemble_apply(network(config, d), params["net"],
                          (x - normalizer.in_mean) / normalizer.in_std)
     mean = out[..., :d]
     logvar = bound_logvar(out[..., d:2 * d], params["max_logvar"][:, None],
                           params["min_logvar"][:, None])
-    logit = out[..., 2 * d] if state.learn_termination else None
+    logit = out[..., 2 * d] if config.learn_termination else None
     return mean, logvar, logit
 
 
-def predict(state: EnsembleState, obs: jax.Array, action: jax.Array):
+def predict(state: EnsembleState, config: EnsembleConfig, obs: jax.Array, action: jax.Array):
     """Per-member Gaussian over the targets, in original units.
 
     Args:
+      state, config: the ensemble and the config it was initialised with.
       obs: ``[B, obs_dim]``; action: ``[B, action_dim]`` floats or ``[B]`` integers.
 
     Returns:
       ``(mean, logvar)``, each ``[E, B, target_dim]`` over ``[reward, next_obs - obs]``
       (``[next_obs - obs]`` when the reward is not learned).
     """
-    mean, logvar, _ = predict_full(state, obs, action)
+    mean, logvar, _ = predict_full(state, config, obs, action)
     return mean, logvar
 
 
-def predict_full(state: EnsembleState, obs: jax.Array, action: jax.Array):
+def predict_full(state: EnsembleState, config: EnsembleConfig, obs: jax.Array,
+                 action: jax.Array):
     """``predict`` plus the termination logits ``[E, B]`` (None when not learned)."""
+    check_config(state, config)
     chex.assert_rank(obs, 2)
     chex.assert_axis_dimension(obs, 1, state.obs_dim)
     x = model_inputs(obs, action, state.action_dim)
     x = jnp.broadcast_to(x, (state.num_members, *x.shape))
-    mean, logvar, logit = raw_outputs(state, state.params, state.normalizer, x)
+    mean, logvar, logit = raw_outputs(state, config, state.params, state.normalizer, x)
     n = state.normalizer
     return mean * n.out_std + n.out_mean, logvar + 2 * jnp.log(n.out_std), logit
 
 
-def sample_step(state: EnsembleState, key: jax.Array, obs: jax.Array, action: jax.Array, *,
-                deterministic: bool = False, reward_fn: RewardFn | None = None,
-                termination_fn: RewardFn | None = None):
+def sample_step(state: EnsembleState, config: EnsembleConfig, key: jax.Array, obs: jax.Array,
+                action: jax.Array, *, deterministic: bool = False,
+                reward_fn: RewardFn | None = None, termination_fn: RewardFn | None = None):
     """One model step for a batch: ``(next_obs [B, obs_dim], reward [B], terminated [B])``.
 
     Each sample uses one elite drawn at random (MBPO's choice) and samples its Gaussian, or
@@ -260,17 +272,18 @@ def sample_step(state: EnsembleState, key: jax.Array, obs: jax.Array, action: ja
     termination (required when those are not learned). A learned termination is
     ``sigmoid(logit) > 0.5``.
     """
-    if reward_fn is None and not state.learn_reward:
+    check_config(state, config)
+    if reward_fn is None and not config.learn_reward:
         raise ValueError("the model has no learned reward (learn_reward=False): pass reward_fn")
     key_member, key_noise = jax.random.split(key)
-    mean, logvar, logit = predict_full(state, obs, action)
+    mean, logvar, logit = predict_full(state, config, obs, action)
     batch = obs.shape[0]
     member = state.elites[jax.random.randint(key_member, (batch,), 0, state.elites.shape[0])]
     pick = lambda x: x[member, jnp.arange(batch)]
     mean, logvar = pick(mean), pick(logvar)
     if not deterministic:
         mean = mean + jnp.exp(0.5 * logvar) * jax.random.normal(key_noise, mean.shape)
-    offset = int(state.learn_reward)
+    offset = int(config.learn_reward)
     next_obs = obs + mean[:, offset:]
     if reward_fn is not None:
         reward = reward_fn(obs, action, next_obs)
@@ -278,18 +291,19 @@ def sample_step(state: EnsembleState, key: jax.Array, obs: jax.Array, action: ja
         reward = mean[:, 0]
     if termination_fn is not None:
         terminated = termination_fn(obs, action, next_obs).astype(bool)
-    elif state.learn_termination:
+    elif config.learn_termination:
         terminated = pick(logit) > 0.0
     else:
         terminated = jnp.zeros((batch,), bool)
     return next_obs, reward, terminated
 
 
-def make_model_step(state: EnsembleState, *, deterministic: bool = False,
-                    reward_fn: RewardFn | None = None, termination_fn: RewardFn | None = None):
+def make_model_step(state: EnsembleState, config: EnsembleConfig, *,
+                    deterministic: bool = False, reward_fn: RewardFn | None = None,
+                    termination_fn: RewardFn | None = None):
     """``model_step(key, obs, action) -> (next_obs, reward, terminated)`` for ``rollout``."""
     return lambda key, obs, action: sample_step(
-        state, key, obs, action, deterministic=deterministic, reward_fn=reward_fn,
+        state, config, key, obs, action, deterministic=deterministic, reward_fn=reward_fn,
         termination_fn=termination_fn)
 
 
@@ -334,10 +348,10 @@ def _weight_decay_loss(config: EnsembleConfig, net_params) -> jax.Array:
 def _losses(state: EnsembleState, config: EnsembleConfig, params, normalizer, x, y, done):
     """Summed training loss and per-member NLL [E]: x [E, B, in] in original units,
     y [E, B, D] normalised targets, done [E, B]."""
-    mean, logvar, logit = raw_outputs(state, params, normalizer, x)
+    mean, logvar, logit = raw_outputs(state, config, params, normalizer, x)
     nll = jnp.mean(gaussian_nll(mean, logvar, y), axis=-1)  # [E]
     loss = nll
-    if state.learn_termination:
+    if config.learn_termination:
         loss = loss + jnp.mean(optax.sigmoid_binary_cross_entropy(logit, done), axis=-1)
     penalty = config.logvar_penalty * (params["max_logvar"].sum(-1)
                                        - params["min_logvar"].sum(-1))
