@@ -14,9 +14,13 @@ relative, every other number bit-identical, training unchanged); ``dyna``, ``dyn
 ``mbve``, ``mbve_normalized`` (the fit's ``model_epochs`` metric added, every recorded number
 bit-identical). ``dqn_train_every``, ``sac_normalized``, ``mbve_normalized`` (the running
 observation statistics sum their minibatch in a fixed pairwise order,
-``learners.normalize.pairwise_sum``, instead of XLA's reduction, whose order follows the host
-CPU: recorded on an Intel Xeon, these three differed in the last bit on an AMD EPYC; they
-moved by at most 6.5e-6 relative). ``mbpo_ragged`` was recorded after the redesign: it
+``learners.normalize.pairwise_sum``, instead of XLA's reduction: recorded on an Intel Xeon,
+these three differed in the last bit on an AMD EPYC; they moved by at most 6.5e-6 relative),
+and again (the normalised inputs divide by an exact square root: XLA had rewritten the
+division into a product with ``rsqrt``, which its CPU backend computes from the hardware's
+approximate ``rsqrtss``, whose bits differ between Intel and AMD, and which was what still made
+these three differ between the two machines; they moved by at most 5.4e-6 relative).
+``mbpo_ragged`` was recorded after the redesign: it
 pins a budget whose periods divide nothing (the last evaluation period cut at the budget).
 """
 

@@ -244,3 +244,25 @@ def test_pairwise_sum_is_the_fixed_halving_order_for_any_row_count():
     batch = rng.standard_normal((4, 5, 2)).astype(np.float32)
     np.testing.assert_array_equal(np.asarray(jax.vmap(pairwise_sum)(jnp.asarray(batch))),
                                   np.stack([halvings(b) for b in batch]))
+
+
+def test_normalisation_divides_by_an_exact_square_root_on_every_cpu():
+    """The normalised inputs are ``(obs - mean) / sqrt(var + eps)`` with a correctly rounded
+    square root and division: no ``rsqrt`` in the compiled update or act (XLA's CPU rsqrt is
+    the hardware's approximation, whose bits differ between Intel and AMD)."""
+    from purembrl.learners.normalize import normalize_observations, normalized
+
+    learner = normalize_observations(make_sac(SACConfig(hidden_sizes=(8,)), 3, -jnp.ones(1),
+                                              jnp.ones(1)), 3)
+    state = learner.init(jax.random.key(0))
+    batch = Transition(obs=jnp.ones((4, 3)), action=jnp.zeros((4, 1)), reward=jnp.zeros(4),
+                       next_obs=jnp.ones((4, 3)), terminated=jnp.zeros(4))
+    update = jax.jit(learner.update).lower(state, batch, jax.random.key(1)).compile().as_text()
+    act = jax.jit(learner.act).lower(state, jax.random.key(1), batch.obs).compile().as_text()
+    assert " sqrt(" in update and " rsqrt(" not in update and " rsqrt(" not in act
+    stats = state.replace(mean=jnp.array([1.0, 2.0, 3.0]), m2=jnp.array([4.0, 9.0, 2.0]),
+                          count=jnp.float32(3.0))
+    obs = jnp.array([[0.5, -1.0, 7.0]])
+    std = np.sqrt(np.float32([4.0, 9.0, 2.0]) / np.float32(3.0) + np.float32(1e-8))
+    np.testing.assert_array_equal(jax.jit(normalized)(stats, obs),
+                                  (np.float32([[0.5, -1.0, 7.0]]) - np.float32([1.0, 2.0, 3.0])) / std)

@@ -85,9 +85,8 @@ def observation_stats_update(state: NormalizedState, obs: jax.Array) -> Normaliz
 def pairwise_sum(x: jax.Array) -> jax.Array:
     """The sum over the leading axis in one fixed pairwise order, ``x[:h] + x[h:]`` halvings
     of the rows zero-padded to a power of two: elementwise adds only, so every CPU gives the
-    same bits. XLA compiles its reductions for the host CPU, and their order follows it (an
-    Intel Xeon and an AMD EPYC, both with AVX-512, sum a column differently), while the running
-    statistics feed every later update."""
+    same bits. XLA compiles its reductions for the host CPU and chooses their order for it,
+    while the running statistics feed every later update."""
     n = x.shape[0]
     size = 1 << max(n - 1, 0).bit_length()
     if size > n:
@@ -101,6 +100,13 @@ def pairwise_sum(x: jax.Array) -> jax.Array:
 def normalized(state: NormalizedState, obs: jax.Array, clip: float = 10.0,
                eps: float = 1e-8) -> jax.Array:
     """``(obs - mean) / std`` under ``state``'s statistics, clipped to ``[-clip, clip]``
-    (mean 0, std 1 before any observation was seen)."""
+    (mean 0, std 1 before any observation was seen).
+
+    The division is by a correctly rounded square root: XLA rewrites ``x / sqrt(v)`` into
+    ``x * rsqrt(v)``, which the CPU backend computes from the hardware's approximate
+    reciprocal square root (``rsqrtss``) and a Newton step, and that approximation's bits
+    differ between vendors (an Intel Xeon and an AMD EPYC gave different training runs). The
+    optimisation barrier keeps the rewrite from seeing the pattern."""
     var = jnp.where(state.count > 0, state.m2 / jnp.maximum(state.count, 1.0), 1.0)
-    return jnp.clip((obs - state.mean) / jnp.sqrt(var + eps), -clip, clip)
+    std = jax.lax.optimization_barrier(jnp.sqrt(var + eps))
+    return jnp.clip((obs - state.mean) / std, -clip, clip)
