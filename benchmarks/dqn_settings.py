@@ -1,0 +1,113 @@
+"""Which DQN settings learn CartPole-v1 (or Acrobot-v1) in every seed within 50k steps and stay?
+
+    python benchmarks/dqn_settings.py [--env CartPole-v1] [--settings preset,sb3,...]
+        [--seeds 8] [--seed 0] [--steps 50000]
+
+Issue 20's first goal: every seed reaches the goal (475 on CartPole, -100 on Acrobot) and
+holds it, the median of its last three evaluations at or above the goal, within 50,000 env
+steps. Each named setting overrides the env's preset (``dqn.Config.for_env``). They run under
+one ``jit(vmap)`` over ``--seeds`` seeds each, evaluating every 2,500 steps on 10 greedy
+episodes. The script prints, per setting, the steps at which each seed first reaches the goal,
+each seed's median over its last three evaluations, how many seeds hold the goal, and the
+median curve. A setting chosen on some keys must then be checked on others (``--seed``).
+
+The settings are where each comes from:
+
+* ``preset``: the library's CartPole preset.
+* ``sb3``: Stable-Baselines3 zoo's CartPole DQN (256 x 256 ReLU, Adam 2.3e-3, batch 64,
+  buffer 100k, 128 updates every 256 env steps, target copied after every burst, epsilon
+  1 -> 0.04 over 8k steps, plain Q targets, Huber, gradient norm 10).
+* ``sb3_ddqn`` and its variants: the same with double-Q targets, and one change each:
+  ``_lr1e3`` (Adam 1e-3), ``_t4`` (32 updates every 64 steps), ``_g98`` (gamma 0.98),
+  ``_tp512`` (the target copied every 4 bursts), ``_b256`` (batch 256, Adam 1e-3).
+* ``rejax_like``: rejax's CartPole DQN without the dueling head (64 x 64 swish, Adam 1e-3,
+  batch 100, buffer 50k, 5k random steps, Polyak 0.02, one update every 2 env steps, epsilon
+  over 25k steps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import machine, run  # noqa: E402
+
+from purembrl.algos import dqn  # noqa: E402
+from purembrl.learners import DQNConfig  # noqa: E402
+
+GOALS = {"CartPole-v1": 475.0, "Acrobot-v1": -100.0}
+
+
+def _sb3(fields=None, **learner) -> dict:
+    base = dict(hidden_sizes=(256, 256), learning_rate=2.3e-3, double_q=True,
+                target_update="periodic", target_period=128, eps_end=0.04, eps_decay_steps=8000)
+    return {"buffer_size": 100_000, "batch_size": 64, "initial_random_steps": 1000,
+            "train_every": 256, "updates_per_step": 128,
+            "learner": DQNConfig(**{**base, **learner}), **(fields or {})}
+
+
+SETTINGS = {
+    "preset": {},
+    "sb3": _sb3(double_q=False),
+    "sb3_ddqn": _sb3(),
+    "sb3_ddqn_lr1e3": _sb3(learning_rate=1e-3),
+    "sb3_ddqn_t4": _sb3({"train_every": 64, "updates_per_step": 32}, learning_rate=1e-3),
+    "sb3_ddqn_g98": _sb3(gamma=0.98),
+    "sb3_ddqn_tp512": _sb3(target_period=512),
+    "sb3_ddqn_b256": _sb3({"batch_size": 256}, learning_rate=1e-3),
+    "rejax_like": dict(buffer_size=50_000, batch_size=100, initial_random_steps=5000,
+                       train_every=2, updates_per_step=1,
+                       learner=DQNConfig(hidden_sizes=(64, 64), activation="swish",
+                                         learning_rate=1e-3, double_q=True,
+                                         target_update="polyak", tau=0.02, eps_end=0.05,
+                                         eps_decay_steps=25_000)),
+}
+
+
+def summary(returns: np.ndarray, steps: np.ndarray, goal: float) -> dict:
+    """Per seed: the first evaluation step at or above ``goal`` (None if never) and the median
+    of the last three evaluations; and how many seeds hold the goal."""
+    first = [int(steps[np.argmax(r >= goal)]) if (r >= goal).any() else None for r in returns]
+    last3 = np.median(returns[:, -3:], axis=1)
+    return {"first": first, "last3": last3, "hold": int((last3 >= goal).sum())}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="CartPole-v1", choices=sorted(GOALS))
+    parser.add_argument("--settings", default="preset,sb3,sb3_ddqn")
+    parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=50_000)
+    args = parser.parse_args(argv)
+    names = args.settings.split(",")
+    unknown = [n for n in names if n not in SETTINGS]
+    if unknown:
+        parser.error(f"unknown settings {unknown}; known: {', '.join(SETTINGS)}")
+    goal = GOALS[args.env]
+    print(f"machine: {machine()}; {args.env}, {args.steps} steps, {args.seeds} seeds from "
+          f"key {args.seed}, goal {goal:g}")
+    print("| setting | seeds holding the goal | first step at the goal, per seed | last-three "
+          "median, per seed | seconds |")
+    print("|---|---|---|---|---|")
+    for name in names:
+        config = dqn.Config.for_env(env=args.env, total_steps=args.steps, eval_every=2500,
+                                    eval_episodes=10, **SETTINGS[name])
+        metrics, seconds = run(dqn, config, args.seeds, args.seed)
+        out = summary(metrics["eval_return"], metrics["env_steps"][0], goal)
+        first = ", ".join("never" if f is None else str(f) for f in out["first"])
+        last3 = ", ".join(f"{v:.0f}" for v in out["last3"])
+        print(f"| {name} | {out['hold']} of {args.seeds} | {first} | {last3} | {seconds:.0f} |",
+              flush=True)
+        curve = np.median(metrics["eval_return"], axis=0)
+        print(f"    median curve: {np.round(curve).astype(int).tolist()}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
