@@ -288,9 +288,10 @@ def test_a_config_that_does_not_describe_the_state_is_refused():
                           "learn_termination=False (the state's: True)"),
                          (dict(learn_reward=False), "learn_reward=False (the state's: True)")]:
         wrong = config.replace(**other)
-        for call in (lambda: dynamics.fit(state, replay, jax.random.key(1), wrong),
-                     lambda: dynamics.predict(state, wrong, obs, action),
-                     lambda: dynamics.sample_step(state, wrong, jax.random.key(1), obs, action)):
+        for call in (lambda w=wrong: dynamics.fit(state, replay, jax.random.key(1), w),
+                     lambda w=wrong: dynamics.predict(state, w, obs, action),
+                     lambda w=wrong: dynamics.sample_step(state, w, jax.random.key(1), obs,
+                                                          action)):
             with pytest.raises(ValueError, match=re.escape(named)):
                 call()
     relu = config.replace(activation="relu")

@@ -264,5 +264,5 @@ def test_normalisation_divides_by_an_exact_square_root_on_every_cpu():
                           count=jnp.float32(3.0))
     obs = jnp.array([[0.5, -1.0, 7.0]])
     std = np.sqrt(np.float32([4.0, 9.0, 2.0]) / np.float32(3.0) + np.float32(1e-8))
-    np.testing.assert_array_equal(jax.jit(normalized)(stats, obs),
-                                  (np.float32([[0.5, -1.0, 7.0]]) - np.float32([1.0, 2.0, 3.0])) / std)
+    want = (np.float32([[0.5, -1.0, 7.0]]) - np.float32([1.0, 2.0, 3.0])) / std
+    np.testing.assert_array_equal(jax.jit(normalized)(stats, obs), want)

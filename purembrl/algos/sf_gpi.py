@@ -30,7 +30,8 @@ A run is ``num_tasks * steps_per_task`` environment steps; every ``eval_every`` 
 and at its end the metrics record ``reward`` (collected online since the last record), ``task``
 and ``eval_return`` (the greedy policy on the current task, as the learned w sees it); when
 ``eval_every`` does not divide ``steps_per_task``, each task's last period is shorter. ``curve``
-plots the reward collected. ``alpha``, ``alpha_w``, ``gamma`` and ``epsilon`` are pytree leaves (vmappable).
+plots the reward collected. ``alpha``, ``alpha_w``, ``gamma`` and ``epsilon`` are pytree leaves
+(vmappable).
 
 Memory: SFQL's tables hold ``num_tasks * S * A * N`` floats: on the 13 x 13 four-room grid
 (S = 169 * 2^12) that is 886 MB per seed for 20 tasks.

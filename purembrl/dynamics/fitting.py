@@ -16,9 +16,9 @@ from purembrl.dynamics.model import (
     EnsembleState,
     Normalizer,
     _masked_stats,
+    check_config,
     model_inputs,
     model_targets,
-    check_config,
     raw_outputs,
     train_step,
 )
