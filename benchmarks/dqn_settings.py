@@ -20,6 +20,8 @@ The settings are where each comes from:
 * ``sb3_ddqn`` and its variants: the same with double-Q targets, and one change each:
   ``_lr1e3`` (Adam 1e-3), ``_t4`` (32 updates every 64 steps), ``_g98`` (gamma 0.98),
   ``_tp512`` (the target copied every 4 bursts), ``_b256`` (batch 256, Adam 1e-3).
+* ``_lrdecay`` (after ``sb3``, ``sb3_ddqn`` or ``preset``): the learning rate decayed
+  linearly to zero over the run's updates (``DQNConfig.lr_decay_updates``).
 * ``rejax_like``: rejax's CartPole DQN without the dueling head (64 x 64 swish, Adam 1e-3,
   batch 100, buffer 50k, 5k random steps, Polyak 0.02, one update every 2 env steps, epsilon
   over 25k steps).
@@ -28,6 +30,7 @@ The settings are where each comes from:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -60,6 +63,11 @@ SETTINGS = {
     "sb3_ddqn_g98": _sb3(gamma=0.98),
     "sb3_ddqn_tp512": _sb3(target_period=512),
     "sb3_ddqn_b256": _sb3({"batch_size": 256}, learning_rate=1e-3),
+    "sb3_lrdecay": _sb3(double_q=False, lr_decay_updates=24_500),
+    "sb3_ddqn_lrdecay": _sb3(lr_decay_updates=24_500),
+    "sb3_ddqn_g98_lrdecay": _sb3(gamma=0.98, lr_decay_updates=24_500),
+    "preset_lrdecay": {"learner": dataclasses.replace(dqn.PRESETS["CartPole-v1"]["learner"],
+                                                      lr_decay_updates=49_000)},
     "rejax_like": dict(buffer_size=50_000, batch_size=100, initial_random_steps=5000,
                        train_every=2, updates_per_step=1,
                        learner=DQNConfig(hidden_sizes=(64, 64), activation="swish",

@@ -8,6 +8,7 @@ import pytest
 from purembrl import dynamics, value
 from purembrl.algos import mba
 from purembrl.learners import NAFConfig, SACConfig, make_naf
+from purembrl.networks import MLP
 from purembrl.types import Transition
 
 
@@ -51,20 +52,55 @@ def test_naf_recovers_a_known_quadratic_q():
     assert float(jnp.median(info["v_mean"][-200:])) == pytest.approx(1.0, abs=0.05)
 
 
+def _naf_heads_on_a_linear_reward(penalty: float):
+    """NAF fitted (gamma = 0) to r(s, a) = s a, actions uniform in the bounds [-2, 2]: the best
+    action is a bound (the sign of s), and the reward is linear in a, so an unbounded quadratic
+    fits it best with mu far outside and a flat P. Returns mu (unit scale) and P at
+    s = -1, -0.5, 0, 0.5, 1."""
+    config = NAFConfig(hidden_sizes=(32, 32), gamma=0.0, mu_bound_penalty=penalty)
+    learner = make_naf(config, 1, jnp.array([-2.0]), jnp.array([2.0]))
+
+    def body(state, key):
+        key_s, key_a = jax.random.split(key)
+        s = jax.random.uniform(key_s, (128, 1), minval=-1, maxval=1)
+        a = jax.random.uniform(key_a, (128, 1), minval=-2, maxval=2)
+        batch = Transition(obs=s, action=a, reward=s[:, 0] * a[:, 0], next_obs=s,
+                           terminated=jnp.ones(128, bool))
+        return learner.update(state, batch, key)[0], None
+
+    state, _ = jax.jit(lambda k: jax.lax.scan(body, learner.init(jax.random.key(0)),
+                                              jax.random.split(k, 1500)))(jax.random.key(1))
+    out = MLP((32, 32), 3, "relu").apply(state.params, jnp.linspace(-1, 1, 5)[:, None])
+    return out[:, 1], jnp.exp(out[:, 2]) ** 2
+
+
+def test_naf_mu_stays_in_the_bounds_with_its_penalty_when_the_best_action_is_a_bound():
+    """The cause of MBA's advantage collapse, on a problem with a known answer. Without the
+    penalty mu leaves the bounds (measured: |mu| 3.3 at s = +-1, P shrinking to 0.5 and
+    lower as training goes on); with ``mu_bound_penalty=1`` mu sits at the bound (|mu| within
+    0.1 of 1 at s = +-1, the right sign) and P stays where the data put it (1.7 there)."""
+    mu, P = _naf_heads_on_a_linear_reward(0.0)
+    assert float(jnp.abs(mu[jnp.array([0, 4])]).min()) > 2.0, mu
+    mu, P = _naf_heads_on_a_linear_reward(1.0)
+    np.testing.assert_allclose(mu[jnp.array([0, 4])], [-1.0, 1.0], atol=0.15)
+    assert float(P[jnp.array([0, 4])].min()) > 1.0, P
+    assert float(mu[1]) < 0 < float(mu[3]), mu
+
+
 def test_naf_learns_pendulum_on_a_small_budget():
-    """MBA with the imagination off (NAF alone, the preset's network), 5 updates per step.
-    Measured (2 seeds, 2250 env steps): seed 0 from -1470 to -103, seed 1 from -1635 to a best
-    of -1120 (NAF's advantage collapses to zero in some seeds and its mean head then stops
-    learning; see benchmarks/RESULTS.md). A random policy scores about -1200. MBA with a
-    learned model learns too (the zoo benchmark: 5 of 8 seeds reach -200), but an ensemble fit
-    per 250 steps makes that test take minutes on 2 cores; the imagination machinery is tested
-    with the true dynamics below."""
+    """MBA with the imagination off (NAF alone, the preset's network and mu penalty), 5 updates
+    per step. Measured (2 seeds, 2250 env steps): seed 0 from -1108 to a best of -96, seed 1
+    from -1427 to -119. Before the mu penalty seed 1 stayed at a best of -1120 (its advantage
+    collapsed; benchmarks/RESULTS.md). A random policy scores about -1200. MBA with a learned
+    model learns too (the zoo benchmark: 8 of 8 seeds reach -200), but an ensemble fit per 250
+    steps makes that test take minutes on 2 cores; the imagination machinery is tested with the
+    true dynamics below."""
     config = mba.Config.for_env(env="Pendulum-v1", total_steps=2250, eval_every=250,
                                 eval_episodes=5, real_updates=5, imagination_updates=0)
     _, m = jax.jit(jax.vmap(mba.make_train(config)))(jax.random.split(jax.random.key(0), 2))
     returns = np.asarray(m["eval_return"])
-    assert returns.max() > -300, returns
-    assert (returns.max(axis=1) - returns[:, 0]).max() > 500, returns
+    assert (returns.max(axis=1) > -250).all(), returns
+    assert (returns.max(axis=1) - returns[:, 0]).min() > 500, returns
 
 
 def test_imagination_through_the_true_dynamics_makes_naf_learn():

@@ -117,3 +117,33 @@ def test_normalised_observations_in_the_other_learners(name):
     obs = jnp.broadcast_to(state.obs, (3, *state.obs.shape))
     actions = module.policy(state, config)(jax.random.key(1), obs)
     assert actions.shape[0] == 3 and np.isfinite(np.asarray(actions, np.float32)).all()
+
+
+def test_dqn_learning_rate_decays_linearly_to_its_end_and_stays():
+    """``lr_decay_updates=3``: Adam's step size is 1e-3, 2/3e-3, 1/3e-3 for the first three
+    updates and 0 (``lr_end_fraction=0``) from the fourth on, so the fourth and fifth leave the
+    network unchanged; the default keeps the rate constant."""
+    from purembrl.learners import DQNConfig, make_dqn
+    from purembrl.learners.dqn import learning_rate
+    from purembrl.types import Transition
+
+    config = DQNConfig(hidden_sizes=(8,), lr_decay_updates=3)
+    schedule = learning_rate(config)
+    np.testing.assert_allclose([schedule(i) for i in range(5)],
+                               [1e-3, 2e-3 / 3, 1e-3 / 3, 0, 0], rtol=1e-6, atol=1e-12)
+    assert learning_rate(DQNConfig()) == 1e-3
+    learner = make_dqn(config, 4, 2)
+    batch = Transition(obs=jnp.ones((5, 4)), action=jnp.zeros(5, jnp.int32),
+                       reward=jnp.ones(5), next_obs=jnp.ones((5, 4)),
+                       terminated=jnp.zeros(5, bool))
+    state = learner.init(jax.random.key(0))
+    params = []
+    for _ in range(5):
+        state, _ = learner.update(state, batch, jax.random.key(1))
+        params.append(state.params)
+    moved = lambda a, b: any(bool((x != y).any()) for x, y in
+                             zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+    assert moved(params[1], params[2])
+    assert not moved(params[2], params[3]) and not moved(params[3], params[4])
+    with pytest.raises(ValueError, match="lr_end_fraction=2"):
+        DQNConfig(lr_end_fraction=2)

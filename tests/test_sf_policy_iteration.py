@@ -36,14 +36,16 @@ def test_jit_vmap_seeds_differ_and_keys_repeat():
 
 def test_deep_successor_features_reach_the_optimal_return():
     """An MLP psi on the one-hot-coded observation (no tabular index). Measured: all 4 seeds
-    optimal by round 6 of 8 (the unnormalised convention; see the module docstring)."""
+    of ``split(key(0), 4)`` optimal by round 6 of 8 (the unnormalised convention; see the
+    module docstring); the test runs the first two of them (half the time) and needs both."""
     cfg = spi.Config.for_env(encoding="obs", hidden_sizes=(256, 256), normalised=False, lr=1e-3,
                              td_updates=4000, steps_per_iteration=4000)
-    _, m = jax.jit(jax.vmap(spi.make_train(cfg)))(jax.random.split(jax.random.key(0), 4))
+    keys = jax.random.split(jax.random.key(0), 4)[:2]
+    _, m = jax.jit(jax.vmap(spi.make_train(cfg)))(keys)
     env, params = envs.make(cfg.env)
     best = optimal_return(env, np.asarray(env.task_weights(params)), cfg.gamma, 100)
     final = np.asarray(m["eval_return"])[:, -1]
-    assert (np.abs(final - best) < 1e-5).sum() >= 3, final
+    np.testing.assert_allclose(final, best, atol=1e-5)
 
 
 def test_config_errors():

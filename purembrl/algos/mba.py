@@ -51,13 +51,16 @@ PRESETS = {
     # Pendulum: the MBPO preset's budget, model and schedule (refit every 250 steps after 250
     # random steps); 5 real and 10 imagined updates per step; 50 rollouts per step of length 5
     # (imagination is short, as the paper advises for learned models). NAF 256 x 256 swish with
-    # exploration noise 0.6: the best of a 4-seed sweep of NAF alone (benchmarks/RESULTS.md).
+    # exploration noise 0.6: the best of a 4-seed sweep of NAF alone (benchmarks/RESULTS.md);
+    # mu_bound_penalty 1 keeps mu in the bounds, which stops the advantage collapse
+    # (NAFConfig; RESULTS.md, "MBA's advantage collapse").
     "Pendulum-v1": dict(
         total_steps=3000, eval_every=250, initial_random_steps=250, buffer_size=100_000,
         batch_size=128, real_updates=5, imagination_updates=10, model_train_freq=250,
         rollout_freq=250, rollouts_per_step=50, rollout_length=5,
         imagination_retain_steps=250, known_termination=True,
-        learner=NAFConfig(hidden_sizes=(256, 256), activation="swish", exploration_noise=0.6)),
+        learner=NAFConfig(hidden_sizes=(256, 256), activation="swish", exploration_noise=0.6,
+                          mu_bound_penalty=1.0)),
 }
 
 

@@ -24,7 +24,12 @@ class DQNConfig:
     """DQN hyperparameters. Defaults: double-Q, Huber loss, Adam 1e-3, Polyak tau 0.005.
 
     Exploration: epsilon decays linearly from ``eps_start`` to ``eps_end`` over
-    ``eps_decay_steps`` trained steps (the ``step`` that ``act`` is given)."""
+    ``eps_decay_steps`` trained steps (the ``step`` that ``act`` is given).
+
+    Learning rate: constant (``lr_decay_updates=0``), or decayed linearly from
+    ``learning_rate`` to ``learning_rate * lr_end_fraction`` over ``lr_decay_updates``
+    updates and constant after (optax.linear_schedule), the annealing PPO and many DQN
+    baselines use so that the final policy stops moving."""
 
     hidden_sizes: tuple[int, ...] = static((64, 64))
     activation: str = static("relu")
@@ -39,6 +44,8 @@ class DQNConfig:
     eps_start: float = 1.0
     eps_end: float = 0.05
     eps_decay_steps: int = static(10_000)
+    lr_decay_updates: int = static(0)
+    lr_end_fraction: float = 0.0
 
     def __post_init__(self):
         check_sizes("hidden_sizes", self.hidden_sizes)
@@ -53,6 +60,9 @@ class DQNConfig:
         for name in ("eps_start", "eps_end"):
             check(name, getattr(self, name), lambda v: (v >= 0) & (v <= 1), f"0 <= {name} <= 1")
         check_int("eps_decay_steps", self.eps_decay_steps, 1)
+        check_int("lr_decay_updates", self.lr_decay_updates, 0)
+        check("lr_end_fraction", self.lr_end_fraction, lambda v: (v >= 0) & (v <= 1),
+              "0 <= lr_end_fraction <= 1")
 
 
 @struct.dataclass
@@ -88,6 +98,16 @@ def dqn_targets(net: MLP, config: DQNConfig, state: DQNState, batch: Transition)
         reward, batch.terminated, config.gamma, next_target)
 
 
+def learning_rate(config: DQNConfig):
+    """Adam's step size: the constant ``learning_rate``, or its linear decay to
+    ``learning_rate * lr_end_fraction`` over ``lr_decay_updates`` updates."""
+    if config.lr_decay_updates == 0:
+        return config.learning_rate
+    return optax.linear_schedule(config.learning_rate,
+                                 config.learning_rate * config.lr_end_fraction,
+                                 config.lr_decay_updates)
+
+
 def make_dqn(config: DQNConfig, obs_dim: int, num_actions: int) -> Learner:
     """A DQN learner for ``obs_dim`` observations and ``num_actions`` discrete actions.
 
@@ -95,7 +115,7 @@ def make_dqn(config: DQNConfig, obs_dim: int, num_actions: int) -> Learner:
     ``next_obs`` ``[B, K, obs_dim]``) and regresses on their mean target."""
     net = MLP(config.hidden_sizes, num_actions, config.activation)
     optimizer = optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
-                            optax.adam(config.learning_rate))
+                            optax.adam(learning_rate(config)))
 
     def init(key):
         params = net.init(key, jnp.zeros((1, obs_dim)))

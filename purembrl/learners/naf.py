@@ -30,7 +30,14 @@ class NAFConfig:
     Defaults follow the paper where it states them (Adam 1e-3, gamma 0.99, ReLU hidden layers
     of 200) with a faster target (tau 0.005 instead of 0.001) for short runs; exploration adds
     Gaussian noise of ``exploration_noise`` standard deviation (in units of half the action
-    range) to mu(s), in place of the paper's Ornstein-Uhlenbeck process."""
+    range) to mu(s), in place of the paper's Ornstein-Uhlenbeck process.
+
+    ``mu_bound_penalty``: the weight of ``mean ||relu(|mu| - 1)||^2``, a quadratic penalty on
+    the unit-scale mu outside the action bounds, added to the TD loss (0: none). Without it
+    mu can leave the bounds for good: every stored action then lies on one side of mu, the fit
+    explains Q's variation over them with a tiny P(s) = L L^T and a far mu, P's exp-
+    parameterised diagonal then has no gradient left, and the clipped greedy action is a bound
+    in every state (benchmarks/RESULTS.md, "MBA's advantage collapse")."""
 
     hidden_sizes: tuple[int, ...] = static((200, 200))
     activation: str = static("relu")
@@ -39,6 +46,7 @@ class NAFConfig:
     tau: float = 0.005
     exploration_noise: float = 0.3
     max_grad_norm: float = 10.0
+    mu_bound_penalty: float = static(0.0)
 
     def __post_init__(self):
         check_sizes("hidden_sizes", self.hidden_sizes)
@@ -49,6 +57,8 @@ class NAFConfig:
         check("exploration_noise", self.exploration_noise, lambda v: v >= 0,
               "exploration_noise >= 0")
         check("max_grad_norm", self.max_grad_norm, lambda v: v > 0, "max_grad_norm > 0")
+        check("mu_bound_penalty", self.mu_bound_penalty, lambda v: v >= 0,
+              "mu_bound_penalty >= 0")
 
 
 @struct.dataclass
@@ -115,8 +125,11 @@ def make_naf(config: NAFConfig, obs_dim: int, action_low: jax.Array,
         def loss_fn(params):
             v, mu, entries = heads(params, obs)
             q = jax.vmap(value.naf_q)(v, mu, entries, unit_action)
-            loss = jax.vmap(value.td_loss, in_axes=(0, 0, None))(q, target, "mse")
-            return jnp.mean(loss), (q, v)
+            loss = jnp.mean(jax.vmap(value.td_loss, in_axes=(0, 0, None))(q, target, "mse"))
+            if config.mu_bound_penalty:
+                outside = jax.nn.relu(jnp.abs(mu) - 1.0)
+                loss = loss + config.mu_bound_penalty * jnp.mean(jnp.sum(outside ** 2, -1))
+            return loss, (q, v)
 
         (loss, (q, v)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
