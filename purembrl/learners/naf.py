@@ -37,7 +37,8 @@ class NAFConfig:
     mu can leave the bounds for good: every stored action then lies on one side of mu, the fit
     explains Q's variation over them with a tiny P(s) = L L^T and a far mu, P's exp-
     parameterised diagonal then has no gradient left, and the clipped greedy action is a bound
-    in every state (benchmarks/RESULTS.md, "MBA's advantage collapse")."""
+    in every state (benchmarks/RESULTS.md, "MBA's advantage collapse"). The weight is static:
+    the term is only built when it is non-zero, so a run without it compiles as before."""
 
     hidden_sizes: tuple[int, ...] = static((200, 200))
     activation: str = static("relu")
