@@ -1,7 +1,7 @@
 """Which DQN settings learn CartPole-v1 (or Acrobot-v1) in every seed within 50k steps and stay?
 
     python benchmarks/dqn_settings.py [--env CartPole-v1] [--settings preset,sb3,...]
-        [--seeds 8] [--seed 0] [--steps 50000]
+        [--seeds 8] [--seed 0] [--steps 50000] [--eval-every 2500]
 
 Issue 20's first goal: every seed reaches the goal (475 on CartPole, -100 on Acrobot) and
 holds it, the median of its last three evaluations at or above the goal, within 50,000 env
@@ -25,6 +25,22 @@ The settings are where each comes from:
 * ``rejax_like``: rejax's CartPole DQN without the dueling head (64 x 64 swish, Adam 1e-3,
   batch 100, buffer 50k, 5k random steps, Polyak 0.02, one update every 2 env steps, epsilon
   over 25k steps).
+
+Settings named ``mbpo_*`` run MBPO-DQN (``mbpo.Config.for_env``) instead, to separate the
+learner from the model (issue 20's diagnosis; use ``--steps 10000 --eval-every 500``):
+
+* ``mbpo_preset``: MBPO's CartPole preset (learned ensemble, known termination and reward).
+* ``mbpo_true``: the same with the env's true dynamics as the model (``true_dynamics``).
+* ``mbpo_true_tp1000``: true dynamics, the target copied every 1000 updates (200 env steps at
+  G = 5) instead of 200 (40 env steps).
+* ``mbpo_true_real``: true dynamics, but every minibatch real (``real_ratio=1``): the
+  preset's learner on the same G = 5 updates per step without model data.
+* ``mbpo_true_eps30``: true dynamics, epsilon ending at 0.3 instead of 0.05 (the rollouts act
+  with the same epsilon-greedy policy, so their non-greedy actions grow six-fold).
+* ``mbpo_true_r50``: true dynamics, half of each minibatch real (``real_ratio=0.5``).
+* ``mbpo_true_g95``: true dynamics, gamma 0.95 (a horizon of about 20 steps).
+* ``mbpo_true_tp50``: true dynamics, the target copied every 50 updates (10 env steps): four
+  times as many Bellman backups in the same run.
 """
 
 from __future__ import annotations
@@ -40,7 +56,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import machine, run  # noqa: E402
 
-from purembrl.algos import dqn  # noqa: E402
+from purembrl.algos import dqn, mbpo  # noqa: E402
 from purembrl.learners import DQNConfig  # noqa: E402
 
 GOALS = {"CartPole-v1": 475.0, "Acrobot-v1": -100.0}
@@ -74,6 +90,18 @@ SETTINGS = {
                                          learning_rate=1e-3, double_q=True,
                                          target_update="polyak", tau=0.02, eps_end=0.05,
                                          eps_decay_steps=25_000)),
+    "mbpo_preset": {},
+    "mbpo_true": {"true_dynamics": True},
+    "mbpo_true_tp1000": {"true_dynamics": True, "learner": dataclasses.replace(
+        mbpo.PRESETS["CartPole-v1"]["learner"], target_period=1000)},
+    "mbpo_true_real": {"true_dynamics": True, "real_ratio": 1.0},
+    "mbpo_true_eps30": {"true_dynamics": True, "learner": dataclasses.replace(
+        mbpo.PRESETS["CartPole-v1"]["learner"], eps_end=0.3)},
+    "mbpo_true_r50": {"true_dynamics": True, "real_ratio": 0.5},
+    "mbpo_true_tp50": {"true_dynamics": True, "learner": dataclasses.replace(
+        mbpo.PRESETS["CartPole-v1"]["learner"], target_period=50)},
+    "mbpo_true_g95": {"true_dynamics": True, "learner": dataclasses.replace(
+        mbpo.PRESETS["CartPole-v1"]["learner"], gamma=0.95)},
 }
 
 
@@ -92,6 +120,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=50_000)
+    parser.add_argument("--eval-every", type=int, default=2500)
     args = parser.parse_args(argv)
     names = args.settings.split(",")
     unknown = [n for n in names if n not in SETTINGS]
@@ -104,9 +133,11 @@ def main(argv=None) -> int:
           "median, per seed | seconds |")
     print("|---|---|---|---|---|")
     for name in names:
-        config = dqn.Config.for_env(env=args.env, total_steps=args.steps, eval_every=2500,
-                                    eval_episodes=10, **SETTINGS[name])
-        metrics, seconds = run(dqn, config, args.seeds, args.seed)
+        module = mbpo if name.startswith("mbpo_") else dqn
+        config = module.Config.for_env(env=args.env, total_steps=args.steps,
+                                       eval_every=args.eval_every, eval_episodes=10,
+                                       **SETTINGS[name])
+        metrics, seconds = run(module, config, args.seeds, args.seed)
         out = summary(metrics["eval_return"], metrics["env_steps"][0], goal)
         first = ", ".join("never" if f is None else str(f) for f in out["first"])
         last3 = ", ".join(f"{v:.0f}" for v in out["last3"])

@@ -37,7 +37,8 @@ from purembrl.loop import TrainLoop, as_train
 from purembrl.offpolicy import OffPolicyState
 from purembrl.types import Transition
 
-ENVS = ("Pendulum-v1", "CartPole-v1", "MountainCarContinuous-v0", "Acrobot-v1")
+ENVS = ("Pendulum-v1", "NoisyPendulum-v1", "CartPole-v1", "MountainCarContinuous-v0",
+        "Acrobot-v1")
 
 PRESETS = {
     # Pendulum: the MBPO preset's model and SAC (benchmarks/mbpo_pendulum.py), G = 10 updates
@@ -57,6 +58,8 @@ PRESETS = {
         learner=DQNConfig(hidden_sizes=(128, 128), target_update="periodic",
                           target_period=200, eps_decay_steps=5000)),
 }
+# Pendulum with noise on each next angular velocity (``envs.NoisyPendulum``): Pendulum's preset.
+PRESETS["NoisyPendulum-v1"] = PRESETS["Pendulum-v1"]
 
 
 @struct.dataclass

@@ -47,7 +47,8 @@ from purembrl.learners import DQNConfig, LearnerConfig, SACConfig
 from purembrl.loop import TrainLoop, as_train
 from purembrl.offpolicy import OffPolicyState
 
-ENVS = ("Pendulum-v1", "CartPole-v1", "MountainCarContinuous-v0", "Acrobot-v1")
+ENVS = ("Pendulum-v1", "NoisyPendulum-v1", "CartPole-v1", "MountainCarContinuous-v0",
+        "Acrobot-v1")
 
 PRESETS = {
     # Pendulum: 200-step episodes, so epochs of 200 steps and a warm-up of 250 random steps
@@ -76,6 +77,8 @@ PRESETS = {
         learner=DQNConfig(hidden_sizes=(128, 128), target_update="periodic",
                           target_period=200, eps_decay_steps=5000)),
 }
+# Pendulum with noise on each next angular velocity (``envs.NoisyPendulum``): Pendulum's preset.
+PRESETS["NoisyPendulum-v1"] = PRESETS["Pendulum-v1"]
 # The paper's own tasks through Brax: its Hopper setting exactly (Janner et al. 2019, Appendix
 # C, and the Hopper config of the authors' code: 5000 random steps, SAC's target entropy -1,
 # i.e. a third of the default -|A| = -3, and the known termination function); the inverted

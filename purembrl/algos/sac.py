@@ -20,7 +20,7 @@ from purembrl.learners import SACConfig
 from purembrl.loop import TrainLoop, as_train
 from purembrl.offpolicy import OffPolicyState
 
-ENVS = ("Pendulum-v1", "MountainCarContinuous-v0")
+ENVS = ("Pendulum-v1", "NoisyPendulum-v1", "MountainCarContinuous-v0")
 
 # Pendulum: a strong baseline rather than the paper's MuJoCo defaults (which learn Pendulum
 # slowly): 256 x 256 swish, Adam 1e-3, tau 0.02, one update per step, 1000 random steps (five
@@ -32,6 +32,8 @@ PRESETS = {
                                           actor_lr=1e-3, critic_lr=1e-3, alpha_lr=1e-3,
                                           tau=0.02)),
 }
+# Pendulum with noise on each next angular velocity (``envs.NoisyPendulum``): Pendulum's preset.
+PRESETS["NoisyPendulum-v1"] = PRESETS["Pendulum-v1"]
 
 
 @struct.dataclass

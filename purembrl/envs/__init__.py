@@ -2,7 +2,8 @@
 
 The library's own environments (``DynaMaze``, ``BlockingMaze``, ``ShortcutMaze``,
 ``FourRoomObjects`` and its 4 x 5 test layout ``FourRoomObjects-small``, the goal-conditioned
-``PointMaze-{Open,UMaze,FourRooms}`` and ``FourRooms-goal``) come first;
+``PointMaze-{Open,UMaze,FourRooms}``, ``FourRooms-goal`` and ``NoisyPendulum-v1``, Pendulum with
+Gaussian noise on each next angular velocity) come first;
 any other name is passed to ``gymnax.make``. Tabular environments additionally expose
 ``num_states`` and ``obs_to_index(obs)`` (used by the tabular algorithms).
 """
@@ -17,6 +18,7 @@ import gymnax
 from purembrl.envs.dyna_maze import BlockingMaze, DynaMaze, GridMaze, ShortcutMaze
 from purembrl.envs.four_room_objects import SMALL_LAYOUT, FourRoomObjects
 from purembrl.envs.goal_four_rooms import GoalFourRooms
+from purembrl.envs.noisy_pendulum import NoisyPendulum
 from purembrl.envs.point_maze import PointMaze
 
 OWN_ENVS: dict[str, Callable[[], Any]] = {
@@ -29,6 +31,7 @@ OWN_ENVS: dict[str, Callable[[], Any]] = {
     "PointMaze-UMaze": lambda: PointMaze("UMaze"),
     "PointMaze-FourRooms": lambda: PointMaze("FourRooms"),
     "FourRooms-goal": GoalFourRooms,
+    "NoisyPendulum-v1": NoisyPendulum,
 }
 
 
@@ -65,5 +68,6 @@ def make(name: str) -> tuple[Any, Any]:
     raise ValueError(f"unknown env {name!r}; known envs: {', '.join(names())}")
 
 
-__all__ = ["BlockingMaze", "DynaMaze", "FourRoomObjects", "GridMaze", "PointMaze", "ShortcutMaze",
+__all__ = ["BlockingMaze", "DynaMaze", "FourRoomObjects", "GridMaze", "NoisyPendulum", "PointMaze",
+           "ShortcutMaze",
            "check_name", "make", "names"]

@@ -70,10 +70,12 @@ def brax_inverted_pendulum_terminated(obs, action, next_obs):
 
 REWARD_FNS: dict[str, StepFn] = {
     "Pendulum-v1": pendulum_reward,
+    "NoisyPendulum-v1": pendulum_reward,
     "CartPole-v1": cartpole_reward,
 }
 TERMINATION_FNS: dict[str, StepFn] = {
     "Pendulum-v1": never_terminates,
+    "NoisyPendulum-v1": never_terminates,
     "CartPole-v1": cartpole_terminated,
     "brax-hopper": brax_hopper_terminated,
     "brax-inverted_pendulum": brax_inverted_pendulum_terminated,
@@ -119,7 +121,8 @@ def _cartpole_state(obs):
                              time=jnp.zeros((), jnp.int32))
 
 
-STATE_FROM_OBS = {"Pendulum-v1": _pendulum_state, "CartPole-v1": _cartpole_state}
+STATE_FROM_OBS = {"Pendulum-v1": _pendulum_state, "NoisyPendulum-v1": _pendulum_state,
+                  "CartPole-v1": _cartpole_state}
 
 
 def true_model_step(env_name: str):
