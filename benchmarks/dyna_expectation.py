@@ -37,7 +37,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import machine, steps_shown, steps_to  # noqa: E402
+from common import at_budget, machine, steps_shown, steps_to  # noqa: E402
 
 from purembrl import buffer, dynamics, envs, interact  # noqa: E402
 from purembrl.algos import dyna  # noqa: E402
@@ -105,13 +105,8 @@ def main(argv=None) -> int:
               f"({steps_shown(per_seed)}); final median {np.median(final):.0f} "
               f"[{np.percentile(final, 25):.0f}, {np.percentile(final, 75):.0f}]; "
               f"{runs[k][3]:.0f} s", flush=True)
-        steps = metrics["env_steps"][0]
-        cells = []
-        for b in BUDGETS:
-            if b <= steps[-1]:
-                i = np.searchsorted(steps, b, side="right") - 1
-                q25, med, q75 = np.percentile(metrics["eval_return"][:, i], [25, 50, 75])
-                cells.append(f"{b}: {med:.0f} [{q25:.0f}, {q75:.0f}]")
+        cells = [f"{b}: {stat[0]:.0f} [{stat[1]:.0f}, {stat[2]:.0f}]"
+                 for b in BUDGETS if (stat := at_budget(metrics, b)) is not None]
         print("    " + "; ".join(cells), flush=True)
 
     print("\ntarget variance over 64 draws, mean over 256 real (s, a), median [min, max] "

@@ -69,5 +69,4 @@ def make(name: str) -> tuple[Any, Any]:
 
 
 __all__ = ["BlockingMaze", "DynaMaze", "FourRoomObjects", "GridMaze", "NoisyPendulum", "PointMaze",
-           "ShortcutMaze",
-           "check_name", "make", "names"]
+           "ShortcutMaze", "check_name", "make", "names"]

@@ -30,7 +30,10 @@ class NoisyPendulum(Pendulum):
         noise = self.theta_dot_std * jax.random.normal(jax.random.fold_in(key, 1))
         theta_dot = jnp.clip(next_state.theta_dot + noise, -params.max_speed, params.max_speed)
         next_state = next_state.replace(theta_dot=theta_dot.astype(next_state.theta_dot.dtype))
-        return self.get_obs(next_state), next_state, reward, done, info
+        # the parent's rule for gradients through a transition applies to the noisy one too
+        obs, next_state = self._apply_transition_gradient_policy(self.get_obs(next_state),
+                                                                 next_state)
+        return obs, next_state, reward, done, info
 
     @property
     def name(self) -> str:
