@@ -13,15 +13,23 @@ median curve. A setting chosen on some keys must then be checked on others (``--
 
 The settings are where each comes from:
 
-* ``preset``: the library's CartPole preset.
+* ``preset``: the library's CartPole preset (since 2026-12-03 the same as
+  ``preset_n10_lrdecay``); ``onestep``: the preset before that date (one-step targets, a
+  constant rate), which the ``preset_*`` variants below change and which RESULTS.md's rows
+  named ``preset`` from before that date measured.
 * ``sb3``: Stable-Baselines3 zoo's CartPole DQN (256 x 256 ReLU, Adam 2.3e-3, batch 64,
   buffer 100k, 128 updates every 256 env steps, target copied after every burst, epsilon
   1 -> 0.04 over 8k steps, plain Q targets, Huber, gradient norm 10).
 * ``sb3_ddqn`` and its variants: the same with double-Q targets, and one change each:
   ``_lr1e3`` (Adam 1e-3), ``_t4`` (32 updates every 64 steps), ``_g98`` (gamma 0.98),
   ``_tp512`` (the target copied every 4 bursts), ``_b256`` (batch 256, Adam 1e-3).
-* ``_lrdecay`` (after ``sb3``, ``sb3_ddqn`` or ``preset``): the learning rate decayed
-  linearly to zero over the run's updates (``DQNConfig.lr_decay_updates``).
+* ``_lrdecay`` (after ``sb3``, ``sb3_ddqn`` or ``preset``, i.e. ``onestep``): the learning
+  rate decayed linearly to zero over the run's updates (``DQNConfig.lr_decay_updates``).
+* ``_n3``, ``_n5``, ``_n10``, ``_n20`` (after ``preset`` or ``sb3_ddqn``): n-step returns
+  (``dqn.Config.n_step``), the drift of the cart credited n steps per backup instead of one;
+  ``preset_n3_lrdecay``, ``preset_n5_lrdecay``, ``preset_n10_lrdecay``,
+  ``preset_n20_lrdecay``, ``sb3_ddqn_n3_lrdecay``: with the learning-rate
+  decay.
 * ``rejax_like``: rejax's CartPole DQN without the dueling head (64 x 64 swish, Adam 1e-3,
   batch 100, buffer 50k, 5k random steps, Polyak 0.02, one update every 2 env steps, epsilon
   over 25k steps).
@@ -41,6 +49,9 @@ learner from the model (issue 20's diagnosis; use ``--steps 10000 --eval-every 5
 * ``mbpo_true_g95``: true dynamics, gamma 0.95 (a horizon of about 20 steps).
 * ``mbpo_true_tp50``: true dynamics, the target copied every 50 updates (10 env steps): four
   times as many Bellman backups in the same run.
+* ``..._n10``: the real part of each minibatch holds 10-step returns (``mbpo.Config.n_step``):
+  ``mbpo_preset_n10``, ``mbpo_true_n10``, ``mbpo_true_real_n10`` (every minibatch real),
+  ``mbpo_preset_r50_n10`` (half of each minibatch real).
 """
 
 from __future__ import annotations
@@ -66,12 +77,23 @@ def _sb3(fields=None, **learner) -> dict:
     base = dict(hidden_sizes=(256, 256), learning_rate=2.3e-3, double_q=True,
                 target_update="periodic", target_period=128, eps_end=0.04, eps_decay_steps=8000)
     return {"buffer_size": 100_000, "batch_size": 64, "initial_random_steps": 1000,
-            "train_every": 256, "updates_per_step": 128,
+            "train_every": 256, "updates_per_step": 128, "n_step": 1,
             "learner": DQNConfig(**{**base, **learner}), **(fields or {})}
+
+
+# The CartPole preset before 2026-12-03 (one-step targets, a constant rate): what the rows named
+# ``preset`` in RESULTS.md measured before that date, and what the ``preset_*`` variants change.
+ONE_STEP = DQNConfig(hidden_sizes=(128, 128), target_update="periodic", target_period=200,
+                     eps_decay_steps=10_000)
+
+
+def _one_step(n_step=1, **learner) -> dict:
+    return {"n_step": n_step, "learner": dataclasses.replace(ONE_STEP, **learner)}
 
 
 SETTINGS = {
     "preset": {},
+    "onestep": _one_step(),
     "sb3": _sb3(double_q=False),
     "sb3_ddqn": _sb3(),
     "sb3_ddqn_lr1e3": _sb3(learning_rate=1e-3),
@@ -82,14 +104,24 @@ SETTINGS = {
     "sb3_lrdecay": _sb3(double_q=False, lr_decay_updates=24_500),
     "sb3_ddqn_lrdecay": _sb3(lr_decay_updates=24_500),
     "sb3_ddqn_g98_lrdecay": _sb3(gamma=0.98, lr_decay_updates=24_500),
-    "preset_lrdecay": {"learner": dataclasses.replace(dqn.PRESETS["CartPole-v1"]["learner"],
-                                                      lr_decay_updates=49_000)},
+    "preset_lrdecay": _one_step(lr_decay_updates=49_000),
     "rejax_like": dict(buffer_size=50_000, batch_size=100, initial_random_steps=5000,
-                       train_every=2, updates_per_step=1,
+                       train_every=2, updates_per_step=1, n_step=1,
                        learner=DQNConfig(hidden_sizes=(64, 64), activation="swish",
                                          learning_rate=1e-3, double_q=True,
                                          target_update="polyak", tau=0.02, eps_end=0.05,
                                          eps_decay_steps=25_000)),
+    "preset_n3": _one_step(3),
+    "preset_n5": _one_step(5),
+    "preset_n10": _one_step(10),
+    "preset_n20": _one_step(20),
+    "preset_n3_lrdecay": _one_step(3, lr_decay_updates=49_000),
+    "preset_n5_lrdecay": _one_step(5, lr_decay_updates=49_000),
+    "preset_n10_lrdecay": _one_step(10, lr_decay_updates=49_000),
+    "preset_n20_lrdecay": _one_step(20, lr_decay_updates=49_000),
+    "sb3_ddqn_n3": _sb3({"n_step": 3}),
+    "sb3_ddqn_n3_lrdecay": _sb3({"n_step": 3}, lr_decay_updates=24_500),
+    "sb3_ddqn_n5": _sb3({"n_step": 5}),
     "mbpo_preset": {},
     "mbpo_true": {"true_dynamics": True},
     "mbpo_true_tp1000": {"true_dynamics": True, "learner": dataclasses.replace(
@@ -102,6 +134,10 @@ SETTINGS = {
         mbpo.PRESETS["CartPole-v1"]["learner"], target_period=50)},
     "mbpo_true_g95": {"true_dynamics": True, "learner": dataclasses.replace(
         mbpo.PRESETS["CartPole-v1"]["learner"], gamma=0.95)},
+    "mbpo_preset_n10": {"n_step": 10},
+    "mbpo_true_n10": {"true_dynamics": True, "n_step": 10},
+    "mbpo_true_real_n10": {"true_dynamics": True, "real_ratio": 1.0, "n_step": 10},
+    "mbpo_preset_r50_n10": {"real_ratio": 0.5, "n_step": 10},
 }
 
 

@@ -94,21 +94,70 @@ def sample(state: BufferState, key: jax.Array, batch_size: int) -> Any:
     return jax.tree.map(lambda d: d[index], state.data)
 
 
+def sample_n_step(state: BufferState, key: jax.Array, batch_size: int, n: int,
+                  gamma: float | jax.Array) -> Any:
+    """``batch_size`` n-step transitions (Sutton & Barto 2018, Section 7.1; the n-step DQN
+    targets of Hessel et al. 2018's Rainbow) from a buffer holding one stream of consecutive
+    steps with their ``episode_end`` flags (``interact.step_into`` into a replay made by
+    ``interact.example_transition(..., episode_end=True)``).
+
+    Each sample starts at a row drawn as ``sample`` draws it (the same key gives the same
+    rows) and runs m <= n steps: it stops after the step that ends an episode (terminated or
+    truncated) and at the newest row. Its ``reward`` is sum_{j<m} gamma^j r_{t+j}, its
+    ``next_obs`` and ``terminated`` are those of step t+m-1, and ``discount`` = gamma^m is the
+    factor on the bootstrapped value (none after a termination; through a truncation, as for
+    one step). ``n = 1`` gives ``sample``'s transitions with ``discount`` = gamma.
+    """
+    if state.data.episode_end is None:
+        raise ValueError("sample_n_step needs a buffer that stores episode_end (make it from "
+                         "interact.example_transition(..., episode_end=True))")
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"n={n!r} is invalid: allowed an integer >= 1")
+    capacity = state.capacity
+    start = jax.random.randint(key, (batch_size,), 0, jnp.maximum(state.size, 1))
+    rows = (start[:, None] + jnp.arange(n)) % capacity  # [B, n]
+    newest = (state.insert - 1 - start) % capacity  # how many rows follow the start
+    ended = state.data.episode_end[rows].astype(bool)
+    # step j is in the return when it exists and no earlier step of the window ended an episode
+    before_end = jnp.cumsum(ended, axis=1) - ended == 0
+    alive = (jnp.arange(n) <= newest[:, None]) & before_end
+    m = alive.sum(axis=1)
+    gamma = jnp.asarray(gamma, jnp.float32)
+    powers = gamma ** jnp.arange(n, dtype=jnp.float32)
+    reward = jnp.sum(jnp.where(alive, state.data.reward[rows] * powers, 0.0), axis=1)
+    last = rows[jnp.arange(batch_size), m - 1]
+    first = jax.tree.map(lambda d: d[start], state.data)
+    return first.replace(reward=reward.astype(first.reward.dtype),
+                         next_obs=state.data.next_obs[last],
+                         terminated=state.data.terminated[last], episode_end=None,
+                         discount=gamma ** m.astype(jnp.float32))
+
+
 def can_sample(state: BufferState, min_size: int = 1) -> jax.Array:
     """Whether the buffer holds at least ``min_size`` items."""
     return state.size >= min_size
 
 
 def sample_mixed(real: BufferState, imagined: BufferState, key: jax.Array, num_real: int,
-                 num_imagined: int) -> Any:
+                 num_imagined: int, n_step: int = 1, gamma: float | jax.Array = 0.0) -> Any:
     """``num_real`` samples of ``real`` followed by ``num_imagined`` of ``imagined`` (MBPO's
     minibatch of env and model data), with samples of ``real`` in the imagined rows while
-    ``imagined`` is still empty (no rollout has produced a valid transition yet)."""
+    ``imagined`` is still empty (no rollout has produced a valid transition yet).
+
+    With ``n_step > 1`` the real samples are n-step returns (``sample_n_step``, ``real`` one
+    stream with its ``episode_end`` flags) and the imagined ones one-step transitions with
+    ``discount`` = ``gamma``."""
     key_real, key_imagined = jax.random.split(key)
-    batch = sample(real, key_real, num_real)
+    if n_step == 1:
+        draw_real = sample
+    else:
+        draw_real = lambda state, k, size: sample_n_step(state, k, size, n_step, gamma)
+    batch = draw_real(real, key_real, num_real)
     if num_imagined == 0:
         return batch
     fake = sample(imagined, key_imagined, num_imagined)
-    backup = sample(real, key_imagined, num_imagined)
+    if n_step > 1:
+        fake = fake.replace(discount=jnp.full((num_imagined,), gamma, jnp.float32))
+    backup = draw_real(real, key_imagined, num_imagined)
     fake = jax.tree.map(lambda f, b: jnp.where(can_sample(imagined), f, b), fake, backup)
     return jax.tree.map(lambda r, f: jnp.concatenate([r, f]), batch, fake)

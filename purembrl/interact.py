@@ -47,12 +47,15 @@ def spec(env, env_params) -> EnvSpec:
     raise ValueError(f"{env.name}: action space {space} is not supported")
 
 
-def example_transition(env_spec: EnvSpec) -> Transition:
-    """A zero ``Transition`` with the shapes and dtypes this environment produces."""
+def example_transition(env_spec: EnvSpec, episode_end: bool = False) -> Transition:
+    """A zero ``Transition`` with the shapes and dtypes this environment produces; with
+    ``episode_end`` also the flag of the steps that end an episode (a replay buffer made from
+    it stores the flag: ``step_into``)."""
     action = (jnp.zeros((), jnp.int32) if env_spec.discrete
               else jnp.zeros((env_spec.num_actions,), jnp.float32))
     return Transition(obs=jnp.zeros(env_spec.obs_dim), action=action, reward=jnp.zeros(()),
-                      next_obs=jnp.zeros(env_spec.obs_dim), terminated=jnp.zeros((), bool))
+                      next_obs=jnp.zeros(env_spec.obs_dim), terminated=jnp.zeros((), bool),
+                      episode_end=jnp.zeros((), bool) if episode_end else None)
 
 
 class Stepped(NamedTuple):
@@ -81,9 +84,14 @@ def random_action(env, env_params, key: jax.Array):
 
 def step_into(env, env_params, key: jax.Array, env_state, obs: jax.Array, action,
               replay: buffer.BufferState) -> tuple[jax.Array, Any, buffer.BufferState]:
-    """One step whose transition goes into ``replay``: ``(obs, env_state, replay)``."""
+    """One step whose transition goes into ``replay``: ``(obs, env_state, replay)``. A replay
+    made with room for ``episode_end`` (``example_transition``) also stores whether the step
+    ended its episode."""
     stepped = step(env, env_params, key, env_state, obs, action)
-    replay = buffer.add(replay, jax.tree.map(lambda x: x[None], stepped.transition))
+    transition = stepped.transition
+    if replay.data.episode_end is not None:
+        transition = transition.replace(episode_end=stepped.done)
+    replay = buffer.add(replay, jax.tree.map(lambda x: x[None], transition))
     return stepped.obs, stepped.env_state, replay
 
 

@@ -147,11 +147,13 @@ def trained_policy(state: OffPolicyState, config):
     return learners.policy(learner, state.learner)
 
 
-def model_free_loop(config, name: str, *, discrete: bool) -> TrainLoop:
+def model_free_loop(config, name: str, *, discrete: bool, n_step: int = 1) -> TrainLoop:
     """SAC's or DQN's loop: this loop without a model, ``config.updates_per_step`` (G)
     learner updates on uniform minibatches of ``config.batch_size`` real transitions after
-    each step (every ``train_every`` steps where the config has it). ``ValueError`` when the
-    env's action space is not the learner's."""
+    each step (every ``train_every`` steps where the config has it). With ``n_step > 1`` (DQN
+    only) the minibatches hold n-step returns with the learner's gamma
+    (``buffer.sample_n_step``; the replay then stores where episodes end). ``ValueError`` when
+    the env's action space is not the learner's."""
     env, env_params = envs.make(config.env)
     env_spec = interact.spec(env, env_params)
     if env_spec.discrete != discrete:
@@ -159,23 +161,32 @@ def model_free_loop(config, name: str, *, discrete: bool) -> TrainLoop:
         raise ValueError(f"env={config.env!r} is invalid: {name} needs a {kind} action "
                          f"space (use {other} for {'continuous' if discrete else 'discrete'} "
                          "actions)")
+    if n_step > 1 and not discrete:
+        raise ValueError(f"n_step={n_step} is invalid for {name}: n-step returns are "
+                         "implemented for DQN only")
     learner = learners.make(config.learner, env_spec, config.normalize_obs)
 
     def update(learner_state, state: OffPolicyState, key):
         key_sample, key_learn = jax.random.split(key)
-        batch = buffer.sample(state.replay, key_sample, config.batch_size)
+        if n_step == 1:
+            batch = buffer.sample(state.replay, key_sample, config.batch_size)
+        else:
+            batch = buffer.sample_n_step(state.replay, key_sample, config.batch_size, n_step,
+                                         config.learner.gamma)
         return learner.update(learner_state, batch, key_learn)
 
     updates = repeated(update, config.updates_per_step)
-    return make_loop(config, make_parts(config, env, env_params, learner, updates))
+    return make_loop(config, make_parts(config, env, env_params, learner, updates,
+                                        episode_end=n_step > 1))
 
 
 def make_parts(config, env, env_params, learner: Learner, updates: Part, *,
                model_config: dynamics.EnsembleConfig | None = None, fit: bool = True,
-               rollouts: Rollouts | None = None) -> Parts:
+               rollouts: Rollouts | None = None, episode_end: bool = False) -> Parts:
     """The parts of a run (the module docstring): ``model_config`` ``None`` for a model-free
     run; ``fit=False`` keeps the model as initialised (a fixed model, or one switched off)
-    while the fit keeps its place in the schedule; ``rollouts`` ``None`` for no model buffer.
+    while the fit keeps its place in the schedule; ``rollouts`` ``None`` for no model buffer;
+    ``episode_end``: the replay also stores which steps end an episode (for n-step returns).
     The ``config`` needs ``initial_random_steps`` and ``buffer_size`` (and ``model_train_freq``
     with a model, ``rollout_freq``, ``rollouts_per_step`` and ``rollout_chunk`` with
     rollouts)."""
@@ -198,13 +209,14 @@ def make_parts(config, env, env_params, learner: Learner, updates: Part, *,
         obs, env_state = env.reset(key_reset, env_params)
         obs, env_state, replay = interact.warmup(
             env, env_params, key_warm, env_state, obs.astype(jnp.float32),
-            buffer.init(interact.example_transition(env_spec), config.buffer_size),
+            buffer.init(interact.example_transition(env_spec, episode_end), config.buffer_size),
             config.initial_random_steps)
         model = (None if model_config is None else
                  dynamics.init(key_model[0], model_config, env_spec.obs_dim,
                                env_spec.num_actions))
         model_buffer = (None if rollouts is None else buffer.init(
-            jax.tree.map(lambda x: x[0], replay.data), rollouts.buffer_size if rollouts.on else 1))
+            jax.tree.map(lambda x: x[0], replay.data.replace(episode_end=None)),
+            rollouts.buffer_size if rollouts.on else 1))
         state = OffPolicyState(learner=learner.init(key_learner), model=model, replay=replay,
                                model_buffer=model_buffer, obs=obs, env_state=env_state,
                                env_steps=jnp.full((), config.initial_random_steps, jnp.int32),

@@ -3,7 +3,8 @@
 ``Transition`` is the unit every buffer, model and learner exchanges. Its ``next_obs`` is the
 *true* next observation (gymnax's ``info["final_observation"]``), never the observation of the
 auto-reset episode, and ``terminated`` is kept apart from truncation: targets bootstrap through a
-time limit but never through a true terminal state.
+time limit but never through a true terminal state. Its two optional fields serve n-step
+returns and are ``None``, adding no leaves, unless asked for.
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ class Transition:
       action: action taken at time t, ``[...]`` (discrete) or ``[..., action_dim]``.
       reward: reward r_{t+1}, ``[...]``.
       next_obs: the true observation at t+1 (before any auto-reset), ``[..., *obs_shape]``.
-      terminated: 1 where s_{t+1} is terminal (no bootstrap), ``[...]``; truncation is not stored.
+      terminated: 1 where s_{t+1} is terminal (no bootstrap), ``[...]``.
+      episode_end: optional, 1 where the step ends its episode (terminated or truncated),
+        ``[...]``. A replay buffer made with room for it (``interact.example_transition(...,
+        episode_end=True)``) stores it, so that n-step returns stop at episode boundaries
+        (``buffer.sample_n_step``); ``None`` (no leaf) everywhere else.
+      discount: optional, the factor on the bootstrapped value in place of the learner's
+        gamma, ``[...]``: gamma^m for an m-step return (``buffer.sample_n_step``); ``None``
+        (no leaf): gamma.
     """
 
     obs: jax.Array
@@ -29,3 +37,5 @@ class Transition:
     reward: jax.Array
     next_obs: jax.Array
     terminated: jax.Array
+    episode_end: jax.Array | None = None
+    discount: jax.Array | None = None

@@ -22,6 +22,7 @@ approximate ``rsqrtss``, whose bits differ between Intel and AMD, and which was 
 these three differ between the two machines; they moved by at most 5.4e-6 relative).
 ``mbpo_ragged`` was recorded after the redesign: it
 pins a budget whose periods divide nothing (the last evaluation period cut at the budget).
+``dqn_n_step`` was recorded when n-step returns were added (2026-12-03).
 """
 
 from __future__ import annotations
@@ -103,12 +104,16 @@ CASES: dict[str, tuple[str, dict]] = {
                                    initial_random_steps=200, eval_episodes=1, batch_size=16,
                                    learner=_sac(), normalize_obs=True)),
     "dqn": ("dqn", dict(env="CartPole-v1", total_steps=400, eval_every=100,
-                        initial_random_steps=200, eval_episodes=1, batch_size=16,
+                        initial_random_steps=200, eval_episodes=1, batch_size=16, n_step=1,
                         learner=_dqn(eps_decay_steps=150))),
     "dqn_train_every": ("dqn", dict(env="CartPole-v1", total_steps=400, eval_every=200,
                                     initial_random_steps=200, eval_episodes=1, batch_size=16,
                                     train_every=3, updates_per_step=2, normalize_obs=True,
+                                    n_step=1,
                                     learner=_dqn(target_update="periodic", target_period=7))),
+    "dqn_n_step": ("dqn", dict(env="CartPole-v1", total_steps=400, eval_every=100,
+                               initial_random_steps=200, eval_episodes=1, batch_size=16,
+                               n_step=5, learner=_dqn(eps_decay_steps=150))),
     "mbpo": ("mbpo", _mbpo()),
     "mbpo_model_off": ("mbpo", _mbpo(real_ratio=1.0)),
     "mbpo_dqn": ("mbpo", _mbpo_cartpole(real_ratio=0.25)),

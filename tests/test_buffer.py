@@ -101,3 +101,68 @@ def test_jit_and_vmap_over_seeds(keys):
     samples = jax.jit(jax.vmap(buffer.sample, in_axes=(0, 0, None)), static_argnums=2)(
         states, keys, 5)
     assert samples.obs.shape == (keys.shape[0], 5, 3)
+
+
+def _stream(rewards, ends, terminated, capacity):
+    """A buffer of one stream of steps with their episode_end flags, added one at a time."""
+    ex = example().replace(episode_end=jnp.zeros((), bool))
+    state = buffer.init(ex, capacity)
+    for t, (r, e, d) in enumerate(zip(rewards, ends, terminated, strict=True)):
+        item = Transition(obs=jnp.full((1, 3), t, jnp.float32), action=jnp.array([t], jnp.int32),
+                          reward=jnp.array([r], jnp.float32),
+                          next_obs=jnp.full((1, 3), t + 0.5, jnp.float32),
+                          terminated=jnp.array([d]), episode_end=jnp.array([e]))
+        state = buffer.add(state, item)
+    return state
+
+
+def _n_step_by_hand(rewards, ends, terminated, t, newest, n, gamma):
+    """(return, index of the last step, its terminated, discount) from step t."""
+    total, j = 0.0, 0
+    while True:
+        total += gamma ** j * rewards[t + j]
+        if ends[t + j] or t + j == newest or j == n - 1:
+            return total, t + j, terminated[t + j], gamma ** (j + 1)
+        j += 1
+
+
+@pytest.mark.parametrize("capacity", [16, 8])  # 8: the 11 steps wrap around
+def test_n_step_returns_stop_at_episode_ends_and_at_the_newest_step(capacity):
+    rewards = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0]
+    ends = [0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0]  # truncated after step 2, terminated after 7
+    terminated = [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]
+    state = _stream(rewards, ends, terminated, capacity)
+    n, gamma = 4, 0.9
+    batch = buffer.sample_n_step(state, jax.random.key(3), 256, n, gamma)
+    oldest = len(rewards) - int(state.size)
+    seen = set()
+    for i in range(256):
+        t = int(batch.action[i])  # the start step (action = step number)
+        assert oldest <= t < len(rewards)
+        ret, last, term, discount = _n_step_by_hand(rewards, ends, terminated, t,
+                                                    len(rewards) - 1, n, gamma)
+        np.testing.assert_allclose(float(batch.reward[i]), ret, rtol=1e-6)
+        np.testing.assert_array_equal(np.asarray(batch.next_obs[i]), last + 0.5)
+        assert bool(batch.terminated[i]) == bool(term)
+        np.testing.assert_allclose(float(batch.discount[i]), discount, rtol=1e-6)
+        seen.add(t)
+    assert seen == set(range(oldest, len(rewards)))  # every stored start was checked
+    assert batch.episode_end is None
+
+
+def test_one_step_returns_are_the_uniform_samples_with_discount_gamma():
+    state = _stream([1.0, 2.0, 3.0], [0, 1, 0], [0, 1, 0], 4)
+    key = jax.random.key(1)
+    one = buffer.sample_n_step(state, key, 32, 1, 0.9)
+    plain = buffer.sample(state, key, 32)
+    for field in ("obs", "action", "reward", "next_obs", "terminated"):
+        np.testing.assert_array_equal(getattr(one, field), getattr(plain, field))
+    np.testing.assert_allclose(one.discount, 0.9)
+
+
+def test_n_step_sampling_needs_episode_ends_and_a_positive_n():
+    with pytest.raises(ValueError, match="episode_end"):
+        buffer.sample_n_step(buffer.init(example(), 4), jax.random.key(0), 2, 3, 0.9)
+    state = _stream([1.0], [0], [0], 4)
+    with pytest.raises(ValueError, match="n=0 is invalid"):
+        buffer.sample_n_step(state, jax.random.key(0), 2, 0, 0.9)

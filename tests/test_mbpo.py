@@ -116,6 +116,38 @@ def test_discrete_actions_use_dqn_with_a_learned_model():
     assert 200 <= int(metrics["rollouts_added"][-1]) <= 600
 
 
+def test_n_step_mixes_real_n_step_returns_with_one_step_model_data():
+    example = Transition(obs=jnp.zeros(3), action=jnp.zeros((), jnp.int32),
+                         reward=jnp.zeros(()), next_obs=jnp.zeros(3),
+                         terminated=jnp.zeros((), bool))
+    real = buffer.init(example.replace(episode_end=jnp.zeros((), bool)), 100)
+    real = buffer.add(real, real.data.replace(reward=jnp.ones(100)))
+    model = buffer.add(buffer.init(example, 100), jax.tree.map(
+        lambda x: jnp.broadcast_to(x, (100, *x.shape)), example.replace(reward=jnp.float32(-1.0))))
+    batch = buffer.sample_mixed(real, model, jax.random.key(0), 16, 48, n_step=3, gamma=0.5)
+    # no episode ends: a real row's 3-step return is 1 + 0.5 + 0.25 (1 and 1.5 for the two
+    # newest starts), discount 0.5^m; a model row keeps its reward with discount gamma
+    real_rows, model_rows = slice(0, 16), slice(16, 64)
+    np.testing.assert_allclose(np.asarray(batch.reward[model_rows]), -1.0)
+    np.testing.assert_allclose(np.asarray(batch.discount[model_rows]), 0.5)
+    m = np.asarray(jnp.log(batch.discount[real_rows]) / jnp.log(0.5)).round()
+    np.testing.assert_allclose(np.asarray(batch.reward[real_rows]), 2 - 0.5 ** (m - 1),
+                               rtol=1e-6)
+    assert (m == 3).sum() >= 12
+
+    config = mbpo.Config.for_env(env="CartPole-v1", total_steps=700, eval_every=100,
+                                 initial_random_steps=500, model_train_freq=100, rollout_freq=100,
+                                 rollouts_per_step=2, updates_per_step=2, batch_size=32,
+                                 eval_episodes=2, model=TINY_MODEL, rollout_schedule=(1, 1, 3, 3),
+                                 learner=DQNConfig(hidden_sizes=(16,)), n_step=5)
+    state, metrics = jax.jit(mbpo.make_train(config))(jax.random.key(3))
+    assert np.isfinite(np.asarray(metrics["q_loss"])).all()
+    assert state.replay.data.episode_end is not None and state.model_buffer.data.episode_end is None
+    with pytest.raises(ValueError, match="n_step=3 is invalid: n-step returns are implemented "
+                                         "for DQN learners only, not SACConfig"):
+        mbpo.make_train(tiny(n_step=3))
+
+
 def test_presets_and_errors():
     cartpole = mbpo.Config.for_env(env="CartPole-v1")
     assert cartpole.total_steps == mbpo.PRESETS["CartPole-v1"]["total_steps"]

@@ -147,3 +147,53 @@ def test_dqn_learning_rate_decays_linearly_to_its_end_and_stays():
     assert not moved(params[2], params[3]) and not moved(params[3], params[4])
     with pytest.raises(ValueError, match="lr_end_fraction=2"):
         DQNConfig(lr_end_fraction=2)
+
+
+def test_dqn_n_step_run_stores_episode_ends_and_is_per_key():
+    """An n-step DQN run (``n_step=3``) under ``jit(vmap)``: the replay's ``episode_end`` flags
+    are exactly the steps after which the env reset (the next row does not start where the step
+    ended; under vmap the two copies of a continuing observation may differ in the last bit, so
+    "where it ended" is to 1e-5), the same key gives the same run and different keys different
+    runs."""
+    config = dqn.Config.for_env(env="CartPole-v1", total_steps=1200, eval_every=200,
+                                initial_random_steps=200, eval_episodes=2, n_step=3,
+                                buffer_size=2000)
+    train = jax.jit(jax.vmap(dqn.make_train(config)))
+    keys = jax.random.split(jax.random.key(5), 2)
+    state, m = train(keys)
+    _, again = train(keys)
+    np.testing.assert_array_equal(np.asarray(m["q_loss"]), np.asarray(again["q_loss"]))
+    assert not np.array_equal(np.asarray(m["q_loss"][0]), np.asarray(m["q_loss"][1]))
+    data = jax.tree.map(lambda x: np.asarray(x[0, :1200]), state.replay.data)
+    reset = np.any(np.abs(data.next_obs[:-1] - data.obs[1:]) > 1e-5, axis=1)
+    np.testing.assert_array_equal(data.episode_end[:-1], reset)
+    assert data.episode_end.sum() > 20 and (data.episode_end >= data.terminated).all()
+    assert np.isfinite(np.asarray(m["q_loss"])).all()
+
+
+def test_dqn_n_step_target_bootstraps_with_the_batch_discount():
+    from purembrl.learners import DQNConfig, make_dqn
+    from purembrl.learners.dqn import dqn_targets
+    from purembrl.networks import MLP
+    from purembrl.types import Transition
+
+    config = DQNConfig(hidden_sizes=(8,))
+    learner = make_dqn(config, 4, 2)
+    state = learner.init(jax.random.key(0))
+    obs = jax.random.normal(jax.random.key(1), (5, 4))
+    batch = Transition(obs=obs, action=jnp.zeros(5, jnp.int32), reward=jnp.arange(5.0),
+                       next_obs=obs + 1, terminated=jnp.zeros(5, bool),
+                       discount=jnp.array([0.0, 0.5, 0.9, 0.99, 0.3]))
+    net = MLP(config.hidden_sizes, 2, config.activation)
+    next_q = net.apply(state.target_params, obs + 1)
+    best = jnp.argmax(net.apply(state.params, obs + 1), axis=1)
+    expected = batch.reward + batch.discount * next_q[jnp.arange(5), best]
+    np.testing.assert_allclose(dqn_targets(net, config, state, batch), expected, rtol=1e-6)
+
+
+def test_n_step_is_validated_and_dqn_only():
+    from purembrl import offpolicy
+    with pytest.raises(ValueError, match="n_step"):
+        dqn.Config.for_env(env="CartPole-v1", n_step=0)
+    with pytest.raises(ValueError, match="n_step=3 is invalid for SAC"):
+        offpolicy.model_free_loop(sac.Config(), "SAC", discrete=False, n_step=3)

@@ -110,6 +110,9 @@ class Config(ModelBasedConfig):
       true_dynamics: branch rollouts through the env's true dynamics
         (``known.true_model_step``) instead of the fitted ensemble: a diagnostic, the upper
         bound of what a perfect model would give.
+      n_step: the real part of each minibatch holds n-step returns
+        (``purembrl.buffer.sample_mixed``), the model part one-step transitions; DQN learners
+        only (their targets take the batch's ``discount``); 1: one-step targets throughout.
       learner: the learner's config (any registered in ``purembrl.learners``); ``None``: the
         default for the env's action space (``learners.DEFAULTS``).
     """
@@ -125,11 +128,12 @@ class Config(ModelBasedConfig):
     model_retain_epochs: int = static(1)
     rollout_chunk: int = static(10_000)
     true_dynamics: bool = static(False)
+    n_step: int = static(1)
     learner: LearnerConfig | None = None
 
     def __post_init__(self):
         self.check(counts=("rollouts_per_step", "epoch_length", "model_retain_epochs",
-                           "rollout_chunk"),
+                           "rollout_chunk", "n_step"),
                    non_negative=("updates_per_step",))
         check("real_ratio", self.real_ratio, lambda v: (v >= 0) & (v <= 1), "0 <= real_ratio <= 1")
         schedule = self.rollout_schedule
@@ -174,6 +178,11 @@ def make_parts(config: Config) -> offpolicy.Parts:
     check_episode_horizon("rollout_schedule max_len", config.rollout_schedule[3],
                           env_spec.max_steps)
     learner = learners.make(config.learner, env_spec, config.normalize_obs)
+    learner_config = config.learner or learners.default_config(env_spec)
+    if config.n_step > 1 and not isinstance(learner_config, DQNConfig):
+        raise ValueError(f"n_step={config.n_step} is invalid: n-step returns are implemented "
+                         f"for DQN learners only, not {type(learner_config).__name__}")
+    gamma = learner_config.gamma if config.n_step > 1 else 0.0
     model_config, reward_fn, termination_fn = known.model_functions(config)
     num_real, num_model = config.num_real, config.batch_size - config.num_real
 
@@ -181,7 +190,7 @@ def make_parts(config: Config) -> offpolicy.Parts:
         """One learner update on a minibatch mixing env and model data."""
         key_batch, key_learn = jax.random.split(key)
         batch = buffer.sample_mixed(state.replay, state.model_buffer, key_batch, num_real,
-                                    num_model)
+                                    num_model, config.n_step, gamma)
         return learner.update(learner_state, batch, key_learn)
 
     rollouts = offpolicy.Rollouts(
@@ -193,7 +202,7 @@ def make_parts(config: Config) -> offpolicy.Parts:
     return offpolicy.make_parts(
         config, env, env_params, learner, offpolicy.repeated(update, config.updates_per_step),
         model_config=model_config, fit=config.model_on and not config.true_dynamics,
-        rollouts=rollouts)
+        rollouts=rollouts, episode_end=config.n_step > 1)
 
 
 def make_loop(config: Config) -> TrainLoop:

@@ -77,10 +77,15 @@ def dqn_targets(net: MLP, config: DQNConfig, state: DQNState, batch: Transition)
     """The regression targets ``[B]`` of a batch: the double-Q (or plain Q-learning) target
     from the target network, or with K sampled next states per (s, a) (``reward`` ``[B, K]``,
     ``next_obs`` ``[B, K, obs_dim]``) the mean of their targets (``value.expected_target``,
-    deep Dyna's expectation over s')."""
+    deep Dyna's expectation over s'). A batch with ``discount`` (``[B]``, n-step returns from
+    ``buffer.sample_n_step``) bootstraps with it in place of gamma."""
     next_obs = batch.next_obs.astype(jnp.float32)
     reward = batch.reward.astype(jnp.float32)
+    gamma, gamma_axis = ((config.gamma, None) if batch.discount is None
+                         else (batch.discount.astype(jnp.float32), 0))
     if batch.reward.ndim == 2:
+        if batch.discount is not None:
+            raise ValueError("K sampled next states and an n-step discount cannot be combined")
         B, K = batch.reward.shape
         flat = next_obs.reshape(B * K, -1)
         next_target = net.apply(state.target_params, flat)
@@ -92,10 +97,10 @@ def dqn_targets(net: MLP, config: DQNConfig, state: DQNState, batch: Transition)
     next_target = net.apply(state.target_params, next_obs)
     if config.double_q:
         next_online = net.apply(state.params, next_obs)
-        return jax.vmap(value.double_q_target, in_axes=(0, 0, None, 0, 0))(
-            reward, batch.terminated, config.gamma, next_online, next_target)
-    return jax.vmap(value.q_learning_target, in_axes=(0, 0, None, 0))(
-        reward, batch.terminated, config.gamma, next_target)
+        return jax.vmap(value.double_q_target, in_axes=(0, 0, gamma_axis, 0, 0))(
+            reward, batch.terminated, gamma, next_online, next_target)
+    return jax.vmap(value.q_learning_target, in_axes=(0, 0, gamma_axis, 0))(
+        reward, batch.terminated, gamma, next_target)
 
 
 def learning_rate(config: DQNConfig):
