@@ -133,6 +133,14 @@ def sample_n_step(state: BufferState, key: jax.Array, batch_size: int, n: int,
                          discount=gamma ** m.astype(jnp.float32))
 
 
+def sampler(n_step: int = 1, gamma: float | jax.Array = 0.0):
+    """``(state, key, batch_size) -> batch``: ``sample`` for ``n_step = 1``, else
+    ``sample_n_step`` with ``n_step`` and ``gamma``."""
+    if n_step == 1:
+        return sample
+    return lambda state, key, batch_size: sample_n_step(state, key, batch_size, n_step, gamma)
+
+
 def can_sample(state: BufferState, min_size: int = 1) -> jax.Array:
     """Whether the buffer holds at least ``min_size`` items."""
     return state.size >= min_size
@@ -148,10 +156,7 @@ def sample_mixed(real: BufferState, imagined: BufferState, key: jax.Array, num_r
     stream with its ``episode_end`` flags) and the imagined ones one-step transitions with
     ``discount`` = ``gamma``."""
     key_real, key_imagined = jax.random.split(key)
-    if n_step == 1:
-        draw_real = sample
-    else:
-        draw_real = lambda state, k, size: sample_n_step(state, k, size, n_step, gamma)
+    draw_real = sampler(n_step, gamma)
     batch = draw_real(real, key_real, num_real)
     if num_imagined == 0:
         return batch

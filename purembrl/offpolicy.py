@@ -165,14 +165,11 @@ def model_free_loop(config, name: str, *, discrete: bool, n_step: int = 1) -> Tr
         raise ValueError(f"n_step={n_step} is invalid for {name}: n-step returns are "
                          "implemented for DQN only")
     learner = learners.make(config.learner, env_spec, config.normalize_obs)
+    draw = buffer.sampler(n_step, config.learner.gamma if n_step > 1 else 0.0)
 
     def update(learner_state, state: OffPolicyState, key):
         key_sample, key_learn = jax.random.split(key)
-        if n_step == 1:
-            batch = buffer.sample(state.replay, key_sample, config.batch_size)
-        else:
-            batch = buffer.sample_n_step(state.replay, key_sample, config.batch_size, n_step,
-                                         config.learner.gamma)
+        batch = draw(state.replay, key_sample, config.batch_size)
         return learner.update(learner_state, batch, key_learn)
 
     updates = repeated(update, config.updates_per_step)
