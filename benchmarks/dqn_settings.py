@@ -52,6 +52,11 @@ learner from the model (issue 20's diagnosis; use ``--steps 10000 --eval-every 5
 * ``..._n10``: the real part of each minibatch holds 10-step returns (``mbpo.Config.n_step``):
   ``mbpo_preset_n10``, ``mbpo_true_n10``, ``mbpo_true_real_n10`` (every minibatch real),
   ``mbpo_preset_r50_n10`` (half of each minibatch real).
+* ``..._m5``, ``..._m10_h10``: the model part holds returns of up to 5 (10) steps along each
+  branched rollout (``mbpo.Config.model_n_step``, MBVE-style); ``_h10``: every rollout 10 steps
+  long from the first epoch (``rollout_schedule=(1, 1, 10, 10)``); ``_lrdecay``: Adam's rate
+  decayed to zero over the run's 47,500 updates; ``_r20``: 20 rollouts per env step instead
+  of 100 (a fifth of the rollout work).
 """
 
 from __future__ import annotations
@@ -138,6 +143,19 @@ SETTINGS = {
     "mbpo_true_n10": {"true_dynamics": True, "n_step": 10},
     "mbpo_true_real_n10": {"true_dynamics": True, "real_ratio": 1.0, "n_step": 10},
     "mbpo_preset_r50_n10": {"real_ratio": 0.5, "n_step": 10},
+    "mbpo_true_n10_m5": {"true_dynamics": True, "n_step": 10, "model_n_step": 5},
+    "mbpo_true_n10_m10_h10": {"true_dynamics": True, "n_step": 10, "model_n_step": 10,
+                              "rollout_schedule": (1, 1, 10, 10)},
+    "mbpo_preset_n10_m10_h10": {"n_step": 10, "model_n_step": 10,
+                                "rollout_schedule": (1, 1, 10, 10)},
+    "mbpo_preset_n10_m10_h10_r20": {"n_step": 10, "model_n_step": 10,
+                                    "rollout_schedule": (1, 1, 10, 10), "rollouts_per_step": 20},
+    "mbpo_true_n10_m10_h10_r20": {"true_dynamics": True, "n_step": 10, "model_n_step": 10,
+                                  "rollout_schedule": (1, 1, 10, 10), "rollouts_per_step": 20},
+    "mbpo_true_n10_m10_h10_lrdecay": {
+        "true_dynamics": True, "n_step": 10, "model_n_step": 10,
+        "rollout_schedule": (1, 1, 10, 10), "learner": dataclasses.replace(
+            mbpo.PRESETS["CartPole-v1"]["learner"], lr_decay_updates=47_500)},
 }
 
 

@@ -153,16 +153,18 @@ def sample_mixed(real: BufferState, imagined: BufferState, key: jax.Array, num_r
     ``imagined`` is still empty (no rollout has produced a valid transition yet).
 
     With ``n_step > 1`` the real samples are n-step returns (``sample_n_step``, ``real`` one
-    stream with its ``episode_end`` flags) and the imagined ones one-step transitions with
-    ``discount`` = ``gamma``."""
+    stream with its ``episode_end`` flags). Imagined rows keep the ``discount`` they were
+    stored with (multi-step returns along model rollouts, ``rollout.branch_returns``); where
+    one part has discounts and the other not, the other's rows get ``discount`` = ``gamma``."""
     key_real, key_imagined = jax.random.split(key)
     draw_real = sampler(n_step, gamma)
-    batch = draw_real(real, key_real, num_real)
+    with_discount = lambda b, k: (b if b.discount is not None or not discounted
+                                  else b.replace(discount=jnp.full((k,), gamma, jnp.float32)))
+    discounted = n_step > 1 or (num_imagined > 0 and imagined.data.discount is not None)
+    batch = with_discount(draw_real(real, key_real, num_real), num_real)
     if num_imagined == 0:
         return batch
-    fake = sample(imagined, key_imagined, num_imagined)
-    if n_step > 1:
-        fake = fake.replace(discount=jnp.full((num_imagined,), gamma, jnp.float32))
-    backup = draw_real(real, key_imagined, num_imagined)
+    fake = with_discount(sample(imagined, key_imagined, num_imagined), num_imagined)
+    backup = with_discount(draw_real(real, key_imagined, num_imagined), num_imagined)
     fake = jax.tree.map(lambda f, b: jnp.where(can_sample(imagined), f, b), fake, backup)
     return jax.tree.map(lambda r, f: jnp.concatenate([r, f]), batch, fake)

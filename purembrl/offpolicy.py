@@ -40,6 +40,7 @@ from flax import struct
 from purembrl import buffer, dynamics, envs, interact, learners, periods, rollout
 from purembrl.learners import Learner
 from purembrl.loop import TrainLoop
+from purembrl.types import Transition
 
 Explore = Callable[[Any, jax.Array, jax.Array, jax.Array], jax.Array]
 
@@ -78,7 +79,9 @@ class Rollouts(NamedTuple):
 
     ``model_step``: a fixed model instead of the fitted ensemble (``known.true_model_step``);
     ``reward_fn`` / ``termination_fn``: known functions plugged into the fitted ensemble;
-    ``on=False``: no rollouts (the part keeps its place in the schedule, doing nothing)."""
+    ``on=False``: no rollouts (the part keeps its place in the schedule, doing nothing);
+    ``n_step > 1``: the model buffer holds returns of up to ``n_step`` steps along each branch,
+    discounted by ``gamma``, with their ``discount`` (``rollout.branch_returns``)."""
 
     buffer_size: int
     horizon: Callable[[jax.Array], jax.Array]
@@ -87,6 +90,8 @@ class Rollouts(NamedTuple):
     termination_fn: Any = None
     model_step: rollout.ModelStep | None = None
     on: bool = True
+    n_step: int = 1
+    gamma: float = 0.0
 
 
 class Parts(NamedTuple):
@@ -212,7 +217,7 @@ def make_parts(config, env, env_params, learner: Learner, updates: Part, *,
                  dynamics.init(key_model[0], model_config, env_spec.obs_dim,
                                env_spec.num_actions))
         model_buffer = (None if rollouts is None else buffer.init(
-            jax.tree.map(lambda x: x[0], replay.data.replace(episode_end=None)),
+            _model_example(replay.data, rollouts.n_step > 1),
             rollouts.buffer_size if rollouts.on else 1))
         state = OffPolicyState(learner=learner.init(key_learner), model=model, replay=replay,
                                model_buffer=model_buffer, obs=obs, env_state=env_state,
@@ -242,6 +247,13 @@ def _check_rows(what: str, rows: int) -> None:
     if rows > MAX_ROWS:
         raise ValueError(f"{what}={rows} is invalid: allowed at most {MAX_ROWS} rows "
                          "(buffers are indexed by int32)")
+
+
+def _model_example(data: Transition, discount: bool) -> Transition:
+    """One row of the model buffer: a real row without ``episode_end``, with a ``discount``
+    when the rollouts store multi-step returns."""
+    row = jax.tree.map(lambda x: x[0], data.replace(episode_end=None))
+    return row.replace(discount=jnp.zeros((), jnp.float32) if discount else None)
 
 
 def _fit(model_config: dynamics.EnsembleConfig) -> Part:
@@ -286,12 +298,16 @@ def _branch(config, explore: Explore, rollouts: Rollouts,
             starts.reshape(num_chunks, chunk, *starts.shape[1:])))
         # [chunks, horizon, chunk, ...] -> [horizon, chunks * chunk, ...]
         merge = lambda x: jnp.moveaxis(x, 0, 1).reshape(x.shape[1], num_starts, *x.shape[3:])
-        flat, mask = rollout.flatten(jax.tree.map(merge, transitions), merge(valid))
+        transitions, valid = jax.tree.map(merge, transitions), merge(valid)
+        flat, mask = rollout.flatten(transitions, valid)
         stats = {"rollout_length": length, "rollouts_added": mask.sum(),
                  # imagined transitions holding a non-finite number: never stored
                  "rollouts_nonfinite": jnp.sum(~rollout.finite_rows(flat)),
                  "model_reward_mean": jnp.sum(jnp.where(mask, flat.reward, 0.0))
                  / jnp.maximum(mask.sum(), 1)}
+        if rollouts.n_step > 1:
+            flat, _ = rollout.flatten(rollout.branch_returns(
+                transitions, valid, rollouts.n_step, rollouts.gamma), valid)
         return state.replace(model_buffer=buffer.add(state.model_buffer, flat, mask)), stats
 
     return branch

@@ -120,6 +120,56 @@ def fanout_step(key: jax.Array, model_step: ModelStep, obs: jax.Array, action: j
     return jax.vmap(lambda k: model_step(k, obs, action))(keys)
 
 
+def branch_returns(transitions: Transition, valid: jax.Array, n: int,
+                   gamma: float | jax.Array) -> Transition:
+    """Each step of a branched rollout as an m-step return along its own branch, m <= n.
+
+    The model-based multi-step targets of MBVE (Feinberg et al. 2018, Section 3: expand the
+    value H steps through the model before bootstrapping), stored as transitions: step t of a
+    branch becomes r_t + gamma r_{t+1} + ... + gamma^(m-1) r_{t+m-1} with the ``next_obs`` and
+    ``terminated`` of step t+m-1 and ``discount`` = gamma^m, where m = min(n, L - t) and L is
+    the branch's number of valid steps (it ends at the horizon, at a predicted termination or
+    before its first non-finite step). A one-step backup carries a failure back one step per
+    target period; these carry it up to n steps per backup, as n-step returns from the real
+    buffer do (``purembrl.buffer.sample_n_step``). The returns follow the rollout's own
+    (exploring) policy, uncorrected, as n-step DQN's do.
+
+    Args:
+      transitions: ``branched_rollout``'s output, leaves ``[H, B, ...]``.
+      valid: its mask ``[H, B]`` (a prefix of each branch).
+      n: the longest return, an integer >= 1; ``n = 1`` gives the transitions unchanged with
+        ``discount`` = gamma.
+      gamma: the learner's discount.
+
+    Returns:
+      A ``Transition`` ``[H, B, ...]`` with ``discount`` set; rows where ``valid`` is false
+      are meaningless (keep them masked).
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n={n!r} is invalid: allowed an integer >= 1")
+    if valid.ndim != 2 or transitions.reward.shape != valid.shape:
+        raise ValueError(f"valid {valid.shape} and reward {transitions.reward.shape} must both "
+                         "be [horizon, batch]")
+    horizon = valid.shape[0]
+    length = valid.sum(axis=0)                                             # [B]
+    t = jnp.arange(horizon)[:, None]
+    m = jnp.clip(jnp.minimum(n, length[None, :] - t), 1, None)             # [H, B]
+    reward = jnp.zeros_like(transitions.reward)
+    for i in range(min(n, horizon)):
+        later = jnp.concatenate([transitions.reward[i:],
+                                 jnp.zeros_like(transitions.reward[:i])])
+        reward = reward + jnp.where(i < m, gamma ** i * later, 0.0)
+    last = jnp.clip(t + m - 1, 0, horizon - 1)                             # [H, B]
+
+    def at_last(x):
+        index = last.reshape(last.shape + (1,) * (x.ndim - 2))
+        return jnp.take_along_axis(x, index, axis=0)
+
+    return transitions.replace(reward=reward, next_obs=at_last(transitions.next_obs),
+                               terminated=at_last(transitions.terminated),
+                               discount=(gamma ** m).astype(jnp.float32))
+
+
 def flatten(transitions: Transition, valid: jax.Array) -> tuple[Transition, jax.Array]:
     """Merge the ``[horizon, B]`` axes into one, ready for ``buffer.add(state, batch, mask)``."""
     flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), transitions)

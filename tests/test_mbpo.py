@@ -139,13 +139,43 @@ def test_n_step_mixes_real_n_step_returns_with_one_step_model_data():
                                  initial_random_steps=500, model_train_freq=100, rollout_freq=100,
                                  rollouts_per_step=2, updates_per_step=2, batch_size=32,
                                  eval_episodes=2, model=TINY_MODEL, rollout_schedule=(1, 1, 3, 3),
-                                 learner=DQNConfig(hidden_sizes=(16,)), n_step=5)
+                                 learner=DQNConfig(hidden_sizes=(16,)), n_step=5,
+                                 model_n_step=3, known_reward=True)
     state, metrics = jax.jit(mbpo.make_train(config))(jax.random.key(3))
     assert np.isfinite(np.asarray(metrics["q_loss"])).all()
     assert state.replay.data.episode_end is not None and state.model_buffer.data.episode_end is None
-    with pytest.raises(ValueError, match="n_step=3 is invalid: n-step returns are implemented "
-                                         "for DQN learners only, not SACConfig"):
-        mbpo.make_train(tiny(n_step=3))
+    # the model buffer holds returns of up to 3 steps along each branch (rollouts of 3 steps):
+    # the known reward is 1 at every step of CartPole, so a row with discount gamma^m has the return
+    # (1 - gamma^m) / (1 - gamma); branches ended by the known termination give shorter ones
+    gamma = config.learner.gamma
+    rows = slice(0, int(state.model_buffer.size))
+    discount = np.asarray(state.model_buffer.data.discount[rows])
+    m = np.round(np.log(discount) / np.log(gamma))
+    assert set(np.unique(m)) == {1, 2, 3}
+    np.testing.assert_allclose(np.asarray(state.model_buffer.data.reward[rows]),
+                               (1 - gamma ** m) / (1 - gamma), rtol=1e-5)
+    assert (m == 3).mean() > 0.25
+    for name in ("n_step", "model_n_step"):
+        with pytest.raises(ValueError, match=f"{name}=3 is invalid: n-step returns are "
+                                             "implemented for DQN learners only, not SACConfig"):
+            mbpo.make_train(tiny(**{name: 3}))
+
+
+def test_model_rows_keep_their_stored_discount_beside_one_step_real_rows():
+    example = Transition(obs=jnp.zeros(3), action=jnp.zeros((), jnp.int32),
+                         reward=jnp.zeros(()), next_obs=jnp.zeros(3),
+                         terminated=jnp.zeros((), bool))
+    real = buffer.add(buffer.init(example, 10), jax.tree.map(
+        lambda x: jnp.broadcast_to(x, (10, *x.shape)), example.replace(reward=jnp.float32(1.0))))
+    stored = example.replace(reward=jnp.float32(-2.0), discount=jnp.float32(0.25))
+    model = buffer.init(stored, 10)
+    # while the model buffer is empty its rows are real ones, with discount gamma
+    batch = buffer.sample_mixed(real, model, jax.random.key(0), 4, 12, gamma=0.5)
+    np.testing.assert_allclose(np.asarray(batch.discount), 0.5)
+    model = buffer.add(model, jax.tree.map(lambda x: jnp.broadcast_to(x, (10, *x.shape)), stored))
+    batch = buffer.sample_mixed(real, model, jax.random.key(0), 4, 12, gamma=0.5)
+    np.testing.assert_allclose(np.asarray(batch.discount), [0.5] * 4 + [0.25] * 12)
+    np.testing.assert_allclose(np.asarray(batch.reward), [1.0] * 4 + [-2.0] * 12)
 
 
 def test_presets_and_errors():

@@ -154,3 +154,43 @@ def test_transition_fields_are_kept_together():
     # each step's next_obs is the following step's obs while the branch is alive
     np.testing.assert_allclose(np.asarray(transitions.next_obs[:-1]),
                                np.asarray(transitions.obs[1:]), rtol=1e-6)
+
+
+def python_returns(reward, valid, n, gamma):
+    """Per (t, b): the m-step return along branch b, m = min(n, L_b - t), by a double loop."""
+    horizon, batch = reward.shape
+    out = np.zeros((horizon, batch)), np.ones((horizon, batch)), np.zeros((horizon, batch), int)
+    for b in range(batch):
+        length = int(valid[:, b].sum())
+        for t in range(length):
+            m = min(n, length - t)
+            out[0][t, b] = sum(gamma ** i * reward[t + i, b] for i in range(m))
+            out[1][t, b] = gamma ** m
+            out[2][t, b] = t + m - 1
+    return out
+
+
+def test_branch_returns_match_a_double_loop_along_each_branch():
+    start = jnp.array([[0.0, 0.0], [0.5, 0.1], [0.9, -0.3], [0.2, 0.2]])
+    transitions, valid = rollout.branched_rollout(jax.random.key(0), linear_model, policy,
+                                                  start, 6)
+    reward, valid_np = np.asarray(transitions.reward, np.float64), np.asarray(valid)
+    assert 1 <= valid_np.sum(0).min() < 6 == valid_np.sum(0).max()  # some branches terminate
+    for n in (1, 2, 4, 10):
+        out = rollout.branch_returns(transitions, valid, n, 0.9)
+        expected, discount, last = python_returns(reward, valid_np, n, 0.9)
+        t, b = np.nonzero(valid_np)
+        np.testing.assert_allclose(np.asarray(out.reward)[t, b], expected[t, b], rtol=1e-5)
+        np.testing.assert_allclose(np.asarray(out.discount)[t, b], discount[t, b], rtol=1e-6)
+        np.testing.assert_array_equal(np.asarray(out.next_obs)[t, b],
+                                      np.asarray(transitions.next_obs)[last[t, b], b])
+        np.testing.assert_array_equal(np.asarray(out.terminated)[t, b],
+                                      np.asarray(transitions.terminated)[last[t, b], b])
+        np.testing.assert_array_equal(np.asarray(out.obs), np.asarray(transitions.obs))
+        np.testing.assert_array_equal(np.asarray(out.action), np.asarray(transitions.action))
+    one = rollout.branch_returns(transitions, valid, 1, 0.9)
+    np.testing.assert_array_equal(np.asarray(one.reward), np.asarray(transitions.reward))
+    with pytest.raises(ValueError, match="n=0 is invalid"):
+        rollout.branch_returns(transitions, valid, 0, 0.9)
+    with pytest.raises(ValueError, match=r"must both be \[horizon, batch\]"):
+        rollout.branch_returns(transitions, valid[0], 2, 0.9)

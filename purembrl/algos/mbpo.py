@@ -111,8 +111,12 @@ class Config(ModelBasedConfig):
         (``known.true_model_step``) instead of the fitted ensemble: a diagnostic, the upper
         bound of what a perfect model would give.
       n_step: the real part of each minibatch holds n-step returns
-        (``purembrl.buffer.sample_mixed``), the model part one-step transitions; DQN learners
-        only (their targets take the batch's ``discount``); 1: one-step targets throughout.
+        (``purembrl.buffer.sample_mixed``); DQN learners only (their targets take the batch's
+        ``discount``); 1: one-step targets.
+      model_n_step: the model part holds returns of up to this many steps along each branched
+        rollout, capped by its length (``purembrl.rollout.branch_returns``: MBVE's model-based
+        value expansion, Feinberg et al. 2018, stored as targets); DQN learners only; 1:
+        one-step model transitions.
       learner: the learner's config (any registered in ``purembrl.learners``); ``None``: the
         default for the env's action space (``learners.DEFAULTS``).
     """
@@ -129,11 +133,12 @@ class Config(ModelBasedConfig):
     rollout_chunk: int = static(10_000)
     true_dynamics: bool = static(False)
     n_step: int = static(1)
+    model_n_step: int = static(1)
     learner: LearnerConfig | None = None
 
     def __post_init__(self):
         self.check(counts=("rollouts_per_step", "epoch_length", "model_retain_epochs",
-                           "rollout_chunk", "n_step"),
+                           "rollout_chunk", "n_step", "model_n_step"),
                    non_negative=("updates_per_step",))
         check("real_ratio", self.real_ratio, lambda v: (v >= 0) & (v <= 1), "0 <= real_ratio <= 1")
         schedule = self.rollout_schedule
@@ -179,10 +184,13 @@ def make_parts(config: Config) -> offpolicy.Parts:
                           env_spec.max_steps)
     learner = learners.make(config.learner, env_spec, config.normalize_obs)
     learner_config = config.learner or learners.default_config(env_spec)
-    if config.n_step > 1 and not isinstance(learner_config, DQNConfig):
-        raise ValueError(f"n_step={config.n_step} is invalid: n-step returns are implemented "
-                         f"for DQN learners only, not {type(learner_config).__name__}")
-    gamma = learner_config.gamma if config.n_step > 1 else 0.0
+    for name in ("n_step", "model_n_step"):
+        if getattr(config, name) > 1 and not isinstance(learner_config, DQNConfig):
+            raise ValueError(f"{name}={getattr(config, name)} is invalid: n-step returns are "
+                             f"implemented for DQN learners only, not "
+                             f"{type(learner_config).__name__}")
+    multi_step = config.n_step > 1 or config.model_n_step > 1
+    gamma = learner_config.gamma if multi_step else 0.0
     model_config, reward_fn, termination_fn = known.model_functions(config)
     num_real, num_model = config.num_real, config.batch_size - config.num_real
 
@@ -198,7 +206,8 @@ def make_parts(config: Config) -> offpolicy.Parts:
         horizon=lambda env_steps: rollout_length(config, env_steps),
         max_horizon=config.rollout_schedule[3], reward_fn=reward_fn,
         termination_fn=termination_fn,
-        model_step=known.true_model_step(config.env) if config.true_dynamics else None)
+        model_step=known.true_model_step(config.env) if config.true_dynamics else None,
+        n_step=config.model_n_step, gamma=gamma)
     return offpolicy.make_parts(
         config, env, env_params, learner, offpolicy.repeated(update, config.updates_per_step),
         model_config=model_config, fit=config.model_on and not config.true_dynamics,
