@@ -152,6 +152,10 @@ SETTINGS = {
                                     "rollout_schedule": (1, 1, 10, 10), "rollouts_per_step": 20},
     "mbpo_true_n10_m10_h10_r20": {"true_dynamics": True, "n_step": 10, "model_n_step": 10,
                                   "rollout_schedule": (1, 1, 10, 10), "rollouts_per_step": 20},
+    "mbpo_preset_n10_m10_h10_r20_lrdecay": {
+        "n_step": 10, "model_n_step": 10, "rollout_schedule": (1, 1, 10, 10),
+        "rollouts_per_step": 20, "learner": dataclasses.replace(
+            mbpo.PRESETS["CartPole-v1"]["learner"], lr_decay_updates=47_500)},
     "mbpo_true_n10_m10_h10_lrdecay": {
         "true_dynamics": True, "n_step": 10, "model_n_step": 10,
         "rollout_schedule": (1, 1, 10, 10), "learner": dataclasses.replace(
