@@ -133,11 +133,13 @@ def sample_n_step(state: BufferState, key: jax.Array, batch_size: int, n: int,
                          discount=gamma ** m.astype(jnp.float32))
 
 
-def sampler(n_step: int = 1, gamma: float | jax.Array = 0.0):
+def sampler(n_step: int = 1, gamma: float | jax.Array | None = None):
     """``(state, key, batch_size) -> batch``: ``sample`` for ``n_step = 1``, else
-    ``sample_n_step`` with ``n_step`` and ``gamma``."""
+    ``sample_n_step`` with ``n_step`` and ``gamma`` (then required)."""
     if n_step == 1:
         return sample
+    if gamma is None:
+        raise ValueError(f"n_step={n_step} needs gamma, the discount of the returns")
     return lambda state, key, batch_size: sample_n_step(state, key, batch_size, n_step, gamma)
 
 
@@ -147,7 +149,8 @@ def can_sample(state: BufferState, min_size: int = 1) -> jax.Array:
 
 
 def sample_mixed(real: BufferState, imagined: BufferState, key: jax.Array, num_real: int,
-                 num_imagined: int, n_step: int = 1, gamma: float | jax.Array = 0.0) -> Any:
+                 num_imagined: int, n_step: int = 1, gamma: float | jax.Array | None = None
+                 ) -> Any:
     """``num_real`` samples of ``real`` followed by ``num_imagined`` of ``imagined`` (MBPO's
     minibatch of env and model data), with samples of ``real`` in the imagined rows while
     ``imagined`` is still empty (no rollout has produced a valid transition yet).
@@ -155,12 +158,16 @@ def sample_mixed(real: BufferState, imagined: BufferState, key: jax.Array, num_r
     With ``n_step > 1`` the real samples are n-step returns (``sample_n_step``, ``real`` one
     stream with its ``episode_end`` flags). Imagined rows keep the ``discount`` they were
     stored with (multi-step returns along model rollouts, ``rollout.branch_returns``); where
-    one part has discounts and the other not, the other's rows get ``discount`` = ``gamma``."""
+    one part has discounts and the other not, the other's rows get ``discount`` = ``gamma``
+    (then required)."""
+    discounted = n_step > 1 or (num_imagined > 0 and imagined.data.discount is not None)
+    if discounted and gamma is None:
+        raise ValueError("sample_mixed needs gamma: n_step > 1 or the imagined rows carry "
+                         "discounts")
     key_real, key_imagined = jax.random.split(key)
     draw_real = sampler(n_step, gamma)
     with_discount = lambda b, k: (b if b.discount is not None or not discounted
                                   else b.replace(discount=jnp.full((k,), gamma, jnp.float32)))
-    discounted = n_step > 1 or (num_imagined > 0 and imagined.data.discount is not None)
     batch = with_discount(draw_real(real, key_real, num_real), num_real)
     if num_imagined == 0:
         return batch

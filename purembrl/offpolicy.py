@@ -91,7 +91,7 @@ class Rollouts(NamedTuple):
     model_step: rollout.ModelStep | None = None
     on: bool = True
     n_step: int = 1
-    gamma: float = 0.0
+    gamma: float | None = None
 
 
 class Parts(NamedTuple):
@@ -170,7 +170,7 @@ def model_free_loop(config, name: str, *, discrete: bool, n_step: int = 1) -> Tr
         raise ValueError(f"n_step={n_step} is invalid for {name}: n-step returns are "
                          "implemented for DQN only")
     learner = learners.make(config.learner, env_spec, config.normalize_obs)
-    draw = buffer.sampler(n_step, config.learner.gamma if n_step > 1 else 0.0)
+    draw = buffer.sampler(n_step, config.learner.gamma)
 
     def update(learner_state, state: OffPolicyState, key):
         key_sample, key_learn = jax.random.split(key)
@@ -195,6 +195,8 @@ def make_parts(config, env, env_params, learner: Learner, updates: Part, *,
     env_spec = interact.spec(env, env_params)
     _check_rows("buffer_size", config.buffer_size)
     if rollouts is not None:
+        if rollouts.n_step > 1 and rollouts.gamma is None:
+            raise ValueError(f"Rollouts(n_step={rollouts.n_step}) needs the learner's gamma")
         _check_rows("the model buffer's size (from rollouts_per_step, rollout_freq, the "
                     "rollout length and how long rollouts are kept)", rollouts.buffer_size)
     explore = behaviour_policy(config, learner)

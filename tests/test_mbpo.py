@@ -176,6 +176,8 @@ def test_model_rows_keep_their_stored_discount_beside_one_step_real_rows():
     batch = buffer.sample_mixed(real, model, jax.random.key(0), 4, 12, gamma=0.5)
     np.testing.assert_allclose(np.asarray(batch.discount), [0.5] * 4 + [0.25] * 12)
     np.testing.assert_allclose(np.asarray(batch.reward), [1.0] * 4 + [-2.0] * 12)
+    with pytest.raises(ValueError, match="sample_mixed needs gamma"):
+        buffer.sample_mixed(real, model, jax.random.key(0), 4, 12)
 
 
 def test_presets_and_errors():

@@ -189,8 +189,7 @@ def make_parts(config: Config) -> offpolicy.Parts:
             raise ValueError(f"{name}={getattr(config, name)} is invalid: n-step returns are "
                              f"implemented for DQN learners only, not "
                              f"{type(learner_config).__name__}")
-    multi_step = config.n_step > 1 or config.model_n_step > 1
-    gamma = learner_config.gamma if multi_step else 0.0
+    gamma = learner_config.gamma  # the bootstrap discount of multi-step returns
     model_config, reward_fn, termination_fn = known.model_functions(config)
     num_real, num_model = config.num_real, config.batch_size - config.num_real
 
