@@ -49,10 +49,14 @@ def random_policy_transitions(env, env_params, key: jax.Array, num_steps: int) -
     return transitions
 
 
-def run(module, config, seeds: int, seed: int):
+def run(module, config, seeds: int, seed: int, part: tuple[int, int] | None = None):
     """``seeds`` seeds of ``module.make_train(config)`` under one jit(vmap): (metrics as NumPy,
-    seconds including compilation)."""
+    seconds including compilation). ``part=(i, n)`` runs only the i-th of n equal, contiguous
+    slices of the same keys, so that n processes (one per core) together run the same seeds."""
     keys = jax.random.split(jax.random.key(seed), seeds)
+    if part is not None:
+        i, n = part
+        keys = keys[i * seeds // n:(i + 1) * seeds // n]
     start = time.perf_counter()
     _, metrics = jax.jit(jax.vmap(module.make_train(config)))(keys)
     metrics = jax.tree.map(np.asarray, metrics)

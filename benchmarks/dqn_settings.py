@@ -57,6 +57,12 @@ learner from the model (issue 20's diagnosis; use ``--steps 10000 --eval-every 5
   long from the first epoch (``rollout_schedule=(1, 1, 10, 10)``); ``_lrdecay``: Adam's rate
   decayed to zero over the run's 47,500 updates; ``_r20``: 20 rollouts per env step instead
   of 100 (a fifth of the rollout work).
+
+Settings named ``dyna_*`` run deep Dyna-DQN (``dyna.Config.for_env``: T = 1, K = 5 model draws
+of s' per (s, a), G = 2 updates per step): ``dyna_preset``, ``dyna_true`` (the true dynamics
+as the model), ``_n10`` (10-step heads: the real return of up to 9 steps, then the model's
+expectation over the last step's s', ``dyna.Config.n_step``), ``_g5`` (G = 5 updates per step),
+``_lrdecay`` (Adam's rate decayed to zero over the run's updates).
 """
 
 from __future__ import annotations
@@ -72,7 +78,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import machine, run  # noqa: E402
 
-from purembrl.algos import dqn, mbpo  # noqa: E402
+from purembrl.algos import dqn, dyna, mbpo  # noqa: E402
 from purembrl.learners import DQNConfig  # noqa: E402
 
 GOALS = {"CartPole-v1": 475.0, "Acrobot-v1": -100.0}
@@ -160,6 +166,15 @@ SETTINGS = {
         "true_dynamics": True, "n_step": 10, "model_n_step": 10,
         "rollout_schedule": (1, 1, 10, 10), "learner": dataclasses.replace(
             mbpo.PRESETS["CartPole-v1"]["learner"], lr_decay_updates=47_500)},
+    "dyna_preset": {},
+    "dyna_true": {"true_dynamics": True},
+    "dyna_n10": {"n_step": 10},
+    "dyna_true_n10": {"true_dynamics": True, "n_step": 10},
+    "dyna_n10_g5": {"n_step": 10, "updates_per_step": 5},
+    "dyna_n10_lrdecay": {"n_step": 10, "learner": dataclasses.replace(
+        dyna.PRESETS["CartPole-v1"]["learner"], lr_decay_updates=19_000)},
+    "dyna_n10_g5_lrdecay": {"n_step": 10, "updates_per_step": 5, "learner": dataclasses.replace(
+        dyna.PRESETS["CartPole-v1"]["learner"], lr_decay_updates=47_500)},
 }
 
 
@@ -179,28 +194,41 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=50_000)
     parser.add_argument("--eval-every", type=int, default=2500)
+    parser.add_argument("--part", default=None, metavar="I/N",
+                        help="run only the I-th of N equal slices of the --seeds keys (e.g. 0/2 "
+                             "and 1/2 on two cores: together the same keys as one run)")
     args = parser.parse_args(argv)
+    part = None
+    if args.part is not None:
+        i, _, n = args.part.partition("/")
+        if not (i.isdigit() and n.isdigit() and 0 <= int(i) < int(n) <= args.seeds
+                and args.seeds % int(n) == 0):
+            parser.error(f"--part {args.part!r}: expected I/N with 0 <= I < N and N dividing "
+                         f"--seeds {args.seeds}")
+        part = (int(i), int(n))
     names = args.settings.split(",")
     unknown = [n for n in names if n not in SETTINGS]
     if unknown:
         parser.error(f"unknown settings {unknown}; known: {', '.join(SETTINGS)}")
     goal = GOALS[args.env]
+    which = "" if part is None else f" (part {part[0]} of {part[1]}: seeds " \
+        f"{part[0] * args.seeds // part[1]}-{(part[0] + 1) * args.seeds // part[1] - 1})"
     print(f"machine: {machine()}; {args.env}, {args.steps} steps, {args.seeds} seeds from "
-          f"key {args.seed}, goal {goal:g}")
+          f"key {args.seed}{which}, goal {goal:g}")
     print("| setting | seeds holding the goal | first step at the goal, per seed | last-three "
           "median, per seed | seconds |")
     print("|---|---|---|---|---|")
     for name in names:
-        module = mbpo if name.startswith("mbpo_") else dqn
+        module = {"mbpo": mbpo, "dyna": dyna}.get(name.split("_")[0], dqn)
         config = module.Config.for_env(env=args.env, total_steps=args.steps,
                                        eval_every=args.eval_every, eval_episodes=10,
                                        **SETTINGS[name])
-        metrics, seconds = run(module, config, args.seeds, args.seed)
+        metrics, seconds = run(module, config, args.seeds, args.seed, part)
         out = summary(metrics["eval_return"], metrics["env_steps"][0], goal)
         first = ", ".join("never" if f is None else str(f) for f in out["first"])
         last3 = ", ".join(f"{v:.0f}" for v in out["last3"])
-        print(f"| {name} | {out['hold']} of {args.seeds} | {first} | {last3} | {seconds:.0f} |",
-              flush=True)
+        print(f"| {name} | {out['hold']} of {len(out['first'])} | {first} | {last3} "
+              f"| {seconds:.0f} |", flush=True)
         curve = np.median(metrics["eval_return"], axis=0)
         print(f"    median curve: {np.round(curve).astype(int).tolist()}", flush=True)
     return 0

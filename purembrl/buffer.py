@@ -108,8 +108,48 @@ def sample_n_step(state: BufferState, key: jax.Array, batch_size: int, n: int,
     factor on the bootstrapped value (none after a termination; through a truncation, as for
     one step). ``n = 1`` gives ``sample``'s transitions with ``discount`` = gamma.
     """
+    start, rows, alive, m = _windows(state, key, batch_size, n, "sample_n_step")
+    gamma = jnp.asarray(gamma, jnp.float32)
+    powers = gamma ** jnp.arange(n, dtype=jnp.float32)
+    reward = jnp.sum(jnp.where(alive, state.data.reward[rows] * powers, 0.0), axis=1)
+    last = rows[jnp.arange(batch_size), m - 1]
+    first = jax.tree.map(lambda d: d[start], state.data)
+    return first.replace(reward=reward.astype(first.reward.dtype),
+                         next_obs=state.data.next_obs[last],
+                         terminated=state.data.terminated[last], episode_end=None,
+                         discount=gamma ** m.astype(jnp.float32))
+
+
+def sample_n_step_head(state: BufferState, key: jax.Array, batch_size: int, n: int,
+                       gamma: float | jax.Array) -> tuple[Any, Any]:
+    """``sample_n_step``'s windows (the same key gives the same windows) split before their
+    last step, for a model to take the expectation over that step's next state (deep Dyna with
+    n-step returns, ``purembrl.algos.dyna``).
+
+    Returns ``(head, last)``. ``head``: the window's first row with ``reward`` = sum_{j<m-1}
+    gamma^j r_{t+j} (the real return before the last step; 0 for m = 1) and ``discount`` =
+    gamma^(m-1), the factor on the last step's one-step target; ``last``: the row t+m-1 as
+    stored (its obs, action, reward, next_obs, terminated). So ``head.reward + head.discount *
+    last.reward`` is ``sample_n_step``'s reward and ``head.discount * gamma`` its discount.
+    """
+    start, rows, alive, m = _windows(state, key, batch_size, n, "sample_n_step_head")
+    gamma = jnp.asarray(gamma, jnp.float32)
+    powers = gamma ** jnp.arange(n, dtype=jnp.float32)
+    before_last = alive & (jnp.arange(n) < (m - 1)[:, None])
+    reward = jnp.sum(jnp.where(before_last, state.data.reward[rows] * powers, 0.0), axis=1)
+    first = jax.tree.map(lambda d: d[start], state.data)
+    head = first.replace(reward=reward.astype(first.reward.dtype), episode_end=None,
+                         discount=gamma ** (m - 1).astype(jnp.float32))
+    last_row = rows[jnp.arange(batch_size), m - 1]
+    last = jax.tree.map(lambda d: d[last_row], state.data).replace(episode_end=None)
+    return head, last
+
+
+def _windows(state: BufferState, key: jax.Array, batch_size: int, n: int, caller: str):
+    """The n-step windows of ``sample_n_step``: start rows ``[B]``, the window's rows ``[B, n]``,
+    which of them are in the return ``[B, n]``, and their count m ``[B]`` (>= 1)."""
     if state.data.episode_end is None:
-        raise ValueError("sample_n_step needs a buffer that stores episode_end (make it from "
+        raise ValueError(f"{caller} needs a buffer that stores episode_end (make it from "
                          "interact.example_transition(..., episode_end=True))")
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise ValueError(f"n={n!r} is invalid: allowed an integer >= 1")
@@ -121,16 +161,7 @@ def sample_n_step(state: BufferState, key: jax.Array, batch_size: int, n: int,
     # step j is in the return when it exists and no earlier step of the window ended an episode
     before_end = jnp.cumsum(ended, axis=1) - ended == 0
     alive = (jnp.arange(n) <= newest[:, None]) & before_end
-    m = alive.sum(axis=1)
-    gamma = jnp.asarray(gamma, jnp.float32)
-    powers = gamma ** jnp.arange(n, dtype=jnp.float32)
-    reward = jnp.sum(jnp.where(alive, state.data.reward[rows] * powers, 0.0), axis=1)
-    last = rows[jnp.arange(batch_size), m - 1]
-    first = jax.tree.map(lambda d: d[start], state.data)
-    return first.replace(reward=reward.astype(first.reward.dtype),
-                         next_obs=state.data.next_obs[last],
-                         terminated=state.data.terminated[last], episode_end=None,
-                         discount=gamma ** m.astype(jnp.float32))
+    return start, rows, alive, alive.sum(axis=1)
 
 
 def sampler(n_step: int = 1, gamma: float | jax.Array | None = None):

@@ -22,7 +22,8 @@ approximate ``rsqrtss``, whose bits differ between Intel and AMD, and which was 
 these three differ between the two machines; they moved by at most 5.4e-6 relative).
 ``mbpo_ragged`` was recorded after the redesign: it
 pins a budget whose periods divide nothing (the last evaluation period cut at the budget).
-``dqn_n_step`` was recorded when n-step returns were added (2026-12-03).
+``dqn_n_step`` was recorded when n-step returns were added (2026-12-03), ``dyna_dqn_n_step``
+when deep Dyna took them (2026-12-03, on an AMD EPYC).
 """
 
 from __future__ import annotations
@@ -121,6 +122,8 @@ CASES: dict[str, tuple[str, dict]] = {
     "dyna": ("dyna", _dyna()),
     "dyna_dqn": ("dyna", _dyna(env="CartPole-v1", learner=_dqn(eps_decay_steps=100),
                                normalize_obs=True)),
+    "dyna_dqn_n_step": ("dyna", _dyna(env="CartPole-v1", learner=_dqn(eps_decay_steps=100),
+                                      n_step=4)),
     "mbve": ("mbve", _mbve()),
     "mbve_normalized": ("mbve", _mbve(normalize_obs=True, td_k=False)),
     "mba": ("mba", _mba()),

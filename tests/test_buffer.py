@@ -150,6 +150,39 @@ def test_n_step_returns_stop_at_episode_ends_and_at_the_newest_step(capacity):
     assert batch.episode_end is None
 
 
+@pytest.mark.parametrize("n", [1, 4])
+def test_n_step_heads_stop_before_the_last_step_of_the_same_windows(n):
+    """``sample_n_step_head`` splits ``sample_n_step``'s windows (same key, same windows) into
+    the real return before the last step and the last step itself, checked by hand."""
+    rewards = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0]
+    ends = [0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0]
+    terminated = [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]
+    state = _stream(rewards, ends, terminated, 8)
+    gamma, key = 0.9, jax.random.key(3)
+    head, last = buffer.sample_n_step_head(state, key, 256, n, gamma)
+    full = buffer.sample_n_step(state, key, 256, n, gamma)
+    np.testing.assert_array_equal(head.obs, full.obs)
+    np.testing.assert_array_equal(head.action, full.action)
+    for i in range(256):
+        t = int(head.action[i])
+        ret, end, term, discount = _n_step_by_hand(rewards, ends, terminated, t,
+                                                   len(rewards) - 1, n, gamma)
+        assert int(last.action[i]) == end  # the last step's own row
+        np.testing.assert_array_equal(np.asarray(last.obs[i]), float(end))
+        np.testing.assert_array_equal(np.asarray(last.next_obs[i]), end + 0.5)
+        assert float(last.reward[i]) == rewards[end] and bool(last.terminated[i]) == bool(term)
+        m = end - t + 1
+        np.testing.assert_allclose(float(head.discount[i]), gamma ** (m - 1), rtol=1e-6)
+        np.testing.assert_allclose(float(head.reward[i]), ret - gamma ** (m - 1) * rewards[end],
+                                   rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(float(head.discount[i]) * gamma, discount, rtol=1e-6)
+    # the split recomposes sample_n_step's return
+    np.testing.assert_allclose(head.reward + head.discount * last.reward, full.reward, rtol=1e-6)
+    assert head.episode_end is None and last.episode_end is None
+    with pytest.raises(ValueError, match="sample_n_step_head needs a buffer"):
+        buffer.sample_n_step_head(buffer.init(example(), 4), key, 2, 3, 0.9)
+
+
 def test_one_step_returns_are_the_uniform_samples_with_discount_gamma():
     state = _stream([1.0, 2.0, 3.0], [0, 1, 0], [0, 1, 0], 4)
     key = jax.random.key(1)

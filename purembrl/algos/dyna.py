@@ -8,6 +8,13 @@ the learners of ``purembrl.learners`` take such K-sample batches). The expectati
 estimated from many model samples instead of the single real one; the real s' is not used by
 the learner at all.
 
+With ``n_step`` = n > 1 (DQN learners) the target of (s_t, a_t) follows the real stream for up
+to n - 1 steps and takes the model's expectation over the last step's next state:
+``sum_{j<m-1} g^j r_{t+j} + g^(m-1) mean_k [r_k + g (1 - d_k) V(s'_k)]``, with (r_k, s'_k, d_k)
+drawn from the model at (s_{t+m-1}, a_{t+m-1}) and m <= n cut at an episode's end
+(``buffer.sample_n_step_head``). It is an n-step return (Sutton & Barto 2018, Section 7.1)
+whose last transition is Dyna's expectation; n = 1 is the one-step target above.
+
     initial_random_steps uniformly random real steps into the replay buffer
     every model_train_freq steps:  fit the ensemble on the replay buffer (purembrl.dynamics)
       every step:                  act, store the real transition, take updates_per_step (G)
@@ -74,6 +81,11 @@ class Config(ModelBasedConfig):
     Attributes:
       updates_per_step: G, learner updates per env step.
       num_next_samples: K, model samples of s' per (s, a) (the expectation's sample size).
+      n_step: real steps in each target before the model's expectation over the last one's
+        next state (the module docstring); DQN learners only; 1: one-step targets.
+      true_dynamics: draw the K next states from the env's true dynamics
+        (``known.true_model_step``) instead of the fitted ensemble: a diagnostic, what a perfect
+        model would give.
       learner: the learner's config (any registered in ``purembrl.learners``); ``None``: the
         default for the env's action space (``learners.DEFAULTS``).
     """
@@ -82,10 +94,12 @@ class Config(ModelBasedConfig):
 
     updates_per_step: int = static(10)
     num_next_samples: int = static(5)
+    n_step: int = static(1)
+    true_dynamics: bool = static(False)
     learner: LearnerConfig | None = None
 
     def __post_init__(self):
-        self.check(counts=("num_next_samples",), non_negative=("updates_per_step",))
+        self.check(counts=("num_next_samples", "n_step"), non_negative=("updates_per_step",))
 
 
 def model_batch(model_step, key: jax.Array, real: Transition, num_samples: int) -> Transition:
@@ -101,26 +115,53 @@ def model_batch(model_step, key: jax.Array, real: Transition, num_samples: int) 
                       terminated=terminated.reshape(B, num_samples))
 
 
+def n_step_batch(model_step, key: jax.Array, head: Transition, last: Transition,
+                 num_samples: int, gamma: float) -> Transition:
+    """The K-sample batch of n-step targets from ``buffer.sample_n_step_head``'s split: (s, a)
+    of ``head``, ``reward`` ``[B, K]`` = head's real return + gamma^(m-1) r_k, the K model draws
+    of s' and d from the last step's (s, a), and ``discount`` ``[B]`` = gamma^m, so that the
+    learner's expected target is ``head.reward + gamma^(m-1) mean_k [r_k + gamma (1 - d_k)
+    V(s'_k)]``."""
+    drawn = model_batch(model_step, key, last, num_samples)
+    return Transition(obs=head.obs, action=head.action,
+                      reward=head.reward[:, None] + head.discount[:, None] * drawn.reward,
+                      next_obs=drawn.next_obs, terminated=drawn.terminated,
+                      discount=head.discount * jnp.float32(gamma))
+
+
 def make_loop(config: Config) -> TrainLoop:
     env, env_params = envs.make(config.env)
     learner = learners.make(config.learner, interact.spec(env, env_params), config.normalize_obs)
+    learner_config = config.learner or learners.default_config(interact.spec(env, env_params))
+    if config.n_step > 1 and not isinstance(learner_config, DQNConfig):
+        raise ValueError(f"n_step={config.n_step} is invalid: n-step returns are implemented "
+                         f"for DQN learners only, not {type(learner_config).__name__}")
     model_config, reward_fn, termination_fn = known.model_functions(config)
+    true_step = known.true_model_step(config.env) if config.true_dynamics else None
 
     def updates(state: OffPolicyState, key):
         """G updates on real (s, a) with K model draws of (r, s', d) each."""
-        model_step = dynamics.make_model_step(state.model, model_config, reward_fn=reward_fn,
-                                              termination_fn=termination_fn)
+        model_step = true_step or dynamics.make_model_step(
+            state.model, model_config, reward_fn=reward_fn, termination_fn=termination_fn)
 
         def update(learner_state, state: OffPolicyState, key):
             key_batch, key_model, key_learn = jax.random.split(key, 3)
-            real = buffer.sample(state.replay, key_batch, config.batch_size)
-            batch = model_batch(model_step, key_model, real, config.num_next_samples)
+            if config.n_step == 1:
+                real = buffer.sample(state.replay, key_batch, config.batch_size)
+                batch = model_batch(model_step, key_model, real, config.num_next_samples)
+            else:
+                head, last = buffer.sample_n_step_head(state.replay, key_batch,
+                                                       config.batch_size, config.n_step,
+                                                       learner_config.gamma)
+                batch = n_step_batch(model_step, key_model, head, last, config.num_next_samples,
+                                     learner_config.gamma)
             return learner.update(learner_state, batch, key_learn)
 
         return offpolicy.repeated(update, config.updates_per_step)(state, key)
 
     return offpolicy.make_loop(config, offpolicy.make_parts(
-        config, env, env_params, learner, updates, model_config=model_config))
+        config, env, env_params, learner, updates, model_config=model_config,
+        fit=not config.true_dynamics, episode_end=config.n_step > 1))
 
 
 def make_train(config: Config):

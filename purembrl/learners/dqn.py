@@ -78,22 +78,21 @@ def dqn_targets(net: MLP, config: DQNConfig, state: DQNState, batch: Transition)
     from the target network, or with K sampled next states per (s, a) (``reward`` ``[B, K]``,
     ``next_obs`` ``[B, K, obs_dim]``) the mean of their targets (``value.expected_target``,
     deep Dyna's expectation over s'). A batch with ``discount`` (``[B]``, n-step returns from
-    ``buffer.sample_n_step``) bootstraps with it in place of gamma."""
+    ``buffer.sample_n_step``, or deep Dyna's n-step heads) bootstraps with it in place of
+    gamma: with K samples the target is ``mean_k r_k + discount (1 - d_k) V(s'_k)``."""
     next_obs = batch.next_obs.astype(jnp.float32)
     reward = batch.reward.astype(jnp.float32)
     gamma, gamma_axis = ((config.gamma, None) if batch.discount is None
                          else (batch.discount.astype(jnp.float32), 0))
     if batch.reward.ndim == 2:
-        if batch.discount is not None:
-            raise ValueError("K sampled next states and an n-step discount cannot be combined")
         B, K = batch.reward.shape
         flat = next_obs.reshape(B * K, -1)
         next_target = net.apply(state.target_params, flat)
         best = jnp.argmax(net.apply(state.params, flat) if config.double_q else next_target,
                           axis=-1)
         next_value = jnp.take_along_axis(next_target, best[:, None], axis=-1).reshape(B, K)
-        return jax.vmap(value.expected_target, in_axes=(0, 0, None, 0))(
-            reward, batch.terminated, config.gamma, next_value)
+        return jax.vmap(value.expected_target, in_axes=(0, 0, gamma_axis, 0))(
+            reward, batch.terminated, gamma, next_value)
     next_target = net.apply(state.target_params, next_obs)
     if config.double_q:
         next_online = net.apply(state.params, next_obs)
