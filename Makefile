@@ -13,10 +13,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The main job on a default that needs no set-up: MBPO on Pendulum-v1, 4 seeds under one
-# jit(vmap), a few minutes on a 2-core CPU; table, curve.png, curve.csv, metrics.json in runs/demo.
+# jit(vmap), a few minutes on a 2-core CPU; table, curve.png, curve.csv, metrics.json in runs/demo
+# (replaced by the next make demo: --overwrite).
 demo: $(STAMP)
 	$(BIN)/python -m purembrl train mbpo --env Pendulum-v1 --seeds 4 --set total_steps=1750 \
-		--out runs/demo
+		--out runs/demo --overwrite
 
 # Sutton & Barto's Figure 8.2 (Dyna-Q, 30 runs for each n in {0, 5, 50}) vs a NumPy loop.
 dyna-demo: $(STAMP)

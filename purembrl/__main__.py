@@ -15,6 +15,11 @@ values) x seeds under one ``jit(vmap)``; only numeric (pytree-leaf) fields can b
 input (unknown algorithm, env or field, a malformed or out-of-range
 value, an output path that is a file, a missing, corrupt or mismatched checkpoint) prints one
 line on stderr and exits with code 2, before anything compiles or is overwritten.
+
+``--out DIR`` (default ``runs/ALGO_ENV``, ``runs/ALGO_ENV_sweep`` for a sweep) is never
+overwritten by accident: a directory holding another run's results is refused unless the
+command resumes it (``--resume DIR``) or says ``--overwrite``; and one run at a time writes
+there (a lock; a second run is refused naming the first one's pid).
 """
 
 from __future__ import annotations
@@ -132,7 +137,26 @@ def _out_dir(args, default: str) -> str:
     if args.resume is not None and args.out is not None and args.out != args.resume:
         raise ValueError(f"--resume {args.resume} and --out {args.out}: a resumed run "
                          "writes where its checkpoint is; give one directory")
+    if args.resume is not None and args.overwrite:
+        raise ValueError("--resume and --overwrite: a resumed run continues its directory's "
+                         "results; give one of them")
     return args.resume or args.out or default
+
+
+def _claim_out(run, out: str, args) -> None:
+    """Refuse a directory holding another run's results (unless resuming it or told to
+    overwrite it), create it, and take its lock for this process's lifetime (a second writer
+    is refused naming our pid); with ``--overwrite``, the old results go once the lock is
+    held."""
+    from purembrl.driver import rundir
+
+    if args.resume is None:
+        run.check_fresh(out, overwrite=args.overwrite)
+    run.prepare_out(out)
+    if run.is_main_process():
+        rundir.acquire(out)  # released when the process exits
+        if args.overwrite:
+            run.remove_results(out)
 
 
 def _check_counts(args) -> None:
@@ -153,7 +177,7 @@ def cmd_train(args) -> int:
         out = _out_dir(args, f"runs/{args.algo}_{config.env}")
         if args.resume is not None:
             _check_resume(run, out, run.run_identity(algo, config, args.seed, args.seeds))
-        run.prepare_out(out)
+        _claim_out(run, out, args)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -186,7 +210,7 @@ def cmd_sweep(args) -> int:
         out = _out_dir(args, f"runs/{args.algo}_{configs[0].env}_sweep")
         if args.resume is not None:
             _check_resume(run, out, run.sweep_identity(algo, configs, args.seed, args.seeds))
-        run.prepare_out(out)
+        _claim_out(run, out, args)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -229,7 +253,12 @@ def _run_options(parser) -> None:
     parser.add_argument("--seed", type=int, default=0,
                         help="base seed the per-seed keys derive from")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
-    parser.add_argument("--out", default=None)
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="where results and checkpoints go (default runs/ALGO_ENV, "
+                             "runs/ALGO_ENV_sweep for a sweep); a directory holding another "
+                             "run's results is refused unless --resume or --overwrite")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the results of a previous run in --out")
     parser.add_argument("--chunks", type=int, default=10, help="chunks the run is split into")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     parser.add_argument("--no-checkpoint", action="store_true",

@@ -4,9 +4,10 @@ A checkpoint holds any pytree of arrays (the driver's carry: parameters, optimis
 replay buffers, env states, PRNG keys and step counters, with a leading seed axis), named
 NumPy arrays (the metrics so far) and a JSON-able ``meta`` dict, in one uncompressed ``.npz``:
 
-* **atomic**: written to ``PATH.tmp``, flushed to disk, then renamed over ``PATH``
-  (``os.replace``), so a process killed at any moment leaves either the previous complete
-  checkpoint or the new one, never a mix;
+* **atomic**: written to a unique temporary file beside ``PATH`` (``.NAME.XXXX.tmp``),
+  flushed to disk, then renamed over ``PATH`` (``os.replace``), so a process killed at any
+  moment leaves either the previous complete checkpoint or the new one, never a mix, and two
+  writers never share a temporary file;
 * **checked**: a SHA-256 over every array's dtype, shape and bytes is stored in ``meta`` and
   recomputed on load; a truncated or altered file raises ``CheckpointError`` (a
   ``ValueError``) naming the file and what is wrong, and nothing is loaded;
@@ -30,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 import zipfile
 from collections.abc import Callable
 from typing import Any
@@ -86,8 +88,9 @@ def save(path: str | os.PathLike, tree: Any, arrays: dict[str, np.ndarray] | Non
     header = {"format": FORMAT, "num_leaves": len(leaves), "key_impls": key_impls,
               "views": views, "sha256": _digest(stored), "meta": meta or {}}
     stored["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".",
+                               prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
         np.savez(f, **stored)
         f.flush()
         os.fsync(f.fileno())

@@ -42,7 +42,33 @@ def test_round_trip_is_exact_keys_included(tmp_path):
                                   jax.random.uniform(tree["keys"][1]))
     np.testing.assert_array_equal(arrays["eval_return"], [[1.5, 2.5]])
     assert meta == {"done": 3}
-    assert not os.path.exists(f"{path}.tmp")
+    assert [p.name for p in tmp_path.iterdir()] == ["c.npz"]  # no temporary file left
+
+
+def test_concurrent_saves_to_one_path_never_collide(tmp_path):
+    """Each save writes its own temporary file (a fixed ``PATH.tmp`` made two writers rename
+    each other's file away: FileNotFoundError); the last rename wins, complete."""
+    import threading
+
+    path, errors = tmp_path / "c.npz", []
+
+    def saves(i):
+        try:
+            for j in range(5):
+                checkpoint.save(path, {"x": np.full(10_000, i * 10 + j, np.int32)},
+                                meta={"i": i})
+        except Exception as err:  # noqa: BLE001  (collected and reported below)
+            errors.append(err)
+
+    threads = [threading.Thread(target=saves, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    tree, _, meta = checkpoint.load(path, {"x": jax.ShapeDtypeStruct((10_000,), np.int32)})
+    assert meta["i"] * 10 <= int(tree["x"][0]) < meta["i"] * 10 + 5
+    assert [p.name for p in tmp_path.iterdir()] == ["c.npz"]
 
 
 def test_truncated_or_altered_files_are_refused(tmp_path):

@@ -118,3 +118,74 @@ def test_train_runs_a_budget_that_is_no_multiple_of_the_evaluation_period(tmp_pa
     assert out.returncode == 0, out.stderr
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["env_steps"] == [[200, 300, 350]]
+
+
+QUICK = ["train", "dyna_q", "--env", "DynaMaze", "--set", "num_episodes=2", "--quiet"]
+
+
+def _files(directory):
+    return {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()}
+
+
+def test_a_directory_holding_another_runs_results_is_refused_untouched(tmp_path):
+    done = tmp_path / "done"
+    assert cli(*QUICK, "--out", str(done)).returncode == 0
+    before = _files(done)
+    assert {"metrics.json", "checkpoint.npz", "curve.csv"} <= set(before)
+    again = cli(*QUICK, "--set", "planning_steps=0", "--out", str(done))
+    assert again.returncode == 2
+    lines = again.stderr.strip().splitlines()
+    assert len(lines) == 1 and "holds another run's results" in lines[0], again.stderr
+    assert "--resume" in lines[0] and "--overwrite" in lines[0]
+    assert _files(done) == before  # nothing touched
+    # a killed run's checkpoint alone is protected too
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    (killed / "checkpoint.npz").write_bytes(b"a killed run's state")
+    refused = cli(*QUICK, "--out", str(killed))
+    assert refused.returncode == 2 and "checkpoint.npz" in refused.stderr
+    assert _files(killed) == {"checkpoint.npz": b"a killed run's state"}
+    # --overwrite replaces the results; with --resume it is refused
+    both = cli(*QUICK, "--resume", str(done), "--overwrite")
+    assert both.returncode == 2 and "give one of them" in both.stderr
+    over = cli(*QUICK, "--set", "planning_steps=0", "--out", str(done), "--overwrite")
+    assert over.returncode == 0, over.stderr
+    saved = json.loads((done / "metrics.json").read_text())
+    assert saved["_run"]["config"]["planning_steps"] == 0
+
+
+def test_a_second_writer_is_refused_naming_the_holder_and_a_dead_holder_blocks_nothing(
+        tmp_path):
+    out = tmp_path / "busy"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from purembrl.driver import rundir; "
+         "rundir.acquire(sys.argv[1]); print('locked', flush=True); time.sleep(120)", str(out)],
+        stdout=subprocess.PIPE, text=True, env=ENV)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        second = cli(*QUICK, "--out", str(out))
+        assert second.returncode == 2
+        lines = second.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"in use by another run (pid {holder.pid})" in lines[0]
+        assert not (out / "metrics.json").exists()
+    finally:
+        holder.kill()  # SIGKILL: the kernel drops its lock, the lock file stays
+        holder.wait()
+    assert (out / ".purembrl.lock").exists()
+    after = cli(*QUICK, "--out", str(out))
+    assert after.returncode == 0, after.stderr
+
+
+def test_the_lock_is_reentrant_in_one_process_and_exclusive_across_processes(tmp_path):
+    from purembrl.driver import rundir
+
+    probe = [sys.executable, "-c", "import sys; from purembrl.driver import rundir; "
+             "rundir.acquire(sys.argv[1])", str(tmp_path)]
+    rundir.acquire(tmp_path)
+    rundir.acquire(tmp_path)  # the command line holds it around run(), which takes it again
+    rundir.release(tmp_path)
+    refused = subprocess.run(probe, capture_output=True, text=True, env=ENV)
+    assert refused.returncode != 0 and f"pid {os.getpid()}" in refused.stderr
+    rundir.release(tmp_path)
+    assert subprocess.run(probe, capture_output=True, text=True, env=ENV).returncode == 0

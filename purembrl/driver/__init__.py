@@ -8,7 +8,8 @@ One module per responsibility, the driver knowing no algorithm:
   seeds in one compile;
 * ``devices``: placement over every visible device and across hosts;
 * ``evaluation``: trained agents back from a checkpoint;
-* ``report``: statistics over seeds, tables, files and plots (atomic writes), progress.
+* ``report``: statistics over seeds, tables, files and plots (atomic writes), progress;
+* ``rundir``: run directories (never overwritten by accident, one writer at a time).
 
 ``purembrl.run`` re-exports the public functions below, the names the README uses.
 """
@@ -28,7 +29,6 @@ from purembrl.driver.evaluation import evaluate_checkpoint, load_checkpointed, l
 from purembrl.driver.report import (
     plot_curve,
     plot_curves,
-    prepare_out,
     quantiles,
     report_nonfinite,
     summary_table,
@@ -36,6 +36,7 @@ from purembrl.driver.report import (
     write_results,
     write_sweep,
 )
+from purembrl.driver.rundir import check_fresh, prepare_out, remove_results
 from purembrl.driver.sweeps import (
     SweepResult,
     static_differences,
@@ -46,10 +47,11 @@ from purembrl.driver.sweeps import (
 from purembrl.driver.training import RunResult, run, run_identity
 
 __all__ = [
-    "CHECKPOINT", "Options", "RunResult", "SweepResult", "batched", "check_same_run",
+    "CHECKPOINT", "Options", "RunResult", "SweepResult", "batched", "check_fresh",
+    "check_same_run",
     "chunk_length", "curve_of", "evaluate_checkpoint", "guarded", "init_distributed",
     "is_main_process", "load_checkpointed", "load_policy", "plot_curve", "plot_curves",
-    "prepare_out", "quantiles", "report_nonfinite", "run", "run_identity", "seed_keys",
-    "shard_batch", "static_differences", "summary_table", "sweep", "sweep_identity",
+    "prepare_out", "quantiles", "remove_results", "report_nonfinite", "run", "run_identity",
+    "seed_keys", "shard_batch", "static_differences", "summary_table", "sweep", "sweep_identity",
     "sweep_table", "sweepable_fields", "to_host", "write_results", "write_sweep",
 ]

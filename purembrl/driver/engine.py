@@ -18,6 +18,7 @@ itself right after its k-th checkpoint of this call.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -32,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from purembrl import checkpoint as ckpt
-from purembrl.driver import report
+from purembrl.driver import report, rundir
 from purembrl.driver.devices import is_main_process, shard_batch, to_host
 
 CHECKPOINT = "checkpoint.npz"
@@ -198,6 +199,18 @@ def _save(batch: Batch, options: Options, carry, so_far, done: int) -> None:
                   {**batch.identity, "done": done, "num_iterations": batch.num_iterations})
 
 
+@contextlib.contextmanager
+def writing(options: Options):
+    """Hold ``options.out``'s lock (``rundir.lock``, on the main process) for the block: the
+    directory is created first, and a second run writing there is refused with a
+    ``ValueError`` naming the holder's pid."""
+    out = options.out if options.out is not None and is_main_process() else None
+    if out is not None:
+        rundir.prepare_out(out)
+    with rundir.lock(out):
+        yield
+
+
 def drive(batch: Batch, options: Options):
     """The chunked run shared by ``run`` and ``sweep``: ``batch.init`` then ``scan_steps``
     chunk by chunk, with progress, checkpoints and resume. Returns ``(carry, metrics, seconds,
@@ -205,7 +218,7 @@ def drive(batch: Batch, options: Options):
     main = is_main_process()
     progress = options.progress and main
     if options.out is not None and main:
-        report.prepare_out(options.out)
+        rundir.prepare_out(options.out)
     chunk = chunk_length(batch.num_iterations, options.num_chunks)
     inputs = shard_batch(batch.inputs)
     _describe_placement(inputs)

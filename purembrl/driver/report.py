@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import warnings
 from collections.abc import Sequence
 from types import ModuleType
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from purembrl.config import as_dict
+from purembrl.driver.rundir import temp_path
 
 
 def quantiles(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -182,30 +182,15 @@ def plot_curves(path: str, curves: Sequence[tuple[str, dict[str, np.ndarray]]],
     ax.set(xlabel=x_name.replace("_", " "), ylabel=y_name.replace("_", " "), title=title)
     ax.legend(fontsize=7 if len(curves) > 1 else None)
     fig.tight_layout()
-    fig.savefig(f"{path}.tmp", dpi=100, format="png")  # then an atomic rename
+    tmp = temp_path(path)
+    fig.savefig(tmp, dpi=100, format="png")  # then an atomic rename
     plt.close(fig)
-    os.replace(f"{path}.tmp", path)
-
-
-def prepare_out(out: str | os.PathLike) -> None:
-    """Create the output directory; ``ValueError`` if it is a file or cannot be written."""
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise ValueError(f"--out {out}: exists and is not a directory")
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as err:
-        raise ValueError(f"--out {out}: cannot create directory ({err.strerror})") from None
-    # A probe file rather than os.access: root passes os.access on read-only mounts.
-    try:
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".purembrl-probe-"):
-            pass
-    except OSError as err:
-        raise ValueError(f"--out {out}: directory is not writable ({err.strerror})") from None
+    os.replace(tmp, path)
 
 
 def atomic_write(path: str, text: str) -> None:
     """Write then rename: a crash leaves the old file or the new one, never half of one."""
-    tmp = f"{path}.tmp"
+    tmp = temp_path(path)
     with open(tmp, "w") as f:
         f.write(text)
         f.flush()

@@ -58,18 +58,21 @@ def sweep(algo: ModuleType, configs: Sequence[Any], num_seeds: int = 1, *,
         scan_steps=engine.batched(scan_steps, in_axes=(0, None, None)),
         inputs=sweep_inputs(configs, seed, num_seeds), num_iterations=loop.num_iterations,
         identity=sweep_identity(algo, configs, seed, num_seeds), curve=curve)
-    carry, metrics, seconds, done = engine.drive(batch, opts)
-    if is_main_process():
-        report.report_nonfinite(
-            metrics, [f"point {p} seed {i}" for p in points for i in range(num_seeds)])
-    metrics = {k: v.reshape(num_points, num_seeds, *v.shape[1:]) for k, v in metrics.items()}
-    result = SweepResult(points=points, state=carry[0][1], metrics=metrics, seconds=seconds,
-                         curve=curve, complete=done == loop.num_iterations)
-    if is_main_process():
-        if opts.table:
-            print(report.sweep_table(result))
-        if opts.out is not None:
-            report.write_sweep(opts.out, algo, configs[0], seed, result)
+    with engine.writing(opts):  # one writer per run directory
+        carry, metrics, seconds, done = engine.drive(batch, opts)
+        if is_main_process():
+            report.report_nonfinite(
+                metrics, [f"point {p} seed {i}" for p in points for i in range(num_seeds)])
+        metrics = {k: v.reshape(num_points, num_seeds, *v.shape[1:])
+                   for k, v in metrics.items()}
+        result = SweepResult(points=points, state=carry[0][1], metrics=metrics,
+                             seconds=seconds, curve=curve,
+                             complete=done == loop.num_iterations)
+        if is_main_process():
+            if opts.table:
+                print(report.sweep_table(result))
+            if opts.out is not None:
+                report.write_sweep(opts.out, algo, configs[0], seed, result)
     return result
 
 

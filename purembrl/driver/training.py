@@ -51,15 +51,16 @@ def run(algo: ModuleType, config: Any, num_seeds: int = 1, *, seed: int = 0,
         scan_steps=engine.batched(scan_steps, in_axes=(0, None, None)),
         inputs=(engine.seed_keys(seed, num_seeds),), num_iterations=loop.num_iterations,
         identity=run_identity(algo, config, seed, num_seeds), curve=curve)
-    carry, metrics, seconds, done = engine.drive(batch, opts)
-    result = RunResult(state=carry[0], metrics=metrics, seconds=seconds, curve=curve,
-                       complete=done == loop.num_iterations)
-    if is_main_process():
-        report.report_nonfinite(metrics, [f"seed {i}" for i in range(num_seeds)])
-        if opts.table:
-            print(report.summary_table(metrics, curve))
-        if opts.out is not None:
-            report.write_results(opts.out, algo, config, seed, result)
+    with engine.writing(opts):  # one writer per run directory
+        carry, metrics, seconds, done = engine.drive(batch, opts)
+        result = RunResult(state=carry[0], metrics=metrics, seconds=seconds, curve=curve,
+                           complete=done == loop.num_iterations)
+        if is_main_process():
+            report.report_nonfinite(metrics, [f"seed {i}" for i in range(num_seeds)])
+            if opts.table:
+                print(report.summary_table(metrics, curve))
+            if opts.out is not None:
+                report.write_results(opts.out, algo, config, seed, result)
     return result
 
 
