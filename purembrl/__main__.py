@@ -24,14 +24,23 @@ there (a lock; a second run is refused naming the first one's pid).
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 
-import numpy as np
+from purembrl import interrupts
 
-from purembrl import algos
-from purembrl.config import as_dict, field_types, parse_value
+_DISTRIBUTED = ("--distributed", "--coordinator", "--num-processes", "--process-id")
+if (__name__ == "__main__" and sys.argv[1:2] in (["train"], ["sweep"])
+        and not any(a.split("=")[0] in _DISTRIBUTED for a in sys.argv)):
+    interrupts.install()  # first, before jax is imported: a signal during any import is clean
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from purembrl import algos  # noqa: E402
+from purembrl.config import as_dict, field_types, parse_value  # noqa: E402
 
 
 class _Parser(argparse.ArgumentParser):
@@ -155,6 +164,7 @@ def _claim_out(run, out: str, args) -> None:
     run.prepare_out(out)
     if run.is_main_process():
         rundir.acquire(out)  # released when the process exits
+        interrupts.set_out(out)
         if args.overwrite:
             run.remove_results(out)
 
@@ -188,7 +198,19 @@ def cmd_train(args) -> int:
     if run.is_main_process():
         print(f"wrote {out}/metrics.json, {out}/curve.csv, {out}/curve.png{saved}"
               + ("" if result.complete else " (partial run)"))
-    return 0
+    return _interrupted(result, out, args)
+
+
+def _interrupted(result, out: str, args) -> int:
+    """0, or after a signal that stopped the run early one line and 130 (SIGINT) / 143."""
+    signum = interrupts.requested()
+    if signum is None or result.complete:
+        return 0
+    hint = ("resume with the same command and --resume " + out if not args.no_checkpoint
+            else "no checkpoint was saved (--no-checkpoint)")
+    print(f"interrupted by {signal.Signals(signum).name}: stopped after a complete chunk; "
+          f"{hint}", file=sys.stderr)
+    return interrupts.exit_code(signum)
 
 
 def cmd_sweep(args) -> int:
@@ -220,7 +242,7 @@ def cmd_sweep(args) -> int:
     if run.is_main_process():
         print(f"wrote {out}/sweep.json, {out}/sweep.csv, {out}/sweep.png"
               + ("" if result.complete else " (partial run)"))
-    return 0
+    return _interrupted(result, out, args)
 
 
 def cmd_eval(args) -> int:

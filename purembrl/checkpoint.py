@@ -28,6 +28,7 @@ and it needs nothing beyond NumPy.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -88,13 +89,28 @@ def save(path: str | os.PathLike, tree: Any, arrays: dict[str, np.ndarray] | Non
     header = {"format": FORMAT, "num_leaves": len(leaves), "key_impls": key_impls,
               "views": views, "sha256": _digest(stored), "meta": meta or {}}
     stored["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    write_atomically(path, lambda f: np.savez(f, **stored))
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[Any], None],
+                     mode: str = "wb") -> None:
+    """Write ``path`` whole or not at all: ``write(file)`` fills a new temporary file beside it
+    (a unique ``.NAME.XXXX.tmp``: two writers never share one), which is flushed to disk and
+    renamed over ``path``. On any error the temporary file is removed and ``path`` is as it
+    was."""
+    path = os.fspath(path)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".",
                                prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        np.savez(f, **stored)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
 
 
 def read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

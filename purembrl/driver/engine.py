@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from purembrl import checkpoint as ckpt
+from purembrl import interrupts
 from purembrl.driver import report, rundir
 from purembrl.driver.devices import is_main_process, shard_batch, to_host
 
@@ -195,8 +196,9 @@ def _save(batch: Batch, options: Options, carry, so_far, done: int) -> None:
     """The checkpoint after a chunk (process 0 writes; every process helps gather)."""
     whole = to_host(carry)
     if is_main_process():
-        ckpt.save(options.checkpoint_path, whole, so_far,
-                  {**batch.identity, "done": done, "num_iterations": batch.num_iterations})
+        with interrupts.saving():
+            ckpt.save(options.checkpoint_path, whole, so_far,
+                      {**batch.identity, "done": done, "num_iterations": batch.num_iterations})
 
 
 @contextlib.contextmanager
@@ -227,11 +229,12 @@ def drive(batch: Batch, options: Options):
     run_chunk = jax.jit(batch.scan_steps, static_argnums=2, donate_argnums=donate)
 
     start = time.perf_counter()
+    interrupts.set_out(options.out)
     carry, pieces, done = _start(batch, options, init, inputs)
     kill_after = int(os.environ.get("PUREMBRL_KILL_AFTER_CHUNK", "0"))
     chunks_run = 0
-    while done < batch.num_iterations and (options.stop_after_chunks is None
-                                           or chunks_run < options.stop_after_chunks):
+    while (done < batch.num_iterations and interrupts.requested() is None
+           and (options.stop_after_chunks is None or chunks_run < options.stop_after_chunks)):
         length = min(chunk, batch.num_iterations - done)
         carry, metrics = run_chunk(carry, jnp.int32(done), length)
         pieces.append(jax.tree.map(np.asarray, to_host(metrics)))  # also waits for the chunk
@@ -245,6 +248,8 @@ def drive(batch: Batch, options: Options):
         if progress:
             report.progress_line(batch.label, done, batch.num_iterations, metrics, batch.curve,
                                  time.perf_counter() - start)
+        interrupts.set_graceful(True)  # compiled and saved: a signal now waits for a chunk
+    interrupts.set_graceful(False)
     seconds = time.perf_counter() - start
     if progress:
         print(file=sys.stderr)

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from purembrl.checkpoint import write_atomically
 from purembrl.config import as_dict
-from purembrl.driver.rundir import temp_path
 
 
 def quantiles(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -182,20 +182,15 @@ def plot_curves(path: str, curves: Sequence[tuple[str, dict[str, np.ndarray]]],
     ax.set(xlabel=x_name.replace("_", " "), ylabel=y_name.replace("_", " "), title=title)
     ax.legend(fontsize=7 if len(curves) > 1 else None)
     fig.tight_layout()
-    tmp = temp_path(path)
-    fig.savefig(tmp, dpi=100, format="png")  # then an atomic rename
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        write_atomically(path, lambda f: fig.savefig(f, dpi=100, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def atomic_write(path: str, text: str) -> None:
     """Write then rename: a crash leaves the old file or the new one, never half of one."""
-    tmp = temp_path(path)
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomically(path, lambda f: f.write(text), mode="w")
 
 
 def report_nonfinite(metrics: dict[str, np.ndarray], labels: Sequence[str]) -> list[str]:

@@ -8,9 +8,10 @@
   writes there; a second run on the same directory is refused with the holder's pid. The
   kernel drops the lock when its process dies (even by SIGKILL), so a killed run's lock file
   never blocks a resume. Re-entrant within one process (the command line holds it around
-  ``run``, which takes it again);
-* ``temp_path``: a unique temporary name beside a file, for write-then-rename: two writers
-  never share a temporary file.
+  ``run``, which takes it again).
+
+Files are written whole or not at all by ``purembrl.checkpoint.write_atomically`` (a unique
+temporary file beside each, renamed over it: two writers never share a temporary file).
 """
 
 from __future__ import annotations
@@ -123,12 +124,3 @@ def lock(out: str | os.PathLike | None):
         yield
     finally:
         release(out)
-
-
-def temp_path(path: str | os.PathLike) -> str:
-    """A new, unique temporary file beside ``path`` (created empty), for write-then-rename."""
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".",
-                               prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    os.close(fd)
-    return tmp
