@@ -80,7 +80,13 @@ def build_config(algo, env: str | None, sets: list[str]):
         unknown = sorted(set(fields) - set(field_types(type(current))))
         if unknown:
             raise ValueError(f"{group}.{unknown[0]}: {type(current).__name__} has no such field")
-        config = config.replace(**{group: current.replace(**fields)})
+        try:
+            config = config.replace(**{group: current.replace(**fields)})
+        except ValueError as err:  # name the field as it was given: model.batch_size, ...
+            message = str(err)
+            if message.split("=")[0] in field_types(type(current)):
+                raise ValueError(f"{group}.{message}") from None
+            raise
     return config
 
 

@@ -66,7 +66,7 @@ def _concrete(value: Any) -> np.ndarray | None:
     """
     if isinstance(value, jax.core.Tracer):
         return None
-    if isinstance(value, bool | int | float | str | np.ndarray | np.generic | jax.Array):
+    if isinstance(value, bool | int | float | complex | str | np.ndarray | np.generic | jax.Array):
         return np.asarray(value)
     return None
 
@@ -81,6 +81,8 @@ def check(name: str, value: Any, ok: Callable[[np.ndarray], Any], allowed: str) 
     arr = _concrete(value)
     if arr is None:
         return
+    if arr.dtype.kind == "c" or (arr.dtype.kind == "f" and not np.all(np.isfinite(arr))):
+        raise ValueError(f"{name}={value!r} is invalid: allowed a finite real number, {allowed}")
     try:
         good = bool(np.all(ok(arr)))
     except (TypeError, ValueError):
@@ -199,7 +201,12 @@ def parse_value(config_cls: type, name: str, text: str) -> Any:
         if not owners:
             raise ValueError(f"unknown field {name!r}; fields of {head} are: "
                              + ", ".join(sorted({f for c in choices for f in field_types(c)})))
-        return parse_value(owners[0], rest, text)
+        try:
+            return parse_value(owners[0], rest, text)
+        except ValueError as err:  # name the field as it was given: learner.critic_lr=...
+            if str(err).startswith(f"{rest}="):
+                raise ValueError(f"{head}.{err}") from None
+            raise
     kind = types[name]
     if choices:
         by_name = {short_name(c): c for c in choices}
@@ -222,11 +229,22 @@ def parse_value(config_cls: type, name: str, text: str) -> Any:
                 return False
             raise ValueError
         if kind is int:
-            return int(text)
+            try:
+                return int(text)
+            except ValueError:
+                number = float(text)  # 1e6 is an integer written as a float
+                if not number.is_integer():
+                    raise
+                return int(number)
         if kind is float:
-            return float(text)
+            number = float(text)
+            if not np.isfinite(number):
+                raise ValueError(f"{name}={text!r} is invalid: allowed a finite number")
+            return number
         return kind(text)
-    except ValueError:
+    except ValueError as err:
+        if "is invalid" in str(err):
+            raise
         raise ValueError(f"{name}={text!r} is not a valid {kind.__name__}") from None
 
 

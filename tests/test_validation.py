@@ -92,6 +92,41 @@ BAD = [
 ]
 
 
+def _float_fields():
+    from purembrl import algos
+    from purembrl.config import field_types
+
+    classes = [algos.get(n).Config for n in algos.ALGORITHMS]
+    classes += [SACConfig, DQNConfig, NAFConfig, dynamics.EnsembleConfig]
+    return [(cls, name) for cls in classes for name, kind in field_types(cls).items()
+            if kind is float]
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan"), 1 + 1j],
+                         ids=["inf", "-inf", "nan", "complex"])
+def test_every_float_field_of_every_config_is_finite_and_real_or_refused(value):
+    fields = _float_fields()
+    assert len(fields) > 30  # every algorithm's and learner's float fields
+    for cls, name in fields:
+        make = cls.for_env if hasattr(cls, "for_env") else cls
+        with pytest.raises(ValueError, match=f"{name}=.* is invalid"):
+            make(**{name: value})
+
+
+def test_integral_floats_are_integers_and_nested_errors_keep_their_prefix_on_the_cli():
+    from purembrl.__main__ import build_config
+    from purembrl.config import parse_value
+
+    assert parse_value(mbpo.Config, "total_steps", "1e4") == 10_000
+    assert isinstance(parse_value(mbpo.Config, "total_steps", "1.5e3"), int)
+    with pytest.raises(ValueError, match="total_steps='1.5' is not a valid int"):
+        parse_value(mbpo.Config, "total_steps", "1.5")
+    with pytest.raises(ValueError, match="learner.critic_lr='inf' is invalid: allowed a finite"):
+        parse_value(mbpo.Config, "learner.critic_lr", "inf")
+    with pytest.raises(ValueError, match="^model.batch_size=0 is invalid"):
+        build_config(mbpo, "Pendulum-v1", ["model.batch_size=0"])
+
+
 @pytest.mark.parametrize("build, message", [(b, m) for _, b, m in BAD],
                          ids=[name for name, _, _ in BAD])
 def test_bad_config_is_a_value_error_naming_it(build, message):

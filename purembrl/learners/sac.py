@@ -49,6 +49,8 @@ class SACConfig:
             check(name, getattr(self, name), lambda v: v > 0, f"{name} > 0")
         check("gamma", self.gamma, lambda v: (v >= 0) & (v < 1), "0 <= gamma < 1")
         check("tau", self.tau, lambda v: (v > 0) & (v <= 1), "0 < tau <= 1")
+        check("target_entropy_scale", self.target_entropy_scale, lambda v: v == v,
+              "any finite real number (the target entropy is -scale * action_dim)")
 
 
 @struct.dataclass
