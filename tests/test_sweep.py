@@ -90,7 +90,7 @@ def test_command_line_sweep_writes_the_grid(tmp_path, capsys):
 @pytest.mark.parametrize("grid, message", [
     (["total_steps=1000,2000"], "--grid total_steps: a static field"),
     (["learner.learning_rate=abc"],
-     "--grid learner.learning_rate: learning_rate='abc' is not a valid"),
+     "--grid learner.learning_rate: learner.learning_rate='abc' is not a valid"),
     (["learner.learning_rate"], "expected field=value1,value2"),
     (["learner.learning_rate="], "no values"),
     (["nope=1,2"], "unknown field 'nope'"),
