@@ -236,16 +236,12 @@ def parse_value(config_cls: type, name: str, text: str) -> Any:
                 if not number.is_integer():
                     raise
                 return int(number)
-        if kind is float:
-            number = float(text)
-            if not np.isfinite(number):
-                raise ValueError(f"{name}={text!r} is invalid: allowed a finite number")
-            return number
-        return kind(text)
-    except ValueError as err:
-        if "is invalid" in str(err):
-            raise
+        value = kind(text)
+    except ValueError:
         raise ValueError(f"{name}={text!r} is not a valid {kind.__name__}") from None
+    if kind is float and not np.isfinite(value):
+        raise ValueError(f"{name}={text!r} is invalid: allowed a finite number")
+    return value
 
 
 def as_dict(config: Any) -> dict[str, Any]:

@@ -131,8 +131,9 @@ def n_step_batch(model_step, key: jax.Array, head: Transition, last: Transition,
 
 def make_loop(config: Config) -> TrainLoop:
     env, env_params = envs.make(config.env)
-    learner = learners.make(config.learner, interact.spec(env, env_params), config.normalize_obs)
-    learner_config = config.learner or learners.default_config(interact.spec(env, env_params))
+    env_spec = interact.spec(env, env_params)
+    learner = learners.make(config.learner, env_spec, config.normalize_obs)
+    learner_config = config.learner or learners.default_config(env_spec)
     if config.n_step > 1 and not isinstance(learner_config, DQNConfig):
         raise ValueError(f"n_step={config.n_step} is invalid: n-step returns are implemented "
                          f"for DQN learners only, not {type(learner_config).__name__}")

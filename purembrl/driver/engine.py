@@ -217,10 +217,7 @@ def drive(batch: Batch, options: Options):
     """The chunked run shared by ``run`` and ``sweep``: ``batch.init`` then ``scan_steps``
     chunk by chunk, with progress, checkpoints and resume. Returns ``(carry, metrics, seconds,
     iterations done)``."""
-    main = is_main_process()
-    progress = options.progress and main
-    if options.out is not None and main:
-        rundir.prepare_out(options.out)
+    progress = options.progress and is_main_process()  # ``writing`` made options.out
     chunk = chunk_length(batch.num_iterations, options.num_chunks)
     inputs = shard_batch(batch.inputs)
     _describe_placement(inputs)
