@@ -91,6 +91,114 @@ def check(name: str, value: Any, ok: Callable[[np.ndarray], Any], allowed: str) 
         raise ValueError(f"{name}={value!r} is invalid: allowed {allowed}")
 
 
+def _describe(kind: Any) -> str:
+    """How an error message names the values a field of type ``kind`` holds."""
+    if kind is bool:
+        return "True or False"
+    if kind is int:
+        return "an integer"
+    if kind is float:
+        return "a real number"
+    if kind is str:
+        return "a string"
+    if kind is tuple or typing.get_origin(kind) is tuple:
+        args = [a for a in typing.get_args(kind) if a is not Ellipsis]
+        of = {int: " of integers", float: " of numbers"}.get(args[0], "") if args else ""
+        return f"a tuple{of}"
+    if dataclasses.is_dataclass(kind):
+        return f"{'an' if kind.__name__[0] in 'AEIOU' else 'a'} {kind.__name__}"
+    if typing.get_origin(kind) in (typing.Union, UnionType):
+        members = [a for a in typing.get_args(kind) if a is not type(None)]
+        if all(dataclasses.is_dataclass(a) for a in members):
+            return "a config object (" + ", ".join(a.__name__ for a in members) + ", ...)"
+        return " or ".join(_describe(a) for a in members)
+    return getattr(kind, "__name__", repr(kind))
+
+
+def _real_dtype(value: Any, kinds: str) -> bool | None:
+    """For a NumPy or JAX array or scalar, whether its dtype kind is among ``kinds``; None for
+    anything else."""
+    if isinstance(value, np.ndarray | np.generic | jax.Array):
+        return np.dtype(value.dtype).kind in kinds
+    return None
+
+
+def _fits(value: Any, kind: Any) -> bool:
+    """Whether a concrete ``value`` may be held by a field of type ``kind``."""
+    if typing.get_origin(kind) in (typing.Union, UnionType):
+        return any(_fits(value, a) for a in typing.get_args(kind))
+    if kind is type(None):
+        return value is None
+    if kind is bool:
+        return isinstance(value, bool | np.bool_)
+    if kind is int:
+        array = _real_dtype(value, "iu")
+        return array if array is not None else (isinstance(value, int)
+                                                and not isinstance(value, bool))
+    if kind is float:  # complex and non-finite numbers are refused by ``check`` with the reason
+        array = _real_dtype(value, "iufc")
+        return array if array is not None else (isinstance(value, int | float | complex)
+                                                and not isinstance(value, bool))
+    if kind is str:
+        return isinstance(value, str)
+    if kind is tuple or typing.get_origin(kind) is tuple:
+        args = typing.get_args(kind)
+        if not isinstance(value, tuple):
+            return False
+        if not args:
+            return True
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_fits(v, args[0]) for v in value)
+        return len(value) == len(args) and all(
+            _fits(v, a) for v, a in zip(value, args, strict=True))
+    if dataclasses.is_dataclass(kind):
+        return isinstance(value, kind)
+    return True  # a type this check does not know (a callable, Any): the field's own checks
+
+
+def check_types(config: Any) -> None:
+    """``ValueError`` naming the first field of ``config`` whose value is of the wrong type.
+
+    Call it first in a config's ``__post_init__``, before the value checks (which assume the
+    types). ``int`` fields take integers, ``float`` fields real numbers (integers included),
+    ``bool`` fields ``True``/``False``, ``str`` fields strings, tuple fields tuples (not lists:
+    a config is hashable), a nested config field an instance of its class (a dict is refused,
+    with the constructor to call), and a field that may hold several config classes (an
+    algorithm's ``learner``) any config object: which one is checked against the registry
+    (``purembrl.learners.check_config``). ``None`` only where the field is optional. Values JAX
+    puts in a config while it traces (tracers, placeholders) are not checked.
+    """
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value, kind = getattr(config, f.name), hints[f.name]
+        if isinstance(value, jax.core.Tracer):
+            continue
+        optional = type(None) in typing.get_args(kind)
+        kind = _unwrap_optional(kind)
+        if value is None:
+            if optional:
+                continue
+            raise ValueError(f"{f.name}=None is invalid: allowed {_describe(kind)}")
+        concrete = (isinstance(value, bool | int | float | complex | str | bytes | list | tuple
+                               | dict | set | np.ndarray | np.generic | jax.Array)
+                    or dataclasses.is_dataclass(value))
+        if not concrete:
+            continue
+        choices = config_choices(kind)
+        if len(choices) > 1:
+            ok = dataclasses.is_dataclass(value) and not isinstance(value, type)
+        else:
+            ok = _fits(value, kind)
+        if ok:
+            continue
+        hint = ""
+        if isinstance(value, dict) and choices:
+            hint = f" (build one: {choices[0].__name__}(**{{...}}))"
+        elif isinstance(value, list) and (kind is tuple or typing.get_origin(kind) is tuple):
+            hint = " (a list is not accepted: write a tuple)"
+        raise ValueError(f"{f.name}={value!r} is invalid: allowed {_describe(kind)}{hint}")
+
+
 def check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
     """An integer in [low, high] (high None: unbounded); ``None`` is refused."""
     if value is None:

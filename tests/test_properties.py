@@ -209,3 +209,46 @@ def test_every_algorithm_config_is_valid_or_a_value_error(name):
         check_construction(module, lambda: module.Config.for_env(env=env, **{field: value}))
 
     check()
+
+
+def _config_fields():
+    """(class, field, declared type) for every field of every config of the library."""
+    import typing
+
+    from purembrl import algos
+    from purembrl.learners import DQNConfig, NAFConfig
+
+    classes = [algos.get(n).Config for n in algos.ALGORITHMS]
+    classes += [SACConfig, DQNConfig, NAFConfig, dynamics.EnsembleConfig]
+    return [(cls, name, kind) for cls in classes
+            for name, kind in typing.get_type_hints(cls).items()
+            if name in {f.name for f in __import__("dataclasses").fields(cls)}]
+
+
+_WRONG = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(-1e3, 1e3).filter(
+        lambda x: not float(x).is_integer()), st.text(max_size=4),
+    st.lists(st.integers(1, 8), max_size=3), st.tuples(st.text(max_size=2)),
+    st.dictionaries(st.sampled_from(["actor_lr", "gamma"]), st.floats(0.1, 0.5), max_size=2),
+    st.sampled_from([dynamics.EnsembleConfig(), SACConfig()]))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(field=st.sampled_from(_config_fields()), value=_WRONG)
+def test_a_value_of_the_wrong_type_for_any_field_is_refused_naming_it(field, value):
+    """Issue 23: any config refuses a wrong type at construction (``config.check_types``) with a
+    ValueError naming the field, never an AttributeError or TypeError later."""
+    from hypothesis import assume
+
+    from purembrl.config import _fits, config_choices, _unwrap_optional
+    from purembrl.learners import REGISTRY
+
+    cls, name, kind = field
+    inner = _unwrap_optional(kind)
+    choices = config_choices(inner)
+    if len(choices) > 1:  # a learner field: any registered learner's config is of its type
+        assume(not (value is None or type(value) in REGISTRY))
+    else:
+        assume(not _fits(value, kind))
+    with pytest.raises(ValueError, match=f"^{name}=.* is invalid"):
+        cls(**{name: value})

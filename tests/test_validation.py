@@ -87,8 +87,23 @@ BAD = [
     ("a learner of the wrong action space (MBPO)",
      lambda: built(mbpo, env="CartPole-v1", learner=SACConfig()),
      "learner=SACConfig is invalid for this env: its actions are discrete (allowed: DQNConfig)"),
-    ("not a learner config", lambda: built(mbpo, learner=dynamics.EnsembleConfig()),
-     "no learner is registered for EnsembleConfig"),
+    ("not a learner config", lambda: mbpo.Config(learner=dynamics.EnsembleConfig()),
+     "learner=EnsembleConfig(...) is invalid: no learner is registered for it"),
+    # wrong types, at construction (issue 23's reproductions)
+    ("a dict for a nested config", lambda: mbpo.Config(learner={"actor_lr": 1e-3}),
+     "learner={'actor_lr': 0.001} is invalid: allowed a config object"),
+    ("a string for the ensemble", lambda: mbpo.Config(model="big"),
+     "model='big' is invalid: allowed an EnsembleConfig"),
+    ("a list for a number", lambda: mbpo.Config(real_ratio=[0.5, 0.6]),
+     "real_ratio=[0.5, 0.6] is invalid: allowed a real number"),
+    ("a number for the env", lambda: mbpo.Config(env=123),
+     "env=123 is invalid: allowed a string"),
+    ("a string for a flag", lambda: sac.Config(normalize_obs="yes"),
+     "normalize_obs='yes' is invalid: allowed True or False"),
+    ("a list for the layer widths", lambda: SACConfig(hidden_sizes=[64, 64]),
+     "hidden_sizes=[64, 64] is invalid: allowed a tuple of integers (a list is not accepted"),
+    ("None for a required nested config", lambda: sac.Config(learner=None),
+     "learner=None is invalid: allowed a SACConfig"),
 ]
 
 
@@ -133,3 +148,29 @@ def test_bad_config_is_a_value_error_naming_it(build, message):
     with pytest.raises(ValueError) as info:
         build()
     assert message in str(info.value)
+
+
+def test_every_field_of_every_config_refuses_a_value_of_another_kind():
+    """Independent of ``config._fits``: a string where anything else belongs, a number where a
+    string belongs, a list where a tuple belongs: each a ValueError naming the field."""
+    import dataclasses
+    import typing
+
+    from purembrl import algos
+    from purembrl.config import _unwrap_optional
+
+    classes = [algos.get(n).Config for n in algos.ALGORITHMS]
+    classes += [SACConfig, DQNConfig, NAFConfig, dynamics.EnsembleConfig]
+    tried = 0
+    for cls in classes:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            kind = _unwrap_optional(hints[f.name])
+            wrong = [7] if kind is str else ["x"]
+            if kind is tuple or typing.get_origin(kind) is tuple:
+                wrong.append([1, 2])
+            for value in wrong:
+                with pytest.raises(ValueError, match=f"^{f.name}=.* is invalid"):
+                    cls(**{f.name: value})
+                tried += 1
+    assert tried > 200

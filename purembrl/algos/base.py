@@ -15,12 +15,13 @@ from collections.abc import Iterable
 
 from flax import struct
 
-from purembrl import dynamics, envs
+from purembrl import dynamics, envs, learners
 from purembrl.config import (
     Presets,
     check_batch_fits,
     check_budget,
     check_int,
+    check_types,
     num_evaluations,
     static,
 )
@@ -63,7 +64,12 @@ class OffPolicyConfig(Presets):
         """``ValueError`` naming the first bad field: the env is registered; the shared counts
         and ``counts`` are integers >= 1, ``non_negative`` integers >= 0; at least one step is
         trained after the warm-up; a minibatch fits in the buffer. Periods need not divide
-        one another nor the budget (``purembrl.offpolicy`` cuts the last one)."""
+        one another nor the budget (``purembrl.offpolicy`` cuts the last one). Every field's
+        type is checked first (``purembrl.config.check_types``), a ``learner`` against the
+        registry."""
+        check_types(self)
+        if hasattr(self, "learner"):
+            learners.check_config("learner", self.learner)
         envs.check_name(self.env)
         for name in ("total_steps", "eval_every", "eval_episodes", "initial_random_steps",
                      "buffer_size", "batch_size", *counts):

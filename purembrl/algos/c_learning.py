@@ -49,6 +49,7 @@ from purembrl.config import (
     check_choice,
     check_int,
     check_sizes,
+    check_types,
     static,
 )
 from purembrl.learners import squashed_gaussian
@@ -110,6 +111,7 @@ class Config(Presets):
     eval_episodes: int = static(20)
 
     def __post_init__(self):
+        check_types(self)
         check_choice("env", self.env, ENVS)
         check_choice("critic", self.critic, CRITICS)
         for name in ("total_steps", "eval_every", "initial_random_steps", "episode_length",

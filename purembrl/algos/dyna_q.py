@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from purembrl import envs, value
-from purembrl.config import Presets, check, check_choice, check_int, static
+from purembrl.config import Presets, check, check_choice, check_int, check_types, static
 from purembrl.loop import TrainLoop, as_train
 
 ENVS = ("DynaMaze", "BlockingMaze", "ShortcutMaze")
@@ -78,6 +78,7 @@ class Config(Presets):
     max_episode_steps: int = static(100_000)
 
     def __post_init__(self):
+        check_types(self)
         check_choice("env", self.env, ENVS)
         check_int("num_episodes", self.num_episodes, 1)
         check_int("num_steps", self.num_steps, 0)

@@ -44,7 +44,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from purembrl import envs, interact, successor, value
-from purembrl.config import Presets, check, check_choice, check_int, static
+from purembrl.config import Presets, check, check_choice, check_int, check_types, static
 from purembrl.loop import TrainLoop, as_train
 
 ENVS = ("FourRoomObjects", "FourRoomObjects-small")
@@ -91,6 +91,7 @@ class Config(Presets):
     eval_max_steps: int = static(200)
 
     def __post_init__(self):
+        check_types(self)
         check_choice("env", self.env, ENVS)
         check_choice("method", self.method, METHODS)
         check_int("num_tasks", self.num_tasks, 1)

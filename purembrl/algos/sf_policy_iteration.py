@@ -32,7 +32,15 @@ import optax
 from flax import struct
 
 from purembrl import buffer, envs, interact, successor
-from purembrl.config import Presets, check, check_choice, check_int, check_sizes, static
+from purembrl.config import (
+    Presets,
+    check,
+    check_choice,
+    check_int,
+    check_sizes,
+    check_types,
+    static,
+)
 from purembrl.loop import TrainLoop, as_train
 from purembrl.networks import SuccessorHead
 
@@ -74,6 +82,7 @@ class Config(Presets):
     eval_max_steps: int = static(100)
 
     def __post_init__(self):
+        check_types(self)
         check_choice("env", self.env, ENVS)
         check_choice("encoding", self.encoding, ENCODINGS)
         if self.hidden_sizes != ():

@@ -16,7 +16,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from purembrl.config import check, check_choice, check_int, check_sizes, static
+from purembrl.config import check, check_choice, check_int, check_sizes, check_types, static
 from purembrl.networks import ACTIVATIONS, MLP, ensemble_apply, ensemble_init
 
 RewardFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
@@ -65,6 +65,7 @@ class EnsembleConfig:
     sgd_block: int = static(1)
 
     def __post_init__(self):
+        check_types(self)
         check_int("num_members", self.num_members, 1)
         check_int("num_elites", self.num_elites, 1, self.num_members)
         check_sizes("hidden_sizes", self.hidden_sizes)

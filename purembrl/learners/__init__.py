@@ -66,6 +66,16 @@ def default_config(env_spec) -> Any:
     return DEFAULTS[env_spec.discrete]()
 
 
+def check_config(name: str, config: Any) -> None:
+    """``ValueError`` unless ``config`` is ``None`` (the default learner) or the config of a
+    registered learner: an algorithm's config calls it at construction for its ``learner``
+    field (a learner registered later is checked again by ``make``)."""
+    if config is not None and type(config) not in REGISTRY:
+        raise ValueError(f"{name}={type(config).__name__}(...) is invalid: no learner is "
+                         f"registered for it; registered: "
+                         f"{', '.join(c.__name__ for c in REGISTRY)}")
+
+
 def make(config: Any, env_spec, normalize_obs: bool = False) -> Learner:
     """The learner registered for ``type(config)``, for an ``interact.EnvSpec`` (``config``
     ``None``: ``default_config(env_spec)``); with ``normalize_obs``, wrapped in

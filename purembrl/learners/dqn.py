@@ -13,7 +13,7 @@ import optax
 from flax import struct
 
 from purembrl import value
-from purembrl.config import check, check_choice, check_int, check_sizes, static
+from purembrl.config import check, check_choice, check_int, check_sizes, check_types, static
 from purembrl.learners.base import Learner, linear_epsilon
 from purembrl.networks import ACTIVATIONS, MLP
 from purembrl.types import Transition
@@ -48,6 +48,7 @@ class DQNConfig:
     lr_end_fraction: float = 0.0
 
     def __post_init__(self):
+        check_types(self)
         check_sizes("hidden_sizes", self.hidden_sizes)
         check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("loss", self.loss, ("huber", "mse"))

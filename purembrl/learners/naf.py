@@ -17,7 +17,7 @@ import optax
 from flax import struct
 
 from purembrl import value
-from purembrl.config import check, check_choice, check_sizes, static
+from purembrl.config import check, check_choice, check_sizes, check_types, static
 from purembrl.learners.base import Learner
 from purembrl.networks import ACTIVATIONS, MLP
 from purembrl.types import Transition
@@ -50,6 +50,7 @@ class NAFConfig:
     mu_bound_penalty: float = static(0.0)
 
     def __post_init__(self):
+        check_types(self)
         check_sizes("hidden_sizes", self.hidden_sizes)
         check_choice("activation", self.activation, ACTIVATIONS)
         check("learning_rate", self.learning_rate, lambda v: v > 0, "learning_rate > 0")

@@ -19,7 +19,7 @@ import optax
 from flax import struct
 
 from purembrl import value
-from purembrl.config import check, check_choice, check_int, check_sizes, static
+from purembrl.config import check, check_choice, check_int, check_sizes, check_types, static
 from purembrl.learners.base import CriticTargets, Learner
 from purembrl.networks import ACTIVATIONS, MLP, GaussianActor, ensemble_apply, ensemble_init
 from purembrl.types import Transition
@@ -42,6 +42,7 @@ class SACConfig:
     autotune_alpha: bool = static(True)
 
     def __post_init__(self):
+        check_types(self)
         check_sizes("hidden_sizes", self.hidden_sizes)
         check_choice("activation", self.activation, ACTIVATIONS)
         check_int("num_critics", self.num_critics, 1)
