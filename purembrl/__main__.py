@@ -34,6 +34,7 @@ if (__name__ == "__main__" and sys.argv[1:2] in (["train"], ["sweep"])
     interrupts.install()  # first, before jax is imported: a signal during any import is clean
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
 
@@ -158,24 +159,30 @@ def _out_dir(args, default: str) -> str:
     return args.resume or args.out or default
 
 
-def _claim_out(run, out: str, args) -> None:
+def _claim_out(run, out: str, args) -> bool:
     """Refuse a directory holding another run's results (unless resuming it or told to
     overwrite it), create it, and take its lock for this process's lifetime (a second writer
     is refused naming our pid); with ``--overwrite``, the old results go once the lock is
-    held."""
+    held. Returns whether this call created the directory."""
     from purembrl.driver import rundir
 
     if args.resume is None:
         run.check_fresh(out, overwrite=args.overwrite)
+    created = not os.path.exists(out)
     run.prepare_out(out)
     if run.is_main_process():
         rundir.acquire(out)  # released when the process exits
         interrupts.set_out(out)
         if args.overwrite:
             run.remove_results(out)
+    return created
 
 
 def _check_counts(args) -> None:
+    from purembrl.driver.engine import SEED_RANGE
+
+    if not SEED_RANGE[0] <= args.seed <= SEED_RANGE[1]:
+        raise ValueError(f"--seed {args.seed}: allowed an integer in [-2**63, 2**63 - 1]")
     if args.seeds < 1:
         raise ValueError(f"--seeds {args.seeds}: allowed an integer >= 1")
     if args.chunks < 1:
@@ -184,6 +191,7 @@ def _check_counts(args) -> None:
 
 def cmd_train(args) -> int:
     from purembrl import run  # imports jax; list and errors stay fast without it
+    from purembrl.driver.engine import TooLarge
 
     try:
         algo = algos.get(args.algo)
@@ -193,13 +201,16 @@ def cmd_train(args) -> int:
         out = _out_dir(args, f"runs/{args.algo}_{config.env}")
         if args.resume is not None:
             _check_resume(run, out, run.run_identity(algo, config, args.seed, args.seeds))
-        _claim_out(run, out, args)
+        created = _claim_out(run, out, args)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    result = run.run(algo, config, args.seeds, seed=args.seed, out=out, num_chunks=args.chunks,
-                     progress=not args.quiet, checkpoint=not args.no_checkpoint,
-                     resume=args.resume is not None)
+    try:
+        result = run.run(algo, config, args.seeds, seed=args.seed, out=out,
+                         num_chunks=args.chunks, progress=not args.quiet,
+                         checkpoint=not args.no_checkpoint, resume=args.resume is not None)
+    except TooLarge as err:
+        return _refused(err, out, created)
     saved = "" if args.no_checkpoint else f", {out}/{run.CHECKPOINT}"
     if run.is_main_process():
         print(f"wrote {out}/metrics.json, {out}/curve.csv, {out}/curve.png{saved}"
@@ -207,8 +218,32 @@ def cmd_train(args) -> int:
     return _interrupted(result, out, args)
 
 
+def _refused(err: Exception, out: str, created: bool) -> int:
+    """A run refused before it allocated anything (``engine.TooLarge``): one line, exit 2, and
+    the run directory removed again if this command created it."""
+    from purembrl.driver import rundir
+    from purembrl.driver.devices import is_main_process
+
+    print(f"error: {err}", file=sys.stderr)
+    if created and is_main_process():
+        rundir.release(out)
+        with contextlib.suppress(OSError):
+            os.remove(os.path.join(out, rundir.LOCK_FILE))
+            os.rmdir(out)
+    return 2
+
+
 def _interrupted(result, out: str, args) -> int:
-    """0, or after a signal that stopped the run early one line and 130 (SIGINT) / 143."""
+    """0; after a signal that stopped the run early one line and 130 (SIGINT) / 143; when
+    every seed diverged (the run stops there), one line and 1."""
+    from purembrl.driver.engine import all_diverged
+
+    diverged = all_diverged(result.metrics)
+    if diverged is not None:
+        print(f"error: every run diverged (a non-finite number) by iteration {diverged}; the "
+              f"run stopped there, its metrics and each run's last finite state are in {out}",
+              file=sys.stderr)
+        return 1
     signum = interrupts.requested()
     if signum is None or result.complete:
         return 0
@@ -223,6 +258,7 @@ def cmd_sweep(args) -> int:
     import itertools
 
     from purembrl import run
+    from purembrl.driver.engine import TooLarge
 
     try:
         algo = algos.get(args.algo)
@@ -238,13 +274,16 @@ def cmd_sweep(args) -> int:
         out = _out_dir(args, f"runs/{args.algo}_{configs[0].env}_sweep")
         if args.resume is not None:
             _check_resume(run, out, run.sweep_identity(algo, configs, args.seed, args.seeds))
-        _claim_out(run, out, args)
+        created = _claim_out(run, out, args)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    result = run.sweep(algo, configs, args.seeds, points=points, seed=args.seed, out=out,
-                       num_chunks=args.chunks, progress=not args.quiet,
-                       checkpoint=not args.no_checkpoint, resume=args.resume is not None)
+    try:
+        result = run.sweep(algo, configs, args.seeds, points=points, seed=args.seed, out=out,
+                           num_chunks=args.chunks, progress=not args.quiet,
+                           checkpoint=not args.no_checkpoint, resume=args.resume is not None)
+    except TooLarge as err:
+        return _refused(err, out, created)
     if run.is_main_process():
         print(f"wrote {out}/sweep.json, {out}/sweep.csv, {out}/sweep.png"
               + ("" if result.complete else " (partial run)"))
@@ -257,6 +296,7 @@ def cmd_eval(args) -> int:
     try:
         if args.episodes < 1:
             raise ValueError(f"--episodes {args.episodes}: allowed an integer >= 1")
+        run.check_seed(args.seed, "--seed")
         returns, lengths, meta = run.evaluate_checkpoint(args.dir, args.episodes, args.seed)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -120,6 +120,15 @@ def read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]
     if not os.path.isfile(path):
         raise CheckpointError(f"no checkpoint at {path}")
     try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as err:
+        raise CheckpointError(f"checkpoint {path} is unreadable ({err.strerror})") from None
+    if magic != b"PK\x03\x04":  # an .npz is a zip archive; NumPy would try it as a pickle
+        what = "empty" if not magic else ("zeroed" if not any(magic) else "another kind of file")
+        raise CheckpointError(f"checkpoint {path} is corrupt: not a zip archive ({what}), so "
+                              "not a purembrl checkpoint")
+    try:
         with np.load(path, allow_pickle=False) as npz:
             stored = {name: npz[name] for name in npz.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:

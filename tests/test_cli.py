@@ -43,6 +43,9 @@ def test_train_writes_metrics_with_a_seed_axis(tmp_path):
     (["train", "dyna_q", "--set", "planning_steps=-5"], "planning_steps=-5 is invalid"),
     (["train", "dyna_q", "--seeds", "0"], "--seeds 0"),
     (["train", "dyna_q", "--seeds", "many"], "invalid int value"),
+    (["train", "dyna_q", "--seed", "99999999999999999999"],
+     "--seed 99999999999999999999: allowed an integer in [-2**63, 2**63 - 1]"),
+    (["train", "sac", "--set", "buffer_size=10000000000"], "buffer_size=10000000000 is invalid"),
     (["fly"], "invalid choice"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(args, message, tmp_path):
@@ -189,3 +192,33 @@ def test_the_lock_is_reentrant_in_one_process_and_exclusive_across_processes(tmp
     assert refused.returncode != 0 and f"pid {os.getpid()}" in refused.stderr
     rundir.release(tmp_path)
     assert subprocess.run(probe, capture_output=True, text=True, env=ENV).returncode == 0
+
+
+def test_a_run_beyond_the_memory_is_refused_with_its_estimate_before_allocating(tmp_path):
+    """Issue 23: the state and metrics are sized from their shapes before anything is
+    allocated; beyond the available memory (here a stated limit of 1 MB) the run is one line,
+    exit 2, and the directory it made is gone again. Within it, the estimate is printed."""
+    env = {**ENV, "PUREMBRL_MEMORY_LIMIT": "1e6"}
+    out = subprocess.run([sys.executable, "-m", "purembrl", "train", "sac", "--seeds", "2",
+                          "--out", str(tmp_path / "big")], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "the run needs about" in lines[0], out.stderr
+    assert "per run x 2 runs" in lines[0] and "is available" in lines[0]
+    assert not (tmp_path / "big").exists()
+
+
+def test_a_run_whose_every_seed_diverged_stops_early_and_exits_1(tmp_path):
+    run_dir = tmp_path / "wild"
+    out = cli("train", "sac", "--env", "Pendulum-v1", "--seeds", "2", "--chunks", "4",
+              "--set", "total_steps=700", "--set", "eval_every=100", "--set",
+              "initial_random_steps=200", "--set", "eval_episodes=1", "--set", "batch_size=32",
+              "--set", "learner.hidden_sizes=32,32", "--set", "learner.actor_lr=1e30",
+              "--set", "learner.critic_lr=1e30", "--out", str(run_dir))
+    assert out.returncode == 1, out.stderr
+    assert "every run diverged (a non-finite number) by iteration" in out.stderr
+    assert "memory about" in out.stderr  # the estimate, shown at the start
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert len(saved["nonfinite"][0]) < 5 and all(row[-1] for row in saved["nonfinite"])
+    assert (run_dir / "checkpoint.npz").exists()

@@ -18,15 +18,16 @@ from purembrl.loop import TrainLoop
 class GrowConfig:
     env: str = struct.field(pytree_node=False, default="none")
     iterations: int = struct.field(pytree_node=False, default=12)
+    low: float = struct.field(pytree_node=False, default=20.0)
 
 
 def grow_module():
-    """A stand-in algorithm: w starts at 10^(20 + 20u) (u uniform per seed) and grows 10x per
-    iteration, so a seed overflows float32 (inf) at its own iteration, or not at all within 12
-    iterations when u < 0.33."""
+    """A stand-in algorithm: w starts at 10^(low + 20u) (u uniform per seed) and grows 10x per
+    iteration, so with low = 20 a seed overflows float32 (inf) at its own iteration, or not at
+    all within 12 iterations when u < 0.33."""
     def make_loop(config):
         def init(key):
-            return {"w": 10.0 ** (20.0 + 20.0 * jax.random.uniform(key)),
+            return {"w": 10.0 ** (config.low + 20.0 * jax.random.uniform(key)),
                     "t": jnp.zeros((), jnp.int32)}
 
         def step(state, iteration):
@@ -87,3 +88,17 @@ def test_a_diverging_sweep_point_is_reported_while_the_other_learns(capsys):
     for leaf in jax.tree.leaves(result.state):
         if jnp.issubdtype(leaf.dtype, jnp.inexact):
             assert np.isfinite(np.asarray(leaf)).all()
+
+
+def test_a_run_whose_every_seed_diverged_stops_early(capsys):
+    """Issue 23: when every run of the batch has stopped on a non-finite number, nothing is
+    left to train, so the engine stops after that chunk instead of computing the rest."""
+    result = run.run(grow_module(), GrowConfig(low=30.0, iterations=60), 4, num_chunks=30,
+                     progress=False, table=False)
+    flags = result.metrics["nonfinite"]
+    by = run.all_diverged(result.metrics)
+    assert flags[:, -1].all() and by is not None and by <= 9  # 1e30 * 10^9 > float32's max
+    assert not result.complete and flags.shape[1] < 60 and flags.shape[1] % 2 == 0
+    assert flags.shape[1] - by < 2  # stopped at the end of the chunk where the last one went
+    healthy = run.run(grow_module(), GrowConfig(), 6, num_chunks=3, progress=False, table=False)
+    assert healthy.complete and run.all_diverged(healthy.metrics) is None

@@ -240,7 +240,7 @@ def test_a_value_of_the_wrong_type_for_any_field_is_refused_naming_it(field, val
     ValueError naming the field, never an AttributeError or TypeError later."""
     from hypothesis import assume
 
-    from purembrl.config import _fits, config_choices, _unwrap_optional
+    from purembrl.config import _fits, _unwrap_optional, config_choices
     from purembrl.learners import REGISTRY
 
     cls, name, kind = field

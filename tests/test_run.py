@@ -18,6 +18,32 @@ def test_chunk_length_divides_the_run():
     assert run.chunk_length(1, 10) == 1
 
 
+def test_chunk_length_is_the_nearest_divisor_and_instant_for_any_budget():
+    """The divisors are found in sqrt(n) steps (issue 23: a budget of 10^12 steps walked every
+    divisor and hung); the choice is the brute-force one, ties included."""
+    import math
+    import time
+
+    for n in range(1, 400):
+        for chunks in (1, 2, 3, 7, 10, 40):
+            target = n / chunks
+            brute = min((d for d in range(1, n + 1) if n % d == 0),
+                        key=lambda d: abs(math.log(d / target)))
+            assert run.chunk_length(n, chunks) == brute, (n, chunks)
+    start = time.perf_counter()
+    assert run.chunk_length(10**12, 10) == 10**11
+    assert run.chunk_length(2**61 - 1, 10) in (1, 2**61 - 1)  # a prime
+    assert time.perf_counter() - start < 10
+
+
+def test_a_seed_jax_cannot_take_is_a_value_error():
+    with pytest.raises(ValueError, match=r"seed=99999999999999999999 is invalid"):
+        run.seed_keys(99999999999999999999, 2)
+    with pytest.raises(ValueError, match="seed=1.5 is invalid"):
+        run.seed_keys(1.5, 2)
+    assert run.seed_keys(-(2**63), 1).shape == (1,)
+
+
 def test_chunked_run_equals_make_train_and_writes_results(tmp_path, capsys):
     config = dyna_q.Config.for_env(planning_steps=5, num_episodes=12)
     result = run.run(dyna_q, config, num_seeds=3, seed=11, out=tmp_path, num_chunks=4,

@@ -174,3 +174,29 @@ def test_every_field_of_every_config_refuses_a_value_of_another_kind():
                     cls(**{f.name: value})
                 tried += 1
     assert tried > 200
+
+
+def test_an_env_that_cannot_be_built_offline_is_a_value_error_naming_it(monkeypatch):
+    """Issue 23: ``MNISTBandit-bsuite`` downloads MNIST when made; offline that was a URLError
+    traceback. Any gymnax env whose construction fails on the network or on a missing package
+    is a ValueError naming the env and the reason (the command line's one line, exit 2)."""
+    import urllib.error
+
+    import gymnax
+
+    from purembrl import envs
+
+    def offline(name, **kwargs):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(gymnax, "make", offline)
+    with pytest.raises(ValueError, match="env 'MNISTBandit-bsuite' could not be built: it fetches "
+                       "data over the network when it is made, and that failed"):
+        envs.make("MNISTBandit-bsuite")
+
+    def missing(name, **kwargs):
+        raise ModuleNotFoundError("No module named 'minatar'")
+
+    monkeypatch.setattr(gymnax, "make", missing)
+    with pytest.raises(ValueError, match="needs a package that is not installed"):
+        envs.make("Breakout-MinAtar")

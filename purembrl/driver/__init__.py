@@ -18,8 +18,11 @@ from purembrl.driver.devices import init_distributed, is_main_process, shard_bat
 from purembrl.driver.engine import (
     CHECKPOINT,
     Options,
+    TooLarge,
+    all_diverged,
     batched,
     check_same_run,
+    check_seed,
     chunk_length,
     curve_of,
     guarded,
@@ -47,8 +50,8 @@ from purembrl.driver.sweeps import (
 from purembrl.driver.training import RunResult, run, run_identity
 
 __all__ = [
-    "CHECKPOINT", "Options", "RunResult", "SweepResult", "batched", "check_fresh",
-    "check_same_run",
+    "CHECKPOINT", "Options", "RunResult", "SweepResult", "TooLarge", "all_diverged", "batched",
+    "check_fresh", "check_same_run", "check_seed",
     "chunk_length", "curve_of", "evaluate_checkpoint", "guarded", "init_distributed",
     "is_main_process", "load_checkpointed", "load_policy", "plot_curve", "plot_curves",
     "prepare_out", "quantiles", "remove_results", "report_nonfinite", "run", "run_identity",

@@ -61,8 +61,20 @@ def batched(fn, in_axes=0):
     return call
 
 
+SEED_RANGE = (-2**63, 2**63 - 1)  # what ``jax.random.key`` takes (a C long)
+
+
+def check_seed(seed: Any, name: str = "seed") -> None:
+    """``ValueError`` unless ``seed`` is an integer ``jax.random.key`` accepts."""
+    low, high = SEED_RANGE
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not (
+            low <= seed <= high):
+        raise ValueError(f"{name}={seed!r} is invalid: allowed an integer in [-2**63, 2**63 - 1]")
+
+
 def seed_keys(seed: int, num_seeds: int) -> jax.Array:
     """One key per seed, all derived from the integer ``seed``."""
+    check_seed(seed)
     return jax.random.split(jax.random.key(seed), num_seeds)
 
 
@@ -74,10 +86,90 @@ def curve_of(algo: ModuleType, config: Any) -> tuple[str, str]:
 
 def chunk_length(num_iterations: int, num_chunks: int) -> int:
     """A divisor of ``num_iterations`` near ``num_iterations / num_chunks``: equal chunks share
-    one compiled function."""
+    one compiled function. The nearest one up to 10^12 iterations; beyond, the nearest among
+    those with a co-divisor up to 10^6 (the search stays instant for any budget)."""
     target = num_iterations / max(1, num_chunks)
-    divisors = [d for d in range(1, num_iterations + 1) if num_iterations % d == 0]
+    bound = min(math.isqrt(num_iterations), 10**6)  # every divisor up to 10^12 iterations
+    small = [d for d in range(1, bound + 1) if num_iterations % d == 0]
+    divisors = small + [num_iterations // d for d in reversed(small)
+                        if d * d != num_iterations]  # ascending, found in sqrt(n) steps
     return min(divisors, key=lambda d: abs(math.log(d / target)))
+
+
+class TooLarge(ValueError):
+    """A run refused before it allocates anything: its estimated memory exceeds what the
+    machine has (or ``PUREMBRL_MEMORY_LIMIT`` is malformed)."""
+
+
+def available_memory() -> int | None:
+    """Bytes the run may use: the devices' memory limit summed over this process's devices, or
+    on the CPU the host's available memory (``MemAvailable``); None when unknown. The
+    environment variable ``PUREMBRL_MEMORY_LIMIT`` (bytes) lowers it, for a shared machine."""
+    found = None
+    devices = jax.local_devices()
+    if devices[0].platform != "cpu":
+        limits = [(d.memory_stats() or {}).get("bytes_limit") for d in devices]
+        found = sum(limits) if all(limits) else None
+    else:
+        try:
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"):
+                        found = int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    limit = os.environ.get("PUREMBRL_MEMORY_LIMIT")
+    if limit:
+        try:
+            limit = int(float(limit))
+        except ValueError:
+            raise TooLarge(f"PUREMBRL_MEMORY_LIMIT={limit!r} is invalid: allowed a number of "
+                           "bytes") from None
+        found = limit if found is None else min(found, limit)
+    return found
+
+
+def nbytes(tree) -> int:
+    """Bytes of every array (or ``ShapeDtypeStruct``) in ``tree``; keys count their data."""
+    total = 0
+    for leaf in jax.tree.leaves(tree):
+        dtype = leaf.dtype
+        if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+            size = 2 * 4  # threefry key data: two uint32 words
+        else:
+            size = np.dtype(dtype).itemsize
+        total += math.prod(leaf.shape) * size
+    return total
+
+
+def human(num_bytes: float) -> str:
+    """``1536`` -> ``"1.5 KB"``."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if num_bytes < 1024 or unit == "TB":
+            return f"{num_bytes:.3g} {unit}" if unit != "B" else f"{int(num_bytes)} B"
+        num_bytes /= 1024
+    raise AssertionError
+
+
+def memory_estimate(state, metrics_per_chunk, chunk: int, num_iterations: int,
+                    num_runs: int) -> tuple[int, str]:
+    """``(bytes, description)``: what a run of ``num_runs`` runs holds at its peak, from the
+    shapes of its carry and of one chunk's metrics (``jax.eval_shape``, nothing allocated). The
+    carry is counted twice (a chunk's input and output: the CPU cannot donate buffers) and the
+    metrics of every iteration once (they stay on the host for the results)."""
+    state_bytes = nbytes(state)
+    metric_bytes = nbytes(metrics_per_chunk) * num_iterations // max(chunk, 1)
+    total = 2 * state_bytes + metric_bytes
+    runs = f"{num_runs} run" + ("s" if num_runs != 1 else "")
+    return total, (f"about {human(total)} (state {human(state_bytes / num_runs)} per run x "
+                   f"{runs}, held twice during a chunk; metrics {human(metric_bytes)})")
+
+
+def check_memory(total: int, description: str, available: int | None) -> None:
+    """``TooLarge`` naming the estimate when ``total`` exceeds ``available``."""
+    if available is not None and total > available:
+        raise TooLarge(f"the run needs {description}, but {human(available)} is available; "
+                       "use fewer seeds, a smaller buffer_size or a shorter budget")
 
 
 def _all_finite(tree) -> jax.Array:
@@ -225,11 +317,21 @@ def drive(batch: Batch, options: Options):
     donate = () if jax.default_backend() == "cpu" else (0,)  # the CPU cannot reuse donations
     run_chunk = jax.jit(batch.scan_steps, static_argnums=2, donate_argnums=donate)
 
+    state_shape = init.eval_shape(*inputs)  # traced once: the calls below reuse the trace
+    chunk_metrics = run_chunk.eval_shape(state_shape, jnp.int32(0), chunk)[1]
+    num_runs = jax.tree.leaves(batch.inputs)[0].shape[0]
+    total, description = memory_estimate(state_shape, chunk_metrics, chunk,
+                                         batch.num_iterations, num_runs)
+    check_memory(total, description, available_memory())
+    if progress:
+        print(f"{batch.label}: memory {description}", file=sys.stderr, flush=True)
+
     start = time.perf_counter()
     interrupts.set_out(options.out)
     carry, pieces, done = _start(batch, options, init, inputs)
     kill_after = int(os.environ.get("PUREMBRL_KILL_AFTER_CHUNK", "0"))
     chunks_run = 0
+    last = start
     while (done < batch.num_iterations and interrupts.requested() is None
            and (options.stop_after_chunks is None or chunks_run < options.stop_after_chunks)):
         length = min(chunk, batch.num_iterations - done)
@@ -242,10 +344,16 @@ def drive(batch: Batch, options: Options):
             _save(batch, options, carry, pieces[0], done)
             if chunks_run == kill_after:
                 os.kill(os.getpid(), signal.SIGKILL)
+        now = time.perf_counter()
         if progress:
+            per_iteration = (now - last) / length  # the first chunk's includes compiling
             report.progress_line(batch.label, done, batch.num_iterations, metrics, batch.curve,
-                                 time.perf_counter() - start)
+                                 now - start, eta=per_iteration * (batch.num_iterations - done),
+                                 first=chunks_run == 1)
+        last = now
         interrupts.set_graceful(True)  # compiled and saved: a signal now waits for a chunk
+        if "nonfinite" in metrics and bool(np.all(pieces[-1]["nonfinite"][:, -1])):
+            break  # every run has diverged: nothing left to train (``all_diverged`` says so)
     interrupts.set_graceful(False)
     seconds = time.perf_counter() - start
     if progress:
@@ -253,6 +361,19 @@ def drive(batch: Batch, options: Options):
     if not pieces:
         raise ValueError("the run has no iterations to report")
     return to_host(carry), concat(pieces), seconds, done
+
+
+def all_diverged(metrics: dict[str, np.ndarray]) -> int | None:
+    """The iteration (1-based) by which every run of the batch had stopped on a non-finite
+    number (the guard's ``nonfinite`` metric, ``[..., iterations]``), or None while at least
+    one run is healthy."""
+    flags = metrics.get("nonfinite")
+    if flags is None or flags.size == 0:
+        return None
+    flags = flags.reshape(-1, flags.shape[-1])  # runs (a sweep's points x seeds) x iterations
+    if not np.all(flags[:, -1]):
+        return None
+    return int(np.max(np.argmax(flags, axis=1))) + 1
 
 
 def concat(pieces: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

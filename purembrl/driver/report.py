@@ -212,9 +212,24 @@ def report_nonfinite(metrics: dict[str, np.ndarray], labels: Sequence[str]) -> l
     return lines
 
 
-def progress_line(label, done, total, last, curve, elapsed):
+def duration(seconds: float) -> str:
+    """``3725`` -> ``"1h02m"``, ``95`` -> ``"1m35s"``, ``7.2`` -> ``"7.2s"``."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h{minutes:02d}m"
+    return f"{hours / 24:.3g} days"
+
+
+def progress_line(label, done, total, last, curve, elapsed, eta=None, first=False):
     """One progress line on stderr after a chunk: iteration, env steps, median returns,
-    runs stopped by the guard, elapsed seconds (a carriage return on a terminal)."""
+    runs stopped by the guard, elapsed seconds and, while iterations remain, the time left at
+    the last chunk's pace (``eta``; after the first chunk an upper bound, since that chunk
+    includes compiling). A carriage return on a terminal."""
     parts = [label, f"iteration {done}/{total}"]
     if "env_steps" in last:
         parts.append(f"env steps {np.median(last['env_steps'][:, -1]):,.0f}")
@@ -224,6 +239,9 @@ def progress_line(label, done, total, last, curve, elapsed):
     if "nonfinite" in last and last["nonfinite"][:, -1].any():
         parts.append(f"{int(last['nonfinite'][:, -1].sum())} stopped (non-finite)")
     parts.append(f"{elapsed:.1f}s")
+    if eta is not None and done < total:
+        parts.append(f"about {duration(eta)} left" + (" (at most: the first chunk compiled)"
+                                                      if first else ""))
     end = "\r" if sys.stderr.isatty() else "\n"
     print(" | ".join(parts), end=end, file=sys.stderr, flush=True)
 

@@ -60,7 +60,15 @@ def make(name: str) -> tuple[Any, Any]:
         env = OWN_ENVS[name]()
         return env, env.default_params
     if name in gymnax.registered_envs:
-        return gymnax.make(name)
+        try:
+            return gymnax.make(name)
+        except OSError as err:  # a download at construction (MNISTBandit-bsuite), offline
+            reason = getattr(err, "reason", None) or err
+            raise ValueError(f"env {name!r} could not be built: it fetches data over the "
+                             f"network when it is made, and that failed ({reason})") from None
+        except ImportError as err:
+            raise ValueError(f"env {name!r} could not be built: it needs a package that is not "
+                             f"installed ({err})") from None
     if name.startswith(BRAX_PREFIX):
         from purembrl.envs import brax_env  # imports brax only when asked for
 
