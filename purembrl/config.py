@@ -156,6 +156,9 @@ def _fits(value: Any, kind: Any) -> bool:
     return True  # a type this check does not know (a callable, Any): the field's own checks
 
 
+INT32 = (-2**31, 2**31 - 1)  # JAX's integers (without x64): steps, sizes and counters
+
+
 def check_types(config: Any) -> None:
     """``ValueError`` naming the first field of ``config`` whose value is of the wrong type.
 
@@ -165,7 +168,8 @@ def check_types(config: Any) -> None:
     a config is hashable), a nested config field an instance of its class (a dict is refused,
     with the constructor to call), and a field that may hold several config classes (an
     algorithm's ``learner``) any config object: which one is checked against the registry
-    (``purembrl.learners.check_config``). ``None`` only where the field is optional. Values JAX
+    (``purembrl.learners.check_config``). ``None`` only where the field is optional. An
+    integer must fit JAX's int32 (steps and sizes are counted in it). Values JAX
     puts in a config while it traces (tracers, placeholders) are not checked.
     """
     hints = typing.get_type_hints(type(config))
@@ -190,6 +194,10 @@ def check_types(config: Any) -> None:
         else:
             ok = _fits(value, kind)
         if ok:
+            if (kind is int and isinstance(value, int | np.integer)
+                    and not INT32[0] <= value <= INT32[1]):
+                raise ValueError(f"{f.name}={value!r} is invalid: allowed an integer of at most "
+                                 f"{INT32[1]:,} in absolute value (JAX counts in int32)")
             continue
         hint = ""
         if isinstance(value, dict) and choices:

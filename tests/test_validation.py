@@ -102,6 +102,8 @@ BAD = [
      "normalize_obs='yes' is invalid: allowed True or False"),
     ("a list for the layer widths", lambda: SACConfig(hidden_sizes=[64, 64]),
      "hidden_sizes=[64, 64] is invalid: allowed a tuple of integers (a list is not accepted"),
+    ("a budget beyond int32", lambda: sac.Config(total_steps=3_000_000_000),
+     "total_steps=3000000000 is invalid: allowed an integer of at most 2,147,483,647"),
     ("None for a required nested config", lambda: sac.Config(learner=None),
      "learner=None is invalid: allowed a SACConfig"),
 ]
