@@ -336,7 +336,8 @@ def drive(batch: Batch, options: Options):
            and (options.stop_after_chunks is None or chunks_run < options.stop_after_chunks)):
         length = min(chunk, batch.num_iterations - done)
         carry, metrics = run_chunk(carry, jnp.int32(done), length)
-        pieces.append(jax.tree.map(np.asarray, to_host(metrics)))  # also waits for the chunk
+        metrics = jax.tree.map(np.asarray, to_host(metrics))  # also waits for the chunk
+        pieces.append(metrics)  # NumPy from here: the progress line compiles nothing
         done += length
         chunks_run += 1
         if options.checkpoint_path is not None and options.checkpoint:
@@ -352,7 +353,7 @@ def drive(batch: Batch, options: Options):
                                  first=chunks_run == 1)
         last = now
         interrupts.set_graceful(True)  # compiled and saved: a signal now waits for a chunk
-        if "nonfinite" in metrics and bool(np.all(pieces[-1]["nonfinite"][:, -1])):
+        if "nonfinite" in metrics and bool(np.all(metrics["nonfinite"][:, -1])):
             break  # every run has diverged: nothing left to train (``all_diverged`` says so)
     interrupts.set_graceful(False)
     seconds = time.perf_counter() - start
