@@ -171,6 +171,9 @@ SETTINGS = {
     "dyna_n10": {"n_step": 10},
     "dyna_true_n10": {"true_dynamics": True, "n_step": 10},
     "dyna_n10_g5": {"n_step": 10, "updates_per_step": 5},
+    "dyna_true_n10_g5": {"true_dynamics": True, "n_step": 10, "updates_per_step": 5},
+    "dyna_true_n10_lrdecay": {"true_dynamics": True, "n_step": 10, "learner": dataclasses.replace(
+        dyna.PRESETS["CartPole-v1"]["learner"], lr_decay_updates=19_000)},
     "dyna_n10_lrdecay": {"n_step": 10, "learner": dataclasses.replace(
         dyna.PRESETS["CartPole-v1"]["learner"], lr_decay_updates=19_000)},
     "dyna_n10_g5_lrdecay": {"n_step": 10, "updates_per_step": 5, "learner": dataclasses.replace(
