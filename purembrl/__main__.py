@@ -2,7 +2,7 @@
 
     python -m purembrl train ALGO [--env ENV] [--seeds N] [--seed S] [--set field=value ...]
                                   [--out DIR] [--chunks K] [--quiet] [--no-checkpoint]
-    python -m purembrl train ALGO ... --resume DIR
+    python -m purembrl train ALGO ... --resume DIR   [--no-compile-cache]
     python -m purembrl sweep ALGO --grid field=v1,v2,... [--grid ...] [train's options]
     python -m purembrl eval DIR [--episodes N] [--seed S]
     python -m purembrl list
@@ -333,6 +333,10 @@ def _run_options(parser) -> None:
                         help="do not save the training state after each chunk")
     parser.add_argument("--resume", default=None, metavar="DIR",
                         help="continue the run whose checkpoint is in DIR")
+    parser.add_argument("--no-compile-cache", action="store_true",
+                        help="do not load or store compiled programs (default: JAX's "
+                             "persistent cache in $PUREMBRL_CACHE_DIR or "
+                             "~/.cache/purembrl/jax)")
     parser.add_argument("--distributed", action="store_true",
                         help="join a multi-host run (jax.distributed; the cluster is detected "
                              "unless --coordinator is given); seeds shard over all its devices")
@@ -341,6 +345,27 @@ def _run_options(parser) -> None:
                              "--process-id)")
     parser.add_argument("--num-processes", type=int, default=None)
     parser.add_argument("--process-id", type=int, default=None)
+
+
+def cache_dir() -> str:
+    """Where the command line keeps compiled programs: ``$PUREMBRL_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/purembrl/jax`` (``~/.cache/purembrl/jax``)."""
+    if os.environ.get("PUREMBRL_CACHE_DIR"):
+        return os.environ["PUREMBRL_CACHE_DIR"]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "purembrl", "jax")
+
+
+def _compile_cache(args) -> None:
+    """JAX's persistent compilation cache, on unless ``--no-compile-cache``: a second run of
+    the same program (same algorithm, config shapes, seeds, chunk length) loads it instead of
+    compiling it (benchmarks/RESULTS.md has the seconds saved). Programs that compile in under
+    a second are not stored (JAX's default threshold)."""
+    if getattr(args, "no_compile_cache", False):
+        return
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", cache_dir())
 
 
 def _start_distributed(args) -> None:
@@ -374,9 +399,12 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("dir", help="a train or sweep output directory (its checkpoint.npz)")
     evaluate.add_argument("--episodes", type=int, default=10)
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the evaluation episodes")
+    evaluate.add_argument("--no-compile-cache", action="store_true",
+                          help="do not load or store compiled programs")
     args = parser.parse_args(argv)
     if args.command == "list":
         return cmd_list()
+    _compile_cache(args)
     if args.command == "eval":
         return cmd_eval(args)
     try:

@@ -222,3 +222,30 @@ def test_a_run_whose_every_seed_diverged_stops_early_and_exits_1(tmp_path):
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert len(saved["nonfinite"][0]) < 5 and all(row[-1] for row in saved["nonfinite"])
     assert (run_dir / "checkpoint.npz").exists()
+
+
+def test_the_compile_cache_is_used_by_default_and_changes_no_number(tmp_path):
+    """Issue 22: a second identical ``train`` loads its compiled programs from the persistent
+    cache (``$PUREMBRL_CACHE_DIR``); the metrics of a cold, a warm and an uncached run are
+    identical; ``--no-compile-cache`` writes nothing."""
+    args = ["train", "sac", "--env", "Pendulum-v1", "--seeds", "2", "--set", "total_steps=300",
+            "--set", "eval_every=100", "--set", "initial_random_steps=200", "--set",
+            "eval_episodes=1", "--set", "batch_size=16", "--set", "learner.hidden_sizes=16,16",
+            "--no-checkpoint", "--quiet"]
+    runs = {}
+    for name, extra, cache in (("cold", [], "cache"), ("warm", [], "cache"),
+                               ("off", ["--no-compile-cache"], "unused")):
+        env = {**ENV, "PUREMBRL_CACHE_DIR": str(tmp_path / cache)}
+        out = subprocess.run([sys.executable, "-m", "purembrl", *args, *extra, "--out",
+                              str(tmp_path / name)], capture_output=True, text=True, env=env,
+                             timeout=300)
+        assert out.returncode == 0, out.stderr
+        saved = json.loads((tmp_path / name / "metrics.json").read_text())
+        saved.pop("_run")
+        runs[name] = saved
+        if name == "cold":
+            stored = sorted(os.listdir(tmp_path / "cache"))
+            assert stored, "the training program was not stored"
+    assert runs["cold"] == runs["warm"] == runs["off"]
+    assert sorted(os.listdir(tmp_path / "cache")) == stored  # warm: loaded, nothing new
+    assert not (tmp_path / "unused").exists()
