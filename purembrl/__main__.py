@@ -2,14 +2,15 @@
 
     python -m purembrl train ALGO [--env ENV] [--seeds N] [--seed S] [--set field=value ...]
                                   [--out DIR] [--chunks K] [--quiet] [--no-checkpoint]
-    python -m purembrl train ALGO ... --resume DIR   [--no-compile-cache]
+    python -m purembrl train [ALGO ...] --resume DIR   [--no-compile-cache]
     python -m purembrl sweep ALGO --grid field=v1,v2,... [--grid ...] [train's options]
     python -m purembrl eval DIR [--episodes N] [--seed S]
     python -m purembrl list
 
 ``train`` saves the whole training state to ``DIR/checkpoint.npz`` after every chunk;
-``--resume DIR`` (with the same algorithm, config, seeds) continues from it, bit-identical to an
-uninterrupted run. ``eval`` loads the trained agents of a checkpoint and runs their greedy
+``--resume DIR`` continues from it, bit-identical to an uninterrupted run: alone, the
+algorithm, config, seed count and base seed come from the checkpoint; anything given with it
+must agree. ``eval`` loads the trained agents of a checkpoint and runs their greedy
 policies afresh. ``sweep`` trains the whole grid (every combination of the ``--grid``
 values) x seeds under one ``jit(vmap)``; only numeric (pytree-leaf) fields can be swept. Bad
 input (unknown algorithm, env or field, a malformed or out-of-range
@@ -50,9 +51,10 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def build_config(algo, env: str | None, sets: list[str]):
+def build_config(algo, env: str | None, sets: list[str], base=None):
     """The algorithm's ``Config.for_env`` from ``--env`` and ``--set field=value`` strings
-    (``--set group.field=value`` sets a field of a nested config, such as the learner's)."""
+    (``--set group.field=value`` sets a field of a nested config, such as the learner's); with
+    ``base`` (a resumed run's stored config), those settings go on top of it instead."""
     values, nested = {}, {}
     for item in sets:
         if "=" not in item:
@@ -69,7 +71,7 @@ def build_config(algo, env: str | None, sets: list[str]):
         if "env" not in field_types(algo.Config):
             raise ValueError("--env: this algorithm has no env field")
         values["env"] = env
-    config = algo.Config.for_env(**values)
+    config = algo.Config.for_env(**values) if base is None else base.replace(**values)
     for group, fields in nested.items():
         current = getattr(config, group)
         if current is None and group == "learner":  # the default for the env's action space
@@ -189,13 +191,37 @@ def _check_counts(args) -> None:
         raise ValueError(f"--chunks {args.chunks}: allowed an integer >= 1")
 
 
+def _stored_run(args):
+    """``(algo, stored config)`` for ``train --resume DIR`` without ALGO: the algorithm, the
+    config, the seed count and the base seed come from DIR's checkpoint (a seed or seed count
+    given on the command line must agree, as must any ``--env``/``--set``: the identity check
+    refuses a differing one). Otherwise ``(algos.get(ALGO), None)``, with the default seeds."""
+    if args.algo is not None:
+        args.seeds = 1 if args.seeds is None else args.seeds
+        args.seed = 0 if args.seed is None else args.seed
+        return algos.get(args.algo), None
+    if args.resume is None:
+        raise ValueError("train needs ALGO, or --resume DIR to continue a run")
+    from purembrl import checkpoint, run
+    from purembrl.config import from_dict
+
+    meta = checkpoint.read_meta(os.path.join(args.resume, run.CHECKPOINT))
+    if "sweep" in meta:
+        raise ValueError(f"--resume {args.resume}: holds a sweep; continue it with `sweep "
+                         f"{meta['algorithm']} --grid ... --resume {args.resume}`")
+    algo = algos.get(meta["algorithm"])
+    args.seeds = meta["num_seeds"] if args.seeds is None else args.seeds
+    args.seed = meta["seed"] if args.seed is None else args.seed
+    return algo, from_dict(algo.Config, meta["config"])
+
+
 def cmd_train(args) -> int:
     from purembrl import run  # imports jax; list and errors stay fast without it
     from purembrl.driver.engine import TooLarge
 
     try:
-        algo = algos.get(args.algo)
-        config = build_config(algo, args.env, args.set)
+        algo, stored = _stored_run(args)
+        config = build_config(algo, args.env, args.set, base=stored)
         algo.make_train(config)  # the checks that need the env (builds it; compiles nothing)
         _check_counts(args)
         out = _out_dir(args, f"runs/{args.algo}_{config.env}")
@@ -261,6 +287,10 @@ def cmd_sweep(args) -> int:
     from purembrl.driver.engine import TooLarge
 
     try:
+        if args.algo is None:
+            raise ValueError("sweep needs ALGO")
+        args.seeds = 1 if args.seeds is None else args.seeds
+        args.seed = 0 if args.seed is None else args.seed
         algo = algos.get(args.algo)
         grid = parse_grid(algo, args.grid)
         combos = list(itertools.product(*grid.values()))
@@ -315,12 +345,18 @@ def cmd_eval(args) -> int:
 
 def _run_options(parser) -> None:
     """The options ``train`` and ``sweep`` share."""
-    parser.add_argument("algo")
-    parser.add_argument("--env", default=None)
-    parser.add_argument("--seeds", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0,
-                        help="base seed the per-seed keys derive from")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
+    parser.add_argument("algo", nargs="?", default=None,
+                        help="the algorithm (`list` names them); train --resume DIR may omit "
+                             "it: the run's own is used")
+    parser.add_argument("--env", default=None, help="the environment (default: the "
+                        "algorithm's; `list` names them)")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="seeds trained at once (default 1, or the resumed run's)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="base seed the per-seed keys derive from (default 0, or the "
+                             "resumed run's)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="a config field (FIELD.SUB for a nested config), repeatable")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="where results and checkpoints go (default runs/ALGO_ENV, "
                              "runs/ALGO_ENV_sweep for a sweep); a directory holding another "

@@ -188,6 +188,29 @@ def test_killed_after_a_checkpoint_resumes_bit_identical(tmp_path, uninterrupted
     assert metrics_of(tmp_path) == uninterrupted
 
 
+def test_resume_alone_takes_the_algorithm_config_and_seeds_from_the_checkpoint(
+        tmp_path, uninterrupted):
+    """Issue 22: ``train --resume DIR`` with nothing else continues the run (algorithm, env,
+    config, seed count and base seed from its checkpoint), bit-identical to an uninterrupted
+    run; a flag given with it must agree (one line, exit 2)."""
+    killed = cli("--out", str(tmp_path), env={"PUREMBRL_KILL_AFTER_CHUNK": "5"})
+    assert killed.returncode == -signal.SIGKILL
+    alone = [sys.executable, "-m", "purembrl", "train", "--resume", str(tmp_path), "--quiet"]
+    differing = subprocess.run([*alone, "--seeds", "2"], capture_output=True, text=True,
+                               timeout=300)
+    assert differing.returncode == 2
+    assert differing.stderr.strip().splitlines() == [
+        f"error: checkpoint {tmp_path / run.CHECKPOINT} is from another run; differing: "
+        "num_seeds: 3 in the checkpoint, 2 now"]
+    resumed = subprocess.run(alone, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert metrics_of(tmp_path) == uninterrupted
+    nothing = subprocess.run([sys.executable, "-m", "purembrl", "train"], capture_output=True,
+                             text=True, timeout=300)
+    assert nothing.returncode == 2
+    assert nothing.stderr.strip() == "error: train needs ALGO, or --resume DIR to continue a run"
+
+
 LONG = [sys.executable, "-m", "purembrl", "train", "dyna_q", "--env", "DynaMaze", "--seeds",
         "3", "--set", "num_episodes=1000", "--chunks", "500", "--quiet"]
 
