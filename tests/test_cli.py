@@ -46,6 +46,8 @@ def test_train_writes_metrics_with_a_seed_axis(tmp_path):
     (["train", "dyna_q", "--seed", "99999999999999999999"],
      "--seed 99999999999999999999: allowed an integer in [-2**63, 2**63 - 1]"),
     (["train", "sac", "--set", "buffer_size=10000000000"], "buffer_size=10000000000 is invalid"),
+    (["train", "sac", "--set", "total_steps=1000000000000"],
+     "total_steps=1000000000000 is invalid: allowed an integer of at most 2,147,483,647"),
     (["fly"], "invalid choice"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(args, message, tmp_path):
@@ -219,6 +221,7 @@ def test_a_run_whose_every_seed_diverged_stops_early_and_exits_1(tmp_path):
     assert out.returncode == 1, out.stderr
     assert "every run diverged (a non-finite number) by iteration" in out.stderr
     assert "memory about" in out.stderr  # the estimate, shown at the start
+    assert "compiling, then the first chunk (1 of 5 iterations)" in out.stderr
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert len(saved["nonfinite"][0]) < 5 and all(row[-1] for row in saved["nonfinite"])
     assert (run_dir / "checkpoint.npz").exists()

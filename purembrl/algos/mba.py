@@ -101,12 +101,13 @@ class Config(ModelBasedConfig):
     learner: NAFConfig = NAFConfig()
 
     def __post_init__(self):
-        self.check(counts=("rollouts_per_step", "rollout_length", "imagination_retain_steps",
-                           "rollout_chunk"),
-                   non_negative=("real_updates", "imagination_updates"))
+        # first, so the reason is given (the type check would only name the class)
         if not isinstance(self.learner, NAFConfig):
             raise ValueError(f"learner={type(self.learner).__name__} is invalid for MBA: "
                              "allowed NAFConfig (MBA is NAF with imagination rollouts)")
+        self.check(counts=("rollouts_per_step", "rollout_length", "imagination_retain_steps",
+                           "rollout_chunk"),
+                   non_negative=("real_updates", "imagination_updates"))
 
     @property
     def model_on(self) -> bool:

@@ -96,10 +96,11 @@ class Config(ModelBasedConfig):
     learner: SACConfig = SACConfig()
 
     def __post_init__(self):
-        self.check(non_negative=("updates_per_step", "horizon"))
+        # first, so the reason is given (the type check would only name the class)
         if not isinstance(self.learner, SACConfig):
             raise ValueError(f"learner={type(self.learner).__name__} is invalid for MBVE: "
                              "allowed SACConfig (the expanded targets are SAC's soft values)")
+        self.check(non_negative=("updates_per_step", "horizon"))
 
 
 def expanded_critic_batch(nets: SACNets, learner_state, real: Transition, model_step,

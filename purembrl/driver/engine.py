@@ -325,6 +325,9 @@ def drive(batch: Batch, options: Options):
     check_memory(total, description, available_memory())
     if progress:
         print(f"{batch.label}: memory {description}", file=sys.stderr, flush=True)
+        if batch.num_iterations > 0:
+            print(f"{batch.label}: compiling, then the first chunk ({chunk} of "
+                  f"{batch.num_iterations} iterations)", file=sys.stderr, flush=True)
 
     start = time.perf_counter()
     interrupts.set_out(options.out)
