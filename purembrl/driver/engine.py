@@ -31,6 +31,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 
 from purembrl import checkpoint as ckpt
 from purembrl import interrupts
@@ -285,12 +286,17 @@ def _start(batch: Batch, options: Options, init, inputs):
 
 
 def _save(batch: Batch, options: Options, carry, so_far, done: int) -> None:
-    """The checkpoint after a chunk (process 0 writes; every process helps gather)."""
+    """The checkpoint after a chunk (process 0 writes; every process helps gather). On several
+    processes all wait until it is on disk: the coordination service aborts process 0 when
+    another dies, so without the barrier a process killed right after a chunk could take the
+    half-written checkpoint with it (the run would resume from the chunk before)."""
     whole = to_host(carry)
     if is_main_process():
         with interrupts.saving():
             ckpt.save(options.checkpoint_path, whole, so_far,
                       {**batch.identity, "done": done, "num_iterations": batch.num_iterations})
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(f"purembrl checkpoint {done}")
 
 
 @contextlib.contextmanager
