@@ -29,7 +29,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto tests
 
 lint: $(STAMP)
-	$(BIN)/ruff check purembrl tests benchmarks
+	$(BIN)/ruff check purembrl tests benchmarks examples
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/dyna_maze.py --out runs/bench

@@ -5,7 +5,11 @@
     python -m purembrl train [ALGO ...] --resume DIR   [--no-compile-cache]
     python -m purembrl sweep ALGO --grid field=v1,v2,... [--grid ...] [train's options]
     python -m purembrl eval DIR [--episodes N] [--seed S]
-    python -m purembrl list
+    python -m purembrl list [ALGO [--env ENV] [--set field=value ...]]
+
+Every command takes ``--import MODULE`` (a dotted name or a ``.py`` file, repeatable): the
+module is imported first, so the algorithms and environments it registers
+(``purembrl.algos.register``, ``purembrl.envs.register``) are known by name.
 
 ``train`` saves the whole training state to ``DIR/checkpoint.npz`` after every chunk;
 ``--resume DIR`` continues from it, bit-identical to an uninterrupted run: alone, the
@@ -42,7 +46,7 @@ import signal  # noqa: E402
 import numpy as np  # noqa: E402
 
 from purembrl import algos  # noqa: E402
-from purembrl.config import as_dict, field_types, parse_value  # noqa: E402
+from purembrl.config import as_dict, field_types, parse_value, update  # noqa: E402
 
 
 class _Parser(argparse.ArgumentParser):
@@ -80,21 +84,35 @@ def build_config(algo, env: str | None, sets: list[str], base=None):
             current = learners.default_config(interact.spec(*envs.make(config.env)))
         if current is None:
             raise ValueError(f"{group}: not used with this configuration")
-        unknown = sorted(set(fields) - set(field_types(type(current))))
-        if unknown:
-            raise ValueError(f"{group}.{unknown[0]}: {type(current).__name__} has no such field")
-        try:
-            config = config.replace(**{group: current.replace(**fields)})
-        except ValueError as err:  # name the field as it was given: model.batch_size, ...
-            message = str(err)
-            if message.split("=")[0] in field_types(type(current)):
-                raise ValueError(f"{group}.{message}") from None
-            raise
+        config = update(config.replace(**{group: current}), **{group: fields})
     return config
 
 
-def cmd_list() -> int:
-    for name in algos.ALGORITHMS:
+def cmd_list(args) -> int:
+    """Every algorithm with its envs and defaults; with ``ALGO``, its resolved config for
+    ``--env`` (presets applied), one line per field with the field's documentation."""
+    if args.algo is not None:
+        from purembrl.config import describe
+
+        try:
+            algo = algos.get(args.algo)
+            config = build_config(algo, args.env, args.set)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        doc = (algo.__doc__ or "").strip().splitlines()[0]
+        env = getattr(config, "env", None)
+        preset = "" if env is None else (
+            f" for {env} (its preset)" if env in getattr(algo.Config, "PRESETS", {})
+            else f" for {env} (generic defaults: no preset)")
+        print(f"{args.algo}: {doc}\nconfig{preset}; --set FIELD=VALUE changes one:")
+        print("\n".join("  " + line for line in describe(config)))
+        return 0
+    if args.env is not None or args.set:
+        print("error: list: --env and --set need an algorithm (list ALGO --env ENV)",
+              file=sys.stderr)
+        return 2
+    for name in algos.names():
         algo = algos.get(name)
         doc = (algo.__doc__ or "").strip().splitlines()[0]
         print(f"{name}: {doc}")
@@ -109,6 +127,7 @@ def cmd_list() -> int:
             else:
                 flat[key] = value
         print("  defaults: " + ", ".join(f"{k}={v}" for k, v in flat.items()))
+    print("`list ALGO [--env ENV]`: every field of ALGO's config for ENV, documented")
     return 0
 
 
@@ -343,8 +362,43 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _import_option(parser) -> None:
+    parser.add_argument("--import", dest="imports", action="append", default=[],
+                        metavar="MODULE", help="import a module (a dotted name, or a .py file) "
+                        "first: your own algorithms and envs register themselves there")
+
+
+def import_modules(names: list[str]) -> None:
+    """``--import``: import each module (a dotted name on ``sys.path``, the current directory
+    included, or a ``.py`` file's path) so that it registers its algorithms and envs
+    (``purembrl.algos.register``, ``purembrl.envs.register``). ``ValueError`` (one line) when
+    one cannot be found; an error raised inside the module propagates as it is."""
+    import importlib
+    import importlib.util
+
+    if names and os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for name in names:
+        if name.endswith(".py"):
+            if not os.path.isfile(name):
+                raise ValueError(f"--import {name}: no such file")
+            module_name = os.path.splitext(os.path.basename(name))[0]
+            spec = importlib.util.spec_from_file_location(module_name, name)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            spec.loader.exec_module(module)
+        else:
+            try:
+                importlib.import_module(name)
+            except ModuleNotFoundError as err:
+                if err.name is None or not name.startswith(err.name):
+                    raise  # the module exists and itself imports something missing
+                raise ValueError(f"--import {name}: no module named {err.name!r}") from None
+
+
 def _run_options(parser) -> None:
     """The options ``train`` and ``sweep`` share."""
+    _import_option(parser)
     parser.add_argument("algo", nargs="?", default=None,
                         help="the algorithm (`list` names them); train --resume DIR may omit "
                              "it: the run's own is used")
@@ -423,7 +477,14 @@ def _start_distributed(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="python -m purembrl", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="algorithms, their environments and defaults")
+    listing = sub.add_parser("list", help="algorithms, their environments and defaults; with "
+                                          "ALGO, its config for --env, documented")
+    listing.add_argument("algo", nargs="?", default=None,
+                         help="print this algorithm's resolved config, one line per field")
+    listing.add_argument("--env", default=None, help="the environment whose preset applies")
+    listing.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                         help="show the config with this field changed (as train takes it)")
+    _import_option(listing)
     train = sub.add_parser("train", help="train N seeds of an algorithm under one jit(vmap)")
     _run_options(train)
     sweep = sub.add_parser("sweep", help="train a grid of numeric settings x N seeds under "
@@ -437,9 +498,15 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the evaluation episodes")
     evaluate.add_argument("--no-compile-cache", action="store_true",
                           help="do not load or store compiled programs")
+    _import_option(evaluate)
     args = parser.parse_args(argv)
+    try:
+        import_modules(args.imports)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if args.command == "list":
-        return cmd_list()
+        return cmd_list(args)
     _compile_cache(args)
     if args.command == "eval":
         return cmd_eval(args)

@@ -11,6 +11,10 @@ NumPy arrays (the metrics so far) and a JSON-able ``meta`` dict, in one uncompre
 * **checked**: a SHA-256 over every array's dtype, shape and bytes is stored in ``meta`` and
   recomputed on load; a truncated or altered file raises ``CheckpointError`` (a
   ``ValueError``) naming the file and what is wrong, and nothing is loaded;
+* **small**: a replay buffer (``purembrl.buffer.BufferState``) is stored up to its largest
+  ``size`` only (the rows past it are zeros, never written; checked bytewise before a cut, and
+  restored as zeros), so a checkpoint early in a run with a million-row buffer is not
+  mostly zeros;
 * **exact**: arrays are stored bit for bit; typed PRNG keys (``jax.random.key``) are stored as
   their key data with the implementation's name and rewrapped on load, so a restored run
   continues exactly where it stopped.
@@ -41,6 +45,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from purembrl.buffer import BufferState
+
 FORMAT = "purembrl-checkpoint-1"
 
 
@@ -68,6 +74,7 @@ def save(path: str | os.PathLike, tree: Any, arrays: dict[str, np.ndarray] | Non
     atomically (see the module docstring)."""
     path = os.fspath(path)
     leaves = jax.tree.leaves(tree)
+    cuts = _unfilled_rows(tree)
     stored: dict[str, np.ndarray] = {}
     key_impls: dict[str, str] = {}
     views: dict[str, str] = {}
@@ -83,13 +90,39 @@ def save(path: str | os.PathLike, tree: Any, arrays: dict[str, np.ndarray] | Non
         if is_key(leaf):
             key_impls[str(i)] = str(jax.random.key_impl(leaf))
             leaf = jax.random.key_data(leaf)
+        if str(i) in cuts:
+            axis, filled, _ = cuts[str(i)]
+            leaf = np.asarray(leaf)[(slice(None),) * axis + (slice(0, filled),)]
         put(f"leaf/{i}", leaf)
     for name, value in (arrays or {}).items():
         put(f"array/{name}", value)
     header = {"format": FORMAT, "num_leaves": len(leaves), "key_impls": key_impls,
-              "views": views, "sha256": _digest(stored), "meta": meta or {}}
+              "views": views, "cuts": cuts, "sha256": _digest(stored), "meta": meta or {}}
     stored["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     write_atomically(path, lambda f: np.savez(f, **stored))
+
+
+def _unfilled_rows(tree: Any) -> dict[str, tuple[int, int, int]]:
+    """``{leaf index: (axis, rows kept, capacity)}`` for the storage leaves of every replay
+    buffer in ``tree`` whose rows from the largest ``size`` on (over any leading seed or sweep
+    axes) are all zero bytes, so that they can be left out and restored exactly."""
+    cuts: dict[str, tuple[int, int, int]] = {}
+    start = 0
+    for node in jax.tree.leaves(tree, is_leaf=lambda x: isinstance(x, BufferState)):
+        count = len(jax.tree.leaves(node))
+        if isinstance(node, BufferState):
+            size = np.asarray(node.size)
+            axis, filled = size.ndim, int(size.max(initial=0))
+            for j, leaf in enumerate(jax.tree.leaves(node.data)):
+                if is_key(leaf):
+                    continue
+                leaf = np.asarray(leaf)
+                capacity = leaf.shape[axis]
+                tail = leaf[(slice(None),) * axis + (slice(filled, None),)]
+                if filled < capacity and not np.ascontiguousarray(tail).view(np.uint8).any():
+                    cuts[str(start + j)] = (axis, filled, capacity)
+        start += count
+    return cuts
 
 
 def write_atomically(path: str | os.PathLike, write: Callable[[Any], None],
@@ -166,6 +199,11 @@ def load(path: str | os.PathLike, template: Any,
                               f"run's state has {len(leaves)}: it was written by other code or "
                               "another configuration")
     restored = []
+    for i, (axis, filled, capacity) in header.get("cuts", {}).items():
+        kept = stored[f"leaf/{i}"]  # the filled rows; the rest were zeros
+        shape = list(kept.shape)
+        shape[axis] = capacity - filled
+        stored[f"leaf/{i}"] = np.concatenate([kept, np.zeros(shape, kept.dtype)], axis=axis)
     on_device = jax.device_put([stored[f"leaf/{i}"] for i in range(len(leaves))])
     for i, (like, value) in enumerate(zip(leaves, on_device, strict=True)):
         impl = header["key_impls"].get(str(i))

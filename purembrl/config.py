@@ -16,6 +16,7 @@ skipped: they were checked when the concrete config was built.
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from collections.abc import Callable, Mapping
 from types import UnionType
@@ -201,7 +202,8 @@ def check_types(config: Any) -> None:
             continue
         hint = ""
         if isinstance(value, dict) and choices:
-            hint = f" (build one: {choices[0].__name__}(**{{...}}))"
+            hint = (f" (build one: {choices[0].__name__}(**{{...}}); or merge into the "
+                    f"current one: purembrl.config.update(config, {f.name}={{...}}))")
         elif isinstance(value, list) and (kind is tuple or typing.get_origin(kind) is tuple):
             hint = " (a list is not accepted: write a tuple)"
         raise ValueError(f"{f.name}={value!r} is invalid: allowed {_describe(kind)}{hint}")
@@ -402,3 +404,117 @@ def from_dict(config_cls: type, data: dict[str, Any]) -> Any:
             value = from_dict(by_name[tag] if tag else choices[0], value)
         values[name] = _tuples(value)
     return config_cls(**values)
+
+
+
+def field_docs(config_cls: type) -> dict[str, str]:
+    """Each field's documentation, one line: the first sentence of its entry in the
+    ``Attributes:`` section of the class's docstring, or of the nearest base class's that
+    documents it. An entry starts a line or follows a sentence (``a: text. b: text``); several
+    fields may share one (``a, b: text`` or ``a / b: text``). A field documented nowhere maps
+    to ``""`` (``tests/test_docs.py`` requires none)."""
+    names = [f.name for f in dataclasses.fields(config_cls)]
+    found: dict[str, str] = {}
+    for cls in type.mro(config_cls):
+        for name, text in _attributes(cls.__dict__.get("__doc__") or "", names).items():
+            found.setdefault(name, text)
+    return {name: _first_sentence(found.get(name, "")) for name in names}
+
+
+def _attributes(doc: str, names: list[str]) -> dict[str, str]:
+    """``{field: text}`` from a docstring's ``Attributes:`` section (Google style)."""
+    lines = doc.expandtabs().splitlines()
+    starts = [i for i, line in enumerate(lines) if line.strip() == "Attributes:"]
+    if not starts:
+        return {}
+    section, indent = [], None
+    for line in lines[starts[0] + 1:]:
+        if not line.strip():
+            continue
+        depth = len(line) - len(line.lstrip())
+        indent = depth if indent is None else indent
+        if depth < indent:
+            break  # the section ended
+        section.append(line.strip())
+    text = " ".join(section)
+    field = "|".join(sorted(map(re.escape, names), key=len, reverse=True))
+    marker = re.compile(rf"(?:^|(?<=[.;] ))((?:{field})(?:(?:, | / )(?:{field}))*): ")
+    found = list(marker.finditer(text))
+    entries: dict[str, str] = {}
+    for match, after in zip(found, found[1:] + [None], strict=True):
+        body = text[match.end():after.start() if after else len(text)].strip()
+        for name in re.split(", | / ", match.group(1)):
+            entries.setdefault(name, body)
+    return entries
+
+
+def _first_sentence(text: str) -> str:
+    """Up to the first full stop followed by a space, outside parentheses and not part of an
+    ellipsis."""
+    depth = 0
+    for i, char in enumerate(text):
+        depth += (char in "([") - (char in ")]")
+        if (char == "." and depth == 0 and text[i + 1:i + 2] in (" ", "")
+                and text[i - 1:i] != "."):
+            return text[:i + 1]
+    return text
+
+
+def describe(config: Any) -> list[str]:
+    """The resolved config, one line per field, nested configs' fields dotted as ``--set``
+    names them: ``name = value  # the first sentence of the field's documentation``."""
+    rows: list[tuple[str, str, str]] = []
+
+    def walk(value: Any, prefix: str) -> None:
+        docs = field_docs(type(value))
+        for f in dataclasses.fields(value):
+            item = getattr(value, f.name)
+            if dataclasses.is_dataclass(item):
+                rows.append((prefix + f.name, short_name(type(item)), docs[f.name]))
+                walk(item, f"{prefix}{f.name}.")
+            else:
+                shown = np.asarray(item).tolist() if isinstance(item, np.ndarray | jax.Array) \
+                    else item
+                rows.append((prefix + f.name, repr(shown), docs[f.name]))
+
+    walk(config, "")
+    width = max(len(f"{name} = {value}") for name, value, _ in rows)
+    return [f"{name} = {value}".ljust(width) + f"  # {doc}" if doc else f"{name} = {value}"
+            for name, value, doc in rows]
+
+
+def update(config: Any, **changes: Any) -> Any:
+    """``config`` with ``changes``, where a nested config given as a dict *merges* into the
+    current one, as ``--set model.num_members=5`` does: ``update(mbpo_config,
+    model={"num_members": 5})`` keeps every other field of the preset's model (its
+    ``batch_size=32`` on CartPole), while ``config.replace(model=EnsembleConfig(num_members=5))``
+    replaces the whole nested config with that class's defaults. Dicts merge at any depth; a
+    config object, as with ``replace``, replaces. ``ValueError`` names an unknown field, a dict
+    for a field that holds no config, and a dict for a nested config that is ``None`` (give an
+    object: there is nothing to merge into)."""
+    return _update(config, changes, "")
+
+
+def _update(config: Any, changes: Mapping[str, Any], prefix: str) -> Any:
+    types = field_types(type(config))
+    values = {}
+    for name, value in changes.items():
+        if name not in types:
+            raise ValueError(f"unknown field {prefix + name!r}: {type(config).__name__} has no "
+                             f"such field; its fields are: {', '.join(sorted(types))}")
+        if isinstance(value, Mapping):
+            current = getattr(config, name)
+            if not config_choices(types[name]):
+                raise ValueError(f"{prefix}{name}={dict(value)!r} is invalid: {name} holds no "
+                                 "config to merge into")
+            if current is None:
+                raise ValueError(f"{prefix}{name}={dict(value)!r} is invalid: {name} is None, "
+                                 "nothing to merge into (give a config object)")
+            value = _update(current, value, f"{prefix}{name}.")
+        values[name] = value
+    try:
+        return config.replace(**values)
+    except ValueError as err:  # name the field as given: model.num_members=0 ...
+        if prefix and str(err).split("=")[0] in types:
+            raise ValueError(f"{prefix}{err}") from None
+        raise

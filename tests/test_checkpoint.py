@@ -371,3 +371,37 @@ def test_a_crash_while_writing_results_leaves_the_previous_files_whole(tmp_path,
     json.loads((tmp_path / "metrics.json").read_text())  # still whole
     checkpoint.read(tmp_path / run.CHECKPOINT)
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_replay_buffers_are_stored_up_to_their_size_and_restored_exactly(tmp_path):
+    """A buffer's unfilled rows (zeros) are left out of the file and restored as zeros; rows
+    past the size that are not zero bytes (here a -0.0) keep the whole leaf."""
+    from purembrl import buffer
+
+    example = {"obs": jnp.zeros(3), "done": jnp.zeros((), bool)}
+    one = buffer.init(example, 1000)
+    batch = {"obs": jnp.arange(30.0).reshape(10, 3), "done": jnp.arange(10) % 2 == 0}
+    full = buffer.add(buffer.init(example, 8), batch)  # wrapped: nothing to leave out
+    seeds = jax.tree.map(lambda a, b: jnp.stack([a, b]), buffer.add(one, batch),
+                         buffer.add(one, jax.tree.map(lambda x: x[:4], batch)))
+    tree = {"replay": seeds, "full": full, "weights": jnp.ones((2, 5)),
+            "keys": jax.random.split(jax.random.key(1), 2)}
+    path = tmp_path / "c.npz"
+    checkpoint.save(path, tree)
+    size = os.path.getsize(path)
+    restored, _, _ = checkpoint.load(path, jax.eval_shape(lambda: tree))
+    for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(tree), strict=True):
+        if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+            a, b = jax.random.key_data(a), jax.random.key_data(b)
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(np.atleast_1d(a).view(np.uint8),
+                                      np.atleast_1d(b).view(np.uint8))
+    assert size < 20_000  # 2 x 1000 rows of 3 floats alone would be 24 kB
+    cut = checkpoint.read(path)[1]["cuts"]
+    assert sorted(v[1] for v in cut.values()) == [10, 10]  # obs and done: the largest size
+    signed = tree | {"replay": seeds.replace(data=seeds.data | {
+        "obs": seeds.data["obs"].at[0, 500, 0].set(-0.0)})}
+    checkpoint.save(path, signed)
+    restored, _, _ = checkpoint.load(path, jax.eval_shape(lambda: signed))
+    assert np.signbit(restored["replay"].data["obs"][0, 500, 0])  # kept bit for bit
+    assert len(checkpoint.read(path)[1]["cuts"]) == 1  # done only

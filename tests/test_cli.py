@@ -22,6 +22,22 @@ def test_list_names_algorithms_envs_and_defaults():
     assert "planning_steps=5" in out.stdout
 
 
+def test_list_algo_prints_the_resolved_config_for_an_env_with_each_fields_doc():
+    out = cli("list", "mbpo", "--env", "CartPole-v1", "--set", "model.num_members=5")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "config for CartPole-v1 (its preset)" in lines[1]
+    row = {line.split(" = ")[0].strip(): line for line in lines[2:]}
+    assert "learner.target_period" in row and "# updates between periodic" in \
+        row["learner.target_period"]  # the preset's DQN learner, every nested field
+    assert row["model.num_members"].split("#")[0].split("=")[1].strip() == "5"  # --set applied
+    assert row["batch_size"].split("#")[0].split("=")[1].strip() == "128"  # the preset's
+    assert all("  # " in line for line in lines[2:])  # every field documented
+    bad = cli("list", "dyna_q", "--env", "Pendulum-v1")
+    assert bad.returncode == 2 and "env='Pendulum-v1' is invalid" in bad.stderr
+    assert bad.stderr.count("\n") == 1
+
+
 def test_train_writes_metrics_with_a_seed_axis(tmp_path):
     out = cli("train", "dyna_q", "--env", "DynaMaze", "--seeds", "3", "--set",
               "planning_steps=50", "--set", "num_episodes=6", "--out", str(tmp_path / "run"))
@@ -31,6 +47,8 @@ def test_train_writes_metrics_with_a_seed_axis(tmp_path):
     assert len(steps) == 3 and all(len(row) == 6 for row in steps)
     assert saved["_run"]["config"]["planning_steps"] == 50
     assert "median and interquartile range over 3 seeds" in out.stdout
+    assert "[dyna_q] seeds 3: config env=DynaMaze, num_episodes=6," in out.stderr  # at start
+    assert "planning_steps=50," in out.stderr
 
 
 @pytest.mark.parametrize("args, message", [
@@ -85,8 +103,8 @@ def test_mbpo_command_line_contract(tmp_path):
     (["--set", "model.bogus=1"], "unknown field 'model.bogus'"),
     (["--set", "learner=dqn"], "learner=DQNConfig is invalid for this env: its actions are "
                                 "continuous"),
-    (["--set", "learner.eps_decay_steps=10"], "learner.eps_decay_steps: SACConfig has no such "
-                                              "field"),
+    (["--set", "learner.eps_decay_steps=10"], "learner.eps_decay_steps': SACConfig has no "
+                                              "such field"),
     (["--set", "learner.bogus=1"], "unknown field 'learner.bogus'"),
     (["--set", "learner=1"], "learner='1' is invalid: allowed one of sac, dqn, naf"),
 ])

@@ -141,3 +141,72 @@ def test_the_shared_off_policy_fields_are_declared_and_checked_once(name):
             algo.Config.for_env(env="MountainCarContinuous-v0", known_reward=True)
     config_ = algo.Config.for_env(total_steps=algo.Config.for_env().initial_random_steps + 1)
     assert config_.num_iterations == 1
+
+
+def test_field_docs_reads_attribute_sections_inline_shared_and_inherited():
+    from flax import struct
+
+    from purembrl.config import describe, field_docs, static
+
+    @struct.dataclass
+    class Base:
+        """Base.
+
+        Attributes:
+          a: the first. More about a.
+          b, c: two fields at once (one entry). d: inline after a sentence.
+        """
+
+        a: int = static(1)
+        b: int = static(2)
+        c: int = static(3)
+        d: float = 0.5
+
+    @struct.dataclass
+    class Child(Base):
+        """Child.
+
+        Attributes:
+          a: overridden here (e.g. for a child's own meaning). Not this sentence.
+          e: a list ... with an ellipsis. Not this.
+        """
+
+        e: str = static("x")
+        f: int = static(0)
+
+    docs = field_docs(Child)
+    assert docs == {"a": "overridden here (e.g. for a child's own meaning).",
+                    "b": "two fields at once (one entry).", "c": "two fields at once (one entry).",
+                    "d": "inline after a sentence.", "e": "a list ... with an ellipsis.", "f": ""}
+    lines = describe(Child())
+    assert lines[0].startswith("a = 1 ") and lines[0].endswith("# overridden here (e.g. for a "
+                                                               "child's own meaning).")
+    assert lines[-1] == "f = 0"  # undocumented: no comment
+
+
+def test_update_merges_nested_dicts_into_the_preset_where_replace_replaces():
+    """``config.update(c, model={...})`` merges like ``--set model.x=``; ``replace`` with an
+    object replaces the whole nested config (issue 22's dropped preset field)."""
+    from purembrl.algos import mbpo
+    from purembrl.config import update
+    from purembrl.dynamics import EnsembleConfig
+
+    preset = mbpo.Config.for_env("Pendulum-v1")
+    assert preset.model.batch_size == 32 != EnsembleConfig().batch_size  # the preset's
+    merged = update(preset, model={"num_members": 5, "num_elites": 3},
+                    total_steps=preset.total_steps + 1)
+    assert merged.model == preset.model.replace(num_members=5, num_elites=3)
+    assert merged.model.batch_size == 32  # kept
+    assert merged.total_steps == preset.total_steps + 1
+    replaced = preset.replace(model=EnsembleConfig(num_members=5, num_elites=3))
+    assert replaced.model.batch_size == 256  # the class default: the preset's 32 is gone
+    with pytest.raises(ValueError, match="unknown field 'model.nope': EnsembleConfig has no"):
+        update(preset, model={"nope": 1})
+    with pytest.raises(ValueError, match=r"^model.num_members=0 is invalid"):
+        update(preset, model={"num_members": 0})
+    with pytest.raises(ValueError, match="total_steps holds no config"):
+        update(preset, total_steps={"a": 1})
+    with pytest.raises(ValueError, match="learner is None, nothing to merge into"):
+        update(preset.replace(learner=None), learner={"actor_lr": 1e-4})
+    with pytest.raises(ValueError, match=r"purembrl.config.update\(config, model="):
+        preset.replace(model={"num_members": 5})  # a dict is refused by the constructor

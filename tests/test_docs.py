@@ -30,6 +30,37 @@ def test_every_public_function_and_class_has_a_docstring():
     assert not missing, missing
 
 
+def _config_classes():
+    """Every algorithm's Config and every config class its fields may hold (each learner)."""
+    from purembrl import algos
+    from purembrl.config import config_choices, field_types
+
+    seen: list[type] = []
+
+    def walk(cls):
+        if cls not in seen:
+            seen.append(cls)
+            for kind in field_types(cls).values():
+                for nested in config_choices(kind):
+                    walk(nested)
+
+    for name in algos.ALGORITHMS:
+        walk(algos.get(name).Config)
+    return seen
+
+
+def test_every_config_field_is_documented():
+    """``list ALGO`` prints one line of documentation per field, read from the Attributes
+    sections of the config classes (``purembrl.config.field_docs``): none may be missing."""
+    from purembrl.config import field_docs
+
+    classes = _config_classes()
+    assert len(classes) >= 14
+    missing = [f"{c.__module__}.{c.__name__}.{name}" for c in classes
+               for name, doc in field_docs(c).items() if not doc]
+    assert not missing, missing
+
+
 @pytest.mark.skipif(importlib.util.find_spec("brax") is None, reason="documents brax_env too")
 def test_the_api_page_is_up_to_date():
     assert make_api.main(["--check"]) == 0, "run: python docs/make_api.py"

@@ -91,8 +91,10 @@ class ModelBasedConfig(OffPolicyConfig):
 
     Attributes:
       model_train_freq: trained steps between model fits (MBPO's 250).
-      known_reward / known_termination: use ``purembrl.envs.known``'s functions for this env
-        instead of learning them (MBPO's practice for the termination).
+      known_reward: use ``purembrl.envs.known``'s reward function for this env instead of
+        learning the reward.
+      known_termination: use ``purembrl.envs.known``'s termination function for this env
+        instead of learning it (MBPO's practice).
       model: the probabilistic ensemble (``purembrl.dynamics.EnsembleConfig``).
     """
 

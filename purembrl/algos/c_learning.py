@@ -76,8 +76,8 @@ class Config(Presets):
         end when it does not divide the budget.
       initial_random_steps: uniformly random steps collected first (whole episodes).
       episode_length: steps per episode (fixed; replaces the env's limit).
-      episodes_per_round: episodes collected in parallel per round;
-        ``updates_per_round`` gradient steps follow each round.
+      episodes_per_round: episodes collected in parallel per round.
+      updates_per_round: gradient steps after each round.
       batch_size: transitions per step. capacity_episodes: episodes the buffer holds.
       hidden_sizes: actor and critic layers. repr_dim: contrastive representation size.
       actor_lr, critic_lr: Adam step sizes. gamma: discount of the future distribution.

@@ -330,6 +330,7 @@ def drive(batch: Batch, options: Options):
                                          batch.num_iterations, num_runs)
     check_memory(total, description, available_memory())
     if progress:
+        print(config_text(batch.label, batch.identity), file=sys.stderr)
         print(f"{batch.label}: memory {description}", file=sys.stderr, flush=True)
         if batch.num_iterations > 0:
             print(f"{batch.label}: compiling, then the first chunk ({chunk} of "
@@ -371,6 +372,20 @@ def drive(batch: Batch, options: Options):
     if not pieces:
         raise ValueError("the run has no iterations to report")
     return to_host(carry), concat(pieces), seconds, done
+
+
+def config_text(label: str, identity: dict[str, Any]) -> str:
+    """The run's resolved config (every field, presets applied, nested fields dotted), wrapped
+    at 100 columns, as a run prints it at the start; a sweep's swept fields read ``<swept>``.
+    ``metrics.json`` stores the same under ``_run``."""
+    import textwrap
+
+    configs = identity.get("sweep") or [identity.get("config", {})]
+    rows = [report.flat(c) for c in configs]
+    text = ", ".join(f"{k}=<swept>" if any(r.get(k) != v for r in rows) else f"{k}={v}"
+                     for k, v in rows[0].items())
+    return textwrap.fill(text, width=100, initial_indent=f"{label}: config ",
+                         subsequent_indent="  ", break_on_hyphens=False)
 
 
 def all_diverged(metrics: dict[str, np.ndarray]) -> int | None:

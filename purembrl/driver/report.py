@@ -267,5 +267,8 @@ def flat(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def algo_name(algo) -> str:
-    """The registry name of an algorithm module (``purembrl.algos.mbpo`` -> ``mbpo``)."""
-    return algo.__name__.rsplit(".", 1)[-1]
+    """The registry name of an algorithm module (``purembrl.algos.mbpo`` -> ``mbpo``; a
+    registered module's registered name)."""
+    from purembrl import algos
+
+    return algos.name_of(algo)

@@ -28,15 +28,20 @@ class EnsembleConfig:
 
     Attributes:
       num_members: E, ensemble size. num_elites: members used for sampling.
-      hidden_sizes: widths of the hidden layers. activation: one of ``networks.ACTIVATIONS``.
-      learn_reward / learn_termination: model the reward / a termination logit. Switch off when
-        ``reward_fn`` / ``termination_fn`` are given to ``sample_step``.
+      hidden_sizes: widths of the hidden layers.
+      activation: hidden activation, one of ``purembrl.networks.ACTIVATIONS``.
+      learn_reward: the members also predict the reward (off when ``reward_fn`` is given to
+        ``sample_step``).
+      learn_termination: the members also predict a termination logit (off when
+        ``termination_fn`` is given to ``sample_step``).
       learning_rate: Adam step size. weight_decay: L2 coefficient per layer (hidden..., output);
         a single float applies to every layer; None (default) gives MBPO's
         (2.5e-5, 5e-5, 7.5e-5, 7.5e-5, 1e-4) for 4 hidden layers, and the same rise from 2.5e-5
         to 1e-4 spread over the layers of other depths.
       logvar_penalty: weight of the log-variance bound penalty.
-      batch_size: minibatch per member. holdout_ratio / max_holdout: validation split.
+      batch_size: minibatch per member.
+      holdout_ratio: share of the data held out to validate each fit.
+      max_holdout: most transitions held out.
       max_epochs: bound on epochs per fit (jit needs one). patience: epochs without improvement
         before stopping. improvement_threshold: relative improvement that counts (0.01 = 1%).
       sgd_block: SGD steps per iteration of an epoch's minibatch loop, a performance setting

@@ -6,6 +6,11 @@ The library's own environments (``DynaMaze``, ``BlockingMaze``, ``ShortcutMaze``
 Gaussian noise on each next angular velocity) come first;
 any other name is passed to ``gymnax.make``. Tabular environments additionally expose
 ``num_states`` and ``obs_to_index(obs)`` (used by the tabular algorithms).
+
+A user's own environment (any class with gymnax's interface: ``reset``, ``step``,
+``action_space``, ``observation_space``, ``default_params``) joins with
+``register(name, make_fn)``; every algorithm and command then takes the name like a built-in
+one (from the command line: ``--import MODULE`` runs the module that registers it).
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ OWN_ENVS: dict[str, Callable[[], Any]] = {
 }
 
 
+_REGISTERED: dict[str, Callable[[], Any]] = {}
+
 BRAX_PREFIX = "brax-"
 BRAX_TASKS = ("inverted_pendulum", "hopper", "halfcheetah", "walker2d", "ant")
 
@@ -42,20 +49,52 @@ BRAX_TASKS = ("inverted_pendulum", "hopper", "halfcheetah", "walker2d", "ant")
 def names() -> list[str]:
     """Every environment name ``make`` accepts (Brax's need the optional ``brax``)."""
     return (list(OWN_ENVS) + [n for n in gymnax.registered_envs if n not in OWN_ENVS]
-            + [BRAX_PREFIX + t for t in BRAX_TASKS])
+            + [BRAX_PREFIX + t for t in BRAX_TASKS] + list(_REGISTERED))
+
+
+def register(name: str, make_fn: Callable[[], Any], *, overwrite: bool = False) -> None:
+    """Make ``make_fn()`` known as environment ``name`` to ``make`` and so to every algorithm
+    and command. ``make_fn`` takes no arguments and returns a gymnax-style environment (its
+    ``default_params`` are used) or an ``(env, params)`` pair, so a variant of an existing
+    environment is one line: ``register("Pendulum-heavy", lambda: (env, params.replace(
+    m=2.0)))``. Nothing is built here (``make`` calls ``make_fn`` each time).
+
+    ``ValueError`` for a name that is empty or not a string, a ``make_fn`` that is not
+    callable, or a name taken by a library, gymnax or Brax environment (always) or by another
+    registration (unless ``overwrite``). A run stores the name: loading it later needs the
+    same registration first."""
+    if not isinstance(name, str) or not name.strip() or name != name.strip():
+        raise ValueError(f"name={name!r} is invalid: allowed a non-empty string without "
+                         "surrounding spaces")
+    if not callable(make_fn):
+        raise ValueError(f"make_fn={make_fn!r} is invalid: allowed a function of no arguments "
+                         "returning an env or (env, params)")
+    if name in OWN_ENVS or name in gymnax.registered_envs or name.startswith(BRAX_PREFIX):
+        raise ValueError(f"name={name!r} is taken by a built-in environment")
+    if name in _REGISTERED and _REGISTERED[name] is not make_fn and not overwrite:
+        raise ValueError(f"name={name!r} is already registered (overwrite=True replaces it)")
+    _REGISTERED[name] = make_fn
 
 
 def check_name(name: str) -> None:
     """``ValueError`` for a name ``make`` does not accept; builds nothing (a config checks its
     env with it, since JAX reconstructs configs far more often than training is built). A
     ``brax-TASK`` name passes: Brax's own registry is read when the env is built."""
-    if not (name in OWN_ENVS or name in gymnax.registered_envs
+    if not (name in OWN_ENVS or name in gymnax.registered_envs or name in _REGISTERED
             or (name.startswith(BRAX_PREFIX) and len(name) > len(BRAX_PREFIX))):
         raise ValueError(f"unknown env {name!r}; known envs: {', '.join(names())}")
 
 
 def make(name: str) -> tuple[Any, Any]:
-    """``(env, default_params)`` for a library, gymnax or ``brax-TASK`` environment name."""
+    """``(env, default_params)`` for a library, gymnax, ``brax-TASK`` or registered
+    environment name."""
+    if name in _REGISTERED:
+        made = _REGISTERED[name]()
+        env, params = made if isinstance(made, tuple) else (made, None)
+        if not all(hasattr(env, a) for a in ("reset", "step", "action_space")):
+            raise ValueError(f"env {name!r}: its make_fn returned {type(env).__name__}, not a "
+                             "gymnax-style environment (reset, step, action_space)")
+        return env, env.default_params if params is None else params
     if name in OWN_ENVS:
         env = OWN_ENVS[name]()
         return env, env.default_params
@@ -77,4 +116,4 @@ def make(name: str) -> tuple[Any, Any]:
 
 
 __all__ = ["BlockingMaze", "DynaMaze", "FourRoomObjects", "GridMaze", "NoisyPendulum", "PointMaze",
-           "ShortcutMaze", "check_name", "make", "names"]
+           "ShortcutMaze", "check_name", "make", "names", "register"]

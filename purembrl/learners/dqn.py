@@ -29,7 +29,26 @@ class DQNConfig:
     Learning rate: constant (``lr_decay_updates=0``), or decayed linearly from
     ``learning_rate`` to ``learning_rate * lr_end_fraction`` over ``lr_decay_updates``
     updates and constant after (optax.linear_schedule), the annealing PPO and many DQN
-    baselines use so that the final policy stops moving."""
+    baselines use so that the final policy stops moving.
+
+    Attributes:
+      hidden_sizes: widths of the Q-network's hidden layers.
+      activation: hidden activation, one of ``purembrl.networks.ACTIVATIONS``.
+      loss: the TD loss, ``"huber"`` or ``"mse"``.
+      double_q: the online network picks the target's action (van Hasselt et al. 2016).
+      target_update: ``"polyak"`` (every update, rate ``tau``) or ``"periodic"`` (a copy every
+        ``target_period`` updates).
+      target_period: updates between periodic target copies.
+      learning_rate: Adam step size (the start of the decay, when there is one).
+      gamma: discount.
+      tau: Polyak rate of the target network.
+      max_grad_norm: global gradient-norm clip.
+      eps_start: exploration rate at step 0.
+      eps_end: exploration rate after ``eps_decay_steps``.
+      eps_decay_steps: trained steps of the linear epsilon decay.
+      lr_decay_updates: updates of the linear learning-rate decay (0: a constant rate).
+      lr_end_fraction: the rate at the decay's end, as a fraction of ``learning_rate``.
+    """
 
     hidden_sizes: tuple[int, ...] = static((64, 64))
     activation: str = static("relu")

@@ -38,7 +38,20 @@ class NAFConfig:
     explains Q's variation over them with a tiny P(s) = L L^T and a far mu, P's exp-
     parameterised diagonal then has no gradient left, and the clipped greedy action is a bound
     in every state (benchmarks/RESULTS.md, "MBA's advantage collapse"). The weight is static:
-    the term is only built when it is non-zero, so a run without it compiles as before."""
+    the term is only built when it is non-zero, so a run without it compiles as before.
+
+    Attributes:
+      hidden_sizes: widths of the shared hidden layers of V, mu and L.
+      activation: hidden activation, one of ``purembrl.networks.ACTIVATIONS``.
+      learning_rate: Adam step size.
+      gamma: discount.
+      tau: Polyak rate of the target V.
+      exploration_noise: standard deviation of the Gaussian noise added to mu(s) while acting,
+        in units of half the action range.
+      max_grad_norm: global gradient-norm clip.
+      mu_bound_penalty: weight of the quadratic penalty on mu outside the action bounds (0:
+        none; see above).
+    """
 
     hidden_sizes: tuple[int, ...] = static((200, 200))
     activation: str = static("relu")

@@ -27,7 +27,22 @@ from purembrl.types import Transition
 
 @struct.dataclass
 class SACConfig:
-    """SAC hyperparameters; defaults are Haarnoja et al. 2018 (Table 1), 256 x 256 ReLU."""
+    """SAC hyperparameters; defaults are Haarnoja et al. 2018 (Table 1), 256 x 256 ReLU.
+
+    Attributes:
+      hidden_sizes: widths of the actor's and each critic's hidden layers.
+      activation: hidden activation, one of ``purembrl.networks.ACTIVATIONS``.
+      num_critics: Q-networks whose minimum is the target (clipped double Q; 2 in the paper).
+      actor_lr: Adam step size of the policy.
+      critic_lr: Adam step size of the Q-networks.
+      alpha_lr: Adam step size of the log temperature (when ``autotune_alpha``).
+      gamma: discount.
+      tau: Polyak rate of the target Q-networks.
+      init_alpha: the entropy temperature at the start.
+      target_entropy_scale: the target entropy is ``-scale * action_dim`` (1: the paper's).
+      autotune_alpha: learn the temperature against the target entropy; False keeps
+        ``init_alpha``.
+    """
 
     hidden_sizes: tuple[int, ...] = static((256, 256))
     activation: str = static("relu")

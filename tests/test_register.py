@@ -1,0 +1,131 @@
+"""A user's own environments and algorithms (``envs.register``, ``algos.register``) through
+``run.run``, ``run.load_policy`` and every command of the command line (``--import``)."""
+
+import json
+import os
+import subprocess
+import sys
+import types
+
+import gymnax
+import jax
+import numpy as np
+import pytest
+
+from purembrl import algos, envs, run
+from purembrl.algos import dqn
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLE = os.path.join(ROOT, "examples", "custom_parts.py")
+ENV = {**os.environ, "JAX_PLATFORMS": "cpu"}
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "purembrl", *args], capture_output=True,
+                          text=True, env=ENV, cwd=cwd, timeout=600)
+
+
+def short_cartpole():
+    env, params = gymnax.make("CartPole-v1")
+    return env, params.replace(max_steps_in_episode=50)
+
+
+def test_a_registered_env_trains_under_its_name_with_its_params():
+    envs.register("CartPole-short", short_cartpole)
+    envs.register("CartPole-short", short_cartpole)  # the same function again: a no-op
+    assert "CartPole-short" in envs.names()
+    env, params = envs.make("CartPole-short")
+    assert params.max_steps_in_episode == 50
+    config = dqn.Config.for_env("CartPole-short", total_steps=300, eval_every=150,
+                                initial_random_steps=100, eval_episodes=2, buffer_size=1000)
+    result = run.run(dqn, config, 2, progress=False, table=False)
+    assert np.all(result.metrics["eval_length"] <= 50)  # the registered params are used
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: envs.register("CartPole-v1", short_cartpole), "taken by a built-in environment"),
+    (lambda: envs.register("DynaMaze", short_cartpole), "taken by a built-in environment"),
+    (lambda: envs.register(" x", short_cartpole), "non-empty string"),
+    (lambda: envs.register("x", 3), "make_fn=3 is invalid"),
+    (lambda: envs.register("CartPole-short", lambda: None), "already registered"),
+])
+def test_bad_env_registrations_are_refused(call, message):
+    envs.register("CartPole-short", short_cartpole)
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_a_registered_env_that_is_not_an_env_is_refused_when_made():
+    envs.register("not-an-env", lambda: object())
+    with pytest.raises(ValueError, match="not a gymnax-style environment"):
+        envs.make("not-an-env")
+
+
+def _module(name, **parts):
+    module = types.ModuleType(name)
+    for part in algos.CONTRACT:
+        setattr(module, part, parts.get(part, getattr(dqn, part)))
+    return module
+
+
+def test_a_registered_algorithm_runs_checkpoints_and_loads_by_its_name(tmp_path):
+    mine = _module("users_dqn")
+    assert algos.register(mine) == "users_dqn"
+    assert algos.register(mine) == "users_dqn"  # again: a no-op
+    assert algos.get("users_dqn") is mine and "users_dqn" in algos.names()
+    config = dqn.Config.for_env(total_steps=300, eval_every=150, initial_random_steps=100,
+                                eval_episodes=2, buffer_size=1000)
+    result = run.run(mine, config, 2, out=str(tmp_path / "run"), progress=False, table=False)
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["_run"]["algorithm"] == "users_dqn"
+    policy, loaded = run.load_policy(tmp_path / "run", index=1)
+    assert loaded == config
+    obs = np.zeros((3, 4), np.float32)
+    actions = policy(jax.random.key(0), obs)
+    state_1 = jax.tree.map(lambda x: x[1], result.state)
+    np.testing.assert_array_equal(actions, dqn.policy(state_1, config)(jax.random.key(0), obs))
+
+
+@pytest.mark.parametrize("module, name, message", [
+    (types.ModuleType("half"), None, "lacks Config, make_loop, make_train, policy"),
+    (_module("ok"), "mbpo", "taken by purembrl's own algorithm"),
+    (_module("ok"), "not a name", "allowed a Python identifier"),
+    (_module("other"), "users_dqn", "taken by users_dqn"),
+])
+def test_bad_algorithm_registrations_are_refused(module, name, message):
+    algos.register(_module("users_dqn"), overwrite=True)
+    with pytest.raises(ValueError, match=message):
+        algos.register(module, name)
+
+
+def test_the_example_registers_an_env_and_an_algorithm_for_every_command(tmp_path):
+    """``--import examples/custom_parts.py``: ``list``, ``train`` and ``eval`` know
+    ``mbpo_annealed`` and ``Pendulum-heavy``; without the import ``eval`` says how to make
+    them known (one line, exit 2)."""
+    out = str(tmp_path / "run")
+    listing = cli("list", "mbpo_annealed", "--env", "Pendulum-heavy", "--import", EXAMPLE)
+    assert listing.returncode == 0, listing.stderr
+    assert "anneal_steps = 2000" in listing.stdout and "# environment steps over" in \
+        listing.stdout
+    tiny = ["--set", "total_steps=400", "--set", "eval_every=200", "--set", "eval_episodes=1",
+            "--set", "initial_random_steps=200", "--set", "model.hidden_sizes=16,16",
+            "--set", "model.num_members=2", "--set", "model.num_elites=1", "--set",
+            "model.max_epochs=2", "--set", "updates_per_step=1", "--set",
+            "rollouts_per_step=4", "--set", "learner.hidden_sizes=16,16", "--set",
+            "anneal_steps=100", "--set", "batch_size=32", "--set", "model_train_freq=100"]
+    trained = cli("train", "mbpo_annealed", "--env", "Pendulum-heavy", "--seeds", "2",
+                  "--chunks", "2", *tiny, "--import", EXAMPLE, "--out", out, "--quiet")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["_run"]["algorithm"] == "mbpo_annealed"
+    assert saved["_run"]["config"]["env"] == "Pendulum-heavy"
+    assert saved["_run"]["config"]["anneal_steps"] == 100
+    evaluated = cli("eval", out, "--episodes", "1", "--import", EXAMPLE)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    unknown = cli("eval", out, "--episodes", "1")
+    assert unknown.returncode == 2
+    assert "unknown algorithm 'mbpo_annealed'" in unknown.stderr and "--import" in unknown.stderr
+    assert unknown.stderr.count("\n") == 1
+    missing = cli("train", "dqn", "--import", "no_such_module_here", "--out", str(tmp_path / "x"))
+    assert missing.returncode == 2 and "no module named 'no_such_module_here'" in missing.stderr
+    assert not (tmp_path / "x").exists()
