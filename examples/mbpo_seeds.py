@@ -14,8 +14,9 @@ import argparse
 import jax
 import numpy as np
 
-from purembrl import dynamics, run
+from purembrl import run
 from purembrl.algos import mbpo
+from purembrl.config import update
 
 
 def main():
@@ -37,8 +38,10 @@ def main():
 
     # 2. Edit and rerun through the driver: a smaller ensemble and rollouts of 3 steps. The
     #    driver adds the progress line, the table, the files and a checkpoint per chunk.
-    smaller = config.replace(model=dynamics.EnsembleConfig(num_members=5, num_elites=3),
-                             rollout_schedule=(1, 1, 3, 3))
+    #    `update` merges the dict into the preset's model (its batch size and the rest stay);
+    #    `config.replace(model=EnsembleConfig(...))` would start from the class's defaults.
+    smaller = update(config, model={"num_members": 5, "num_elites": 3},
+                     rollout_schedule=(1, 1, 3, 3))
     result = run.run(mbpo, smaller, args.seeds, out=args.out, num_chunks=4)
     print("final median return, edited config:",
           float(np.median(result.metrics["eval_return"][:, -1])))

@@ -181,8 +181,13 @@ def uninterrupted(tmp_path_factory):
 def test_killed_after_a_checkpoint_resumes_bit_identical(tmp_path, uninterrupted):
     killed = cli("--out", str(tmp_path), env={"PUREMBRL_KILL_AFTER_CHUNK": "7"})
     assert killed.returncode == -signal.SIGKILL
-    assert not (tmp_path / "metrics.json").exists()
     assert checkpoint.read_meta(tmp_path / run.CHECKPOINT)["done"] == 7 * 2  # 2 episodes a chunk
+    with open(tmp_path / "metrics.json") as f:  # rewritten after every chunk: the curve is kept
+        partial = json.load(f)
+    assert partial["_run"]["complete"] is False
+    assert partial["steps_per_episode"] == [row[:6 * 2] for row in
+                                            uninterrupted["steps_per_episode"]]  # chunks 1-6
+    assert len((tmp_path / "curve.csv").read_text().splitlines()) == 1 + 6 * 2
     resumed = cli("--resume", str(tmp_path))
     assert resumed.returncode == 0, resumed.stderr
     assert metrics_of(tmp_path) == uninterrupted

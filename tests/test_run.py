@@ -96,3 +96,28 @@ def test_out_that_is_a_file_is_refused(tmp_path):
     with pytest.raises(ValueError, match="exists and is not a directory"):
         run.prepare_out(path)
     assert path.read_text() == "keep me"
+
+
+def test_progress_fn_sees_every_chunk_and_the_files_are_rewritten_after_each(tmp_path):
+    """``progress_fn(iterations_done, metrics so far)`` after each chunk (brax's convention);
+    with ``out``, ``metrics.json`` and ``curve.csv`` hold the run so far after every chunk."""
+    config = dyna_q.Config.for_env(planning_steps=5, num_episodes=8)
+    seen = []
+
+    def progress_fn(done, metrics):
+        with open(tmp_path / "run" / "metrics.json") as f:
+            saved = json.load(f)
+        seen.append((done, metrics["steps_per_episode"].shape,
+                     len(saved["steps_per_episode"][0]), saved["_run"]["complete"]))
+
+    result = run.run(dyna_q, config, 3, out=str(tmp_path / "run"), num_chunks=4,
+                     progress=False, table=False, progress_fn=progress_fn)
+    assert seen == [(2, (3, 2), 2, False), (4, (3, 4), 4, False), (6, (3, 6), 6, False),
+                    (8, (3, 8), 8, False)]
+    with open(tmp_path / "run" / "metrics.json") as f:
+        assert json.load(f)["_run"]["complete"] is True  # the final write
+    np.testing.assert_array_equal(
+        run.run(dyna_q, config, 3, progress=False, table=False).metrics["steps_per_episode"],
+        result.metrics["steps_per_episode"])  # the callback changes nothing
+    with pytest.raises(ValueError, match="progress_fn=3 is invalid"):
+        run.run(dyna_q, config, 1, progress_fn=3)

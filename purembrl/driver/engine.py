@@ -222,6 +222,11 @@ class Options:
         from another run).
       stop_after_chunks: return after this many chunks of this call (the result's
         ``complete`` is then False unless the run ended).
+      progress_fn: called on the main process after every chunk (and its checkpoint) as
+        ``progress_fn(iterations_done, metrics)``, the metrics so far as NumPy arrays
+        ``[runs, iterations_done, ...]`` (brax's ``progress_fn`` convention): plug any logger
+        in. The run itself uses it to rewrite ``metrics.json`` and ``curve.csv`` after each
+        chunk, so a long run can be watched and a killed one keeps its curve.
     """
 
     out: str | os.PathLike | None = None
@@ -231,6 +236,7 @@ class Options:
     checkpoint: bool = True
     resume: bool = False
     stop_after_chunks: int | None = None
+    progress_fn: Any = None
 
     def __post_init__(self):
         if self.stop_after_chunks is not None and self.stop_after_chunks < 1:
@@ -238,6 +244,9 @@ class Options:
                              "allowed >= 1")
         if self.resume and self.out is None:
             raise ValueError("resume=True needs out, the directory holding the checkpoint")
+        if self.progress_fn is not None and not callable(self.progress_fn):
+            raise ValueError(f"progress_fn={self.progress_fn!r} is invalid: allowed a function "
+                             "(iterations_done, metrics) -> None")
 
     @property
     def checkpoint_path(self) -> str | None:
@@ -355,6 +364,7 @@ def drive(batch: Batch, options: Options):
             _save(batch, options, carry, pieces[0], done)
             if chunks_run == kill_after:
                 os.kill(os.getpid(), signal.SIGKILL)
+        interrupts.set_graceful(True)  # compiled and saved: a signal now waits for a chunk
         now = time.perf_counter()
         if progress:
             per_iteration = (now - last) / length  # the first chunk's includes compiling
@@ -362,7 +372,9 @@ def drive(batch: Batch, options: Options):
                                  now - start, eta=per_iteration * (batch.num_iterations - done),
                                  first=chunks_run == 1)
         last = now
-        interrupts.set_graceful(True)  # compiled and saved: a signal now waits for a chunk
+        if options.progress_fn is not None and is_main_process():
+            pieces = [concat(pieces)]
+            options.progress_fn(done, pieces[0])
         if "nonfinite" in metrics and bool(np.all(metrics["nonfinite"][:, -1])):
             break  # every run has diverged: nothing left to train (``all_diverged`` says so)
     interrupts.set_graceful(False)

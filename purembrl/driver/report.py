@@ -91,8 +91,9 @@ def sweep_table(result: Any) -> str:
 
 
 def write_results(out: str | os.PathLike, algo: ModuleType, config: Any, seed: int,
-                  result: Any) -> None:
-    """``metrics.json``, ``curve.csv`` and ``curve.png`` of a ``RunResult`` in ``out``.
+                  result: Any, plot: bool = True) -> None:
+    """``metrics.json``, ``curve.csv`` and (``plot``) ``curve.png`` of a ``RunResult`` in
+    ``out``, each written atomically.
 
     ``metrics.json`` maps each metric name to its nested list ``[num_seeds, num_iterations,
     ...]``; the key ``"_run"`` holds the algorithm, config, seed and wall-clock seconds.
@@ -121,15 +122,17 @@ def write_results(out: str | os.PathLike, algo: ModuleType, config: Any, seed: i
             row += [f"{s[i]:.6g}" for s in stats[n]]
         rows.append(",".join(row))
     atomic_write(os.path.join(out, "curve.csv"), "\n".join(rows) + "\n")
-    plot_curve(os.path.join(out, "curve.png"), metrics, result.curve,
-               title=f"{algo_name(algo)} on {getattr(config, 'env', '?')}")
+    if plot:
+        plot_curve(os.path.join(out, "curve.png"), metrics, result.curve,
+                   title=f"{algo_name(algo)} on {getattr(config, 'env', '?')}")
 
 
 def write_sweep(out: str | os.PathLike, algo: ModuleType, config: Any, seed: int,
-                result: Any) -> None:
+                result: Any, plot: bool = True) -> None:
     """``sweep.json`` (points, every metric ``[points, seeds, iterations, ...]``, the run),
-    ``sweep.csv`` (one row per point: fields, final median and quartiles) and ``sweep.png``
-    (median learning curve per point) of a ``SweepResult``, each written atomically."""
+    ``sweep.csv`` (one row per point: fields, final median and quartiles) and (``plot``)
+    ``sweep.png`` (median learning curve per point) of a ``SweepResult``, each written
+    atomically."""
     out = os.fspath(out)
     payload = {"points": plain(result.points),
                "metrics": {k: v.tolist() for k, v in result.metrics.items()},
@@ -144,6 +147,8 @@ def write_sweep(out: str | os.PathLike, algo: ModuleType, config: Any, seed: int
         stats = [f"{v:.6g}" for n in names for v in final_stats(result.metrics[n][i])]
         lines.append(",".join([str(point[f]) for f in fields] + stats))
     atomic_write(os.path.join(out, "sweep.csv"), "\n".join(lines) + "\n")
+    if not plot:
+        return
     curves = [(", ".join(f"{k}={v}" for k, v in point.items()),
                {k: v[i] for k, v in result.metrics.items()})
               for i, point in enumerate(result.points)]

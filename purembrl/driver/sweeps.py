@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from purembrl.config import as_dict, config_choices, field_types
-from purembrl.driver import engine, report
+from purembrl.driver import engine, report, training
 from purembrl.driver.devices import is_main_process
 
 
@@ -51,6 +51,15 @@ def sweep(algo: ModuleType, configs: Sequence[Any], num_seeds: int = 1, *,
     loop = algo.make_loop(configs[0])
     curve = engine.curve_of(algo, configs[0])
     num_points = len(configs)
+    if opts.out is not None:  # the results so far after every chunk, then the user's callback
+        def write(metrics, seconds):
+            shaped = {k: v.reshape(num_points, num_seeds, *v.shape[1:])
+                      for k, v in metrics.items()}
+            report.write_sweep(opts.out, algo, configs[0], seed,
+                               SweepResult(points, None, shaped, seconds, curve, False),
+                               plot=False)
+
+        opts = dataclasses.replace(opts, progress_fn=training.partial_writer(opts, write))
     init, scan_steps = engine.guarded(*sweep_member(algo))
     batch = engine.Batch(
         label=f"[{report.algo_name(algo)} sweep] {num_points} points x {num_seeds} seeds",

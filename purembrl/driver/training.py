@@ -7,6 +7,8 @@ naming the learning curve to plot (default ``("env_steps", "eval_return")``).
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -41,10 +43,15 @@ def run(algo: ModuleType, config: Any, num_seeds: int = 1, *, seed: int = 0,
     ``num_chunks``, ``progress``, ``table``, ``checkpoint``, ``resume``,
     ``stop_after_chunks``)."""
     opts = engine.Options(**options)
+    curve = engine.curve_of(algo, config)
+    if opts.out is not None:  # the results so far after every chunk, then the user's callback
+        opts = dataclasses.replace(opts, progress_fn=partial_writer(
+            opts, lambda metrics, seconds: report.write_results(
+                opts.out, algo, config, seed, RunResult(None, metrics, seconds, curve, False),
+                plot=False)))
     if num_seeds < 1:
         raise ValueError(f"num_seeds={num_seeds} is invalid: allowed an integer >= 1")
     loop = algo.make_loop(config)
-    curve = engine.curve_of(algo, config)
     init, scan_steps = engine.guarded(loop.init, loop.step)
     batch = engine.Batch(
         label=f"[{report.algo_name(algo)}] seeds {num_seeds}", init=engine.batched(init),
@@ -62,6 +69,21 @@ def run(algo: ModuleType, config: Any, num_seeds: int = 1, *, seed: int = 0,
             if opts.out is not None:
                 report.write_results(opts.out, algo, config, seed, result)
     return result
+
+
+def partial_writer(opts: engine.Options, write: Any):
+    """The ``progress_fn`` that calls ``write(metrics so far, seconds)`` (atomic rewrites of
+    the run's result files, marked incomplete) after each chunk, then the user's own
+    ``opts.progress_fn``. Its seconds count from this call (compiling included)."""
+    start = time.perf_counter()
+    user = opts.progress_fn
+
+    def progress_fn(done: int, metrics: dict[str, np.ndarray]) -> None:
+        write(metrics, time.perf_counter() - start)
+        if user is not None:
+            user(done, metrics)
+
+    return progress_fn
 
 
 def run_identity(algo: ModuleType, config: Any, seed: int, num_seeds: int) -> dict[str, Any]:
