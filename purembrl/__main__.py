@@ -4,6 +4,7 @@
                                   [--out DIR] [--chunks K] [--quiet] [--no-checkpoint]
     python -m purembrl train [ALGO ...] --resume DIR   [--no-compile-cache]
     python -m purembrl sweep ALGO --grid field=v1,v2,... [--grid ...] [train's options]
+    python -m purembrl sweep --resume DIR
     python -m purembrl eval DIR [--episodes N] [--seed S]
     python -m purembrl list [ALGO [--env ENV] [--set field=value ...]]
 
@@ -227,11 +228,39 @@ def _stored_run(args):
     meta = checkpoint.read_meta(os.path.join(args.resume, run.CHECKPOINT))
     if "sweep" in meta:
         raise ValueError(f"--resume {args.resume}: holds a sweep; continue it with `sweep "
-                         f"{meta['algorithm']} --grid ... --resume {args.resume}`")
+                         f"--resume {args.resume}`")
     algo = algos.get(meta["algorithm"])
     args.seeds = meta["num_seeds"] if args.seeds is None else args.seeds
     args.seed = meta["seed"] if args.seed is None else args.seed
     return algo, from_dict(algo.Config, meta["config"])
+
+
+def _stored_sweep(args):
+    """``(algo, configs, points)`` for ``sweep --resume DIR`` without ALGO: the algorithm,
+    every point's config, the seed count and the base seed come from DIR's checkpoint; the
+    points are labelled by the fields in which their configs differ. ``--grid``, ``--set`` and
+    ``--env`` need ALGO (the identity check then compares them with the checkpoint)."""
+    if args.resume is None:
+        raise ValueError("sweep needs ALGO, or --resume DIR to continue a sweep")
+    if args.grid or args.set or args.env is not None:
+        raise ValueError("sweep --resume DIR without ALGO takes the grid, settings and env from "
+                         "the checkpoint; give ALGO with --grid/--set/--env, or none of them")
+    from purembrl import checkpoint, run
+    from purembrl.config import from_dict
+    from purembrl.driver.report import flat
+
+    meta = checkpoint.read_meta(os.path.join(args.resume, run.CHECKPOINT))
+    if "sweep" not in meta:
+        raise ValueError(f"--resume {args.resume}: holds a single run; continue it with `train "
+                         f"--resume {args.resume}`")
+    algo = algos.get(meta["algorithm"])
+    args.algo = meta["algorithm"]
+    args.seeds = meta["num_seeds"] if args.seeds is None else args.seeds
+    args.seed = meta["seed"] if args.seed is None else args.seed
+    configs = [from_dict(algo.Config, c) for c in meta["sweep"]]
+    rows = [flat(c) for c in meta["sweep"]]
+    varied = [k for k in rows[0] if any(r.get(k) != rows[0][k] for r in rows)]
+    return algo, configs, [{k: r[k] for k in varied} for r in rows]
 
 
 def cmd_train(args) -> int:
@@ -307,18 +336,19 @@ def cmd_sweep(args) -> int:
 
     try:
         if args.algo is None:
-            raise ValueError("sweep needs ALGO")
-        args.seeds = 1 if args.seeds is None else args.seeds
-        args.seed = 0 if args.seed is None else args.seed
-        algo = algos.get(args.algo)
-        grid = parse_grid(algo, args.grid)
-        combos = list(itertools.product(*grid.values()))
-        configs = [build_config(algo, args.env, [*args.set, *(f"{name}={value}" for name, value
-                                                              in zip(grid, combo, strict=True))])
-                   for combo in combos]
+            algo, configs, points = _stored_sweep(args)
+        else:
+            args.seeds = 1 if args.seeds is None else args.seeds
+            args.seed = 0 if args.seed is None else args.seed
+            algo = algos.get(args.algo)
+            grid = parse_grid(algo, args.grid)
+            combos = list(itertools.product(*grid.values()))
+            configs = [build_config(algo, args.env, [*args.set, *(
+                f"{name}={value}" for name, value in zip(grid, combo, strict=True))])
+                for combo in combos]
+            points = [{name: parse_value(algo.Config, name, value)
+                       for name, value in zip(grid, combo, strict=True)} for combo in combos]
         algo.make_train(configs[0])  # the checks that need the env; a grid varies no static
-        points = [{name: parse_value(algo.Config, name, value)
-                   for name, value in zip(grid, combo, strict=True)} for combo in combos]
         _check_counts(args)
         out = _out_dir(args, f"runs/{args.algo}_{configs[0].env}_sweep")
         if args.resume is not None:
@@ -400,8 +430,8 @@ def _run_options(parser) -> None:
     """The options ``train`` and ``sweep`` share."""
     _import_option(parser)
     parser.add_argument("algo", nargs="?", default=None,
-                        help="the algorithm (`list` names them); train --resume DIR may omit "
-                             "it: the run's own is used")
+                        help="the algorithm (`list` names them); with --resume DIR it may be "
+                             "omitted: the run's (or sweep's) own is used")
     parser.add_argument("--env", default=None, help="the environment (default: the "
                         "algorithm's; `list` names them)")
     parser.add_argument("--seeds", type=int, default=None,

@@ -69,7 +69,7 @@ def test_the_api_page_is_up_to_date():
 @pytest.mark.parametrize("script, args", [
     ("gpi_transfer.py", ["--seeds", "1", "--tasks", "2", "--steps", "500"]),
     ("c_learning_maze.py", ["--seeds", "1", "--steps", "2000"]),
-    ("mbpo_seeds.py", ["--seeds", "1", "--steps", "500"]),
+    ("mbpo_seeds.py", ["--seeds", "1", "--steps", "300"]),
 ])
 def test_examples_run(script, args, tmp_path):
     extra = ["--out", str(tmp_path / "out")] if script == "mbpo_seeds.py" else []

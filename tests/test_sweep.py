@@ -146,3 +146,29 @@ def test_seeds_sharded_over_four_devices_equal_one_device():
     assert "'batch'" in result["sharding"]
     assert result["dyna_q_equal"] and result["sweep_equal"]
     assert result["sac_rel_diff"] < 1e-4, result
+
+
+def test_sweep_resume_dir_alone_continues_the_sweep_from_its_checkpoint(tmp_path, capsys):
+    """``sweep --resume DIR`` without ALGO: the algorithm, points, seeds and base seed come
+    from the checkpoint, and the finished sweep equals an uninterrupted one; ``--grid`` without
+    ALGO, and a single run's directory, are one line and exit code 2."""
+    args = ["--grid", "planning_steps=0,5", "--set", "num_episodes=6", "--seeds", "2",
+            "--seed", "3", "--chunks", "3", "--quiet"]
+    assert main(["sweep", "dyna_q", *args, "--out", str(tmp_path / "whole")]) == 0
+    configs = [dyna_q.Config.for_env(planning_steps=n, num_episodes=6) for n in (0, 5)]
+    run.sweep(dyna_q, configs, 2, seed=3, out=str(tmp_path / "part"), num_chunks=3,
+              stop_after_chunks=1, progress=False, table=False)
+    assert main(["sweep", "--resume", str(tmp_path / "part"), "--quiet"]) == 0
+    whole, part = (json.loads((tmp_path / d / "sweep.json").read_text()) for d in ("whole",
+                                                                                    "part"))
+    assert part["metrics"] == whole["metrics"] and part["_run"]["complete"]
+    assert part["points"] == whole["points"] == [{"planning_steps": 0}, {"planning_steps": 5}]
+    capsys.readouterr()
+    assert main(["sweep", "--resume", str(tmp_path / "part"), "--grid", "alpha=0.1,0.2"]) == 2
+    assert "give ALGO with --grid" in capsys.readouterr().err
+    assert main(["train", "dyna_q", "--set", "num_episodes=2", "--quiet", "--out",
+                 str(tmp_path / "single")]) == 0
+    capsys.readouterr()
+    assert main(["sweep", "--resume", str(tmp_path / "single")]) == 2
+    err = capsys.readouterr().err
+    assert "holds a single run; continue it with `train --resume" in err and err.count("\n") == 1
