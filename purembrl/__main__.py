@@ -222,17 +222,28 @@ def _stored_run(args):
         return algos.get(args.algo), None
     if args.resume is None:
         raise ValueError("train needs ALGO, or --resume DIR to continue a run")
-    from purembrl import checkpoint, run
     from purembrl.config import from_dict
 
+    algo, meta = _resumed(args, sweep=False)
+    return algo, from_dict(algo.Config, meta["config"])
+
+
+def _resumed(args, sweep: bool):
+    """``(algo, meta)`` of ``--resume DIR``'s checkpoint for a command given without ALGO:
+    ``args.algo``, ``args.seeds`` and ``args.seed`` (where not given) come from it.
+    ``ValueError`` when DIR holds the other kind (a sweep for ``train``, a run for ``sweep``),
+    naming the command that continues it."""
+    from purembrl import checkpoint, run
+
     meta = checkpoint.read_meta(os.path.join(args.resume, run.CHECKPOINT))
-    if "sweep" in meta:
-        raise ValueError(f"--resume {args.resume}: holds a sweep; continue it with `sweep "
+    if ("sweep" in meta) != sweep:
+        other, what = ("train", "a single run") if sweep else ("sweep", "a sweep")
+        raise ValueError(f"--resume {args.resume}: holds {what}; continue it with `{other} "
                          f"--resume {args.resume}`")
-    algo = algos.get(meta["algorithm"])
+    args.algo = meta["algorithm"]
     args.seeds = meta["num_seeds"] if args.seeds is None else args.seeds
     args.seed = meta["seed"] if args.seed is None else args.seed
-    return algo, from_dict(algo.Config, meta["config"])
+    return algos.get(meta["algorithm"]), meta
 
 
 def _stored_sweep(args):
@@ -245,18 +256,10 @@ def _stored_sweep(args):
     if args.grid or args.set or args.env is not None:
         raise ValueError("sweep --resume DIR without ALGO takes the grid, settings and env from "
                          "the checkpoint; give ALGO with --grid/--set/--env, or none of them")
-    from purembrl import checkpoint, run
     from purembrl.config import from_dict
     from purembrl.driver.report import flat
 
-    meta = checkpoint.read_meta(os.path.join(args.resume, run.CHECKPOINT))
-    if "sweep" not in meta:
-        raise ValueError(f"--resume {args.resume}: holds a single run; continue it with `train "
-                         f"--resume {args.resume}`")
-    algo = algos.get(meta["algorithm"])
-    args.algo = meta["algorithm"]
-    args.seeds = meta["num_seeds"] if args.seeds is None else args.seeds
-    args.seed = meta["seed"] if args.seed is None else args.seed
+    algo, meta = _resumed(args, sweep=True)
     configs = [from_dict(algo.Config, c) for c in meta["sweep"]]
     rows = [flat(c) for c in meta["sweep"]]
     varied = [k for k in rows[0] if any(r.get(k) != rows[0][k] for r in rows)]

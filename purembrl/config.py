@@ -406,7 +406,6 @@ def from_dict(config_cls: type, data: dict[str, Any]) -> Any:
     return config_cls(**values)
 
 
-
 def field_docs(config_cls: type) -> dict[str, str]:
     """Each field's documentation, one line: the first sentence of its entry in the
     ``Attributes:`` section of the class's docstring, or of the nearest base class's that
@@ -487,7 +486,7 @@ def update(config: Any, **changes: Any) -> Any:
     """``config`` with ``changes``, where a nested config given as a dict *merges* into the
     current one, as ``--set model.num_members=5`` does: ``update(mbpo_config,
     model={"num_members": 5})`` keeps every other field of the preset's model (its
-    ``batch_size=32`` on CartPole), while ``config.replace(model=EnsembleConfig(num_members=5))``
+    ``batch_size=32`` on Pendulum-v1), while ``config.replace(model=EnsembleConfig(num_members=5))``
     replaces the whole nested config with that class's defaults. Dicts merge at any depth; a
     config object, as with ``replace``, replaces. ``ValueError`` names an unknown field, a dict
     for a field that holds no config, and a dict for a nested config that is ``None`` (give an

@@ -41,7 +41,8 @@ def run(algo: ModuleType, config: Any, num_seeds: int = 1, *, seed: int = 0,
 
     ``options``: the keyword options of ``purembrl.driver.engine.Options`` (``out``,
     ``num_chunks``, ``progress``, ``table``, ``checkpoint``, ``resume``,
-    ``stop_after_chunks``)."""
+    ``stop_after_chunks``, ``progress_fn``); with ``out`` the result files are rewritten after
+    every chunk."""
     opts = engine.Options(**options)
     curve = engine.curve_of(algo, config)
     if opts.out is not None:  # the results so far after every chunk, then the user's callback
