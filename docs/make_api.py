@@ -25,7 +25,8 @@ MODULES = [
     # loops, the driver and checkpoints
     "purembrl.loop", "purembrl.offpolicy", "purembrl.periods", "purembrl.run", "purembrl.driver.engine",
     "purembrl.driver.training", "purembrl.driver.sweeps", "purembrl.driver.devices",
-    "purembrl.driver.evaluation", "purembrl.driver.report", "purembrl.checkpoint",
+    "purembrl.driver.evaluation", "purembrl.driver.report", "purembrl.driver.logs",
+    "purembrl.checkpoint",
     "purembrl.config",
     # environments
     "purembrl.envs", "purembrl.envs.known", "purembrl.envs.tabular", "purembrl.envs.dyna_maze",

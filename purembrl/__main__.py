@@ -268,7 +268,8 @@ def _stored_sweep(args):
 
 def cmd_train(args) -> int:
     from purembrl import run  # imports jax; list and errors stay fast without it
-    from purembrl.driver.engine import TooLarge
+    from purembrl.driver.engine import TooLarge, curve_of
+    from purembrl.driver.logs import combine
 
     try:
         algo, stored = _stored_run(args)
@@ -278,6 +279,7 @@ def cmd_train(args) -> int:
         out = _out_dir(args, f"runs/{args.algo}_{config.env}")
         if args.resume is not None:
             _check_resume(run, out, run.run_identity(algo, config, args.seed, args.seeds))
+        loggers = _loggers(args, out, curve_of(algo, config))
         created = _claim_out(run, out, args)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -285,9 +287,13 @@ def cmd_train(args) -> int:
     try:
         result = run.run(algo, config, args.seeds, seed=args.seed, out=out,
                          num_chunks=args.chunks, progress=not args.quiet,
-                         checkpoint=not args.no_checkpoint, resume=args.resume is not None)
+                         checkpoint=not args.no_checkpoint, resume=args.resume is not None,
+                         progress_fn=combine(*loggers))
     except TooLarge as err:
         return _refused(err, out, created)
+    finally:
+        for logger in loggers:
+            logger.close()
     saved = "" if args.no_checkpoint else f", {out}/{run.CHECKPOINT}"
     if run.is_main_process():
         print(f"wrote {out}/metrics.json, {out}/curve.csv, {out}/curve.png{saved}"
@@ -335,7 +341,8 @@ def cmd_sweep(args) -> int:
     import itertools
 
     from purembrl import run
-    from purembrl.driver.engine import TooLarge
+    from purembrl.driver.engine import TooLarge, curve_of
+    from purembrl.driver.logs import combine
 
     try:
         if args.algo is None:
@@ -356,6 +363,7 @@ def cmd_sweep(args) -> int:
         out = _out_dir(args, f"runs/{args.algo}_{configs[0].env}_sweep")
         if args.resume is not None:
             _check_resume(run, out, run.sweep_identity(algo, configs, args.seed, args.seeds))
+        loggers = _loggers(args, out, curve_of(algo, configs[0]), points)
         created = _claim_out(run, out, args)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -363,9 +371,13 @@ def cmd_sweep(args) -> int:
     try:
         result = run.sweep(algo, configs, args.seeds, points=points, seed=args.seed, out=out,
                            num_chunks=args.chunks, progress=not args.quiet,
-                           checkpoint=not args.no_checkpoint, resume=args.resume is not None)
+                           checkpoint=not args.no_checkpoint, resume=args.resume is not None,
+                           progress_fn=combine(*loggers))
     except TooLarge as err:
         return _refused(err, out, created)
+    finally:
+        for logger in loggers:
+            logger.close()
     if run.is_main_process():
         print(f"wrote {out}/sweep.json, {out}/sweep.csv, {out}/sweep.png"
               + ("" if result.complete else " (partial run)"))
@@ -429,6 +441,38 @@ def import_modules(names: list[str]) -> None:
                 raise ValueError(f"--import {name}: no module named {err.name!r}") from None
 
 
+LOGGERS = ("tensorboard",)
+
+
+def _loggers(args, out: str, curve: tuple[str, str], points=None) -> list:
+    """The ``--log`` backends (``purembrl.driver.logs``), made on the main process only. A
+    sweep's runs are labelled by their point (``lr=0.001/seed_0``) and aggregated per point.
+    A resumed run keeps logging where it did (``DIR/tensorboard`` exists) without ``--log``.
+    ``ValueError`` (one line) when a backend's extra is missing."""
+    from purembrl.driver import logs
+    from purembrl.driver.devices import is_main_process
+
+    if args.resume is not None and os.path.isdir(os.path.join(out, logs.TENSORBOARD_DIR)):
+        args.log = [*args.log, "tensorboard"]
+    if not args.log or not is_main_process():
+        return []
+    labels = groups = None
+    if points is not None:
+        names = [",".join(f"{k}={v}" for k, v in p.items()).replace("/", "_") or f"point_{i}"
+                 for i, p in enumerate(points)]
+        labels = [f"{n}/seed_{s}" for n in names for s in range(args.seeds)]
+        groups = {f"{n}/aggregate": range(i * args.seeds, (i + 1) * args.seeds)
+                  for i, n in enumerate(names)}
+    made = []
+    for name in dict.fromkeys(args.log):
+        try:
+            made.append(logs.TensorBoard(os.path.join(out, logs.TENSORBOARD_DIR), curve,
+                                         labels, groups))
+        except ImportError as err:
+            raise ValueError(f"--log {name}: {err}") from None
+    return made
+
+
 def _run_options(parser) -> None:
     """The options ``train`` and ``sweep`` share."""
     _import_option(parser)
@@ -456,6 +500,10 @@ def _run_options(parser) -> None:
                         help="do not save the training state after each chunk")
     parser.add_argument("--resume", default=None, metavar="DIR",
                         help="continue the run whose checkpoint is in DIR")
+    parser.add_argument("--log", action="append", default=[], choices=LOGGERS,
+                        help="also log to this backend, repeatable: tensorboard (event files "
+                             "per seed and the median / IQM in DIR/tensorboard; needs "
+                             "purembrl[log])")
     parser.add_argument("--no-compile-cache", action="store_true",
                         help="do not load or store compiled programs (default: JAX's "
                              "persistent cache in $PUREMBRL_CACHE_DIR or "

@@ -20,10 +20,12 @@ import contextlib
 import errno
 import fcntl
 import os
+import shutil
 import tempfile
 
 RESULT_FILES = ("checkpoint.npz", "metrics.json", "curve.csv", "curve.png", "sweep.json",
                 "sweep.csv", "sweep.png")
+RESULT_DIRS = ("tensorboard",)  # --log backends' files (``purembrl.driver.logs``)
 LOCK_FILE = ".purembrl.lock"
 
 _held: dict[str, list] = {}  # real path of a locked directory -> [file descriptor, depth]
@@ -46,8 +48,10 @@ def prepare_out(out: str | os.PathLike) -> None:
 
 
 def existing_results(out: str | os.PathLike) -> list[str]:
-    """The names of ``RESULT_FILES`` present in ``out`` (none if it does not exist)."""
-    return [name for name in RESULT_FILES if os.path.isfile(os.path.join(out, name))]
+    """The names of ``RESULT_FILES`` and ``RESULT_DIRS`` present in ``out`` (none if it does
+    not exist)."""
+    return ([name for name in RESULT_FILES if os.path.isfile(os.path.join(out, name))]
+            + [name for name in RESULT_DIRS if os.path.isdir(os.path.join(out, name))])
 
 
 def check_fresh(out: str | os.PathLike, overwrite: bool = False) -> None:
@@ -61,10 +65,15 @@ def check_fresh(out: str | os.PathLike, overwrite: bool = False) -> None:
 
 
 def remove_results(out: str | os.PathLike) -> None:
-    """Delete the previous run's ``RESULT_FILES`` from ``out`` (``--overwrite``; call it with
-    the lock held), so that no file of the old run is mistaken for the new run's."""
+    """Delete the previous run's ``RESULT_FILES`` and ``RESULT_DIRS`` from ``out``
+    (``--overwrite``; call it with the lock held), so that no file of the old run is mistaken
+    for the new run's (nor a logger's old points for points already written)."""
     for name in existing_results(out):
-        os.remove(os.path.join(out, name))
+        path = os.path.join(out, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
 
 
 def _holder(path: str) -> str:
