@@ -279,7 +279,7 @@ def cmd_train(args) -> int:
         out = _out_dir(args, f"runs/{args.algo}_{config.env}")
         if args.resume is not None:
             _check_resume(run, out, run.run_identity(algo, config, args.seed, args.seeds))
-        loggers = _loggers(args, out, curve_of(algo, config))
+        loggers = _loggers(args, out, curve_of(algo, config), [config])
         created = _claim_out(run, out, args)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -363,7 +363,7 @@ def cmd_sweep(args) -> int:
         out = _out_dir(args, f"runs/{args.algo}_{configs[0].env}_sweep")
         if args.resume is not None:
             _check_resume(run, out, run.sweep_identity(algo, configs, args.seed, args.seeds))
-        loggers = _loggers(args, out, curve_of(algo, configs[0]), points)
+        loggers = _loggers(args, out, curve_of(algo, configs[0]), configs, points)
         created = _claim_out(run, out, args)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -441,33 +441,42 @@ def import_modules(names: list[str]) -> None:
                 raise ValueError(f"--import {name}: no module named {err.name!r}") from None
 
 
-LOGGERS = ("tensorboard",)
+LOGGERS = {"tensorboard": "tensorboard", "wandb": "wandb"}  # --log NAME: its directory in DIR
 
 
-def _loggers(args, out: str, curve: tuple[str, str], points=None) -> list:
+def _loggers(args, out: str, curve: tuple[str, str], configs: list, points=None) -> list:
     """The ``--log`` backends (``purembrl.driver.logs``), made on the main process only. A
     sweep's runs are labelled by their point (``lr=0.001/seed_0``) and aggregated per point.
-    A resumed run keeps logging where it did (``DIR/tensorboard`` exists) without ``--log``.
-    ``ValueError`` (one line) when a backend's extra is missing."""
+    A resumed run keeps logging where it did (``DIR/tensorboard``, ``DIR/wandb`` exist)
+    without ``--log``. ``ValueError`` (one line) when a backend's package is missing."""
     from purembrl.driver import logs
     from purembrl.driver.devices import is_main_process
+    from purembrl.driver.report import plain
 
-    if args.resume is not None and os.path.isdir(os.path.join(out, logs.TENSORBOARD_DIR)):
-        args.log = [*args.log, "tensorboard"]
+    if args.resume is not None:
+        args.log = [*args.log, *(name for name, sub in LOGGERS.items()
+                                 if os.path.isdir(os.path.join(out, sub)))]
     if not args.log or not is_main_process():
         return []
     labels = groups = None
+    names = ["" for _ in configs]
     if points is not None:
         names = [",".join(f"{k}={v}" for k, v in p.items()).replace("/", "_") or f"point_{i}"
                  for i, p in enumerate(points)]
         labels = [f"{n}/seed_{s}" for n in names for s in range(args.seeds)]
         groups = {f"{n}/aggregate": range(i * args.seeds, (i + 1) * args.seeds)
                   for i, n in enumerate(names)}
+    by_point = {n: plain(as_dict(c)) for n, c in zip(names, configs, strict=True)}
     made = []
     for name in dict.fromkeys(args.log):
         try:
-            made.append(logs.TensorBoard(os.path.join(out, logs.TENSORBOARD_DIR), curve,
-                                         labels, groups))
+            if name == "tensorboard":
+                made.append(logs.TensorBoard(os.path.join(out, logs.TENSORBOARD_DIR), curve,
+                                             labels, groups))
+            else:
+                made.append(logs.WandB(out, curve, labels, groups,
+                                       group=os.path.basename(os.path.abspath(out)),
+                                       config=lambda run: by_point[run.rpartition("/")[0]]))
         except ImportError as err:
             raise ValueError(f"--log {name}: {err}") from None
     return made
@@ -500,10 +509,12 @@ def _run_options(parser) -> None:
                         help="do not save the training state after each chunk")
     parser.add_argument("--resume", default=None, metavar="DIR",
                         help="continue the run whose checkpoint is in DIR")
-    parser.add_argument("--log", action="append", default=[], choices=LOGGERS,
+    parser.add_argument("--log", action="append", default=[], choices=list(LOGGERS),
                         help="also log to this backend, repeatable: tensorboard (event files "
-                             "per seed and the median / IQM in DIR/tensorboard; needs "
-                             "purembrl[log])")
+                             "per seed and the median / IQM in DIR/tensorboard), wandb (a W&B "
+                             "run per seed and one for the median / IQM, grouped; "
+                             "WANDB_MODE=offline works without a network); needs "
+                             "purembrl[log]")
     parser.add_argument("--no-compile-cache", action="store_true",
                         help="do not load or store compiled programs (default: JAX's "
                              "persistent cache in $PUREMBRL_CACHE_DIR or "

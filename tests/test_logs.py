@@ -1,10 +1,13 @@
 """Issue 22: logging backends (``purembrl.driver.logs``): TensorBoard event files per seed and
-per group (median, IQM), read back with TensorBoard's own reader; no point written twice when
-a killed run resumes; ``--log tensorboard`` on the command line."""
+per group (median, IQM), read back with TensorBoard's own reader; W&B runs per seed and group,
+offline, read back from their files; no point written twice when a killed run resumes;
+``--log tensorboard`` and ``--log wandb`` on the command line."""
 
+import glob
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 
@@ -16,6 +19,8 @@ from purembrl.driver import logs, rundir
 
 pytest.importorskip("tensorboardX")
 pytest.importorskip("tensorboard")
+pytest.importorskip("wandb")
+OFFLINE = {"WANDB_MODE": "offline", "WANDB_SILENT": "true"}
 
 
 def fake_metrics(iterations: int, runs: int = 5) -> dict[str, np.ndarray]:
@@ -94,6 +99,84 @@ def test_combine_calls_each_in_order():
     assert logs.combine(None) is None
 
 
+# --- W&B, offline -----------------------------------------------------------------------------
+
+def wandb_records(path: str):
+    """The records of an offline W&B run file (``run-ID.wandb``): a 7-byte header, then
+    LevelDB-log records (checksum, length, type; 32 KiB blocks) of ``wandb_internal_pb2``
+    ``Record`` messages. Read here only to check what the logger sent."""
+    from wandb.proto import wandb_internal_pb2
+
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data[:4] == b":W&B"
+    pos, pieces, block = 7, b"", 32768
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if left < 7 or (kind == 0 and length == 0):  # a block's padding
+            pos += left
+            continue
+        chunk = data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        pieces = chunk if kind in (1, 2) else pieces + chunk  # full / first, middle / last
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pieces)
+            yield record
+
+
+def wandb_runs(directory) -> dict[str, dict]:
+    """``{display name: {"id", "group", "job_type", "config", "history"}}`` of every offline
+    run under ``directory`` (a resumed run's segments joined, in the order written)."""
+    runs = {}
+    for path in sorted(glob.glob(os.path.join(directory, "wandb", "offline-run-*", "*.wandb")),
+                       key=os.path.getmtime):
+        run, history = None, []
+        for record in wandb_records(path):
+            kind = record.WhichOneof("record_type")
+            if kind == "run":
+                run = record.run
+            elif kind == "history":
+                items = {item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                         for item in record.history.item}
+                history.append({k: v for k, v in items.items() if k[:1] != "_"})
+        config = {item.key: json.loads(item.value_json) for item in run.config.update
+                  if item.key != "_wandb"}
+        entry = runs.setdefault(run.display_name, {
+            "id": run.run_id, "group": run.run_group, "job_type": run.job_type,
+            "config": config, "history": []})
+        assert entry["id"] == run.run_id  # a resumed segment continues the same W&B run
+        entry["history"] += history
+    return runs
+
+
+def test_wandb_one_run_per_seed_and_group_continued_on_resume(tmp_path, monkeypatch):
+    for k, v in OFFLINE.items():
+        monkeypatch.setenv(k, v)
+    metrics = fake_metrics(6, runs=3)
+    make = lambda: logs.WandB(str(tmp_path), group="exp", config={"lr": 0.5})
+    first = make()
+    first(4, {k: v[:, :4] for k, v in metrics.items()})
+    first.close()
+    second = make()  # a resumed run: the same W&B runs, after their last step
+    second(6, metrics)
+    second.close()
+    runs = wandb_runs(tmp_path)
+    assert sorted(runs) == ["aggregate", "seed_0", "seed_1", "seed_2"]
+    assert {r["group"] for r in runs.values()} == {"exp"}
+    assert runs["aggregate"]["job_type"] == "aggregate" and runs["seed_0"]["job_type"] == "seed"
+    assert runs["seed_2"]["config"] == {"lr": 0.5}
+    for seed in range(3):
+        history = runs[f"seed_{seed}"]["history"]
+        assert [h["env_steps"] for h in history] == [100 * i for i in range(1, 7)]
+        returns = [h.get("eval_return") for h in history]
+        expected = [float(v) if np.isfinite(v) else None for v in metrics["eval_return"][seed]]
+        assert returns == pytest.approx(expected)
+    iqm = [h["eval_return/iqm"] for h in runs["aggregate"]["history"]]
+    assert iqm == pytest.approx(logs.iqm(metrics["eval_return"]))
+
+
 # --- the command line: a killed run resumed logs every episode once -------------------------
 
 TRAIN = [sys.executable, "-m", "purembrl", "train", "dyna_q", "--env", "DynaMaze", "--seeds",
@@ -132,8 +215,9 @@ def test_cli_sweep_logs_per_point(tmp_path):
     out = subprocess.run([sys.executable, "-m", "purembrl", "sweep", "dyna_q", "--env",
                           "DynaMaze", "--seeds", "2", "--grid", "alpha=0.1,0.5", "--set",
                           "num_episodes=3", "--chunks", "1", "--quiet", "--no-checkpoint",
-                          "--log", "tensorboard", "--out", str(tmp_path)],
-                         capture_output=True, text=True, timeout=300)
+                          "--log", "tensorboard", "--log", "wandb", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, **OFFLINE})
     assert out.returncode == 0, out.stderr
     board = tmp_path / logs.TENSORBOARD_DIR
     assert sorted(os.listdir(board)) == ["alpha=0.1", "alpha=0.5"]
@@ -143,3 +227,9 @@ def test_cli_sweep_logs_per_point(tmp_path):
     index = swept["points"].index({"alpha": 0.5})
     got = logs.read_scalars(str(board / "alpha=0.5" / "seed_1"))["steps_per_episode"]
     assert [v for _, v in got] == swept["metrics"]["steps_per_episode"][index][1]
+    runs = wandb_runs(tmp_path)  # W&B: grouped by the run directory, then the point
+    assert runs["alpha=0.5/seed_1"]["group"] == f"{tmp_path.name}/alpha=0.5"
+    assert runs["alpha=0.5/seed_1"]["config"]["alpha"] == 0.5
+    assert runs["alpha=0.1/aggregate"]["config"]["alpha"] == 0.1
+    assert [h["steps_per_episode"] for h in runs["alpha=0.5/seed_1"]["history"]] == \
+        swept["metrics"]["steps_per_episode"][index][1]

@@ -10,7 +10,8 @@ One module per responsibility, the driver knowing no algorithm:
 * ``evaluation``: trained agents back from a checkpoint;
 * ``report``: statistics over seeds, tables, files and plots (atomic writes), progress;
 * ``rundir``: run directories (never overwritten by accident, one writer at a time);
-* ``logs``: logging backends, ``progress_fn`` callbacks (TensorBoard per seed and aggregate).
+* ``logs``: logging backends, ``progress_fn`` callbacks (TensorBoard, W&B: per seed and the
+  median / IQM).
 
 ``purembrl.run`` re-exports the public functions below, the names the README uses.
 """
@@ -30,7 +31,7 @@ from purembrl.driver.engine import (
     seed_keys,
 )
 from purembrl.driver.evaluation import evaluate_checkpoint, load_checkpointed, load_policy
-from purembrl.driver.logs import TensorBoard, combine
+from purembrl.driver.logs import TensorBoard, WandB, combine
 from purembrl.driver.report import (
     plot_curve,
     plot_curves,
@@ -52,7 +53,7 @@ from purembrl.driver.sweeps import (
 from purembrl.driver.training import RunResult, run, run_identity
 
 __all__ = [
-    "CHECKPOINT", "Options", "RunResult", "SweepResult", "TensorBoard", "TooLarge",
+    "CHECKPOINT", "Options", "RunResult", "SweepResult", "TensorBoard", "TooLarge", "WandB",
     "all_diverged", "batched", "check_fresh", "combine", "check_same_run", "check_seed",
     "chunk_length", "curve_of", "evaluate_checkpoint", "guarded", "init_distributed",
     "is_main_process", "load_checkpointed", "load_policy", "plot_curve", "plot_curves",

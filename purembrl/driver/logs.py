@@ -10,10 +10,14 @@ nothing but their own writing.
   the interquartile mean (IQM, Agarwal et al. 2021) over its seeds, every scalar metric at the
   step of the curve's x (``env_steps``). The command line's ``--log tensorboard``. Needs the
   ``log`` extra (``pip install 'purembrl[log]'``: tensorboardX writes, tensorboard reads).
+* ``WandB``: one Weights & Biases run per seed and one for each group's median / IQM, grouped
+  by experiment (``WANDB_MODE=offline`` works without a network; ``wandb sync`` uploads
+  later). The command line's ``--log wandb``. Needs ``pip install wandb``.
 * ``combine(*fns)``: several ``progress_fn`` as one.
 
-Resuming a run appends to its event files without writing a point twice: each writer first
-reads the last step it holds (TensorBoard's own reader), and writes only later steps.
+Resuming a run continues its logs without writing a point twice: a TensorBoard writer first
+reads the last step it holds (TensorBoard's own reader); W&B runs keep their ids (stored in
+``wandb/purembrl.json`` with the last step logged), so a resumed run continues the same runs.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from __future__ import annotations
 import glob
 import math
 import os
+import re
+import secrets
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -29,6 +35,7 @@ from typing import Any, Protocol
 import numpy as np
 
 TENSORBOARD_DIR = "tensorboard"
+WANDB_DIR = "wandb"
 
 
 class Logger(Protocol):
@@ -108,6 +115,55 @@ def read_scalars(directory: str) -> dict[str, list[tuple[int, float]]]:
             for tag in accumulator.Tags()["scalars"]}
 
 
+def series(metrics: dict[str, np.ndarray], curve: tuple[str, str], labels, groups):
+    """What a logger writes: ``[(name, steps, {tag: values})]``, one entry per run (every
+    scalar metric but the curve's x) and per group (the median of each over the group's runs;
+    for the curve's y also ``<y>/iqm``, ``<y>/q25``, ``<y>/q75``), the steps being the curve's
+    x (the group's median x; the iteration count if the run has no such metric). Default
+    labels ``seed_<i>``, default group ``aggregate`` (every run)."""
+    names = scalar_metrics(metrics)
+    if not names:
+        return []
+    runs, iterations = metrics[names[0]].shape
+    labels = list(labels) if labels is not None else [f"seed_{i}" for i in range(runs)]
+    groups = ({k: list(v) for k, v in groups.items()} if groups is not None
+              else {"aggregate": list(range(runs))})
+    if len(labels) != runs or any(i >= runs for g in groups.values() for i in g):
+        raise ValueError(f"logger: {len(labels)} labels and groups {list(groups)} for metrics "
+                         f"of {runs} runs")
+    x_name, y_name = curve
+    x = (metrics[x_name].astype(np.float64) if x_name in metrics
+         else np.broadcast_to(np.arange(1, iterations + 1, dtype=np.float64),
+                              (runs, iterations)))
+    out = [(label, x[r], {k: metrics[k][r] for k in names if k != x_name})
+           for r, label in enumerate(labels)]
+    for group, members in groups.items():
+        with warnings.catch_warnings():  # an all-NaN column (every seed diverged) is NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            values = {f"{k}/median": np.nanmedian(_finite(metrics[k][members]), axis=0)
+                      for k in names if k != x_name}
+            if y_name in names:
+                y = _finite(metrics[y_name][members])
+                values[f"{y_name}/iqm"] = iqm(y)
+                values[f"{y_name}/q25"] = np.nanpercentile(y, 25, axis=0)
+                values[f"{y_name}/q75"] = np.nanpercentile(y, 75, axis=0)
+        out.append((group, np.median(x[members], axis=0), values))
+    return out
+
+
+def new_points(steps: np.ndarray, values: dict[str, np.ndarray], last: float):
+    """``[(step, {tag: value})]`` for the iterations after step ``last`` (finite steps; the
+    non-finite values left out), and the new last step."""
+    points = []
+    for i, step in enumerate(steps):
+        if not np.isfinite(step) or step <= last:
+            continue  # written before (a resumed run), or no step to put it at
+        row = {tag: float(v[i]) for tag, v in values.items() if math.isfinite(float(v[i]))}
+        points.append((int(step), row))
+        last = float(step)
+    return points, last
+
+
 class TensorBoard:
     """A ``Logger`` writing TensorBoard event files under ``directory``.
 
@@ -155,52 +211,108 @@ class TensorBoard:
         return self._writers[name]
 
     def __call__(self, iterations_done: int, metrics: dict[str, np.ndarray]) -> None:
-        names = scalar_metrics(metrics)
-        if not names:
-            return
-        runs, iterations = metrics[names[0]].shape
-        labels = self.labels or [f"seed_{i}" for i in range(runs)]
-        groups = self.groups or {"aggregate": list(range(runs))}
-        if len(labels) != runs or any(i >= runs for g in groups.values() for i in g):
-            raise ValueError(f"TensorBoard logger: {len(labels)} labels and groups "
-                             f"{list(groups)} for metrics of {runs} runs")
-        x_name, y_name = self.curve
-        x = (metrics[x_name].astype(np.float64) if x_name in metrics
-             else np.broadcast_to(np.arange(1, iterations + 1, dtype=np.float64),
-                                  (runs, iterations)))
-        for r, label in enumerate(labels):
-            self._write(label, x[r], {k: metrics[k][r] for k in names if k != x_name})
-        for group, members in groups.items():
-            with warnings.catch_warnings():  # an all-NaN column (every seed diverged) is NaN
-                warnings.simplefilter("ignore", RuntimeWarning)
-                values = {f"{k}/median": np.nanmedian(_finite(metrics[k][members]), axis=0)
-                          for k in names if k != x_name}
-                if y_name in names:
-                    y = _finite(metrics[y_name][members])
-                    values[f"{y_name}/iqm"] = iqm(y)
-                    values[f"{y_name}/q25"] = np.nanpercentile(y, 25, axis=0)
-                    values[f"{y_name}/q75"] = np.nanpercentile(y, 75, axis=0)
-            self._write(group, np.median(x[members], axis=0), values)
+        for name, steps, values in series(metrics, self.curve, self.labels, self.groups):
+            writer = self._writer(name)
+            points, self._last[name] = new_points(steps, values, self._last[name])
+            for step, row in points:
+                for tag, value in row.items():
+                    writer.add_scalar(tag, value, global_step=step)
         for writer in self._writers.values():
             writer.flush()
-
-    def _write(self, name: str, steps: np.ndarray, values: dict[str, np.ndarray]) -> None:
-        writer = self._writer(name)
-        last = self._last[name]
-        for i, step in enumerate(steps):
-            if not np.isfinite(step) or step <= last:
-                continue  # written before (a resumed run), or no step to put it at
-            for tag, series in values.items():
-                value = float(series[i])
-                if math.isfinite(value):
-                    writer.add_scalar(tag, value, global_step=int(step))
-            last = step
-        self._last[name] = last
 
     def close(self) -> None:
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()
+
+
+class WandB:
+    """A ``Logger`` sending the same series as ``TensorBoard`` to Weights & Biases: one W&B run
+    per run (seed) and one per group (median, IQM, quartiles), all in the W&B group
+    ``group`` (a sweep point's runs in ``<group>/<point>``), each point at the curve's x as
+    the W&B step. Files go to ``directory/wandb`` (W&B's layout); set ``WANDB_MODE=offline``
+    to log without a network and ``wandb sync directory/wandb/offline-run-*`` later.
+
+    The runs' ids and the last step each logged are kept in ``directory/wandb/purembrl.json``,
+    so a logger made again on the same directory (a resumed run) continues the same W&B runs
+    after their last step.
+
+    Args:
+      directory: the run directory (``wandb.init(dir=directory)``).
+      curve, labels, groups: as ``TensorBoard``'s; a group name ``<point>/aggregate`` puts
+        the runs labelled ``<point>/...`` in the W&B group ``<group>/<point>``.
+      group: the experiment's name (the run directory's name from the command line).
+      config: the config stored with each W&B run: a dict, or a function of the run's name
+        giving it (a sweep's points differ).
+      project: the W&B project (default ``$WANDB_PROJECT`` or ``purembrl``).
+
+    Raises ``ImportError`` naming the package when wandb is missing.
+    """
+
+    def __init__(self, directory: str, curve: tuple[str, str] = ("env_steps", "eval_return"),
+                 labels: Sequence[str] | None = None,
+                 groups: dict[str, Sequence[int]] | None = None, *, group: str = "purembrl",
+                 config: dict[str, Any] | Callable[[str], dict] | None = None,
+                 project: str | None = None):
+        try:
+            import wandb
+        except ImportError as err:
+            raise ImportError("W&B logging needs wandb: pip install wandb") from err
+        self._wandb = wandb
+        self.directory = directory
+        self.curve = tuple(curve)
+        self.labels = None if labels is None else list(labels)
+        self.groups = None if groups is None else {k: list(v) for k, v in groups.items()}
+        self.group = group
+        self.config = config
+        self.project = project or os.environ.get("WANDB_PROJECT", "purembrl")
+        self._state_path = os.path.join(directory, WANDB_DIR, "purembrl.json")
+        self._state = {"ids": {}, "last": {}}
+        if os.path.isfile(self._state_path):
+            import json
+
+            with open(self._state_path) as f:
+                self._state = json.load(f)
+        self._runs: dict[str, Any] = {}
+
+    def _run(self, name: str):
+        if name not in self._runs:
+            os.makedirs(os.path.join(self.directory, WANDB_DIR), exist_ok=True)
+            run_id = self._state["ids"].setdefault(  # W&B ids: letters, digits, - and _
+                name, secrets.token_hex(4) + "-" + re.sub(r"[^A-Za-z0-9_-]", "-", name)[-40:])
+            point = name.rpartition("/")[0]
+            aggregate = name in (self.groups or {"aggregate": ()})
+            self._runs[name] = self._wandb.init(
+                project=self.project, dir=self.directory, id=run_id, resume="allow",
+                reinit="create_new", name=name,
+                config=self.config(name) if callable(self.config) else self.config,
+                group=f"{self.group}/{point}" if point else self.group,
+                job_type="aggregate" if aggregate else "seed")
+        return self._runs[name]
+
+    def __call__(self, iterations_done: int, metrics: dict[str, np.ndarray]) -> None:
+        for name, steps, values in series(metrics, self.curve, self.labels, self.groups):
+            last = self._state["last"].get(name, -math.inf)
+            points, self._state["last"][name] = new_points(steps, values, last)
+            run = self._run(name)
+            for step, row in points:
+                run.log({self.curve[0]: step, **row}, step=step)
+        self._save_state()
+
+    def _save_state(self) -> None:
+        import json
+
+        from purembrl.driver.report import atomic_write
+
+        os.makedirs(os.path.dirname(self._state_path), exist_ok=True)
+        state = {"ids": self._state["ids"],
+                 "last": {k: v for k, v in self._state["last"].items() if math.isfinite(v)}}
+        atomic_write(self._state_path, json.dumps(state, indent=1))
+
+    def close(self) -> None:
+        for run in self._runs.values():
+            run.finish()
+        self._runs.clear()
 
 
 def _finite(values: np.ndarray) -> np.ndarray:

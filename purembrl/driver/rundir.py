@@ -25,7 +25,7 @@ import tempfile
 
 RESULT_FILES = ("checkpoint.npz", "metrics.json", "curve.csv", "curve.png", "sweep.json",
                 "sweep.csv", "sweep.png")
-RESULT_DIRS = ("tensorboard",)  # --log backends' files (``purembrl.driver.logs``)
+RESULT_DIRS = ("tensorboard", "wandb")  # --log backends' files (``purembrl.driver.logs``)
 LOCK_FILE = ".purembrl.lock"
 
 _held: dict[str, list] = {}  # real path of a locked directory -> [file descriptor, depth]
