@@ -26,6 +26,7 @@ MODULES = [
     "purembrl.loop", "purembrl.offpolicy", "purembrl.periods", "purembrl.run", "purembrl.driver.engine",
     "purembrl.driver.training", "purembrl.driver.sweeps", "purembrl.driver.devices",
     "purembrl.driver.evaluation", "purembrl.driver.report", "purembrl.driver.logs",
+    "purembrl.driver.compare",
     "purembrl.checkpoint",
     "purembrl.config",
     # environments

@@ -407,6 +407,26 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from purembrl.driver import compare
+
+    try:
+        if args.reps < 100:
+            raise ValueError(f"--reps {args.reps}: allowed an integer >= 100")
+        if not 0 <= args.seed < 2**32:
+            raise ValueError(f"--seed {args.seed}: allowed an integer in [0, 2**32 - 1]")
+        entries = [e for d in args.dirs for e in compare.load(d)]
+        compare.check_comparable(entries)
+        print(compare.table(entries, args.reps, args.seed))
+        if args.plot is not None:
+            compare.plot(args.plot, entries, args.reps, args.seed)
+            print(f"wrote {args.plot}")
+    except (ValueError, ImportError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _import_option(parser) -> None:
     parser.add_argument("--import", dest="imports", action="append", default=[],
                         metavar="MODULE", help="import a module (a dotted name, or a .py file) "
@@ -584,6 +604,18 @@ def main(argv: list[str] | None = None) -> int:
     _run_options(sweep)
     sweep.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2,...",
                        help="values of one numeric field; several --grid: every combination")
+    comparing = sub.add_parser("compare", help="runs (or sweep points) side by side: final "
+                               "median / IQM / mean with 95%% bootstrap CIs and the "
+                               "probability of improvement (rliable)")
+    comparing.add_argument("dirs", nargs="+", metavar="DIR",
+                           help="a train or sweep output directory (its metrics.json or "
+                                "sweep.json); a sweep gives one entry per point")
+    comparing.add_argument("--plot", default=None, metavar="FILE.png",
+                           help="also draw the IQM learning curves with their 95%% bands")
+    comparing.add_argument("--reps", type=int, default=2000,
+                           help="bootstrap resamples (rliable recommends 2000 or more)")
+    comparing.add_argument("--seed", type=int, default=0,
+                           help="seed of the bootstrap resampling")
     evaluate = sub.add_parser("eval", help="evaluate the trained agents of a checkpoint")
     evaluate.add_argument("dir", help="a train or sweep output directory (its checkpoint.npz)")
     evaluate.add_argument("--episodes", type=int, default=10)
@@ -593,12 +625,14 @@ def main(argv: list[str] | None = None) -> int:
     _import_option(evaluate)
     args = parser.parse_args(argv)
     try:
-        import_modules(args.imports)
+        import_modules(getattr(args, "imports", []))
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.command == "list":
         return cmd_list(args)
+    if args.command == "compare":
+        return cmd_compare(args)
     _compile_cache(args)
     if args.command == "eval":
         return cmd_eval(args)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from purembrl.driver import logs, rundir
+from purembrl.driver import logs, report, rundir
 
 pytest.importorskip("tensorboardX")
 pytest.importorskip("tensorboard")
@@ -36,10 +36,10 @@ def fake_metrics(iterations: int, runs: int = 5) -> dict[str, np.ndarray]:
 def test_iqm_is_the_25_percent_trimmed_mean_without_non_finite_values():
     values = np.array([[1.0, 5.0], [2.0, np.nan], [3.0, 7.0], [100.0, 8.0], [-50.0, 9.0],
                        [4.0, np.inf], [5.0, 6.0], [6.0, 1.0]])
-    got = logs.iqm(values)
+    got = report.iqm(values)
     assert got[0] == pytest.approx(np.mean([2.0, 3.0, 4.0, 5.0]))  # 8 values: middle 4
     assert got[1] == pytest.approx(stats.trim_mean([5.0, 7.0, 8.0, 9.0, 6.0, 1.0], 0.25))
-    assert np.isnan(logs.iqm(np.full((3, 1), np.nan)))[0]
+    assert np.isnan(report.iqm(np.full((3, 1), np.nan)))[0]
 
 
 def test_tensorboard_writes_each_seed_and_the_aggregate_once(tmp_path):
@@ -174,7 +174,7 @@ def test_wandb_one_run_per_seed_and_group_continued_on_resume(tmp_path, monkeypa
         expected = [float(v) if np.isfinite(v) else None for v in metrics["eval_return"][seed]]
         assert returns == pytest.approx(expected)
     iqm = [h["eval_return/iqm"] for h in runs["aggregate"]["history"]]
-    assert iqm == pytest.approx(logs.iqm(metrics["eval_return"]))
+    assert iqm == pytest.approx(report.iqm(metrics["eval_return"]))
 
 
 # --- the command line: a killed run resumed logs every episode once -------------------------

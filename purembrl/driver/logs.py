@@ -34,6 +34,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from purembrl.driver.report import iqm
+
 TENSORBOARD_DIR = "tensorboard"
 WANDB_DIR = "wandb"
 
@@ -62,22 +64,6 @@ def combine(*fns: Callable[[int, dict[str, np.ndarray]], None] | None):
             fn(done, metrics)
 
     return progress_fn
-
-
-def iqm(values: np.ndarray, axis: int = 0) -> np.ndarray:
-    """The interquartile mean: the mean of the middle 50% of ``values`` along ``axis`` (25%
-    trimmed from each end, as ``rliable.metrics.aggregate_iqm`` computes it, Agarwal et al.
-    2021). Non-finite values are dropped first; NaN where none is left."""
-    from scipy import stats
-
-    values = np.moveaxis(np.asarray(values, dtype=np.float64), axis, 0)
-    out = np.full(values.shape[1:], np.nan)
-    for index in np.ndindex(*values.shape[1:]):
-        column = values[(slice(None), *index)]
-        column = column[np.isfinite(column)]
-        if column.size:
-            out[index] = stats.trim_mean(column, 0.25)
-    return out
 
 
 def scalar_metrics(metrics: dict[str, np.ndarray]) -> list[str]:

@@ -31,6 +31,25 @@ def quantiles(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return median, q25, q75
 
 
+def iqm(values: np.ndarray) -> np.ndarray:
+    """The interquartile mean over the seed axis (axis 0): the mean of the middle 50% of the
+    runs, 25% cut from each end as scipy's ``trim_mean(values, 0.25, axis=0)`` and rliable's
+    ``aggregate_iqm`` cut them (Agarwal et al. 2021), leaving out non-finite values (runs the
+    divergence guard stopped) column by column; NaN where no run is left."""
+    values = np.asarray(values, dtype=np.float64)
+    if np.all(np.isfinite(values)):  # one sort for every column
+        ordered = np.sort(values, axis=0)
+        cut = int(0.25 * len(values))
+        return ordered[cut:len(values) - cut].mean(axis=0)
+    out = np.full(values.shape[1:], np.nan)
+    for index in np.ndindex(*values.shape[1:]):
+        column = values[(slice(None), *index)]
+        column = column[np.isfinite(column)]
+        if column.size:
+            out[index] = iqm(column)
+    return out
+
+
 def final_stats(values: np.ndarray) -> tuple[float, float, float]:
     """Median, 25th and 75th percentile over seeds of the last evaluation ``[seeds, iters]``
     (NaN-aware, as ``quantiles``)."""
@@ -46,7 +65,8 @@ def columns(metrics: dict[str, np.ndarray], curve: tuple[str, str]) -> list[str]
 
 def summary_table(metrics: dict[str, np.ndarray], curve: tuple[str, str],
                   max_rows: int = 25) -> str:
-    """Median [IQR] over seeds at each evaluation (at most ``max_rows`` rows, last included)."""
+    """Median [IQR] over seeds at each evaluation (at most ``max_rows`` rows, last included),
+    then the final evaluation's interquartile mean."""
     num_iterations = next(iter(metrics.values())).shape[1]
     rows = sorted(set(np.linspace(0, num_iterations - 1, min(max_rows, num_iterations))
                       .round().astype(int).tolist()))
@@ -65,8 +85,10 @@ def summary_table(metrics: dict[str, np.ndarray], curve: tuple[str, str],
     widths = [max(len(r[j]) for r in [header, *lines]) for j in range(len(header))]
     fmt = lambda r: "  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True))
     seeds = next(iter(metrics.values())).shape[0]
+    final = [f"final {n} IQM {float(iqm(metrics[n][:, -1:])[0]):.4g}" for n in names]
     return "\n".join([f"median and interquartile range over {seeds} seeds", fmt(header),
-                      *map(fmt, lines)])
+                      *map(fmt, lines), ", ".join(final) + " (interquartile mean; bootstrap "
+                      "CIs and comparisons: python -m purembrl compare DIR)"])
 
 
 def sweep_table(result: Any) -> str:
