@@ -122,3 +122,28 @@ def test_progress_fn_sees_every_chunk_and_the_files_are_rewritten_after_each(tmp
         result.metrics["steps_per_episode"])  # the callback changes nothing
     with pytest.raises(ValueError, match="progress_fn=3 is invalid"):
         run.run(dyna_q, config, 1, progress_fn=3)
+
+
+def test_progress_bar_on_a_terminal_shows_steps_rate_return_and_time_left():
+    """Issue 22: on a terminal the progress is a rich bar (iterations, elapsed, env steps and
+    steps per second, the latest median return, the time left); it says it is compiling
+    until the first chunk is done."""
+    import io
+
+    from rich.console import Console
+
+    from purembrl.driver import report
+
+    screen = io.StringIO()
+    display = report.ProgressDisplay("[sac] seeds 2", 10, console=Console(
+        file=screen, force_terminal=True, width=200, color_system=None))
+    assert "compiling, then the first chunk" in screen.getvalue()
+    last = {"env_steps": np.array([[500, 1000], [500, 1000]]),
+            "eval_return": np.array([[-900.0, -300.0], [-800.0, -100.0]])}
+    display.update(2, last, ("env_steps", "eval_return"), 12.0, eta=48.0, first=False,
+                   steps_per_second=83.3)
+    display.close()
+    text = screen.getvalue()
+    for part in ["[sac] seeds 2", "2/10", "env steps 1,000", "83 steps/s",
+                 "median eval_return -200", "about 48.0s left"]:
+        assert part in text, (part, text)

@@ -348,6 +348,24 @@ def drive(batch: Batch, options: Options):
     start = time.perf_counter()
     interrupts.set_out(options.out)
     carry, pieces, done = _start(batch, options, init, inputs)
+    display = report.ProgressDisplay(batch.label, batch.num_iterations) if progress else None
+    try:
+        carry, pieces, done = _chunks(batch, options, run_chunk, chunk, carry, pieces, done,
+                                      display, start)
+    finally:
+        interrupts.set_graceful(False)
+        if display is not None:
+            display.close()
+    seconds = time.perf_counter() - start
+    if not pieces:
+        raise ValueError("the run has no iterations to report")
+    return to_host(carry), concat(pieces), seconds, done
+
+
+def _chunks(batch: Batch, options: Options, run_chunk, chunk: int, carry, pieces: list,
+            done: int, display, start: float):
+    """``drive``'s loop: chunk after chunk until the end, a signal, ``stop_after_chunks`` or
+    every run diverged; after each the checkpoint, the progress and ``progress_fn``."""
     kill_after = int(os.environ.get("PUREMBRL_KILL_AFTER_CHUNK", "0"))
     chunks_run = 0
     last = start
@@ -356,6 +374,7 @@ def drive(batch: Batch, options: Options):
         length = min(chunk, batch.num_iterations - done)
         carry, metrics = run_chunk(carry, jnp.int32(done), length)
         metrics = jax.tree.map(np.asarray, to_host(metrics))  # also waits for the chunk
+        before = pieces[-1].get("env_steps") if pieces else None
         pieces.append(metrics)  # NumPy from here: the progress line compiles nothing
         done += length
         chunks_run += 1
@@ -366,24 +385,30 @@ def drive(batch: Batch, options: Options):
                 os.kill(os.getpid(), signal.SIGKILL)
         interrupts.set_graceful(True)  # compiled and saved: a signal now waits for a chunk
         now = time.perf_counter()
-        if progress:
+        if display is not None:
             per_iteration = (now - last) / length  # the first chunk's includes compiling
-            report.progress_line(batch.label, done, batch.num_iterations, metrics, batch.curve,
-                                 now - start, eta=per_iteration * (batch.num_iterations - done),
-                                 first=chunks_run == 1)
+            display.update(done, metrics, batch.curve, now - start,
+                           eta=per_iteration * (batch.num_iterations - done),
+                           first=chunks_run == 1,
+                           steps_per_second=None if chunks_run == 1 else
+                           _steps_per_second(before, metrics.get("env_steps"), now - last))
         last = now
         if options.progress_fn is not None and is_main_process():
             pieces = [concat(pieces)]
             options.progress_fn(done, pieces[0])
         if "nonfinite" in metrics and bool(np.all(metrics["nonfinite"][:, -1])):
             break  # every run has diverged: nothing left to train (``all_diverged`` says so)
-    interrupts.set_graceful(False)
-    seconds = time.perf_counter() - start
-    if progress:
-        print(file=sys.stderr)
-    if not pieces:
-        raise ValueError("the run has no iterations to report")
-    return to_host(carry), concat(pieces), seconds, done
+    return carry, pieces, done
+
+
+def _steps_per_second(before: np.ndarray | None, after: np.ndarray | None,
+                      seconds: float) -> float | None:
+    """Env steps per second of one seed over a chunk: the median over seeds of its
+    ``env_steps`` at the chunk's end minus before it (``[runs, iterations]`` arrays, the last
+    column counts); ``None`` without them."""
+    if before is None or after is None or seconds <= 0:
+        return None
+    return float(np.median(after[:, -1] - before[:, -1])) / seconds
 
 
 def config_text(label: str, identity: dict[str, Any]) -> str:

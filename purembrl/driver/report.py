@@ -252,25 +252,85 @@ def duration(seconds: float) -> str:
     return f"{hours / 24:.3g} days"
 
 
-def progress_line(label, done, total, last, curve, elapsed, eta=None, first=False):
-    """One progress line on stderr after a chunk: iteration, env steps, median returns,
-    runs stopped by the guard, elapsed seconds and, while iterations remain, the time left at
-    the last chunk's pace (``eta``; after the first chunk an upper bound, since that chunk
-    includes compiling). A carriage return on a terminal."""
-    parts = [label, f"iteration {done}/{total}"]
+def progress_parts(done, total, last, curve, eta=None, first=False,
+                   steps_per_second=None) -> list[str]:
+    """What the progress shows after a chunk: iteration, env steps (and env steps per second
+    over the last chunk), the latest median returns, runs stopped by the guard and, while
+    iterations remain, the time left at the last chunk's pace (``eta``; after the first chunk
+    an upper bound, since that chunk includes compiling)."""
+    parts = [f"iteration {done}/{total}"]
     if "env_steps" in last:
         parts.append(f"env steps {np.median(last['env_steps'][:, -1]):,.0f}")
+    if steps_per_second is not None:
+        parts.append(f"{steps_per_second:,.0f} steps/s")
     for name in dict.fromkeys(("eval_return", curve[1])):
         if name in last:
             parts.append(f"median {name} {quantiles(last[name][:, -1])[0]:.4g}")
     if "nonfinite" in last and last["nonfinite"][:, -1].any():
         parts.append(f"{int(last['nonfinite'][:, -1].sum())} stopped (non-finite)")
-    parts.append(f"{elapsed:.1f}s")
     if eta is not None and done < total:
         parts.append(f"about {duration(eta)} left" + (" (at most: the first chunk compiled)"
                                                       if first else ""))
+    return parts
+
+
+def progress_line(label, done, total, last, curve, elapsed, eta=None, first=False,
+                  steps_per_second=None):
+    """One progress line on stderr after a chunk (``progress_parts`` and the elapsed
+    seconds): a carriage return on a terminal, a new line elsewhere (a log file, CI)."""
+    parts = progress_parts(done, total, last, curve, eta, first, steps_per_second)
+    parts = [label, *parts[:-1], f"{elapsed:.1f}s", parts[-1]] if (
+        eta is not None and done < total) else [label, *parts, f"{elapsed:.1f}s"]
     end = "\r" if sys.stderr.isatty() else "\n"
     print(" | ".join(parts), end=end, file=sys.stderr, flush=True)
+
+
+class ProgressDisplay:
+    """The progress of a run after each chunk: on a terminal a rich progress bar (label, bar,
+    iterations, elapsed time, then ``progress_parts``: env steps, steps per second, median
+    return, time left), on anything else (a log file, CI) one plain line per chunk
+    (``progress_line``). It is drawn on the host between chunks, never inside the jitted run
+    (``benchmarks/progress_cost.py`` measures the difference). ``console``: a
+    ``rich.console.Console`` to draw on (default: a bar on stderr if it is a terminal)."""
+
+    def __init__(self, label: str, total: int, console: Any = None):
+        self.label, self.total, self.bar = label, total, None
+        if console is None and not sys.stderr.isatty():
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.bar = Progress(TextColumn("{task.description}", markup=False), BarColumn(),
+                            MofNCompleteColumn(), TimeElapsedColumn(),
+                            TextColumn("{task.fields[info]}", markup=False),
+                            console=console or Console(stderr=True), refresh_per_second=1)
+        self.task = self.bar.add_task(label, total=total, info="compiling, then the first chunk")
+        self.bar.start()
+
+    def update(self, done, last, curve, elapsed, eta=None, first=False,
+               steps_per_second=None) -> None:
+        if self.bar is None:
+            progress_line(self.label, done, self.total, last, curve, elapsed, eta, first,
+                          steps_per_second)
+            return
+        info = " | ".join(progress_parts(done, self.total, last, curve, eta, first,
+                                         steps_per_second)[1:])
+        self.bar.update(self.task, completed=done, info=info)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        """Leave the bar as it stands (or end the carriage-returned line)."""
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+        elif sys.stderr.isatty():
+            print(file=sys.stderr)
 
 
 def plain(value: Any) -> Any:
