@@ -4,7 +4,9 @@
     python -m purembrl train mbpo_annealed --env Pendulum-heavy --import examples/custom_parts.py
 
 The environment: ``Pendulum-heavy``, gymnax's Pendulum with a mass of 1.5 instead of 1
-(``purembrl.envs.register``: a function returning ``(env, params)``).
+(``purembrl.envs.register``: a function returning ``(env, params)``), with Pendulum's known
+reward and termination functions (``purembrl.envs.known.register``: neither depends on the
+mass), so MBPO learns only the dynamics, as on Pendulum.
 
 The algorithm: ``mbpo_annealed``, MBPO with **one part swapped**, the mixing of real and model
 data. MBPO draws a fixed ``real_ratio`` of every minibatch from the real buffer; here that share
@@ -31,6 +33,7 @@ from flax import struct
 from purembrl import algos, buffer, envs, offpolicy, run
 from purembrl.algos import mbpo
 from purembrl.config import check, static
+from purembrl.envs import known
 from purembrl.loop import as_train
 
 
@@ -49,9 +52,8 @@ class Config(mbpo.Config):
         from 1 to ``real_ratio``.
     """
 
-    # Pendulum's preset, the termination learned (purembrl.envs.known has none for this name)
-    PRESETS = {**mbpo.Config.PRESETS,
-               "Pendulum-heavy": {**mbpo.Config.PRESETS["Pendulum-v1"], "known_termination": False}}
+    # Pendulum's preset (known reward and termination: registered below)
+    PRESETS = {**mbpo.Config.PRESETS, "Pendulum-heavy": mbpo.Config.PRESETS["Pendulum-v1"]}
 
     anneal_steps: int = static(2000)
 
@@ -97,6 +99,8 @@ def make_train(config: Config):
 policy = mbpo.policy
 
 envs.register("Pendulum-heavy", heavy_pendulum)
+known.register("Pendulum-heavy", reward_fn=known.pendulum_reward,
+               termination_fn=known.never_terminates)
 algos.register(sys.modules[__name__], "mbpo_annealed")
 
 

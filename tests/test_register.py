@@ -129,3 +129,58 @@ def test_the_example_registers_an_env_and_an_algorithm_for_every_command(tmp_pat
     missing = cli("train", "dqn", "--import", "no_such_module_here", "--out", str(tmp_path / "x"))
     assert missing.returncode == 2 and "no module named 'no_such_module_here'" in missing.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_known_functions_of_a_registered_env_serve_known_termination():
+    """``known.register``: a registered env's known reward and termination functions are
+    what MBPO's ``known_reward`` / ``known_termination`` use (CartPole's: only the episode
+    length changed); without them such a config is refused, naming the env."""
+    from purembrl.algos import mbpo
+    from purembrl.envs import known
+
+    envs.register("CartPole-short", short_cartpole)
+    envs.register("CartPole-unknown", short_cartpole)
+    known.register("CartPole-short", reward_fn=known.cartpole_reward,
+                   termination_fn=known.cartpole_terminated)
+    known.register("CartPole-short", reward_fn=known.cartpole_reward)  # the same: a no-op
+    config = mbpo.Config.for_env("CartPole-short", known_termination=True, known_reward=True)
+    model, reward_fn, termination_fn = known.model_functions(config)
+    assert reward_fn is known.cartpole_reward and termination_fn is known.cartpole_terminated
+    assert not model.learn_reward and not model.learn_termination
+    mbpo.make_loop(config)  # builds (compiles nothing)
+    with pytest.raises(ValueError, match="known_termination=True is invalid for "
+                                         "env='CartPole-unknown'"):
+        mbpo.Config.for_env("CartPole-unknown", known_termination=True)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda k: k.register("CartPole-v1", termination_fn=k.never_terminates),
+     "has built-in known functions"),
+    (lambda k: k.register("CartPole-short"), "give reward_fn, termination_fn or both"),
+    (lambda k: k.register("CartPole-short", reward_fn=3), "reward_fn=3 is invalid"),
+    (lambda k: k.register("", reward_fn=k.cartpole_reward), "non-empty string"),
+    (lambda k: k.register("CartPole-short", termination_fn=k.never_terminates),
+     "already has a registered termination function"),
+])
+def test_bad_known_registrations_are_refused(call, message):
+    from purembrl.envs import known
+
+    known.register("CartPole-short", termination_fn=known.cartpole_terminated, overwrite=True)
+    with pytest.raises(ValueError, match=message):
+        call(known)
+
+
+def test_a_known_function_of_the_wrong_shape_is_refused_when_training_is_built():
+    from purembrl.algos import mbpo
+    from purembrl.envs import known
+
+    envs.register("CartPole-wide", short_cartpole)
+    known.register("CartPole-wide", termination_fn=lambda o, a, n: jnp_zeros_column(o))
+    config = mbpo.Config.for_env("CartPole-wide", known_termination=True)
+    with pytest.raises(ValueError, match=r"registered termination_fn of env 'CartPole-wide' "
+                                         r"returned bool\(2, 1\).*allowed bool of shape \[2\]"):
+        mbpo.make_loop(config)
+
+
+def jnp_zeros_column(obs):
+    return jax.numpy.zeros((obs.shape[0], 1), bool)

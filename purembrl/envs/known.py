@@ -3,7 +3,8 @@ Brax's Hopper and inverted pendulum), in observation space, and their true dynam
 step.
 
 MBPO (Janner et al. 2019) learns the reward but uses known termination functions for its tasks;
-a user who knows them should not have to learn them. Each function is batched:
+a user who knows them should not have to learn them (``register`` adds a user's own, for a
+registered environment). Each function is batched:
 ``fn(obs [B, d], action [B, ...], next_obs [B, d]) -> [B]`` and matches gymnax's ``step_env``
 (tests check it against the environment).
 
@@ -82,14 +83,80 @@ TERMINATION_FNS: dict[str, StepFn] = {
 }
 
 
+_BUILT_IN = frozenset(REWARD_FNS) | frozenset(TERMINATION_FNS)
+_REGISTERED: set[str] = set()
+
+
+def register(env: str, *, reward_fn: StepFn | None = None,
+             termination_fn: StepFn | None = None, overwrite: bool = False) -> None:
+    """Make a user's known reward and/or termination function for environment ``env`` (a
+    name given to ``purembrl.envs.register``, say) available to the model-based algorithms'
+    ``known_reward`` / ``known_termination``, as MBPO's practice of known termination
+    functions has it (Janner et al. 2019). Each function is batched: ``fn(obs [B, d],
+    action [B, ...], next_obs [B, d]) -> [B]`` (a reward as a float, a termination as a
+    bool), like the built-in ones; its output's shape and type are checked against the env's
+    spaces when training is built.
+
+    ``ValueError`` for an env name that is not a non-empty string, neither function given, a
+    function that is not callable, a built-in env's functions (never replaced), or a
+    function already registered for ``env`` (unless ``overwrite``)."""
+    if not isinstance(env, str) or not env.strip() or env != env.strip():
+        raise ValueError(f"env={env!r} is invalid: allowed a non-empty string without "
+                         "surrounding spaces")
+    if reward_fn is None and termination_fn is None:
+        raise ValueError("known.register: give reward_fn, termination_fn or both")
+    for name, fn in (("reward_fn", reward_fn), ("termination_fn", termination_fn)):
+        if fn is not None and not callable(fn):
+            raise ValueError(f"{name}={fn!r} is invalid: allowed a function (obs, action, "
+                             "next_obs) -> [B]")
+    if env in _BUILT_IN:
+        raise ValueError(f"env={env!r} has built-in known functions; they are not replaced")
+    for table, fn in ((REWARD_FNS, reward_fn), (TERMINATION_FNS, termination_fn)):
+        if fn is not None and env in table and table[env] is not fn and not overwrite:
+            raise ValueError(f"env={env!r} already has a registered "
+                             f"{'reward' if table is REWARD_FNS else 'termination'} function "
+                             "(overwrite=True replaces it)")
+    for table, fn in ((REWARD_FNS, reward_fn), (TERMINATION_FNS, termination_fn)):
+        if fn is not None:
+            table[env] = fn
+    _REGISTERED.add(env)
+
+
 def model_functions(config):
     """For an algorithm config with ``env``, ``model``, ``known_reward`` and
     ``known_termination``: ``(model_config, reward_fn, termination_fn)``, the ensemble config
-    learning only what is not known, and the known functions (None where learned)."""
+    learning only what is not known, and the known functions (None where learned). A
+    registered function's output is checked here (``ValueError``: its shape must be the
+    batch's, a termination's type bool)."""
     model_config = config.model.replace(learn_reward=not config.known_reward,
                                         learn_termination=not config.known_termination)
-    return (model_config, REWARD_FNS[config.env] if config.known_reward else None,
-            TERMINATION_FNS[config.env] if config.known_termination else None)
+    reward_fn = REWARD_FNS[config.env] if config.known_reward else None
+    termination_fn = TERMINATION_FNS[config.env] if config.known_termination else None
+    if config.env in _REGISTERED:
+        _check_outputs(config.env, reward_fn, termination_fn)
+    return model_config, reward_fn, termination_fn
+
+
+def _check_outputs(env_name: str, reward_fn, termination_fn) -> None:
+    """Trace a registered function on a batch of 2 of the env's shapes (nothing runs)."""
+    env, params = envs.make(env_name)
+    obs = jax.eval_shape(lambda k: env.reset(k, params)[0], jax.random.key(0))
+    action = env.action_space(params).sample(jax.random.key(0))
+    batch = lambda x: jax.ShapeDtypeStruct((2, *x.shape), x.dtype)
+    args = (batch(obs), batch(jnp.asarray(action)), batch(obs))
+    for name, fn, want in (("reward_fn", reward_fn, "a float"),
+                           ("termination_fn", termination_fn, "bool")):
+        if fn is None:
+            continue
+        out = jax.eval_shape(fn, *args)
+        ok = (getattr(out, "shape", None) == (2,)
+              and (jnp.issubdtype(out.dtype, jnp.bool_) if want == "bool"
+                   else jnp.issubdtype(out.dtype, jnp.floating)))
+        if not ok:
+            raise ValueError(f"the registered {name} of env {env_name!r} returned "
+                             f"{getattr(out, 'dtype', type(out))}{getattr(out, 'shape', '')} "
+                             f"for a batch of 2: allowed {want} of shape [2] (one per "
+                             "transition)")
 
 
 def check(env: str, known_reward: bool, known_termination: bool,
