@@ -171,6 +171,28 @@ def _check_resume(run, out: str, identity: dict) -> None:
     run.check_same_run(path, checkpoint.read_meta(path), identity)
 
 
+def _resume_extends(run, algo, config, out: str, args) -> bool:
+    """Check ``--resume DIR`` against DIR's checkpoint before anything compiles: False when it
+    holds this very run; True when it holds it with a smaller budget that the config's
+    ``check_extension`` accepts (``--set total_steps=N`` trains a run longer); otherwise a
+    ``ValueError`` naming what differs (for a changed config: why it cannot continue)."""
+    from purembrl import checkpoint
+
+    path = os.path.join(out, run.CHECKPOINT)
+    meta = checkpoint.read_meta(path)
+    identity = run.run_identity(algo, config, args.seed, args.seeds)
+    try:
+        run.check_same_run(path, meta, identity)
+        return False
+    except checkpoint.CheckpointError:
+        if any(meta.get(k) != v for k, v in identity.items() if k != "config"):
+            raise  # another algorithm, seed or seed count: never a continuation
+    from purembrl.config import from_dict
+
+    run.check_extension(algo, config, from_dict(algo.Config, meta["config"]))
+    return True
+
+
 def _out_dir(args, default: str) -> str:
     if args.resume is not None and args.out is not None and args.out != args.resume:
         raise ValueError(f"--resume {args.resume} and --out {args.out}: a resumed run "
@@ -277,8 +299,7 @@ def cmd_train(args) -> int:
         algo.make_train(config)  # the checks that need the env (builds it; compiles nothing)
         _check_counts(args)
         out = _out_dir(args, f"runs/{args.algo}_{config.env}")
-        if args.resume is not None:
-            _check_resume(run, out, run.run_identity(algo, config, args.seed, args.seeds))
+        extend = args.resume is not None and _resume_extends(run, algo, config, out, args)
         loggers = _loggers(args, out, curve_of(algo, config), [config])
         created = _claim_out(run, out, args)
     except ValueError as err:
@@ -288,7 +309,7 @@ def cmd_train(args) -> int:
         result = run.run(algo, config, args.seeds, seed=args.seed, out=out,
                          num_chunks=args.chunks, progress=not args.quiet,
                          checkpoint=not args.no_checkpoint, resume=args.resume is not None,
-                         progress_fn=combine(*loggers))
+                         extend=extend, progress_fn=combine(*loggers))
     except TooLarge as err:
         return _refused(err, out, created)
     finally:

@@ -246,6 +246,34 @@ def num_evaluations(total_steps: int, warmup_steps: int, eval_every: int) -> int
     return -(-(total_steps - warmup_steps) // eval_every)
 
 
+def check_extension(shorter: Any, longer: Any, budget: str, exact: bool, cut: str) -> None:
+    """``ValueError`` unless ``longer`` is ``shorter`` with a larger (or equal) ``budget``
+    field and nothing else changed, and ``exact`` (the shorter run's iterations are the first
+    iterations of the longer one: continuing it equals the longer run from the start); ``cut``
+    says why not when ``exact`` is False. Used by configs' ``check_extension`` (``train
+    --resume DIR --set total_steps=N``)."""
+    old, new = _flat(as_dict(shorter)), _flat(as_dict(longer))
+    differ = sorted(k for k in set(old) | set(new) if k != budget and old.get(k) != new.get(k))
+    if differ:
+        raise ValueError(f"a resumed run may change only {budget} (to train longer); "
+                         f"differing: {', '.join(differ)}")
+    if getattr(longer, budget) < getattr(shorter, budget):
+        raise ValueError(f"{budget}={getattr(longer, budget)} is invalid: allowed at least the "
+                         f"run's {getattr(shorter, budget)} (a resumed run trains longer, "
+                         "never shorter)")
+    if not exact:
+        raise ValueError(cut)
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: value}
+
+
 def check_batch_fits(batch_size: int, buffer_size: int) -> None:
     """A minibatch is no larger than the replay buffer it is drawn from."""
     if batch_size > buffer_size:

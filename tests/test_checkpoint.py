@@ -216,6 +216,53 @@ def test_resume_alone_takes_the_algorithm_config_and_seeds_from_the_checkpoint(
     assert nothing.stderr.strip() == "error: train needs ALGO, or --resume DIR to continue a run"
 
 
+def test_a_finished_run_trained_longer_equals_the_longer_run_from_the_start(
+        tmp_path, uninterrupted):
+    """Issue 22: ``--resume DIR --set num_episodes=40`` continues a finished 20-episode run to
+    40 episodes, bit-identical to a 40-episode run from the start; a change of anything else,
+    or a smaller budget, is one line and exit 2."""
+    short = [arg if arg != "num_episodes=40" else "num_episodes=20" for arg in TRAIN]
+    assert subprocess.run([*short, "--out", str(tmp_path)], capture_output=True, text=True,
+                          timeout=300).returncode == 0
+    alone = [sys.executable, "-m", "purembrl", "train", "--resume", str(tmp_path), "--quiet"]
+    for change, message in [
+            ("alpha=0.5", "error: a resumed run may change only num_episodes (to train longer); "
+                          "differing: alpha"),
+            ("num_episodes=10", "error: num_episodes=10 is invalid: allowed at least the run's "
+                                "20 (a resumed run trains longer, never shorter)")]:
+        refused = subprocess.run([*alone, "--set", change], capture_output=True, text=True,
+                                 timeout=300)
+        assert (refused.returncode, refused.stderr.strip()) == (2, message)
+    longer = subprocess.run([*alone, "--set", "num_episodes=40"], capture_output=True,
+                            text=True, timeout=300)
+    assert longer.returncode == 0, longer.stderr
+    assert metrics_of(tmp_path) == uninterrupted
+    assert checkpoint.read_meta(tmp_path / run.CHECKPOINT)["config"]["num_episodes"] == 40
+
+
+def test_an_off_policy_run_trained_longer_equals_the_longer_run(tmp_path):
+    """SAC: 200 trained steps continued to 400 equal 400 from the start (every schedule
+    counts absolute steps); a run whose last period was cut cannot be continued exactly and
+    is refused, saying why."""
+    base = dict(total_steps=300, eval_every=100, initial_random_steps=100, batch_size=16,
+                eval_episodes=1, learner=SACConfig(hidden_sizes=(16, 16)))
+    short = sac.Config.for_env("Pendulum-v1", **base)
+    long = short.replace(total_steps=500)
+    options = dict(progress=False, table=False)
+    run.run(sac, short, 2, out=tmp_path / "a", **options)
+    extended = run.run(sac, long, 2, out=tmp_path / "a", resume=True, extend=True, **options)
+    fresh = run.run(sac, long, 2, **options)
+    for name, values in fresh.metrics.items():
+        np.testing.assert_array_equal(extended.metrics[name], values, err_msg=name)
+    cut = short.replace(total_steps=350)
+    run.run(sac, cut, 2, out=tmp_path / "b", **options)
+    with pytest.raises(ValueError, match="last evaluation period was cut at total_steps=350 "
+                                         r"\(250 trained steps, not a multiple of eval_every=100"):
+        run.run(sac, long, 2, out=tmp_path / "b", resume=True, extend=True, **options)
+    with pytest.raises(ValueError, match="a sweep cannot be continued with a longer budget"):
+        run.sweep(sac, [long], 1, out=tmp_path / "b", resume=True, extend=True, **options)
+
+
 LONG = [sys.executable, "-m", "purembrl", "train", "dyna_q", "--env", "DynaMaze", "--seeds",
         "3", "--set", "num_episodes=1000", "--chunks", "500", "--quiet"]
 

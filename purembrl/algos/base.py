@@ -20,6 +20,7 @@ from purembrl.config import (
     Presets,
     check_batch_fits,
     check_budget,
+    check_extension,
     check_int,
     check_types,
     num_evaluations,
@@ -83,6 +84,21 @@ class OffPolicyConfig(Presets):
     def num_iterations(self) -> int:
         """Evaluations in the run (``purembrl.config.num_evaluations``)."""
         return num_evaluations(self.total_steps, self.initial_random_steps, self.eval_every)
+
+    def check_extension(self, shorter) -> None:
+        """``ValueError`` unless this config is ``shorter`` with a larger ``total_steps`` and
+        continuing ``shorter``'s finished run to it equals a run with this budget from the
+        start. That holds when ``shorter``'s trained steps are a whole number of evaluation
+        periods: every schedule (epsilon, learning-rate decay, rollout length, model fits,
+        buffers) counts absolute steps, updates or epochs, never a share of the budget, so
+        the budget only decides how many periods run and whether the last is cut short."""
+        trained = shorter.total_steps - shorter.initial_random_steps
+        check_extension(shorter, self, "total_steps", trained % shorter.eval_every == 0,
+                        f"total_steps: the run's last evaluation period was cut at "
+                        f"total_steps={shorter.total_steps} ({trained} trained steps, not a "
+                        f"multiple of eval_every={shorter.eval_every}); a run with "
+                        f"total_steps={self.total_steps} from the start has no evaluation "
+                        "there, so continuing this one would not equal it; start a new run")
 
 
 @struct.dataclass

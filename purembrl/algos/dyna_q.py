@@ -32,7 +32,15 @@ import jax.numpy as jnp
 from flax import struct
 
 from purembrl import envs, value
-from purembrl.config import Presets, check, check_choice, check_int, check_types, static
+from purembrl.config import (
+    Presets,
+    check,
+    check_choice,
+    check_extension,
+    check_int,
+    check_types,
+    static,
+)
 from purembrl.loop import TrainLoop, as_train
 
 ENVS = ("DynaMaze", "BlockingMaze", "ShortcutMaze")
@@ -98,6 +106,20 @@ class Config(Presets):
     @property
     def num_iterations(self) -> int:
         return -(-self.num_steps // self.eval_every) if self.num_steps > 0 else self.num_episodes
+
+    def check_extension(self, shorter) -> None:
+        """``ValueError`` unless this config is ``shorter`` with more episodes (episode mode)
+        or more steps (step mode, ``shorter``'s ``num_steps`` a multiple of ``eval_every``):
+        then continuing ``shorter``'s run equals this run from the start (nothing but the
+        iteration count depends on the budget)."""
+        if shorter.num_steps == 0:
+            check_extension(shorter, self, "num_episodes", self.num_steps == 0, "")
+            return
+        check_extension(shorter, self, "num_steps", shorter.num_steps % shorter.eval_every == 0,
+                        f"num_steps: the run's last evaluation period was cut at num_steps="
+                        f"{shorter.num_steps} (not a multiple of eval_every="
+                        f"{shorter.eval_every}); continuing it would not equal a longer run "
+                        "from the start; start a new run")
 
 
 @struct.dataclass

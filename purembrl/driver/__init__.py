@@ -50,11 +50,18 @@ from purembrl.driver.sweeps import (
     sweep_identity,
     sweepable_fields,
 )
-from purembrl.driver.training import RunResult, run, run_identity
+from purembrl.driver.training import (
+    RunResult,
+    check_extension,
+    run,
+    run_identity,
+    stored_config,
+)
 
 __all__ = [
     "CHECKPOINT", "Options", "RunResult", "SweepResult", "TensorBoard", "TooLarge", "WandB",
-    "all_diverged", "batched", "check_fresh", "combine", "check_same_run", "check_seed",
+    "all_diverged", "batched", "check_extension", "check_fresh", "combine", "check_same_run",
+    "check_seed", "stored_config",
     "chunk_length", "curve_of", "evaluate_checkpoint", "guarded", "init_distributed",
     "is_main_process", "load_checkpointed", "load_policy", "plot_curve", "plot_curves",
     "prepare_out", "quantiles", "remove_results", "report_nonfinite", "run", "run_identity",

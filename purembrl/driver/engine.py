@@ -220,6 +220,10 @@ class Options:
       checkpoint: save ``out/checkpoint.npz`` after every chunk (needs ``out``).
       resume: continue from that checkpoint (``CheckpointError`` if it is missing, corrupt or
         from another run).
+      extend: with ``resume``, the checkpoint may hold this run with a smaller budget (a
+        finished run trained longer); the config's ``check_extension(stored config)`` must
+        accept it (continuing then equals the longer run from the start), else
+        ``ValueError``. ``run`` only.
       stop_after_chunks: return after this many chunks of this call (the result's
         ``complete`` is then False unless the run ended).
       progress_fn: called on the main process after every chunk (and its checkpoint) as
@@ -235,6 +239,7 @@ class Options:
     table: bool = True
     checkpoint: bool = True
     resume: bool = False
+    extend: bool = False
     stop_after_chunks: int | None = None
     progress_fn: Any = None
 
@@ -244,6 +249,8 @@ class Options:
                              "allowed >= 1")
         if self.resume and self.out is None:
             raise ValueError("resume=True needs out, the directory holding the checkpoint")
+        if self.extend and not self.resume:
+            raise ValueError("extend=True needs resume=True: it continues a checkpoint")
         if self.progress_fn is not None and not callable(self.progress_fn):
             raise ValueError(f"progress_fn={self.progress_fn!r} is invalid: allowed a function "
                              "(iterations_done, metrics) -> None")
@@ -268,6 +275,7 @@ class Batch:
     num_iterations: int
     identity: dict[str, Any]
     curve: tuple[str, str]
+    resumes: dict[str, Any] | None = None  # the identity a checkpoint may hold (extend)
 
 
 def _describe_placement(inputs) -> None:
@@ -289,7 +297,7 @@ def _start(batch: Batch, options: Options, init, inputs):
     path = options.checkpoint_path
     carry, metrics_so_far, meta = ckpt.load(
         path, jax.eval_shape(init, *inputs),
-        check_meta=lambda meta: check_same_run(path, meta, batch.identity))
+        check_meta=lambda meta: check_same_run(path, meta, batch.resumes or batch.identity))
     done = meta["done"]
     return shard_batch(carry), ([metrics_so_far] if done else []), done
 

@@ -46,6 +46,9 @@ def sweep(algo: ModuleType, configs: Sequence[Any], num_seeds: int = 1, *,
     ``options``: as ``run``'s (``purembrl.driver.engine.Options``); ``out`` gets
     ``sweep.json``, ``sweep.csv`` and ``sweep.png``."""
     opts = engine.Options(**options)
+    if opts.extend:
+        raise ValueError("extend=True: a sweep cannot be continued with a longer budget yet; "
+                         "start a new sweep")
     configs = list(configs)
     points = _check_sweep(configs, points, num_seeds)
     loop = algo.make_loop(configs[0])

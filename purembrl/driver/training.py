@@ -58,7 +58,8 @@ def run(algo: ModuleType, config: Any, num_seeds: int = 1, *, seed: int = 0,
         label=f"[{report.algo_name(algo)}] seeds {num_seeds}", init=engine.batched(init),
         scan_steps=engine.batched(scan_steps, in_axes=(0, None, None)),
         inputs=(engine.seed_keys(seed, num_seeds),), num_iterations=loop.num_iterations,
-        identity=run_identity(algo, config, seed, num_seeds), curve=curve)
+        identity=run_identity(algo, config, seed, num_seeds), curve=curve,
+        resumes=extended_identity(algo, config, seed, num_seeds, opts) if opts.extend else None)
     with engine.writing(opts):  # one writer per run directory
         carry, metrics, seconds, done = engine.drive(batch, opts)
         result = RunResult(state=carry[0], metrics=metrics, seconds=seconds, curve=curve,
@@ -85,6 +86,36 @@ def partial_writer(opts: engine.Options, write: Any):
             user(done, metrics)
 
     return progress_fn
+
+
+def stored_config(algo: ModuleType, out: Any) -> Any:
+    """The config stored in ``out``'s checkpoint (``CheckpointError`` if it cannot be read)."""
+    import os
+
+    from purembrl import checkpoint
+    from purembrl.config import from_dict
+
+    meta = checkpoint.read_meta(os.path.join(os.fspath(out), engine.CHECKPOINT))
+    return from_dict(algo.Config, meta["config"])
+
+
+def check_extension(algo: ModuleType, config: Any, shorter: Any) -> None:
+    """``ValueError`` unless ``config`` may continue a run of ``shorter`` (the same run with a
+    smaller budget; the config class's ``check_extension`` decides, and an algorithm whose
+    config has none cannot be extended)."""
+    if not hasattr(config, "check_extension"):
+        raise ValueError(f"a {report.algo_name(algo)} run cannot be continued with another "
+                         "config (its Config has no check_extension)")
+    config.check_extension(shorter)
+
+
+def extended_identity(algo: ModuleType, config: Any, seed: int, num_seeds: int,
+                      opts: engine.Options) -> dict[str, Any]:
+    """For ``extend``: the identity the checkpoint holds, once ``config`` has been checked to
+    continue its run exactly (``check_extension``)."""
+    shorter = stored_config(algo, opts.out)
+    check_extension(algo, config, shorter)
+    return run_identity(algo, shorter, seed, num_seeds)
 
 
 def run_identity(algo: ModuleType, config: Any, seed: int, num_seeds: int) -> dict[str, Any]:
