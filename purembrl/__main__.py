@@ -58,14 +58,18 @@ class _Parser(argparse.ArgumentParser):
 
 def build_config(algo, env: str | None, sets: list[str], base=None):
     """The algorithm's ``Config.for_env`` from ``--env`` and ``--set field=value`` strings
-    (``--set group.field=value`` sets a field of a nested config, such as the learner's); with
+    (``--set group.field=value`` sets a field of a nested config, such as the learner's;
+    ``--set env.NAME=VALUE`` an environment parameter, into ``env_params``); with
     ``base`` (a resumed run's stored config), those settings go on top of it instead."""
-    values, nested = {}, {}
+    values, nested, env_sets = {}, {}, []
     for item in sets:
         if "=" not in item:
             raise ValueError(f"--set {item!r}: expected field=value")
         name, text = item.split("=", 1)
         name = name.strip()
+        if name.startswith("env.") and "env_params" in field_types(algo.Config):
+            env_sets.append(f"{name[4:]}={text.strip()}")  # an env parameter: env_params
+            continue
         value = parse_value(algo.Config, name, text.strip())
         if "." in name:
             group, field = name.split(".", 1)
@@ -77,12 +81,19 @@ def build_config(algo, env: str | None, sets: list[str], base=None):
             raise ValueError("--env: this algorithm has no env field")
         values["env"] = env
     config = algo.Config.for_env(**values) if base is None else base.replace(**values)
+    if env_sets:  # --set env.NAME=VALUE: merged into env_params, the last of a name winning
+        from purembrl import envs
+
+        merged = {**envs.parse_params(config.env_params),
+                  **envs.parse_params(",".join(env_sets))}
+        config = config.replace(env_params=",".join(f"{k}={v}" for k, v in merged.items()))
     for group, fields in nested.items():
         current = getattr(config, group)
         if current is None and group == "learner":  # the default for the env's action space
             from purembrl import envs, interact, learners  # imports jax: after distributed
 
-            current = learners.default_config(interact.spec(*envs.make(config.env)))
+            current = learners.default_config(
+                interact.spec(*envs.make(config.env, config.env_params)))
         if current is None:
             raise ValueError(f"{group}: not used with this configuration")
         config = update(config.replace(**{group: current}), **{group: fields})

@@ -147,7 +147,7 @@ def trained_policy(state: OffPolicyState, config):
     """The deterministic policy of a run's ``state`` as a pure function ``(key, obs [B, d]) ->
     action``: the learner that ``config.learner`` (with ``config.normalize_obs``) builds for
     ``config.env``, acting without exploration."""
-    env, env_params = envs.make(config.env)
+    env, env_params = envs.make(config.env, config.env_params)
     learner = learners.make(config.learner, interact.spec(env, env_params), config.normalize_obs)
     return learners.policy(learner, state.learner)
 
@@ -159,7 +159,7 @@ def model_free_loop(config, name: str, *, discrete: bool, n_step: int = 1) -> Tr
     only) the minibatches hold n-step returns with the learner's gamma
     (``buffer.sample_n_step``; the replay then stores where episodes end). ``ValueError`` when
     the env's action space is not the learner's."""
-    env, env_params = envs.make(config.env)
+    env, env_params = envs.make(config.env, config.env_params)
     env_spec = interact.spec(env, env_params)
     if env_spec.discrete != discrete:
         kind, other = ("discrete", "sac") if discrete else ("continuous", "dqn")

@@ -184,3 +184,51 @@ def test_a_known_function_of_the_wrong_shape_is_refused_when_training_is_built()
 
 def jnp_zeros_column(obs):
     return jax.numpy.zeros((obs.shape[0], 1), bool)
+
+
+def test_env_params_from_the_command_line(tmp_path):
+    """Issue 22: ``--set env.NAME=VALUE`` replaces one of the env's parameters (into the
+    config's ``env_params``): Pendulum's episodes last 50 steps instead of 200."""
+    trained = cli("train", "sac", "--env", "Pendulum-v1", "--set", "env.max_steps_in_episode=50",
+                  "--set", "env.max_speed=6", "--set", "total_steps=300", "--set",
+                  "eval_every=100", "--set", "initial_random_steps=100", "--set", "batch_size=16",
+                  "--set", "eval_episodes=1", "--set", "learner.hidden_sizes=16,16", "--quiet",
+                  "--no-checkpoint", "--out", str(tmp_path))
+    assert trained.returncode == 0, trained.stderr
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["_run"]["config"]["env_params"] == "max_steps_in_episode=50,max_speed=6"
+    assert np.all(np.asarray(saved["eval_length"]) == 50)  # Pendulum runs to its time limit
+    listing = cli("list", "sac", "--env", "Pendulum-v1", "--set", "env.max_speed=6")
+    assert listing.returncode == 0 and "env_params = 'max_speed=6'" in listing.stdout
+
+
+@pytest.mark.parametrize("env_params, message", [
+    ("max_speed", "'max_speed' is not NAME=VALUE"),
+    ("max_speed=fast", "max_speed='fast' is not a number"),
+    ("max_speed=1,max_speed=2", "max_speed is given twice"),
+    ("speed=3", "Pendulum-v1 has no parameter 'speed'; its parameters are dt, g, l, m"),
+    ("max_steps_in_episode=2.5", "Pendulum-v1's max_steps_in_episode is an integer"),
+    ("g=inf", "g=inf is invalid: allowed a finite number"),
+])
+def test_bad_env_params_are_one_clear_error(env_params, message):
+    from purembrl.algos import sac
+
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        sac.make_loop(sac.Config.for_env("Pendulum-v1", env_params=env_params))
+
+
+def test_built_in_known_functions_refuse_changed_env_params():
+    """CartPole's known termination is written for its default thresholds: with another
+    ``x_threshold`` it would be silently wrong, so MBPO's preset is refused; the time limit
+    may change (it truncates, no known function uses it)."""
+    from purembrl.algos import mbpo
+
+    with pytest.raises(ValueError, match="known_termination=True is invalid with env_params="
+                                         "'x_threshold=1.0': the built-in functions of "
+                                         "'CartPole-v1' assume its default parameters"):
+        mbpo.Config.for_env("CartPole-v1", env_params="x_threshold=1.0")
+    config = mbpo.Config.for_env("CartPole-v1", env_params="max_steps_in_episode=100")
+    assert config.known_termination and envs.make(config.env, config.env_params)[1] \
+        .max_steps_in_episode == 100
+    assert mbpo.Config.for_env("CartPole-v1", env_params="x_threshold=1.0",
+                               known_termination=False, known_reward=False).env_params

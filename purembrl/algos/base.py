@@ -39,6 +39,8 @@ class OffPolicyConfig(Presets):
 
     Attributes:
       env: a gymnax environment with flat observations.
+      env_params: environment parameters in place of the env's defaults, ``"NAME=VALUE,..."``
+        (gymnax's ``EnvParams`` fields, e.g. ``"max_speed=10"``; ``""``: the defaults).
       total_steps: real environment steps in the run, ``initial_random_steps`` included.
       eval_every: trained environment steps between evaluations (the run also evaluates at
         the end, whatever the budget).
@@ -50,6 +52,7 @@ class OffPolicyConfig(Presets):
     """
 
     env: str = static("Pendulum-v1")
+    env_params: str = static("")
     total_steps: int = static(21_000)
     eval_every: int = static(1000)
     eval_episodes: int = static(10)
@@ -72,6 +75,7 @@ class OffPolicyConfig(Presets):
         if hasattr(self, "learner"):
             learners.check_config("learner", self.learner)
         envs.check_name(self.env)
+        envs.parse_params(self.env_params)
         for name in ("total_steps", "eval_every", "eval_episodes", "initial_random_steps",
                      "buffer_size", "batch_size", *counts):
             check_int(name, getattr(self, name), 1)
@@ -125,4 +129,4 @@ class ModelBasedConfig(OffPolicyConfig):
         rollouts = ("rollout_freq",) if hasattr(self, "rollout_freq") else ()
         super().check(("model_train_freq", *rollouts, *counts), non_negative)
         known.check(self.env, self.known_reward, self.known_termination,
-                    getattr(self, "true_dynamics", False))
+                    getattr(self, "true_dynamics", False), self.env_params)

@@ -67,6 +67,8 @@ class Config(Presets):
 
     Attributes:
       env: a goal-conditioned environment (``ENVS``).
+      env_params: environment parameters in place of the env's defaults, ``"NAME=VALUE,..."``
+        (gymnax's ``EnvParams`` fields, e.g. ``"max_speed=10"``; ``""``: the defaults).
       critic: ``"td"`` (C-learning), ``"infonce"`` or ``"nce"`` (contrastive RL with the
         softmax or the binary NCE loss) or ``"her"`` (the baseline: goal-conditioned SAC /
         DQN on the hindsight success reward).
@@ -89,6 +91,7 @@ class Config(Presets):
     """
 
     env: str = static("PointMaze-Open")
+    env_params: str = static("")
     critic: str = static("td")
     total_steps: int = static(5_000)
     eval_every: int = static(200)
@@ -113,6 +116,7 @@ class Config(Presets):
     def __post_init__(self):
         check_types(self)
         check_choice("env", self.env, ENVS)
+        envs.parse_params(self.env_params)
         check_choice("critic", self.critic, CRITICS)
         for name in ("total_steps", "eval_every", "initial_random_steps", "episode_length",
                      "episodes_per_round", "updates_per_round", "batch_size",
@@ -225,7 +229,7 @@ def critics(config: Config, discrete: bool, A: int):
 
 
 def make_loop(config: Config) -> TrainLoop:
-    env, env_params = envs.make(config.env)
+    env, env_params = envs.make(config.env, config.env_params)
     env_params = env_params.replace(max_steps_in_episode=config.episode_length)
     L = config.episode_length
     G = 2  # goal (and achieved-state) dimension of the point maze and the grid
@@ -430,7 +434,7 @@ def policy(state: CState, config: Config):
     """The greedy goal-conditioned policy as a pure function ``(key, obs [B, 4]) -> action
     [B, ...]`` (the actor's mean action, or the classifier's argmax for discrete actions; the
     key is unused)."""
-    env, env_params = envs.make(config.env)
+    env, env_params = envs.make(config.env, config.env_params)
     space = env.action_space(env_params)
     if isinstance(space, spaces.Discrete):
         greedy = critics(config, True, int(space.n))[-1]

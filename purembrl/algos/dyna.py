@@ -130,7 +130,7 @@ def n_step_batch(model_step, key: jax.Array, head: Transition, last: Transition,
 
 
 def make_loop(config: Config) -> TrainLoop:
-    env, env_params = envs.make(config.env)
+    env, env_params = envs.make(config.env, config.env_params)
     env_spec = interact.spec(env, env_params)
     learner = learners.make(config.learner, env_spec, config.normalize_obs)
     learner_config = config.learner or learners.default_config(env_spec)

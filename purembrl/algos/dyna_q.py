@@ -53,6 +53,8 @@ class Config(Presets):
 
     Attributes:
       env: a tabular environment, one of ``ENVS``.
+      env_params: environment parameters in place of the env's defaults, ``"NAME=VALUE,..."``
+        (gymnax's ``EnvParams`` fields, e.g. ``"max_speed=10"``; ``""``: the defaults).
       num_episodes: episodes in an episode-mode run (``num_steps == 0``).
       num_steps: real steps in a step-mode run; 0 selects episode mode.
       eval_every: step mode only: real steps between evaluations (and one at the end).
@@ -69,6 +71,7 @@ class Config(Presets):
     """
 
     env: str = static("DynaMaze")
+    env_params: str = static("")
     num_episodes: int = static(50)
     num_steps: int = static(0)
     eval_every: int = static(50)
@@ -88,6 +91,7 @@ class Config(Presets):
     def __post_init__(self):
         check_types(self)
         check_choice("env", self.env, ENVS)
+        envs.parse_params(self.env_params)
         check_int("num_episodes", self.num_episodes, 1)
         check_int("num_steps", self.num_steps, 0)
         check_int("eval_every", self.eval_every, 1)
@@ -201,7 +205,7 @@ def sample_categorical(u: jax.Array, probs: jax.Array) -> jax.Array:
 
 def make_loop(config: Config) -> TrainLoop:
     """The Dyna-Q run as ``init`` / ``step`` (see ``purembrl.loop``)."""
-    env, env_params = envs.make(config.env)
+    env, env_params = envs.make(config.env, config.env_params)
     env_params = env_params.replace(slip_prob=config.slip_prob,
                                     max_steps_in_episode=config.max_episode_steps)
     num_states, num_actions = env.num_states, env.num_actions
@@ -382,7 +386,7 @@ def curve(config: Config) -> tuple[str, str]:
 def policy(state: DynaQState, config: Config):
     """The learned greedy policy as a pure function ``(key, obs [B, ...]) -> action [B]``
     (random tie-breaking), the signature of every algorithm's ``policy(state, config)``."""
-    env, _ = envs.make(config.env)
+    env, _ = envs.make(config.env, config.env_params)
 
     def act(key, obs):
         return value.random_argmax(jax.random.uniform(key),

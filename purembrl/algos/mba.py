@@ -134,7 +134,7 @@ def _learner(config: Config, env_spec):
 def make_parts(config: Config) -> offpolicy.Parts:
     """The loop's pieces (``purembrl.offpolicy.Parts``): init, model fit, one rollout batch,
     one real step and its updates, to time apart or recompose."""
-    env, env_params = envs.make(config.env)
+    env, env_params = envs.make(config.env, config.env_params)
     learner = _learner(config, interact.spec(env, env_params))
     model_config, reward_fn, termination_fn = known.model_functions(config)
 

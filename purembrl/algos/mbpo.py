@@ -178,7 +178,7 @@ def rollout_length(config: Config, env_steps: jax.Array) -> jax.Array:
 def make_parts(config: Config) -> offpolicy.Parts:
     """The loop's pieces (``purembrl.offpolicy.Parts``): init, model fit, one rollout batch,
     one real step and its updates, to time apart or recompose."""
-    env, env_params = envs.make(config.env)
+    env, env_params = envs.make(config.env, config.env_params)
     env_spec = interact.spec(env, env_params)
     check_episode_horizon("rollout_schedule max_len", config.rollout_schedule[3],
                           env_spec.max_steps)

@@ -163,7 +163,7 @@ def _learner(config: Config, env_spec):
 
 
 def make_loop(config: Config) -> TrainLoop:
-    env, env_params = envs.make(config.env)
+    env, env_params = envs.make(config.env, config.env_params)
     env_spec = interact.spec(env, env_params)
     learner = _learner(config, env_spec)
     nets = sac_nets(config.learner, env_spec.action_low, env_spec.action_high)

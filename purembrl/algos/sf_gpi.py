@@ -60,6 +60,8 @@ class Config(Presets):
 
     Attributes:
       env: one of ``ENVS`` (tabular, with ``num_features`` and ``task_weights``).
+      env_params: environment parameters in place of the env's defaults, ``"NAME=VALUE,..."``
+        (gymnax's ``EnvParams`` fields, e.g. ``"max_speed=10"``; ``""``: the defaults).
       method: ``"sfql"`` (SF + GPI on the env's features), ``"sfql_h"`` (SF + GPI on features
         learned from the first ``feature_tasks`` tasks), ``"q_restart"`` or ``"q_continue"``
         (Q-learning baselines).
@@ -75,6 +77,7 @@ class Config(Presets):
     """
 
     env: str = static("FourRoomObjects")
+    env_params: str = static("")
     method: str = static("sfql")
     feature_tasks: int = static(5)
     num_tasks: int = static(20)
@@ -93,6 +96,7 @@ class Config(Presets):
     def __post_init__(self):
         check_types(self)
         check_choice("env", self.env, ENVS)
+        envs.parse_params(self.env_params)
         check_choice("method", self.method, METHODS)
         check_int("num_tasks", self.num_tasks, 1)
         check_int("feature_tasks", self.feature_tasks, 1)
@@ -157,7 +161,7 @@ def sample_tasks(key: jax.Array, num_tasks: int, num_types: int) -> jax.Array:
 
 
 def make_loop(config: Config) -> TrainLoop:
-    env, base_params = envs.make(config.env)
+    env, base_params = envs.make(config.env, config.env_params)
     S, A, N = env.num_states, env.num_actions, env.num_features
     T, H = config.num_tasks, config.feature_tasks
     learned_phi = config.method == "sfql_h"
@@ -325,7 +329,7 @@ def make_train(config: Config):
 def policy(state: SFState, config: Config):
     """The greedy policy on the current task (GPI for SFQL) as a pure function ``(key,
     obs [B, ...]) -> action [B]`` (the key is unused)."""
-    env, _ = envs.make(config.env)
+    env, _ = envs.make(config.env, config.env_params)
     slots = jnp.arange(config.num_tasks)
     H = config.feature_tasks
 

@@ -54,6 +54,8 @@ class Config(Presets):
 
     Attributes:
       env: an environment that reports ``info["features"]`` (one of ``ENVS``).
+      env_params: environment parameters in place of the env's defaults, ``"NAME=VALUE,..."``
+        (gymnax's ``EnvParams`` fields, e.g. ``"max_speed=10"``; ``""``: the defaults).
       encoding: ``"index"`` (tabular state index, embedded) or ``"obs"`` (observation vector).
       hidden_sizes: psi's hidden layers; ``()`` with ``"index"`` is a table.
       num_iterations: policy-iteration rounds (one evaluation each).
@@ -67,6 +69,7 @@ class Config(Presets):
     """
 
     env: str = static("FourRoomObjects-small")
+    env_params: str = static("")
     encoding: str = static("index")
     hidden_sizes: tuple = static(())
     num_iterations: int = static(8)
@@ -84,6 +87,7 @@ class Config(Presets):
     def __post_init__(self):
         check_types(self)
         check_choice("env", self.env, ENVS)
+        envs.parse_params(self.env_params)
         check_choice("encoding", self.encoding, ENCODINGS)
         if self.hidden_sizes != ():
             check_sizes("hidden_sizes", self.hidden_sizes)
@@ -139,7 +143,7 @@ def encode_obs(obs: jax.Array, high: np.ndarray, integer: bool) -> jax.Array:
 
 
 def make_loop(config: Config) -> TrainLoop:
-    env, env_params = envs.make(config.env)
+    env, env_params = envs.make(config.env, config.env_params)
     A, N = env.num_actions, env.num_features
     true_w = env.task_weights(env_params)
     tabular = config.encoding == "index"
@@ -236,7 +240,7 @@ def make_train(config: Config):
 def policy(state: PIState, config: Config):
     """The improved (greedy) policy after the last round as a pure function ``(key,
     obs [B, ...]) -> action [B]`` (the key is unused)."""
-    env, _ = envs.make(config.env)
+    env, _ = envs.make(config.env, config.env_params)
     network = SuccessorHead(env.num_actions, env.num_features, config.hidden_sizes,
                             env.num_states if config.encoding == "index" else 0)
 

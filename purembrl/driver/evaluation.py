@@ -65,7 +65,7 @@ def evaluate_checkpoint(directory: str | os.PathLike, episodes: int = 10,
     compiled = {}  # one evaluation program per distinct config; the state is an argument
 
     def evaluation(config):
-        env, env_params = envs.make(config.env)
+        env, env_params = envs.make(config.env, config.env_params)
         max_steps = interact.spec(env, env_params).max_steps
         return jax.jit(lambda state, key: interact.evaluate(
             env, env_params, algo.policy(state, config), key, episodes, max_steps))

@@ -85,9 +85,71 @@ def check_name(name: str) -> None:
         raise ValueError(f"unknown env {name!r}; known envs: {', '.join(names())}")
 
 
-def make(name: str) -> tuple[Any, Any]:
-    """``(env, default_params)`` for a library, gymnax, ``brax-TASK`` or registered
-    environment name."""
+def parse_params(text: str) -> dict[str, int | float]:
+    """``"max_speed=10,g=9.81"`` -> ``{"max_speed": 10, "g": 9.81}``: a config's
+    ``env_params``, the environment parameters that replace its defaults (``""``: none).
+    ``ValueError`` naming the malformed part; nothing is built (a config checks its text with
+    it)."""
+    out: dict[str, int | float] = {}
+    if not isinstance(text, str):
+        raise ValueError(f"env_params={text!r} is invalid: allowed a string NAME=VALUE,...")
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, eq, value = (x.strip() for x in part.partition("="))
+        if not eq or not name.isidentifier() or not value:
+            raise ValueError(f"env_params={text!r} is invalid: {part!r} is not NAME=VALUE")
+        try:
+            number = int(value) if value.lstrip("+-").isdigit() else float(value)
+        except ValueError:
+            raise ValueError(f"env_params={text!r} is invalid: {name}={value!r} is not a "
+                             "number") from None
+        if name in out:
+            raise ValueError(f"env_params={text!r} is invalid: {name} is given twice")
+        out[name] = number
+    return out
+
+
+def with_params(name: str, params: Any, text: str) -> Any:
+    """``params`` (an environment's parameter dataclass) with ``text``'s values in place of
+    its own (``parse_params``). ``ValueError`` for a name the parameters lack (listing
+    theirs), a non-integer for an integer parameter or a non-finite value."""
+    import dataclasses
+    import math
+
+    import numpy as np
+
+    overrides = parse_params(text)
+    if not overrides:
+        return params
+    fields = {f.name: getattr(params, f.name) for f in dataclasses.fields(params)}
+    for key, value in overrides.items():
+        if key not in fields:
+            raise ValueError(f"env_params: {name} has no parameter {key!r}; its parameters are "
+                             f"{', '.join(sorted(fields))}")
+        if not math.isfinite(value):
+            raise ValueError(f"env_params: {key}={value!r} is invalid: allowed a finite number")
+        default = np.asarray(fields[key])
+        if np.issubdtype(default.dtype, np.integer) or isinstance(fields[key], bool):
+            if float(value) != int(value):
+                raise ValueError(f"env_params: {key}={value!r} is invalid: {name}'s {key} is an "
+                                 "integer")
+            overrides[key] = type(fields[key])(int(value)) if isinstance(
+                fields[key], int | bool) else int(value)
+        else:
+            overrides[key] = float(value)
+    return params.replace(**overrides)
+
+
+def make(name: str, env_params: str = "") -> tuple[Any, Any]:
+    """``(env, params)`` for a library, gymnax, ``brax-TASK`` or registered environment name:
+    its default parameters, with ``env_params`` (``"NAME=VALUE,..."``, a config's field of
+    that name; ``with_params``) in place of some."""
+    env, params = _make(name)
+    return env, with_params(name, params, env_params) if env_params else params
+
+
+def _make(name: str) -> tuple[Any, Any]:
     if name in _REGISTERED:
         made = _REGISTERED[name]()
         env, params = made if isinstance(made, tuple) else (made, None)
@@ -116,4 +178,5 @@ def make(name: str) -> tuple[Any, Any]:
 
 
 __all__ = ["BlockingMaze", "DynaMaze", "FourRoomObjects", "GridMaze", "NoisyPendulum", "PointMaze",
-           "ShortcutMaze", "check_name", "make", "names", "register"]
+           "ShortcutMaze", "check_name", "make", "names", "parse_params", "register",
+           "with_params"]

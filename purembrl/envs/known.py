@@ -160,9 +160,22 @@ def _check_outputs(env_name: str, reward_fn, termination_fn) -> None:
 
 
 def check(env: str, known_reward: bool, known_termination: bool,
-          true_dynamics: bool = False) -> None:
+          true_dynamics: bool = False, env_params: str = "") -> None:
     """``ValueError`` when a config asks for a known function (or the true dynamics) this module
-    lacks for ``env``."""
+    lacks for ``env``, or asks for a built-in one with ``env_params`` changed: those functions
+    are written for the env's default parameters (CartPole's thresholds, Pendulum's torque
+    limit) and would be silently wrong for others (register your own for a variant with
+    ``envs.register`` and ``register``). The episode's time limit (``max_steps_in_episode``)
+    may change: it truncates episodes and is never part of a known function."""
+    used = [name for name, on in (("known_reward", known_reward),
+                                  ("known_termination", known_termination),
+                                  ("true_dynamics", true_dynamics)) if on]
+    changed = set(envs.parse_params(env_params)) - {"max_steps_in_episode"}
+    if changed and used and env in _BUILT_IN | frozenset(STATE_FROM_OBS):
+        raise ValueError(f"{used[0]}=True is invalid with env_params={env_params!r}: the "
+                         f"built-in functions of {env!r} assume its default parameters; set "
+                         f"{used[0]}=False, or register the variant (purembrl.envs.register) "
+                         "with its own functions (purembrl.envs.known.register)")
     if known_reward and env not in REWARD_FNS:
         raise ValueError(f"known_reward=True is invalid for env={env!r}: no known reward "
                          f"function (known for {', '.join(REWARD_FNS)})")
