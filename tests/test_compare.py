@@ -65,6 +65,20 @@ def test_fast_statistics_equal_rliables_own():
     assert report.iqm(table) == pytest.approx(stats.trim_mean(table, 0.25, axis=0))
 
 
+def test_the_run_tables_bootstrap_agrees_with_rliables():
+    """Every run's table shows the final IQM's 95% interval from ``report.bootstrap_interval``
+    (NumPy, no rliable import); on the same scores rliable's stratified bootstrap gives the
+    same interval up to resampling noise (5,000 resamples each, different draws)."""
+    rng = np.random.default_rng(4)
+    for scores in (rng.normal(-200, 50, size=8), rng.exponential(100, size=12)):
+        ours = report.bootstrap_interval(scores, reps=5000)
+        theirs = compare.interval_estimates({"x": scores}, reps=5000, which=("iqm",))["x"]
+        spread = scores.max() - scores.min()
+        assert ours == pytest.approx((float(theirs["iqm"][1][0]), float(theirs["iqm"][2][0])),
+                                     abs=0.04 * spread)
+    assert np.isnan(report.bootstrap_interval(np.array([1.0, np.nan]))[0])
+
+
 def test_cli_prints_the_table_and_plots(two_runs, tmp_path, capsys):
     good_dir, bad_dir, good, _ = two_runs
     plot = tmp_path / "cmp.png"

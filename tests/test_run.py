@@ -78,7 +78,7 @@ def test_summary_table_reports_median_and_iqr():
                "eval_return": np.array([[0, 1], [1, 2], [2, 3], [3, 4], [4, 5.0]])}
     table = run.summary_table(metrics, ("env_steps", "eval_return"))
     assert "2 [1, 3]" in table and "3 [2, 4]" in table
-    assert "final eval_return IQM 3 (interquartile mean" in table  # mean of 2, 3, 4 of 1..5
+    assert "final eval_return IQM 3 [95% CI " in table  # the mean of 2, 3, 4 of 1..5
 
 
 @pytest.mark.skipif(UNWRITABLE is None, reason="no unwritable directory on this machine")
