@@ -204,17 +204,27 @@ def write_sweep(out: str | os.PathLike, algo: ModuleType, config: Any, seed: int
 
 def plot_curve(path: str, metrics: dict[str, np.ndarray], curve: tuple[str, str],
                title: str = "") -> None:
-    """One learning curve: the median over seeds with the interquartile range shaded."""
+    """One learning curve: the median over seeds with the interquartile range shaded, and
+    beside it the interquartile mean with its 95% bootstrap interval (``bootstrap_interval``
+    at each evaluation; Agarwal et al. 2021)."""
     seeds = metrics[curve[1]].shape[0]
     plot_curves(path, [(f"median of {seeds} seeds", metrics)], curve, title,
-                band_label="interquartile range")
+                band_label="interquartile range", with_iqm=seeds >= 2)
+
+
+def _iqm_band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """IQM and its 95% bootstrap interval at each column of ``values [seeds, points]``."""
+    bands = np.array([bootstrap_interval(values[:, j]) for j in range(values.shape[1])])
+    return iqm(values), bands[:, 0], bands[:, 1]
 
 
 def plot_curves(path: str, curves: Sequence[tuple[str, dict[str, np.ndarray]]],
-                curve: tuple[str, str], title: str = "", band_label: str | None = None) -> None:
+                curve: tuple[str, str], title: str = "", band_label: str | None = None,
+                with_iqm: bool = False) -> None:
     """Several learning curves in one PNG, written atomically: for each ``(label, metrics
     [seeds, iterations])`` the median over seeds of ``curve``'s y against the median of its x
-    (the evaluation index if x is not a metric), its interquartile range shaded."""
+    (the evaluation index if x is not a metric), its interquartile range shaded; with
+    ``with_iqm`` also the interquartile mean, dashed, with its 95% bootstrap interval hatched."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -230,6 +240,11 @@ def plot_curves(path: str, curves: Sequence[tuple[str, dict[str, np.ndarray]]],
         ax.plot(x, med, label=label)
         ax.fill_between(x, q25, q75, alpha=0.3 if len(curves) == 1 else 0.15,
                         label=band_label)
+        if with_iqm:
+            mean, low, high = _iqm_band(np.asarray(y, dtype=np.float64))
+            ax.plot(x, mean, "--", color="black", linewidth=1, label="interquartile mean")
+            ax.fill_between(x, low, high, facecolor="none", edgecolor="gray", hatch="///",
+                            linewidth=0, label="IQM 95% bootstrap CI")
     ax.set(xlabel=x_name.replace("_", " "), ylabel=y_name.replace("_", " "), title=title)
     ax.legend(fontsize=7 if len(curves) > 1 else None)
     fig.tight_layout()
