@@ -47,7 +47,7 @@ def test_train_writes_metrics_with_a_seed_axis(tmp_path):
     assert len(steps) == 3 and all(len(row) == 6 for row in steps)
     assert saved["_run"]["config"]["planning_steps"] == 50
     assert "median and interquartile range over 3 seeds" in out.stdout
-    assert "[dyna_q] seeds 3: config env=DynaMaze, num_episodes=6," in out.stderr  # at start
+    assert "[dyna_q] seeds 3: config env=DynaMaze, env_params=, num_episodes=6," in out.stderr
     assert "planning_steps=50," in out.stderr
 
 
