@@ -35,9 +35,14 @@ The settings are where each comes from:
   over 25k steps).
 
 Settings named ``mbpo_*`` run MBPO-DQN (``mbpo.Config.for_env``) instead, to separate the
-learner from the model (issue 20's diagnosis; use ``--steps 10000 --eval-every 500``):
+learner from the model (issue 20's diagnosis; use ``--steps 10000 --eval-every 500``). Each
+is relative to MBPO's one-step CartPole preset as it was until 2026-12-04 (``MBPO_ONESTEP``
+restores it: one-step targets, 100 rollouts per env step on the schedule (1, 10, 1, 5)), so
+the rows of RESULTS.md stay reproducible; ``mbpo_default`` is the preset as it is now (the
+same as ``mbpo_preset_n10_m10_h10_r20``):
 
-* ``mbpo_preset``: MBPO's CartPole preset (learned ensemble, known termination and reward).
+* ``mbpo_preset``: MBPO's one-step CartPole preset (learned ensemble, known termination and
+  reward).
 * ``mbpo_true``: the same with the env's true dynamics as the model (``true_dynamics``).
 * ``mbpo_true_tp1000``: true dynamics, the target copied every 1000 updates (200 env steps at
   G = 5) instead of 200 (40 env steps).
@@ -102,6 +107,10 @@ def _one_step(n_step=1, **learner) -> dict:
     return {"n_step": n_step, "learner": dataclasses.replace(ONE_STEP, **learner)}
 
 
+# MBPO's CartPole preset before 2026-12-04, the base of every mbpo_* setting below
+MBPO_ONESTEP = {"n_step": 1, "model_n_step": 1, "rollouts_per_step": 100,
+                "rollout_schedule": (1, 10, 1, 5)}
+
 SETTINGS = {
     "preset": {},
     "onestep": _one_step(),
@@ -134,6 +143,7 @@ SETTINGS = {
     "sb3_ddqn_n3_lrdecay": _sb3({"n_step": 3}, lr_decay_updates=24_500),
     "sb3_ddqn_n5": _sb3({"n_step": 5}),
     "mbpo_preset": {},
+    "mbpo_default": None,  # the library's preset, MBPO_ONESTEP not applied
     "mbpo_true": {"true_dynamics": True},
     "mbpo_true_tp1000": {"true_dynamics": True, "learner": dataclasses.replace(
         mbpo.PRESETS["CartPole-v1"]["learner"], target_period=1000)},
@@ -223,9 +233,10 @@ def main(argv=None) -> int:
     print("|---|---|---|---|---|")
     for name in names:
         module = {"mbpo": mbpo, "dyna": dyna}.get(name.split("_")[0], dqn)
+        fields = ({} if SETTINGS[name] is None else
+                  {**MBPO_ONESTEP, **SETTINGS[name]} if module is mbpo else SETTINGS[name])
         config = module.Config.for_env(env=args.env, total_steps=args.steps,
-                                       eval_every=args.eval_every, eval_episodes=10,
-                                       **SETTINGS[name])
+                                       eval_every=args.eval_every, eval_episodes=10, **fields)
         metrics, seconds = run(module, config, args.seeds, args.seed, part)
         out = summary(metrics["eval_return"], metrics["env_steps"][0], goal)
         first = ", ".join("never" if f is None else str(f) for f in out["first"])

@@ -108,7 +108,8 @@ def test_discrete_actions_use_dqn_with_a_learned_model():
                                  initial_random_steps=500, model_train_freq=100, rollout_freq=100,
                                  rollouts_per_step=2, updates_per_step=2, batch_size=32,
                                  eval_episodes=2, model=TINY_MODEL, rollout_schedule=(1, 1, 3, 3),
-                                 learner=DQNConfig(hidden_sizes=(16,)))
+                                 learner=DQNConfig(hidden_sizes=(16,)), n_step=1,
+                                 model_n_step=1)
     assert config.known_termination  # CartPole's preset
     _, metrics = jax.jit(mbpo.make_train(config))(jax.random.key(3))
     assert np.isfinite(np.asarray(metrics["q_loss"])).all()
