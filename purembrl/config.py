@@ -252,7 +252,7 @@ def check_extension(shorter: Any, longer: Any, budget: str, exact: bool, cut: st
     iterations of the longer one: continuing it equals the longer run from the start); ``cut``
     says why not when ``exact`` is False. Used by configs' ``check_extension`` (``train
     --resume DIR --set total_steps=N``)."""
-    old, new = _flat(as_dict(shorter)), _flat(as_dict(longer))
+    old, new = flat(as_dict(shorter)), flat(as_dict(longer))
     differ = sorted(k for k in set(old) | set(new) if k != budget and old.get(k) != new.get(k))
     if differ:
         raise ValueError(f"a resumed run may change only {budget} (to train longer); "
@@ -265,13 +265,19 @@ def check_extension(shorter: Any, longer: Any, budget: str, exact: bool, cut: st
         raise ValueError(cut)
 
 
-def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+def flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts and lists of dicts as {dotted name: leaf}."""
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
-            out.update(_flat(v, f"{prefix}{k}."))
+            out.update(flat(v, f"{prefix}.{k}" if prefix else str(k)))
         return out
-    return {prefix[:-1]: value}
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        out = {}
+        for i, v in enumerate(value):
+            out.update(flat(v, f"{prefix}[{i}]"))
+        return out
+    return {prefix: value}
 
 
 def check_batch_fits(batch_size: int, buffer_size: int) -> None:

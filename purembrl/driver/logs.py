@@ -16,8 +16,9 @@ nothing but their own writing.
 * ``combine(*fns)``: several ``progress_fn`` as one.
 
 Resuming a run continues its logs without writing a point twice: a TensorBoard writer first
-reads the last step it holds (TensorBoard's own reader); W&B runs keep their ids (stored in
-``wandb/purembrl.json`` with the last step logged), so a resumed run continues the same runs.
+reads the last step of each tag it holds (TensorBoard's own reader); W&B runs keep their ids
+(stored in ``wandb/purembrl.json`` with the last step logged), so a resumed run continues the
+same runs.
 """
 
 from __future__ import annotations
@@ -28,13 +29,12 @@ import os
 import re
 import secrets
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
-from purembrl.driver.report import iqm
+from purembrl.driver.report import iqm, quantiles
 
 TENSORBOARD_DIR = "tensorboard"
 WANDB_DIR = "wandb"
@@ -73,20 +73,16 @@ def scalar_metrics(metrics: dict[str, np.ndarray]) -> list[str]:
                   and not np.issubdtype(v.dtype, np.complexfloating))
 
 
-def last_step(directory: str) -> float:
-    """The largest step of any scalar in the event files of ``directory`` (``-inf`` if none):
-    where a resumed writer continues. Read with TensorBoard's own ``EventAccumulator``; a
-    record cut short by a killed process is skipped, as TensorBoard skips it."""
+def last_steps(directory: str) -> dict[str, float]:
+    """The last step of each scalar tag in the event files of ``directory`` (``{}`` if none):
+    where a resumed writer continues, tag by tag (``read_scalars``). Per tag, because a killed
+    process may leave an iteration with some of its tags on disk and others not (the writer's
+    queue is drained in the background); a record cut short is skipped, as TensorBoard skips
+    it."""
     if not glob.glob(os.path.join(directory, "events.out.tfevents.*")):
-        return -math.inf
-    from tensorboard.backend.event_processing import event_accumulator
-
-    accumulator = event_accumulator.EventAccumulator(
-        directory, size_guidance={event_accumulator.SCALARS: 0})
-    accumulator.Reload()
-    steps = [e.step for tag in accumulator.Tags()["scalars"]
-             for e in accumulator.Scalars(tag)]
-    return max(steps, default=-math.inf)
+        return {}
+    return {tag: max(step for step, _ in points)
+            for tag, points in read_scalars(directory).items() if points}
 
 
 def read_scalars(directory: str) -> dict[str, list[tuple[int, float]]]:
@@ -124,29 +120,30 @@ def series(metrics: dict[str, np.ndarray], curve: tuple[str, str], labels, group
     out = [(label, x[r], {k: metrics[k][r] for k in names if k != x_name})
            for r, label in enumerate(labels)]
     for group, members in groups.items():
-        with warnings.catch_warnings():  # an all-NaN column (every seed diverged) is NaN
-            warnings.simplefilter("ignore", RuntimeWarning)
-            values = {f"{k}/median": np.nanmedian(_finite(metrics[k][members]), axis=0)
-                      for k in names if k != x_name}
-            if y_name in names:
-                y = _finite(metrics[y_name][members])
-                values[f"{y_name}/iqm"] = iqm(y)
-                values[f"{y_name}/q25"] = np.nanpercentile(y, 25, axis=0)
-                values[f"{y_name}/q75"] = np.nanpercentile(y, 75, axis=0)
+        values = {f"{k}/median": quantiles(_finite(metrics[k][members]))[0]
+                  for k in names if k != x_name}
+        if y_name in names:
+            y = _finite(metrics[y_name][members])
+            _, q25, q75 = quantiles(y)
+            values.update({f"{y_name}/iqm": iqm(y), f"{y_name}/q25": q25,
+                           f"{y_name}/q75": q75})
         out.append((group, np.median(x[members], axis=0), values))
     return out
 
 
-def new_points(steps: np.ndarray, values: dict[str, np.ndarray], last: float):
-    """``[(step, {tag: value})]`` for the iterations after step ``last`` (finite steps; the
-    non-finite values left out), and the new last step."""
-    points = []
+def new_points(steps: np.ndarray, values: dict[str, np.ndarray], last: dict[str, float]):
+    """``[(step, {tag: value})]`` for each iteration's values at a finite step after the last
+    step already written of their tag (``last``; a resumed run), non-finite values left out,
+    and the updated ``last``."""
+    last, points = dict(last), []
     for i, step in enumerate(steps):
-        if not np.isfinite(step) or step <= last:
-            continue  # written before (a resumed run), or no step to put it at
-        row = {tag: float(v[i]) for tag, v in values.items() if math.isfinite(float(v[i]))}
-        points.append((int(step), row))
-        last = float(step)
+        if not np.isfinite(step):
+            continue  # no step to put it at
+        row = {tag: float(v[i]) for tag, v in values.items()
+               if step > last.get(tag, -math.inf) and math.isfinite(float(v[i]))}
+        if row:
+            points.append((int(step), row))
+            last.update(dict.fromkeys(row, float(step)))
     return points, last
 
 
@@ -184,12 +181,12 @@ class TensorBoard:
         self.labels = None if labels is None else list(labels)
         self.groups = None if groups is None else {k: list(v) for k, v in groups.items()}
         self._writers: dict[str, Any] = {}
-        self._last: dict[str, float] = {}
+        self._last: dict[str, dict[str, float]] = {}  # per writer, per tag
 
     def _writer(self, name: str):
         if name not in self._writers:
             path = os.path.join(self.directory, name)
-            self._last[name] = last_step(path)
+            self._last[name] = last_steps(path)
             # a unique name: a second writer within the same second (a quick resume) must not
             # replace the first one's file, named by the second it started
             self._writers[name] = self._writer_cls(
@@ -278,8 +275,9 @@ class WandB:
 
     def __call__(self, iterations_done: int, metrics: dict[str, np.ndarray]) -> None:
         for name, steps, values in series(metrics, self.curve, self.labels, self.groups):
-            last = self._state["last"].get(name, -math.inf)
-            points, self._state["last"][name] = new_points(steps, values, last)
+            last = self._state["last"].get(name, -math.inf)  # W&B logs a whole row at once
+            points, _ = new_points(steps, values, dict.fromkeys(values, last))
+            self._state["last"][name] = max([last, *(step for step, _ in points)])
             run = self._run(name)
             for step, row in points:
                 run.log({self.curve[0]: step, **row}, step=step)

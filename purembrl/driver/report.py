@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from purembrl.checkpoint import write_atomically
-from purembrl.config import as_dict
+from purembrl.config import as_dict, flat  # noqa: F401  (flat: report.flat, as before)
 
 
 def quantiles(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -292,11 +292,12 @@ def duration(seconds: float) -> str:
 
 
 def progress_parts(done, total, last, curve, eta=None, first=False,
-                   steps_per_second=None) -> list[str]:
+                   steps_per_second=None, elapsed=None) -> list[str]:
     """What the progress shows after a chunk: iteration, env steps (and env steps per second
     over the last chunk), the latest median returns, runs stopped by the guard and, while
     iterations remain, the time left at the last chunk's pace (``eta``; after the first chunk
-    an upper bound, since that chunk includes compiling)."""
+    an upper bound, since that chunk includes compiling), after the ``elapsed`` seconds when
+    given."""
     parts = [f"iteration {done}/{total}"]
     if "env_steps" in last:
         parts.append(f"env steps {np.median(last['env_steps'][:, -1]):,.0f}")
@@ -307,6 +308,8 @@ def progress_parts(done, total, last, curve, eta=None, first=False,
             parts.append(f"median {name} {quantiles(last[name][:, -1])[0]:.4g}")
     if "nonfinite" in last and last["nonfinite"][:, -1].any():
         parts.append(f"{int(last['nonfinite'][:, -1].sum())} stopped (non-finite)")
+    if elapsed is not None:
+        parts.append(f"{elapsed:.1f}s")
     if eta is not None and done < total:
         parts.append(f"about {duration(eta)} left" + (" (at most: the first chunk compiled)"
                                                       if first else ""))
@@ -317,9 +320,8 @@ def progress_line(label, done, total, last, curve, elapsed, eta=None, first=Fals
                   steps_per_second=None):
     """One progress line on stderr after a chunk (``progress_parts`` and the elapsed
     seconds): a carriage return on a terminal, a new line elsewhere (a log file, CI)."""
-    parts = progress_parts(done, total, last, curve, eta, first, steps_per_second)
-    parts = [label, *parts[:-1], f"{elapsed:.1f}s", parts[-1]] if (
-        eta is not None and done < total) else [label, *parts, f"{elapsed:.1f}s"]
+    parts = [label, *progress_parts(done, total, last, curve, eta, first, steps_per_second,
+                                    elapsed)]
     end = "\r" if sys.stderr.isatty() else "\n"
     print(" | ".join(parts), end=end, file=sys.stderr, flush=True)
 
@@ -375,21 +377,6 @@ class ProgressDisplay:
 def plain(value: Any) -> Any:
     """JSON's view of a value (tuples become lists), so saved and new configs compare."""
     return json.loads(json.dumps(value))
-
-
-def flat(value: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts and lists of dicts as {dotted name: leaf}."""
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            out.update(flat(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-        out = {}
-        for i, v in enumerate(value):
-            out.update(flat(v, f"{prefix}[{i}]"))
-        return out
-    return {prefix: value}
 
 
 def algo_name(algo) -> str:
