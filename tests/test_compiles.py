@@ -33,7 +33,7 @@ def _compiles_per_chunk(monkeypatch, algo, config, **options):
 
 
 @pytest.mark.parametrize("algo_name", sorted(algos.ALGORITHMS))
-def test_later_chunks_compile_nothing(algo_name, monkeypatch, tmp_path):
+def test_later_chunks_compile_nothing(algo_name, monkeypatch, tmp_path, no_compile_cache):
     """MBPO's case (the one the bug was found in) also stops after two chunks and resumes:
     the resumed run compiles no more than the fresh one did, and its later chunks nothing."""
     name = CASES[algo_name]
