@@ -23,8 +23,9 @@ demo: $(STAMP)
 dyna-demo: $(STAMP)
 	$(BIN)/python benchmarks/dyna_maze.py --figure 8.2 --out runs/dyna-demo
 
-# One pytest worker per core (pytest-xdist): on a 2-core CPU 18 min instead of 24, most of a
-# test being XLA compiles, which run on one core each.
+# One pytest worker per core (pytest-xdist); most of a test is XLA compiling its tiny-budget
+# program, one core each. Measured on a clean clone of a 2-core AMD EPYC (2026-12-04): 501
+# tests in 35.2 min (benchmarks/RESULTS.md, "The test suite's compiles").
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto tests
 
