@@ -46,8 +46,7 @@ def measure(algo_name: str, num_seeds: int) -> dict:
     init = jax.jit(engine.batched(init))
     run_chunk = jax.jit(engine.batched(scan_steps, in_axes=(0, None, None)), static_argnums=2)
     keys = engine.seed_keys(0, num_seeds)
-    out = {"algo": algo_name, "env": getattr(config, "env", "-"),
-           "iterations": loop.num_iterations}
+    out = {"algo": algo_name, "env": getattr(config, "env", "-")}
 
     start = time.perf_counter()
     lowered = init.trace(keys).lower()
