@@ -67,7 +67,9 @@ Settings named ``dyna_*`` run deep Dyna-DQN (``dyna.Config.for_env``: T = 1, K =
 of s' per (s, a), G = 2 updates per step): ``dyna_preset``, ``dyna_true`` (the true dynamics
 as the model), ``_n10`` (10-step heads: the real return of up to 9 steps, then the model's
 expectation over the last step's s', ``dyna.Config.n_step``), ``_g5`` (G = 5 updates per step),
-``_lrdecay`` (Adam's rate decayed to zero over the run's updates).
+``_lrdecay`` (Adam's rate decayed to zero over the run's updates), ``_n20`` (20-step heads),
+``_b256`` (minibatches of 256), ``_eps2500`` (epsilon 1 -> 0.05 over 2,500 steps instead of
+5,000), ``_tp500``, ``_tp1000`` (the target copied every 500 or 1000 updates instead of 200).
 """
 
 from __future__ import annotations
@@ -188,6 +190,16 @@ SETTINGS = {
         dyna.PRESETS["CartPole-v1"]["learner"], lr_decay_updates=19_000)},
     "dyna_n10_g5_lrdecay": {"n_step": 10, "updates_per_step": 5, "learner": dataclasses.replace(
         dyna.PRESETS["CartPole-v1"]["learner"], lr_decay_updates=47_500)},
+    "dyna_true_n20": {"true_dynamics": True, "n_step": 20},
+    "dyna_true_n10_b256": {"true_dynamics": True, "n_step": 10, "batch_size": 256},
+    "dyna_true_n10_eps2500": {"true_dynamics": True, "n_step": 10, "learner": dataclasses.replace(
+        dyna.PRESETS["CartPole-v1"]["learner"], eps_decay_steps=2500)},
+    "dyna_true_n10_tp500": {"true_dynamics": True, "n_step": 10, "learner": dataclasses.replace(
+        dyna.PRESETS["CartPole-v1"]["learner"], target_period=500)},
+    "dyna_true_n10_tp1000": {"true_dynamics": True, "n_step": 10, "learner": dataclasses.replace(
+        dyna.PRESETS["CartPole-v1"]["learner"], target_period=1000)},
+    "dyna_n10_tp500": {"n_step": 10, "learner": dataclasses.replace(
+        dyna.PRESETS["CartPole-v1"]["learner"], target_period=500)},
 }
 
 
