@@ -41,6 +41,8 @@ restores it: one-step targets, 100 rollouts per env step on the schedule (1, 10,
 the rows of RESULTS.md stay reproducible; ``mbpo_default`` is the preset as it is now (the
 same as ``mbpo_preset_n10_m10_h10_r20``):
 
+* ``mbpo_true_acrobot`` (for ``--env Acrobot-v1``, which has no MBPO preset): the CartPole
+  preset's learner, minibatches, warm-up and multi-step rollouts, with the true dynamics.
 * ``mbpo_preset``: MBPO's one-step CartPole preset (learned ensemble, known termination and
   reward).
 * ``mbpo_true``: the same with the env's true dynamics as the model (``true_dynamics``).
@@ -178,6 +180,11 @@ SETTINGS = {
         "true_dynamics": True, "n_step": 10, "model_n_step": 10,
         "rollout_schedule": (1, 1, 10, 10), "learner": dataclasses.replace(
             mbpo.PRESETS["CartPole-v1"]["learner"], lr_decay_updates=47_500)},
+    "mbpo_true_acrobot": {"true_dynamics": True, "n_step": 10, "model_n_step": 10,
+                          "rollout_schedule": (1, 1, 10, 10), "rollouts_per_step": 20,
+                          **{k: mbpo.PRESETS["CartPole-v1"][k] for k in (
+                              "batch_size", "updates_per_step", "real_ratio", "rollout_freq",
+                              "initial_random_steps", "learner")}},
     "dyna_preset": {},
     "dyna_true": {"true_dynamics": True},
     "dyna_n10": {"n_step": 10},

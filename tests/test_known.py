@@ -41,7 +41,7 @@ def test_cartpole_reward_and_termination_match_the_environment():
         t.obs, t.action, t.next_obs)), np.asarray(t.reward))
 
 
-@pytest.mark.parametrize("name", ["Pendulum-v1", "CartPole-v1"])
+@pytest.mark.parametrize("name", ["Pendulum-v1", "CartPole-v1", "Acrobot-v1"])
 def test_true_model_step_reproduces_the_environment(name):
     """Along 400 random steps (CartPole's terminations included), the model step built from
     each observation alone gives gymnax's next observation, reward and termination."""
@@ -57,4 +57,4 @@ def test_true_model_step_reproduces_the_environment(name):
 
 def test_true_model_step_refuses_an_env_whose_state_is_hidden():
     with pytest.raises(ValueError, match="true dynamics are not available"):
-        known.true_model_step("Acrobot-v1")
+        known.true_model_step("MountainCarContinuous-v0")

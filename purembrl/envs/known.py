@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-from gymnax.environments.classic_control import cartpole, pendulum
+from gymnax.environments.classic_control import acrobot, cartpole, pendulum
 
 from purembrl import envs
 
@@ -201,8 +201,16 @@ def _cartpole_state(obs):
                              time=jnp.zeros((), jnp.int32))
 
 
+def _acrobot_state(obs):
+    """Acrobot's state from [cos t1, sin t1, cos t2, sin t2, t1_dot, t2_dot] (time 0: no
+    truncation)."""
+    return acrobot.EnvState(joint_angle1=jnp.arctan2(obs[1], obs[0]),
+                            joint_angle2=jnp.arctan2(obs[3], obs[2]), velocity_1=obs[4],
+                            velocity_2=obs[5], time=jnp.zeros((), jnp.int32))
+
+
 STATE_FROM_OBS = {"Pendulum-v1": _pendulum_state, "NoisyPendulum-v1": _pendulum_state,
-                  "CartPole-v1": _cartpole_state}
+                  "CartPole-v1": _cartpole_state, "Acrobot-v1": _acrobot_state}
 
 
 def true_model_step(env_name: str):
