@@ -42,7 +42,8 @@ the rows of RESULTS.md stay reproducible; ``mbpo_default`` is the preset as it i
 same as ``mbpo_preset_n10_m10_h10_r20``):
 
 * ``mbpo_true_acrobot`` (for ``--env Acrobot-v1``, which has no MBPO preset): the CartPole
-  preset's learner, minibatches, warm-up and multi-step rollouts, with the true dynamics.
+  preset's learner, minibatches, warm-up and multi-step rollouts, with the true dynamics;
+  ``mbpo_acrobot``: the same with the learned ensemble (reward learned, termination known).
 * ``mbpo_preset``: MBPO's one-step CartPole preset (learned ensemble, known termination and
   reward).
 * ``mbpo_true``: the same with the env's true dynamics as the model (``true_dynamics``).
@@ -185,6 +186,11 @@ SETTINGS = {
                           **{k: mbpo.PRESETS["CartPole-v1"][k] for k in (
                               "batch_size", "updates_per_step", "real_ratio", "rollout_freq",
                               "initial_random_steps", "learner")}},
+    "mbpo_acrobot": {"n_step": 10, "model_n_step": 10, "rollout_schedule": (1, 1, 10, 10),
+                     "rollouts_per_step": 20,
+                     **{k: mbpo.PRESETS["CartPole-v1"][k] for k in (
+                         "batch_size", "updates_per_step", "real_ratio", "rollout_freq",
+                         "initial_random_steps", "learner")}},
     "dyna_preset": {},
     "dyna_true": {"true_dynamics": True},
     "dyna_n10": {"n_step": 10},
