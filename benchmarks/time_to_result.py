@@ -10,8 +10,9 @@ number a user with one laptop feels.
         [--mbrl-seeds 2]
 
 **purembrl** runs as a user types it: ``python -m purembrl train ALGO --env ENV --seeds N
---chunks K --no-compile-cache`` (K = the run's iterations, so that a progress line arrives after
-every evaluation; ``--no-compile-cache``: a first run, which compiles). The script stamps each
+--chunks K --no-compile-cache`` (K at least the run's iterations: one iteration per chunk, so
+that a progress line arrives after every evaluation; ``--no-compile-cache``: a first run, which
+compiles). The script stamps each
 progress line as it arrives; the result is the stamp of the evaluation at which the median over
 seeds (``metrics.json``) first reaches the threshold.
 
