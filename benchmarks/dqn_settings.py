@@ -116,6 +116,14 @@ def _one_step(n_step=1, **learner) -> dict:
 MBPO_ONESTEP = {"n_step": 1, "model_n_step": 1, "rollouts_per_step": 100,
                 "rollout_schedule": (1, 10, 1, 5)}
 
+# Acrobot has no MBPO preset: the CartPole preset's learner, minibatches, warm-up and multi-step
+# rollouts (the base of the mbpo_*acrobot settings)
+MBPO_ACROBOT = {"n_step": 10, "model_n_step": 10, "rollout_schedule": (1, 1, 10, 10),
+                "rollouts_per_step": 20,
+                **{k: mbpo.PRESETS["CartPole-v1"][k] for k in (
+                    "batch_size", "updates_per_step", "real_ratio", "rollout_freq",
+                    "initial_random_steps", "learner")}}
+
 SETTINGS = {
     "preset": {},
     "onestep": _one_step(),
@@ -181,16 +189,8 @@ SETTINGS = {
         "true_dynamics": True, "n_step": 10, "model_n_step": 10,
         "rollout_schedule": (1, 1, 10, 10), "learner": dataclasses.replace(
             mbpo.PRESETS["CartPole-v1"]["learner"], lr_decay_updates=47_500)},
-    "mbpo_true_acrobot": {"true_dynamics": True, "n_step": 10, "model_n_step": 10,
-                          "rollout_schedule": (1, 1, 10, 10), "rollouts_per_step": 20,
-                          **{k: mbpo.PRESETS["CartPole-v1"][k] for k in (
-                              "batch_size", "updates_per_step", "real_ratio", "rollout_freq",
-                              "initial_random_steps", "learner")}},
-    "mbpo_acrobot": {"n_step": 10, "model_n_step": 10, "rollout_schedule": (1, 1, 10, 10),
-                     "rollouts_per_step": 20,
-                     **{k: mbpo.PRESETS["CartPole-v1"][k] for k in (
-                         "batch_size", "updates_per_step", "real_ratio", "rollout_freq",
-                         "initial_random_steps", "learner")}},
+    "mbpo_acrobot": MBPO_ACROBOT,
+    "mbpo_true_acrobot": {**MBPO_ACROBOT, "true_dynamics": True},
     "dyna_preset": {},
     "dyna_true": {"true_dynamics": True},
     "dyna_n10": {"n_step": 10},
