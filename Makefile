@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.purembrl-installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,brax,log,stats]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,brax,log,stats,mujoco]"
 	touch $(STAMP)
 
 # The main job on a default that needs no set-up: MBPO on Pendulum-v1, 4 seeds under one

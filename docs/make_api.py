@@ -32,7 +32,7 @@ MODULES = [
     # environments
     "purembrl.envs", "purembrl.envs.known", "purembrl.envs.tabular", "purembrl.envs.dyna_maze",
     "purembrl.envs.four_room_objects", "purembrl.envs.goal_four_rooms",
-    "purembrl.envs.point_maze", "purembrl.envs.brax_env",
+    "purembrl.envs.point_maze", "purembrl.envs.brax_env", "purembrl.envs.host",
     # algorithms
     "purembrl.algos.base",
     "purembrl.algos.dyna_q", "purembrl.algos.sac", "purembrl.algos.dqn", "purembrl.algos.mbpo",

@@ -63,17 +63,22 @@ class Stepped(NamedTuple):
     env_state: Any
     transition: Transition
     done: jax.Array  # terminated or truncated
+    restarted: jax.Array | None = None  # host envs: the episode restarted first (a resume)
 
 
 def step(env, env_params, key: jax.Array, env_state, obs: jax.Array, action) -> Stepped:
-    """One environment step of one environment (vmap for several)."""
+    """One environment step of one environment (vmap for several). A host environment
+    (``purembrl.envs.host``) that restarted its episode first (on resume) reports the
+    observation it really stepped from, which the transition then holds."""
     next_obs, env_state, reward, terminated, truncated, info = env.step(
         key, env_state, action, env_params)
+    obs = info.get("start_observation", obs)
     transition = Transition(obs=obs.astype(jnp.float32), action=action,
                             reward=jnp.asarray(reward, jnp.float32),
                             next_obs=info["final_observation"].astype(jnp.float32),
                             terminated=jnp.asarray(terminated, bool))
-    return Stepped(next_obs.astype(jnp.float32), env_state, transition, terminated | truncated)
+    return Stepped(next_obs.astype(jnp.float32), env_state, transition, terminated | truncated,
+                   info.get("restarted"))
 
 
 def random_action(env, env_params, key: jax.Array):
@@ -86,11 +91,17 @@ def step_into(env, env_params, key: jax.Array, env_state, obs: jax.Array, action
               replay: buffer.BufferState) -> tuple[jax.Array, Any, buffer.BufferState]:
     """One step whose transition goes into ``replay``: ``(obs, env_state, replay)``. A replay
     made with room for ``episode_end`` (``example_transition``) also stores whether the step
-    ended its episode."""
+    ended its episode (and, when a host environment restarted its episode on resume, marks the
+    row before as the end of the episode the checkpoint cut)."""
     stepped = step(env, env_params, key, env_state, obs, action)
     transition = stepped.transition
     if replay.data.episode_end is not None:
         transition = transition.replace(episode_end=stepped.done)
+        if stepped.restarted is not None:
+            previous = (replay.insert - 1) % replay.capacity
+            ends = replay.data.episode_end
+            ends = ends.at[previous].set(ends[previous] | (stepped.restarted & (replay.size > 0)))
+            replay = replay.replace(data=replay.data.replace(episode_end=ends))
     replay = buffer.add(replay, jax.tree.map(lambda x: x[None], transition))
     return stepped.obs, stepped.env_state, replay
 
@@ -110,13 +121,23 @@ def warmup(env, env_params, key: jax.Array, env_state, obs: jax.Array,
     return obs, env_state, replay
 
 
+def evaluation_env(env):
+    """The environment to evaluate on: ``env.evaluation_env()`` where it has one (host
+    environments' separate copies, ``purembrl.envs.host``), else ``env`` itself."""
+    make = getattr(env, "evaluation_env", None)
+    return env if make is None else make()
+
+
 def evaluate(env, env_params, policy: Callable[[jax.Array, jax.Array], jax.Array],
              key: jax.Array, num_episodes: int, max_steps: int) -> tuple[jax.Array, jax.Array]:
     """Mean undiscounted return and mean length of ``num_episodes`` fresh episodes.
 
     ``policy(key, obs [B, obs_dim]) -> action [B, ...]`` acts for all episodes at once; each
     episode counts rewards until its first termination or truncation (at most ``max_steps``).
+    An environment with an ``evaluation_env()`` (host environments) is evaluated on what that
+    returns: separate copies, so evaluation never disturbs the training episodes.
     """
+    env = evaluation_env(env)
     key_reset, key_run = jax.random.split(key)
     obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(
         jax.random.split(key_reset, num_episodes), env_params)
@@ -144,7 +165,8 @@ def episode_return(env, env_params, act: Callable[[jax.Array, jax.Array], jax.Ar
     """Mean undiscounted return of ``num_episodes`` fresh episodes of ``act(key, obs) ->
     action`` (one unbatched observation), each run until it terminates, is truncated or reaches
     ``max_steps``: a while loop per episode, so short episodes stop early (the tabular
-    algorithms' greedy evaluation)."""
+    algorithms' greedy evaluation). Evaluates on ``evaluation_env(env)``."""
+    env = evaluation_env(env)
 
     def episode(key):
         key_reset, key_run = jax.random.split(key)

@@ -58,3 +58,40 @@ def test_true_model_step_reproduces_the_environment(name):
 def test_true_model_step_refuses_an_env_whose_state_is_hidden():
     with pytest.raises(ValueError, match="true dynamics are not available"):
         known.true_model_step("MountainCarContinuous-v0")
+
+
+def gymnasium_rollout(env_id, n):
+    """``n`` random steps of gymnasium's ``env_id`` (resetting at episode ends): obs, action,
+    next_obs, reward and the environment's own ``terminated``."""
+    import gymnasium
+
+    env = gymnasium.make(env_id)
+    env.action_space.seed(0)
+    obs, _ = env.reset(seed=0)
+    rows = []
+    for _ in range(n):
+        action = env.action_space.sample()
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        rows.append((obs, action, next_obs, reward, terminated))
+        obs = env.reset()[0] if terminated or truncated else next_obs
+    return [np.stack([np.asarray(r[i], np.float32) for r in rows]) for i in range(5)]
+
+
+@pytest.mark.parametrize("task", ["InvertedPendulum-v5", "Hopper-v5", "Walker2d-v5",
+                                  "Ant-v5", "Hopper-v4"])
+def test_gymnasium_mujoco_terminations_match_the_environments(task):
+    """MBPO's termination functions against gymnasium's MuJoCo tasks' own ``terminated``
+    along random steps (each task ends episodes within them, Ant's by a flip or jump rarely)."""
+    pytest.importorskip("mujoco")
+    obs, action, next_obs, _, terminated = gymnasium_rollout(task, 1500)
+    done = known.TERMINATION_FNS[f"gymnasium:{task}"](obs, action, next_obs)
+    np.testing.assert_array_equal(np.asarray(done), terminated.astype(bool))
+    if task != "Ant-v5":
+        assert terminated.sum() >= 5
+
+
+def test_gymnasium_pendulum_reward_matches_the_environment():
+    obs, action, next_obs, reward, terminated = gymnasium_rollout("Pendulum-v1", 400)
+    np.testing.assert_allclose(np.asarray(known.REWARD_FNS["gymnasium:Pendulum-v1"](
+        obs, action, next_obs)), reward, rtol=1e-4, atol=1e-4)
+    assert not terminated.any()

@@ -9,7 +9,8 @@ any other name is passed to ``gymnax.make``. Tabular environments additionally e
 
 A user's own environment (any class with gymnax's interface: ``reset``, ``step``,
 ``action_space``, ``observation_space``, ``default_params``) joins with
-``register(name, make_fn)``; every algorithm and command then takes the name like a built-in
+``register(name, make_fn)``; any gymnasium environment is ``gymnasium:ID`` (it steps on the
+host: ``purembrl.envs.host``); every algorithm and command then takes the name like a built-in
 one (from the command line: ``--import MODULE`` runs the module that registers it).
 """
 
@@ -44,10 +45,12 @@ _REGISTERED: dict[str, Callable[[], Any]] = {}
 
 BRAX_PREFIX = "brax-"
 BRAX_TASKS = ("inverted_pendulum", "hopper", "halfcheetah", "walker2d", "ant")
+GYMNASIUM_PREFIX = "gymnasium:"
 
 
 def names() -> list[str]:
-    """Every environment name ``make`` accepts (Brax's need the optional ``brax``)."""
+    """Every environment name ``make`` accepts (Brax's need the optional ``brax``), except
+    ``gymnasium:ID``, which takes any id of gymnasium's registry."""
     return (list(OWN_ENVS) + [n for n in gymnax.registered_envs if n not in OWN_ENVS]
             + [BRAX_PREFIX + t for t in BRAX_TASKS] + list(_REGISTERED))
 
@@ -69,7 +72,8 @@ def register(name: str, make_fn: Callable[[], Any], *, overwrite: bool = False) 
     if not callable(make_fn):
         raise ValueError(f"make_fn={make_fn!r} is invalid: allowed a function of no arguments "
                          "returning an env or (env, params)")
-    if name in OWN_ENVS or name in gymnax.registered_envs or name.startswith(BRAX_PREFIX):
+    if (name in OWN_ENVS or name in gymnax.registered_envs or name.startswith(BRAX_PREFIX)
+            or name.startswith(GYMNASIUM_PREFIX)):
         raise ValueError(f"name={name!r} is taken by a built-in environment")
     if name in _REGISTERED and _REGISTERED[name] is not make_fn and not overwrite:
         raise ValueError(f"name={name!r} is already registered (overwrite=True replaces it)")
@@ -79,7 +83,12 @@ def register(name: str, make_fn: Callable[[], Any], *, overwrite: bool = False) 
 def check_name(name: str) -> None:
     """``ValueError`` for a name ``make`` does not accept; builds nothing (a config checks its
     env with it, since JAX reconstructs configs far more often than training is built). A
-    ``brax-TASK`` name passes: Brax's own registry is read when the env is built."""
+    ``brax-TASK`` name passes: Brax's own registry is read when the env is built; a
+    ``gymnasium:ID`` name is checked against gymnasium's registry."""
+    if isinstance(name, str) and name.startswith(GYMNASIUM_PREFIX):
+        from purembrl.envs import host
+
+        return host.check_name(name)
     if not (name in OWN_ENVS or name in gymnax.registered_envs or name in _REGISTERED
             or (name.startswith(BRAX_PREFIX) and len(name) > len(BRAX_PREFIX))):
         raise ValueError(f"unknown env {name!r}; known envs: {', '.join(names())}")
@@ -144,7 +153,20 @@ def with_params(name: str, params: Any, text: str) -> Any:
 def make(name: str, env_params: str = "") -> tuple[Any, Any]:
     """``(env, params)`` for a library, gymnax, ``brax-TASK`` or registered environment name:
     its default parameters, with ``env_params`` (``"NAME=VALUE,..."``, a config's field of
-    that name; ``with_params``) in place of some."""
+    that name; ``with_params``) in place of some.
+
+    ``gymnasium:ID`` (any id in gymnasium's registry, MuJoCo's ``gymnasium:Hopper-v5`` among
+    them) gives a ``host.HostEnvironment``: the environments step on the host, one per seed,
+    and the rest of the run stays compiled (``purembrl.envs.host``). They take no
+    ``env_params`` (make a variant with ``register(name, lambda: host.HostEnvironment(name,
+    make_env))``)."""
+    if name.startswith(GYMNASIUM_PREFIX):
+        if env_params:
+            raise ValueError(f"env_params={env_params!r} is invalid for {name!r}: gymnasium "
+                             "environments take none (register a variant instead)")
+        from purembrl.envs import host
+
+        return host.make(name)
     env, params = _make(name)
     return env, with_params(name, params, env_params) if env_params else params
 

@@ -1,6 +1,6 @@
 """Reward and termination functions of gymnax classic-control tasks (and the termination of
-Brax's Hopper and inverted pendulum), in observation space, and their true dynamics as a model
-step.
+Brax's Hopper and inverted pendulum, and of gymnasium's MuJoCo InvertedPendulum, Hopper,
+Walker2d and Ant), in observation space, and their true dynamics as a model step.
 
 MBPO (Janner et al. 2019) learns the reward but uses known termination functions for its tasks;
 a user who knows them should not have to learn them (``register`` adds a user's own, for a
@@ -51,7 +51,8 @@ def cartpole_reward(obs, action, next_obs):
 
 
 def brax_hopper_terminated(obs, action, next_obs):
-    """Brax Hopper falls (MBPO's Hopper termination function, Janner et al. 2019): after the
+    """Hopper falls, in Brax or gymnasium's MuJoCo Hopper v4/v5 (MBPO's Hopper termination
+    function, Janner et al. 2019): after the
     step the torso height ``next_obs[0]`` is at most 0.7, the torso angle ``next_obs[1]`` is
     outside (-0.2, 0.2), or any of ``next_obs[1:]`` is outside (-100, 100), or a value is NaN.
     The observation is [height, angle, 3 joint angles, 6 velocities clipped to [-10, 10]], so
@@ -69,10 +70,33 @@ def brax_inverted_pendulum_terminated(obs, action, next_obs):
     return jnp.abs(next_obs[:, 1]) > 0.2
 
 
+def inverted_pendulum_terminated(obs, action, next_obs):
+    """MuJoCo's InvertedPendulum (gymnasium v4/v5) falls: after the step the pole angle
+    ``next_obs[:, 1]`` exceeds 0.2 in magnitude or a value is not finite (MBPO's function)."""
+    return ~(jnp.all(jnp.isfinite(next_obs), axis=-1) & (jnp.abs(next_obs[:, 1]) <= 0.2))
+
+
+def walker2d_terminated(obs, action, next_obs):
+    """MuJoCo's Walker2d (gymnasium v4/v5) falls: after the step the torso height
+    ``next_obs[:, 0]`` leaves (0.8, 2.0) or its angle ``next_obs[:, 1]`` leaves (-1, 1)
+    (MBPO's function, gymnasium's ``healthy_z_range`` and ``healthy_angle_range``)."""
+    height, angle = next_obs[:, 0], next_obs[:, 1]
+    return ~((height > 0.8) & (height < 2.0) & (angle > -1.0) & (angle < 1.0))
+
+
+def ant_terminated(obs, action, next_obs):
+    """MuJoCo's Ant (gymnasium v4/v5) is unhealthy: after the step the torso height
+    ``next_obs[:, 0]`` leaves [0.2, 1.0] or a value is not finite (MBPO's function for its
+    truncated-observation Ant; gymnasium's ``healthy_z_range``)."""
+    height = next_obs[:, 0]
+    return ~(jnp.all(jnp.isfinite(next_obs), axis=-1) & (height >= 0.2) & (height <= 1.0))
+
+
 REWARD_FNS: dict[str, StepFn] = {
     "Pendulum-v1": pendulum_reward,
     "NoisyPendulum-v1": pendulum_reward,
     "CartPole-v1": cartpole_reward,
+    "gymnasium:Pendulum-v1": pendulum_reward,
 }
 TERMINATION_FNS: dict[str, StepFn] = {
     "Pendulum-v1": never_terminates,
@@ -80,6 +104,12 @@ TERMINATION_FNS: dict[str, StepFn] = {
     "CartPole-v1": cartpole_terminated,
     "brax-hopper": brax_hopper_terminated,
     "brax-inverted_pendulum": brax_inverted_pendulum_terminated,
+    "gymnasium:Pendulum-v1": never_terminates,
+    # gymnasium's MuJoCo tasks (the host path, purembrl.envs.host): MBPO's own functions
+    **{f"gymnasium:{task}-v{v}": fn for v in (4, 5) for task, fn in (
+        ("InvertedPendulum", inverted_pendulum_terminated),
+        ("Hopper", brax_hopper_terminated), ("Walker2d", walker2d_terminated),
+        ("Ant", ant_terminated))},
 }
 
 
