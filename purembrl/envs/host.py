@@ -107,6 +107,9 @@ class GymnasiumEnv:
         obs, reward, terminated, truncated, _ = self.env.step(action)
         return obs, float(reward), bool(terminated), bool(truncated)
 
+    def close(self):
+        self.env.close()
+
 
 class GymnaxOnHost:
     """A gymnax environment stepped on the host as a ``HostEnv`` with the keys it is given:
@@ -170,7 +173,7 @@ class _Pool:
         self.token = int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
         self.ticks = np.zeros(size, np.int64)
         self.ended = np.zeros(size, bool)  # evaluation: the episode is over
-        self.last = [None] * size  # evaluation: the last observation of an ended episode
+        self.last = [None] * size  # each env's latest observation (where its next step starts)
         self.evaluation = evaluation
         self.lock = threading.Lock()
 
@@ -240,6 +243,7 @@ class HostEnvironment(environment.Environment):
             self._action_space = spaces.Box(low, high, tuple(act_space.shape), jnp.float32)
             self.action_shape, self.action_dtype = tuple(act_space.shape), jnp.float32
         self._obs_space = spaces.Box(-jnp.inf, jnp.inf, (self.obs_dim,), jnp.float32)
+        getattr(probe, "close", lambda: None)()
         self._bind()
 
     def _bind(self):
