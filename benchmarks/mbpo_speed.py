@@ -72,10 +72,10 @@ def mlp_macs(sizes) -> int:
     return sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
 
 
-def run_flops(config: mbpo.Config, epochs: float) -> float:
+def run_flops(config: mbpo.Config, epochs: float, obs_dim: int = 3, act_dim: int = 1) -> float:
     """FLOPs of the trained part of one seed's run (see the module docstring), its model fits
-    taking ``epochs`` epochs each on average."""
-    obs_dim, act_dim, h = 3, 1, config.learner.hidden_sizes
+    taking ``epochs`` epochs each on average; Pendulum's sizes unless told."""
+    h = config.learner.hidden_sizes
     critic = mlp_macs([obs_dim + act_dim, *h, 1])
     actor = mlp_macs([obs_dim, *h, 2 * act_dim])
     # target: actor + 2 critics forward; critic loss: 2 critics x 3; actor loss: actor x 3 and
