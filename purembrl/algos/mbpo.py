@@ -104,6 +104,7 @@ for _v in (4, 5):
         rollout_schedule=(1, 15, 1, 1), epoch_length=250, known_termination=True,
         learner=SACConfig(target_entropy_scale=0.05))
     PRESETS[f"gymnasium:Hopper-v{_v}"] = PRESETS["brax-hopper"]
+del _v
 
 
 @struct.dataclass

@@ -43,6 +43,7 @@ environments per process, where that costs nothing measurable.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import threading
@@ -195,16 +196,16 @@ def _int(words: jax.Array) -> jax.Array:
     return jax.lax.bitcast_convert_type(words, jnp.int32)
 
 
-def _batched(host_fn: Callable, width: Callable[[int], int]):
+def _batched(host_fn: Callable, width: int):
     """``host_fn`` through one ``io_callback`` per call whatever the ``vmap``s around it. It
     takes and returns one uint32 array, words on the last axis and every batch axis in front
-    (``width(words_in)``: the words out): each argument or result of a callback costs a
+    (``width`` words out): each argument or result of a callback costs a
     transfer (about 30 us on this CPU), so everything travels packed. The callback loops over
     the flattened batch."""
 
     @custom_vmap
     def call(words):
-        shape = jax.ShapeDtypeStruct((*words.shape[:-1], width(words.shape[-1])), jnp.uint32)
+        shape = jax.ShapeDtypeStruct((*words.shape[:-1], width), jnp.uint32)
         return io_callback(host_fn, shape, words)
 
     @call.def_vmap
@@ -247,8 +248,8 @@ class HostEnvironment(environment.Environment):
         self._bind()
 
     def _bind(self):
-        self._reset_call = _batched(self._reset_host, lambda _: self.obs_dim + 2)
-        self._step_call = _batched(self._step_host, lambda _: 3 * self.obs_dim + 6)
+        self._reset_call = _batched(self._reset_host, self.obs_dim + 2)
+        self._step_call = _batched(self._step_host, 3 * self.obs_dim + 6)
 
     # -- the gymnax interface ------------------------------------------------------------
     @property
@@ -275,10 +276,10 @@ class HostEnvironment(environment.Environment):
         if self.evaluation:
             return self
         if self._evaluation_copy is None:
-            copy = object.__new__(HostEnvironment)
-            copy.__dict__.update(self.__dict__, evaluation=True)
-            copy._bind()
-            self._evaluation_copy = copy
+            other = copy.copy(self)
+            other.evaluation = True
+            other._bind()  # its callbacks step the evaluation pools
+            self._evaluation_copy = other
         return self._evaluation_copy
 
     def reset(self, key, params=None):
