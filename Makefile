@@ -27,7 +27,7 @@ dyna-demo: $(STAMP)
 # program, one core each. Measured on a clean clone of a 2-core AMD EPYC (2026-12-04): 501
 # tests in 35.2 min (benchmarks/RESULTS.md, "The test suite's compiles").
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n auto tests
+	$(BIN)/python -m pytest -q -n auto --durations=25 tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check purembrl tests benchmarks examples

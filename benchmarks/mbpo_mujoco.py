@@ -18,7 +18,8 @@ seed, two at once (one per core), ``--peer-init`` exploration steps by its untra
 (its default 5000) then ``--peer-steps`` trained steps.
 
 Printed: the median return over seeds at 1k, 2.5k, 5k, 10k and 20k env steps (the last
-evaluation at or before; exploration steps counted), each seed's env steps to a return of 950,
+evaluation at or before; exploration steps counted; "-" before a run's first evaluation or past
+its end) and at its last evaluation, each seed's env steps to a return of 950,
 the seconds per env step as each library runs (ours: all seeds in one program, so per seed-step
 too), and both FLOP rates against this machine's large-matmul rate (FLOPs counted from the
 network sizes as ``benchmarks/mbpo_speed.py`` counts them, each with its own model-fit epochs).
@@ -48,12 +49,13 @@ GOAL = 950.0
 
 
 def at_budgets(steps, returns) -> list[float | None]:
-    """The return of the last evaluation at or before each budget (None before the first)."""
+    """The return of the last evaluation at or before each budget (None before the first
+    evaluation, and for a budget the run did not reach)."""
     steps, returns = np.asarray(steps), np.asarray(returns)
     out = []
     for budget in BUDGETS:
         seen = np.nonzero(steps <= budget)[0]
-        out.append(float(returns[seen[-1]]) if seen.size else None)
+        out.append(float(returns[seen[-1]]) if seen.size and steps[-1] >= budget else None)
     return out
 
 
@@ -109,14 +111,15 @@ def peer(python: str, seeds: int, trained: int, init: int) -> dict:
     return {"runs": runs}
 
 
-def flops(total_steps: int, initial: int, epochs: float) -> float:
-    """The trained part's FLOPs of one seed at our preset's sizes (mbpo_speed's count)."""
+def flops(total_steps: int, initial: int, epochs: float, idle_steps: int = 0) -> float:
+    """The trained part's FLOPs of one seed at our preset's sizes (mbpo_speed's count);
+    ``idle_steps`` trained steps without SAC updates."""
     from mbpo_speed import run_flops
 
     from purembrl.algos import mbpo
 
     config = mbpo.Config.for_env(ENV, total_steps=total_steps, initial_random_steps=initial)
-    return run_flops(config, epochs, obs_dim=4, act_dim=1)
+    return run_flops(config, epochs, obs_dim=4, act_dim=1, idle_steps=idle_steps)
 
 
 def main(argv=None) -> int:
@@ -134,7 +137,7 @@ def main(argv=None) -> int:
     mine = ours(args.seeds, args.steps)
     median = np.median(np.asarray(mine["returns"]), axis=0)
     rows = [("purembrl MBPO, InvertedPendulum-v5", args.seeds,
-             at_budgets(mine["steps"], median),
+             at_budgets(mine["steps"], median), (mine["steps"][-1], median[-1]),
              [first_at_goal(mine["steps"], r) for r in mine["returns"]],
              f"{mine['s_per_step'] * 1e3:.0f} ({mine['s_per_seed_step'] * 1e3:.0f} per seed)",
              flops(args.steps, 500, mine["epochs"]) * args.seeds / mine["s_per_step"]
@@ -150,20 +153,24 @@ def main(argv=None) -> int:
         ms = np.mean([r["wall_per_trained_step_ms"] for r in theirs["runs"]])
         epochs = float(np.mean([np.mean(r["fit_epochs"]) for r in theirs["runs"]]))
         trained = theirs["runs"][0]["trained_steps"]
-        rate = flops(args.peer_init + trained, args.peer_init, epochs) / (ms / 1e3 * trained) / 1e9
+        # mbrl-lib's first trained epoch makes no SAC update (its model buffer fills at the
+        # epoch's end, with the first fit's rollouts)
+        work = flops(args.peer_init + trained, args.peer_init, epochs, idle_steps=250)
+        rate = work / (ms / 1e3 * trained) / 1e9
         rows.append(("mbrl-lib MBPO, InvertedPendulum-v4", args.peer_seeds,
-                     at_budgets(steps, median_theirs),
+                     at_budgets(steps, median_theirs), (steps[-1], median_theirs[-1]),
                      [first_at_goal(*c) for c in curves], f"{ms:.0f} per seed (one core each)",
                      rate))
     print(f"large jnp.dot: {peak:.1f} GFLOP/s")
     head = " | ".join(f"{b // 1000 if b % 1000 == 0 else b / 1000}k" for b in BUDGETS)
-    print(f"| run | seeds | median return at {head} | env steps to {GOAL:.0f}, per seed | "
-          "ms per env step | GFLOP/s (of matmul) |")
-    print("|---|---|" + "---|" * len(BUDGETS) + "---|---|---|")
-    for name, seeds, values, hits, ms, rate in rows:
+    print(f"| run | seeds | median return at {head} | last evaluation: env steps, median "
+          f"return | env steps to {GOAL:.0f}, per seed | ms per env step | GFLOP/s (of matmul) |")
+    print("|---|---|" + "---|" * len(BUDGETS) + "---|---|---|---|")
+    for name, seeds, values, (last_step, last), hits, ms, rate in rows:
         cells = " | ".join("-" if v is None else f"{v:.0f}" for v in values)
         hits = ", ".join("never" if h is None else str(h) for h in hits)
-        print(f"| {name} | {seeds} | {cells} | {hits} | {ms} | {rate:.1f} ({rate / peak:.0%}) |")
+        print(f"| {name} | {seeds} | {cells} | {last_step}, {last:.0f} | {hits} | {ms} | "
+              f"{rate:.1f} ({rate / peak:.0%}) |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"ours": mine, "peer": theirs}, f)

@@ -72,9 +72,12 @@ def mlp_macs(sizes) -> int:
     return sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
 
 
-def run_flops(config: mbpo.Config, epochs: float, obs_dim: int = 3, act_dim: int = 1) -> float:
+def run_flops(config: mbpo.Config, epochs: float, obs_dim: int = 3, act_dim: int = 1,
+              idle_steps: int = 0) -> float:
     """FLOPs of the trained part of one seed's run (see the module docstring), its model fits
-    taking ``epochs`` epochs each on average; Pendulum's sizes unless told."""
+    taking ``epochs`` epochs each on average; Pendulum's sizes unless told. ``idle_steps``:
+    trained steps that made no SAC update (mbrl-lib's first trained epoch, whose model buffer
+    is empty until its first fit)."""
     h = config.learner.hidden_sizes
     critic = mlp_macs([obs_dim + act_dim, *h, 1])
     actor = mlp_macs([obs_dim, *h, 2 * act_dim])
@@ -82,7 +85,7 @@ def run_flops(config: mbpo.Config, epochs: float, obs_dim: int = 3, act_dim: int
     # 2 critics forward + backward to the action (x 2)
     sac_macs = config.batch_size * (actor + 2 * critic + 6 * critic + 3 * actor + 4 * critic)
     trained = config.total_steps - config.initial_random_steps
-    sac_flops = 2 * sac_macs * config.updates_per_step * trained
+    sac_flops = 2 * sac_macs * config.updates_per_step * (trained - idle_steps)
     model = mlp_macs([obs_dim + act_dim, *config.model.hidden_sizes, 2 * (obs_dim + 1)])
     members = config.model.num_members
     rollout_flops = 2 * config.rollouts_per_step * trained * (members * model + actor)
