@@ -24,8 +24,9 @@ dyna-demo: $(STAMP)
 	$(BIN)/python benchmarks/dyna_maze.py --figure 8.2 --out runs/dyna-demo
 
 # One pytest worker per core (pytest-xdist); most of a test is XLA compiling its tiny-budget
-# program, one core each. Measured on a clean clone of a 2-core AMD EPYC (2026-12-04): 501
-# tests in 35.2 min (benchmarks/RESULTS.md, "The test suite's compiles").
+# program, one core each. Measured on a clean clone of a 2-core AMD EPYC (2026-12-04, session
+# 42): 514 tests in 29.4 min, 30.3 with the install (benchmarks/RESULTS.md, "The test suite's
+# compiles"); --durations lists the slowest, where budgets are worth cutting.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto --durations=25 tests
 

@@ -46,6 +46,7 @@ from time_to_result import _PROGRESS, PEERS, stamp_lines  # noqa: E402
 ENV = "gymnasium:InvertedPendulum-v5"
 BUDGETS = (1000, 2500, 5000, 10_000, 20_000)
 GOAL = 950.0
+PEER_FIRST_FIT = 250  # mbpo_inv_pendulum's freq_train_model: trained steps before its first fit
 
 
 def at_budgets(steps, returns) -> list[float | None]:
@@ -155,7 +156,8 @@ def main(argv=None) -> int:
         trained = theirs["runs"][0]["trained_steps"]
         # mbrl-lib's first trained epoch makes no SAC update (its model buffer fills at the
         # epoch's end, with the first fit's rollouts)
-        work = flops(args.peer_init + trained, args.peer_init, epochs, idle_steps=250)
+        work = flops(args.peer_init + trained, args.peer_init, epochs,
+                     idle_steps=PEER_FIRST_FIT)
         rate = work / (ms / 1e3 * trained) / 1e9
         rows.append(("mbrl-lib MBPO, InvertedPendulum-v4", args.peer_seeds,
                      at_budgets(steps, median_theirs), (steps[-1], median_theirs[-1]),
