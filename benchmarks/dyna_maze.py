@@ -13,6 +13,13 @@ Timing: the whole jitted experiment (30 runs x 3 values of n, compile included: 
 since n is a pytree leaf) against the NumPy loop, in the same process; both times and the ratio
 are printed. The compile-free time (a second call) is printed too.
 
+The same experiment at scale, as a user types it (issue 24): ``python -m purembrl sweep dyna_q
+--env DynaMaze --grid planning_steps=0,5,50 --seeds N --set num_episodes=50`` (``--sweep-seeds``
+N, default 1000; 0 skips it), timed from the command's start to its end in a subprocess (Python's
+start, imports, compile, the run and the files it writes), beside the NumPy loop's 30 runs, and
+its mean steps per episode beside the in-process runs'. Goal: 1000 runs per n in less wall time
+than the NumPy loop takes for 30 (at least 33x per run).
+
 Figures 8.4 (blocking maze, 3000 steps, change at 1000) and 8.5 (shortcut maze, 6000 steps,
 change at 3000): cumulative reward of Dyna-Q and Dyna-Q+. The book does not list every
 hyperparameter of these two; we use alpha 1.0, gamma 0.95, epsilon 0.1, n = 10 and kappa 1e-4
@@ -22,8 +29,11 @@ hyperparameter of these two; we use alpha 1.0, gamma 0.95, epsilon 0.1, n = 10 a
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 
 import jax
@@ -106,10 +116,43 @@ def figure_8_2(args) -> dict:
         print(f"  NumPy loop, same experiment: {t_numpy:.2f} s")
         print(f"  speed-up: {t_numpy / t_ours:.1f}x with compile, {t_numpy / t_warm:.1f}x "
               f"without (goal: 30x with compile)")
+    if args.sweep_seeds:
+        sweep = sweep_command(args.sweep_seeds, ns)
+        print(f"  the command `{sweep['command']}`: {sweep['seconds']:.2f} s for "
+              f"{args.sweep_seeds} runs x {len(ns)} n, from start to end")
+        if t_numpy is not None:
+            per_run = (t_numpy / runs) / (sweep["seconds"] / args.sweep_seeds)
+            print(f"  against the NumPy loop's {runs} runs: {t_numpy / sweep['seconds']:.2f}x "
+                  f"the wall time for {args.sweep_seeds / runs:.0f}x the runs, {per_run:.0f}x "
+                  f"per run (goal: less wall time, i.e. >= {args.sweep_seeds / runs:.0f}x per "
+                  "run)")
+        print("  mean steps per episode, the sweep's runs (episodes 1-5, 10, 50):")
+        for n in ns:
+            mean = sweep["steps"][n].mean(axis=0)
+            print(f"    n = {n:>2}: " + " ".join(f"{mean[e - 1]:.1f}" for e in (1, 2, 3, 4, 5,
+                                                                                10, 50)))
     if args.out:
         plot_8_2(os.path.join(args.out, "figure_8_2.png"), ours, baseline)
     return {"ours": ours, "numpy": baseline, "t_ours": t_ours, "t_warm": t_warm,
             "t_numpy": t_numpy, "ok": all(ok for _, ok in verdicts)}
+
+
+def sweep_command(seeds: int, ns) -> dict:
+    """Figure 8.2 through ``python -m purembrl sweep``, timed from start to end: its seconds
+    and the steps per episode of every run, ``{n: [seeds, 50]}``."""
+    with tempfile.TemporaryDirectory() as out:
+        command = [sys.executable, "-m", "purembrl", "sweep", "dyna_q", "--env", "DynaMaze",
+                   "--grid", "planning_steps=" + ",".join(map(str, ns)), "--seeds", str(seeds),
+                   "--set", "num_episodes=50", "--quiet", "--out", out, "--overwrite"]
+        start = time.perf_counter()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        seconds = time.perf_counter() - start
+        with open(os.path.join(out, "sweep.json")) as f:
+            data = json.load(f)
+    steps = np.asarray(data["metrics"]["steps_per_episode"])  # [points, seeds, episodes]
+    shown = " ".join(command[1:command.index("--quiet")])
+    return {"seconds": seconds, "command": f"python {shown}",
+            "steps": {n: steps[i] for i, n in enumerate(ns)}}
 
 
 def changing_maze(env: str, num_steps: int, planning_steps: int, kappa: float, args) -> dict:
@@ -194,6 +237,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/dyna_maze")
     parser.add_argument("--no-baseline", action="store_true", help="skip the NumPy loop")
+    parser.add_argument("--sweep-seeds", type=int, default=1000,
+                        help="runs per n of Figure 8.2 through the sweep command (0: skip)")
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     ok = True

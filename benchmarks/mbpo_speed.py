@@ -1,6 +1,6 @@
 """Whole-run MBPO wall-clock at mbrl-lib's per-step work, side by side with mbrl-lib itself.
 
-    python benchmarks/mbpo_speed.py [--steps 1000] [--vmap-seeds 8] [--vmap-steps 400]
+    python benchmarks/mbpo_speed.py [--steps 1000] [--vmap-seeds 8[,64...]] [--vmap-steps 400]
                                     [--mbrl-python /tmp/venv-mbrl/bin/python]
 
 The work per env step is mbrl-lib 0.2.0's MBPO on Pendulum (its ``mbpo_cartpole`` override, run
@@ -14,8 +14,10 @@ trained steps. Reported:
   same process. FLOPs are counted analytically from the network sizes (multiply-adds x 2;
   training steps as 3x their forward pass; SAC: the target, critic and actor passes), with the
   model fits' epochs read from the run's metrics.
-* purembrl, ``--vmap-seeds`` seeds under one ``jit(vmap)``: time per seed-step. (One seed runs
-  unbatched, as the driver runs it: ``run.batched``.)
+* purembrl, each of ``--vmap-seeds`` (a comma-separated list) seeds under one ``jit(vmap)``:
+  time per seed-step and the ratio to one seed's time at the same ``--vmap-steps`` (one seed
+  runs unbatched, as the driver runs it: ``run.batched``; it is timed once and reused when
+  ``--vmap-steps`` equals ``--steps``).
 * mbrl-lib, 1 seed (when ``--mbrl-python`` points at its virtual environment): its own
   wall-clock per trained step, in a subprocess on the same machine, and the epochs of each of
   its model fits (read by wrapping its ``ModelTrainer.train``). Both stop fitting by the same
@@ -152,7 +154,8 @@ def time_mbrl_lib(python: str, trained_steps: int):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--vmap-seeds", type=int, default=8)
+    parser.add_argument("--vmap-seeds", default="8",
+                        help="seed counts to time under one vmap, comma-separated")
     parser.add_argument("--vmap-steps", type=int, default=400)
     parser.add_argument("--mbrl-python", default=None)
     args = parser.parse_args(argv)
@@ -167,18 +170,21 @@ def main(argv=None) -> int:
     print(f"large jnp.dot: {peak:.1f} GFLOP/s")
     print(f"purembrl MBPO, 1 seed, {args.steps} trained steps: compile {compile_s:.1f} s, run "
           f"{run_s:.1f} s = {per_step_ms:.1f} ms per env step; {flops / 1e12:.2f} TFLOP, "
-          f"{rate:.1f} GFLOP/s = {rate / peak:.1%} of matmul (goal >= 60%)")
+          f"{rate:.1f} GFLOP/s = {rate / peak:.1%} of matmul (goal >= 60%)", flush=True)
     print(f"  final eval return {float(metrics['eval_return'][-1]):.0f}, model epochs per fit "
           f"{float(np.mean(metrics['model_epochs'])):.1f}")
 
-    if args.vmap_seeds > 1:
+    counts = [int(n) for n in args.vmap_seeds.split(",") if int(n) > 1]
+    if counts:
         vconfig = mbrl_lib_config(args.vmap_steps)
-        _, one_s, _ = time_ours(vconfig, 1)
-        _, many_s, _ = time_ours(vconfig, args.vmap_seeds)
-        per_seed_step = 1000 * many_s / args.vmap_steps / args.vmap_seeds
-        print(f"purembrl MBPO, {args.vmap_steps} trained steps: 1 seed {one_s:.1f} s, "
-              f"{args.vmap_seeds} seeds under vmap {many_s:.1f} s ({many_s / one_s:.2f}x the "
-              f"time for {args.vmap_seeds}x the work; {per_seed_step:.1f} ms per seed-step)")
+        one_s = run_s if args.vmap_steps == args.steps else time_ours(vconfig, 1)[1]
+        print(f"purembrl MBPO, {args.vmap_steps} trained steps: 1 seed {one_s:.1f} s", flush=True)
+        for seeds in counts:
+            compile_many, many_s, _ = time_ours(vconfig, seeds)
+            per_seed_step = 1000 * many_s / args.vmap_steps / seeds
+            print(f"  {seeds} seeds under vmap {many_s:.1f} s ({many_s / one_s:.2f}x the time "
+                  f"for {seeds}x the work; {per_seed_step:.2f} ms per seed-step; compile "
+                  f"{compile_many:.1f} s)", flush=True)
 
     if args.mbrl_python:
         peer = time_mbrl_lib(args.mbrl_python, args.steps)

@@ -36,6 +36,21 @@ def test_each_point_equals_its_own_run():
     assert steps[2] < steps[0]  # planning helps (Figure 8.2's shape)
 
 
+def test_points_that_set_a_loop_length_are_stepped_group_by_group():
+    """Issue 24: Dyna-Q's ``SWEEP_GROUPS`` puts each planning_steps value's lanes in a group of
+    its own (stepped by one vmap per group, so n = 0 does not pay n = 50's planning loop);
+    groups of unequal size, or a single group, leave the lanes as one batch."""
+    from purembrl.driver.sweeps import lane_groups
+
+    grid = [maze(n).replace(alpha=a) for n in (0, 50) for a in (0.1, 0.5)]
+    np.testing.assert_array_equal(lane_groups(grid, 2), [[0, 1, 2, 3], [4, 5, 6, 7]])
+    shuffled = [maze(50), maze(0), maze(50), maze(0)]
+    np.testing.assert_array_equal(lane_groups(shuffled, 1), [[0, 2], [1, 3]])
+    assert lane_groups([maze(0), maze(0), maze(5)], 2) is None  # 2 + 1 points
+    assert lane_groups([maze(5).replace(alpha=a) for a in (0.1, 0.5)], 2) is None
+    assert lane_groups([sac.Config.for_env(env="Pendulum-v1")] * 2, 2) is None
+
+
 def test_a_numeric_learner_field_sweeps_and_static_fields_are_refused():
     base = sac.Config.for_env(env="Pendulum-v1", total_steps=600, eval_every=200,
                               initial_random_steps=200, eval_episodes=2, batch_size=32,

@@ -27,6 +27,8 @@ leaves: ``jax.vmap`` over a batch of configs sweeps them in one compile.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import jax
 import jax.numpy as jnp
 from flax import struct
@@ -87,6 +89,10 @@ class Config(Presets):
     eval_episodes: int = static(1)
     eval_max_steps: int = static(500)
     max_episode_steps: int = static(100_000)
+
+    # A sweep steps the points of each planning_steps value apart (purembrl.driver.sweeps):
+    # under one vmap every run would pay the largest n's planning loop at each real step.
+    SWEEP_GROUPS: ClassVar[tuple[str, ...]] = ("planning_steps",)
 
     def __post_init__(self):
         check_types(self)

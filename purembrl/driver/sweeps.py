@@ -64,10 +64,12 @@ def sweep(algo: ModuleType, configs: Sequence[Any], num_seeds: int = 1, *,
 
         opts = dataclasses.replace(opts, progress_fn=training.partial_writer(opts, write))
     init, scan_steps = engine.guarded(*sweep_member(algo))
+    groups = lane_groups(configs, num_seeds)
     batch = engine.Batch(
         label=f"[{report.algo_name(algo)} sweep] {num_points} points x {num_seeds} seeds",
         init=engine.batched(init),
-        scan_steps=engine.batched(scan_steps, in_axes=(0, None, None)),
+        scan_steps=(engine.batched(scan_steps, in_axes=(0, None, None)) if groups is None
+                    else by_groups(scan_steps, groups)),
         inputs=sweep_inputs(configs, seed, num_seeds), num_iterations=loop.num_iterations,
         identity=sweep_identity(algo, configs, seed, num_seeds), curve=curve)
     with engine.writing(opts):  # one writer per run directory
@@ -86,6 +88,51 @@ def sweep(algo: ModuleType, configs: Sequence[Any], num_seeds: int = 1, *,
             if opts.out is not None:
                 report.write_sweep(opts.out, algo, configs[0], seed, result)
     return result
+
+
+def lane_groups(configs: Sequence[Any], num_seeds: int) -> np.ndarray | None:
+    """The sweep's lanes (points x seeds, point-major) grouped by the values of the fields
+    the config class names in ``SWEEP_GROUPS``, as a lane order ``[groups, lanes per group]``,
+    or None for one group.
+
+    Vmapped runs move in lockstep: a loop whose trip count is a swept leaf (Dyna-Q's
+    ``planning_steps``) runs as many times as the batch's largest value, masked for the
+    others, and a loop that ends on a run's own event (an episode) waits for the batch's
+    slowest run. A config class lists such fields in ``SWEEP_GROUPS``; the sweep then steps
+    each group of equal values apart (one ``vmap`` per group, in a ``lax.map``: still one
+    compile), so every group pays for its own values. The results are the same either way.
+    Groups of unequal size (a grid that is not a product) are not split."""
+    fields = getattr(type(configs[0]), "SWEEP_GROUPS", ())
+    if not fields:
+        return None
+
+    def value(config, name):
+        for part in name.split("."):
+            config = getattr(config, part)
+        return report.plain(_as_dict_value(config))
+
+    keys = [repr([value(c, name) for name in fields]) for c in configs]
+    distinct = list(dict.fromkeys(keys))
+    sizes = {keys.count(k) for k in distinct}
+    if len(distinct) < 2 or len(sizes) != 1:
+        return None
+    lanes = np.arange(len(configs) * num_seeds).reshape(len(configs), num_seeds)
+    return np.stack([lanes[[i for i, k in enumerate(keys) if k == key]].reshape(-1)
+                     for key in distinct])
+
+
+def by_groups(scan_steps, groups: np.ndarray):
+    """``scan_steps(carry, start, length)`` batched over the lanes of ``carry`` group by group
+    (``groups``: ``lane_groups``'s order): one ``vmap`` per group under ``lax.map``."""
+    order, inverse = groups.reshape(-1), np.argsort(groups.reshape(-1))
+    vmapped = jax.vmap(scan_steps, in_axes=(0, None, None))
+
+    def call(carry, start, length):
+        split = jax.tree.map(lambda x: x[order].reshape(*groups.shape, *x.shape[1:]), carry)
+        out = jax.lax.map(lambda c: vmapped(c, start, length), split)
+        return jax.tree.map(lambda x: x.reshape(order.size, *x.shape[2:])[inverse], out)
+
+    return call
 
 
 def _check_sweep(configs: list[Any], points, num_seeds: int) -> list[dict[str, Any]]:
