@@ -39,6 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import machine  # noqa: E402
 from mbpo_profile import best_seconds  # noqa: E402
+from mbpo_speed import mlp_macs  # noqa: E402
 
 from purembrl import buffer, dynamics  # noqa: E402
 from purembrl.types import Transition  # noqa: E402
@@ -59,9 +60,8 @@ def epoch_flops(config: dynamics.EnsembleConfig, obs_dim: int, act_dim: int, num
                 num_holdout: int) -> float:
     """FLOPs of one epoch: every training step 3x its forward pass, the holdout forward once."""
     target = obs_dim + int(config.learn_reward)
-    sizes = [obs_dim + act_dim, *config.hidden_sizes,
-             2 * target + int(config.learn_termination)]
-    macs = sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    macs = mlp_macs([obs_dim + act_dim, *config.hidden_sizes,
+                     2 * target + int(config.learn_termination)])
     steps = -(-num_train // config.batch_size)
     E = config.num_members
     return 2 * macs * E * (3 * steps * config.batch_size + num_holdout)
@@ -104,15 +104,7 @@ def main(argv=None) -> int:
 
     setup_fn = jax.jit(jax.vmap(setup))
 
-    def start(state, key):
-        E = base.num_members
-        return dynamics.FitCarry(
-            params=state.params, opt_state=state.opt_state, best_params=state.params,
-            best_mse=jnp.full((E,), jnp.inf), key=key, epochs=jnp.zeros((), jnp.int32),
-            since=jnp.zeros((), jnp.int32), train_nll=jnp.zeros((E,)),
-            nonfinite=jnp.zeros((), bool))
-
-    carries = jax.vmap(start)(states, keys)
+    carries = jax.vmap(dynamics.fit_start)(states, keys)
     epoch_fns = {}
     for block in blocks:
         config = base.replace(sgd_block=block)

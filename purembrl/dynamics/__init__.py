@@ -42,6 +42,7 @@ from purembrl.dynamics.fitting import (
     fit,
     fit_data,
     fit_epoch,
+    fit_start,
     holdout_mse,
     sgd_epoch,
     steps_per_epoch,
@@ -70,7 +71,7 @@ from purembrl.dynamics.model import (
 __all__ = [
     "VAL_CHUNK", "EnsembleConfig", "EnsembleState", "FitCarry", "FitData", "Normalizer",
     "bootstrap_rows", "bound_logvar", "check_config", "elite_members", "fit", "fit_data",
-    "fit_epoch",
+    "fit_epoch", "fit_start",
     "gaussian_nll", "holdout_mse", "init", "layer_decays", "make_model_step", "model_inputs",
     "model_targets", "network", "one_hot_actions", "predict", "predict_full",
     "raw_outputs", "sample_step", "sgd_epoch", "steps_per_epoch", "train_step",

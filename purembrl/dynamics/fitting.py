@@ -227,6 +227,16 @@ def fit_epoch(state: EnsembleState, config: EnsembleConfig, data: FitData,
         nonfinite=carry.nonfinite | ~finite.all() | ~jnp.isfinite(nll_sum).all())
 
 
+def fit_start(state: EnsembleState, key: jax.Array) -> FitCarry:
+    """The epoch loop's first carry: training starts from ``state``'s parameters, no member
+    has a holdout score yet, ``key`` draws the epochs' minibatches."""
+    E = state.num_members
+    return FitCarry(params=state.params, opt_state=state.opt_state, best_params=state.params,
+                    best_mse=jnp.full((E,), jnp.inf), key=key, epochs=jnp.zeros((), jnp.int32),
+                    since=jnp.zeros((), jnp.int32), train_nll=jnp.zeros((E,)),
+                    nonfinite=jnp.zeros((), bool))
+
+
 def elite_members(best_mse: jax.Array, num_elites: int) -> jax.Array:
     """Indices of the ``num_elites`` members with the lowest finite holdout MSE."""
     return jnp.argsort(jnp.where(jnp.isfinite(best_mse), best_mse, jnp.inf))[
@@ -246,16 +256,11 @@ def fit(state: EnsembleState, buffer_state: BufferState, key: jax.Array,
     parameters from before the fit).
     """
     check_config(state, config)
-    E = config.num_members
     key_split, key_boot, key_epochs = jax.random.split(key, 3)
     data = fit_data(state, buffer_state, key_split, key_boot, config)
-    start = FitCarry(params=state.params, opt_state=state.opt_state, best_params=state.params,
-                     best_mse=jnp.full((E,), jnp.inf), key=key_epochs,
-                     epochs=jnp.zeros((), jnp.int32), since=jnp.zeros((), jnp.int32),
-                     train_nll=jnp.zeros((E,)), nonfinite=jnp.zeros((), bool))
     end = jax.lax.while_loop(
         lambda c: (c.epochs < config.max_epochs) & (c.since < config.patience),
-        lambda c: fit_epoch(state, config, data, c), start)
+        lambda c: fit_epoch(state, config, data, c), fit_start(state, key_epochs))
     chosen = elite_members(end.best_mse, config.num_elites)
     new_state = state.replace(params=end.best_params, opt_state=end.opt_state,
                               normalizer=data.normalizer, elites=chosen)
