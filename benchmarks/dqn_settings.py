@@ -72,7 +72,9 @@ as the model), ``_n10`` (10-step heads: the real return of up to 9 steps, then t
 expectation over the last step's s', ``dyna.Config.n_step``), ``_g5`` (G = 5 updates per step),
 ``_lrdecay`` (Adam's rate decayed to zero over the run's updates), ``_n20`` (20-step heads),
 ``_b256`` (minibatches of 256), ``_eps2500`` (epsilon 1 -> 0.05 over 2,500 steps instead of
-5,000), ``_tp500``, ``_tp1000`` (the target copied every 500 or 1000 updates instead of 200).
+5,000), ``_tp500``, ``_tp1000`` (the target copied every 500 or 1000 updates instead of 200),
+``_all`` (every update also regresses Q(s, a') for the action not taken, on the model's
+one-step expectation: ``dyna.Config.all_actions``).
 """
 
 from __future__ import annotations
@@ -211,6 +213,9 @@ SETTINGS = {
         dyna.PRESETS["CartPole-v1"]["learner"], target_period=500)},
     "dyna_true_n10_tp1000": {"true_dynamics": True, "n_step": 10, "learner": dataclasses.replace(
         dyna.PRESETS["CartPole-v1"]["learner"], target_period=1000)},
+    "dyna_true_all": {"true_dynamics": True, "all_actions": True},
+    "dyna_true_n10_all": {"true_dynamics": True, "n_step": 10, "all_actions": True},
+    "dyna_n10_all": {"n_step": 10, "all_actions": True},
     "dyna_n10_tp500": {"n_step": 10, "learner": dataclasses.replace(
         dyna.PRESETS["CartPole-v1"]["learner"], target_period=500)},
 }

@@ -23,7 +23,11 @@ these three differ between the two machines; they moved by at most 5.4e-6 relati
 ``mbpo_ragged`` was recorded after the redesign: it
 pins a budget whose periods divide nothing (the last evaluation period cut at the budget).
 ``dqn_n_step`` was recorded when n-step returns were added (2026-12-03), ``dyna_dqn_n_step``
-when deep Dyna took them (2026-12-03, on an AMD EPYC).
+when deep Dyna took them (2026-12-03, on an AMD EPYC). ``dyna_q``, ``dyna_q_plus``
+(2026-12-04: a planning update's two uniforms come from one Threefry block of the counters
+(update, 0) under the real step's planning key, ``dyna_q.counter_uniforms``, instead of
+``uniform(fold_in(key, update), (3,))``; the real steps' draws are unchanged; Figure 8.2's
+curves at 400 runs per n are the same within two standard errors, benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations

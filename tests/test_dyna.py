@@ -38,20 +38,6 @@ def test_model_batch_draws_k_next_states_per_pair():
     assert float(jnp.std(batch.next_obs[0], axis=0).max()) > 0
 
 
-def test_jit_vmap_seeds_differ_and_keys_repeat():
-    cfg = dyna.Config.for_env(env="CartPole-v1", total_steps=1000, eval_every=250,
-                              initial_random_steps=500, eval_episodes=2,
-                              model=dynamics.EnsembleConfig(num_members=3, num_elites=2,
-                                                    hidden_sizes=(32,), max_epochs=3))
-    train = jax.jit(jax.vmap(dyna.make_train(cfg)))
-    keys = jax.random.split(jax.random.key(1), 2)
-    _, m1 = train(keys)
-    _, m2 = train(keys)
-    np.testing.assert_array_equal(m1["q_loss"], m2["q_loss"])
-    assert not np.array_equal(m1["q_loss"][0], m1["q_loss"][1])
-    assert np.asarray(m1["env_steps"][0]).tolist() == [750, 1000]
-
-
 def test_config_errors():
     with pytest.raises(ValueError, match="learner=SACConfig is invalid for this env"):
         dyna.make_train(dyna.Config.for_env(env="CartPole-v1", learner=SACConfig()))
@@ -175,12 +161,37 @@ def test_n_step_dyna_learns_cartpole_under_jit_vmap():
     assert (best > 100).all(), np.asarray(m1["eval_return"])
 
 
+def test_other_actions_batch_plans_every_action_not_taken():
+    """``all_actions``' extra pairs: for each (s, a) every other action a' at the same s, with
+    the model's draws at (s, a'); through Acrobot's true dynamics (3 actions) the K draws are
+    the env's own step from s under a'."""
+    model_step = known.true_model_step("Acrobot-v1")
+    env, params = envs.make("Acrobot-v1")
+    obs = jax.vmap(lambda k: env.reset(k, params)[0])(jax.random.split(jax.random.key(0), 5))
+    taken = Transition(obs=obs, action=jnp.array([0, 1, 2, 2, 0]), reward=jnp.zeros(5),
+                       next_obs=obs, terminated=jnp.zeros(5, bool))
+    other = dyna.other_actions_batch(model_step, jax.random.key(1), taken, 3, 2, 0.9)
+    # block j acts (a + j) mod 3: every action but the taken one, once per state
+    np.testing.assert_array_equal(other.action, [1, 2, 0, 0, 1, 2, 0, 1, 1, 2])
+    np.testing.assert_array_equal(other.obs, np.tile(np.asarray(obs), (2, 1)))
+    assert other.next_obs.shape == (10, 2, 6) and other.reward.shape == (10, 2)
+    expected, reward, _ = model_step(jax.random.key(2), other.obs, other.action)
+    for k in range(2):
+        np.testing.assert_allclose(other.next_obs[:, k], expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(other.reward[:, k], reward)
+    np.testing.assert_allclose(other.discount, 0.9)
+    assert dyna.other_actions_batch(model_step, jax.random.key(1), taken, 3, 2,
+                                    None).discount is None
+
+
 def test_n_step_and_true_dynamics_are_validated():
     with pytest.raises(ValueError, match="n_step=0"):
         dyna.Config.for_env(env="CartPole-v1", n_step=0)
     with pytest.raises(ValueError, match="n_step=3 is invalid: n-step returns are implemented "
                                          "for DQN learners only, not SACConfig"):
         dyna.make_train(dyna.Config.for_env(env="Pendulum-v1", n_step=3))
+    with pytest.raises(ValueError, match="all_actions=True is invalid for Pendulum-v1"):
+        dyna.make_train(dyna.Config.for_env(env="Pendulum-v1", all_actions=True))
     with pytest.raises(ValueError, match="true_dynamics=True is invalid for "
                                          "env='MountainCarContinuous-v0'"):
         dyna.Config.for_env(env="MountainCarContinuous-v0", true_dynamics=True)

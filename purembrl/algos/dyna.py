@@ -83,6 +83,11 @@ class Config(ModelBasedConfig):
       num_next_samples: K, model samples of s' per (s, a) (the expectation's sample size).
       n_step: real steps in each target before the model's expectation over the last one's
         next state (the module docstring); DQN learners only; 1: one-step targets.
+      all_actions: discrete actions only: each update also regresses Q(s, a') for every
+        action a' that the replayed pair did not take, at the same states, on the model's
+        K-draw one-step expectation. Planning from actions the behaviour never took is what
+        a model offers and replay cannot (Dyna-Q+ plans untried actions, Sutton & Barto 2018,
+        Section 8.3); the minibatch grows from B to B * A pairs.
       true_dynamics: draw the K next states from the env's true dynamics
         (``known.true_model_step``) instead of the fitted ensemble: a diagnostic, what a perfect
         model would give.
@@ -95,6 +100,7 @@ class Config(ModelBasedConfig):
     updates_per_step: int = static(10)
     num_next_samples: int = static(5)
     n_step: int = static(1)
+    all_actions: bool = static(False)
     true_dynamics: bool = static(False)
     learner: LearnerConfig | None = None
 
@@ -129,6 +135,22 @@ def n_step_batch(model_step, key: jax.Array, head: Transition, last: Transition,
                       discount=head.discount * jnp.float32(gamma))
 
 
+def other_actions_batch(model_step, key: jax.Array, taken: Transition, num_actions: int,
+                        num_samples: int, gamma: float | None) -> Transition:
+    """One-step K-sample batch at ``taken``'s states for every action it did not take:
+    ``[B * (A - 1)]`` pairs, the j-th block acting ``(a + j) mod A``. ``gamma``: the
+    ``discount`` field to give them (``None``: leave it unset, the learner's gamma)."""
+    shifts = jnp.arange(1, num_actions, dtype=taken.action.dtype)
+    action = ((taken.action[None, :] + shifts[:, None]) % num_actions).reshape(-1)
+    obs = jnp.tile(taken.obs, (num_actions - 1, 1))
+    drawn = model_batch(model_step, key, Transition(obs=obs, action=action, reward=None,
+                                                    next_obs=None, terminated=None),
+                        num_samples)
+    if gamma is None:
+        return drawn
+    return drawn.replace(discount=jnp.full(obs.shape[:1], gamma, jnp.float32))
+
+
 def make_loop(config: Config) -> TrainLoop:
     env, env_params = envs.make(config.env, config.env_params)
     env_spec = interact.spec(env, env_params)
@@ -139,6 +161,9 @@ def make_loop(config: Config) -> TrainLoop:
                          f"for DQN learners only, not {type(learner_config).__name__}")
     model_config, reward_fn, termination_fn = known.model_functions(config)
     true_step = known.true_model_step(config.env) if config.true_dynamics else None
+    if config.all_actions and not env_spec.discrete:
+        raise ValueError(f"all_actions=True is invalid for {config.env}: it plans every "
+                         "action of a discrete action space, and this env's are continuous")
 
     def updates(state: OffPolicyState, key):
         """G updates on real (s, a) with K model draws of (r, s', d) each."""
@@ -156,6 +181,12 @@ def make_loop(config: Config) -> TrainLoop:
                                                        learner_config.gamma)
                 batch = n_step_batch(model_step, key_model, head, last, config.num_next_samples,
                                      learner_config.gamma)
+            if config.all_actions:
+                key_model, key_other = jax.random.split(key_model)
+                other = other_actions_batch(
+                    model_step, key_other, batch, env_spec.num_actions, config.num_next_samples,
+                    None if batch.discount is None else learner_config.gamma)
+                batch = jax.tree.map(lambda x, y: jnp.concatenate([x, y]), batch, other)
             return learner.update(learner_state, batch, key_learn)
 
         return offpolicy.repeated(update, config.updates_per_step)(state, key)

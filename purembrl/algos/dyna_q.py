@@ -32,6 +32,7 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 from flax import struct
+from jax.extend.random import threefry_2x32
 
 from purembrl import envs, value
 from purembrl.config import (
@@ -177,6 +178,27 @@ def epsilon_greedy(u: jax.Array, q_row: jax.Array, epsilon: jax.Array) -> jax.Ar
     return jnp.where(u[0] < epsilon, random_action, value.random_argmax(u[2], q_row))
 
 
+def counter_uniforms(key_data: jax.Array, i: jax.Array, n: int) -> jax.Array:
+    """``n`` uniforms in [0, 1) for draw ``i`` of one key: Threefry-2x32 (Salmon et al. 2011)
+    of the counters (i, j), j < ceil(n / 2), each block giving two 32-bit words, turned into
+    floats as ``jax.random.uniform`` does (23 random mantissa bits).
+
+    Distinct (i, j) are distinct counters under one key, so the draws of a loop's iterations
+    are independent. A planning update's two uniforms cost one block this way, against three
+    for ``uniform(fold_in(key, i), (2,))`` (the fold-in hashes one, and ``uniform`` pads its
+    count to whole blocks): the hash is most of a tabular update's work (issue 24).
+
+    Args:
+      key_data: the raw key, ``uint32 [2]`` (``jax.random.key_data``). i: the draw's index.
+      n: how many uniforms (static).
+    """
+    m = -(-n // 2)
+    counters = jnp.concatenate([jnp.full((m,), i, jnp.uint32), jnp.arange(m, dtype=jnp.uint32)])
+    bits = threefry_2x32(key_data, counters)[:n]
+    floats = jax.lax.bitcast_convert_type((bits >> 9) | jnp.uint32(0x3F800000), jnp.float32)
+    return floats - 1.0
+
+
 def count_model_targets(counts: jax.Array, reward_sum: jax.Array, terminal_sum: jax.Array,
                         q: jax.Array, gamma: jax.Array, s: jax.Array
                         ) -> tuple[jax.Array, jax.Array]:
@@ -255,9 +277,12 @@ def make_loop(config: Config) -> TrainLoop:
             return probs @ targets
         return targets[sample_categorical(u, probs)].mean()
 
+    # uniforms per planning update: (s, a), then the count model's K draws of s'
+    num_uniforms = 2 + (config.num_next_samples if config.model == "counts" else 0)
+
     def planning_update(i, carry):
-        c, key = carry
-        u = jax.random.uniform(jax.random.fold_in(key, i), (2 + config.num_next_samples,))
+        c, key_data = carry
+        u = counter_uniforms(key_data, i, num_uniforms)
         s = c.observed[jnp.minimum(jnp.floor(u[0] * c.num_observed).astype(jnp.int32),
                                    c.num_observed - 1)]
         allowed = jnp.ones((num_actions,), bool) if config.plus else c.tried[s]
@@ -265,7 +290,7 @@ def make_loop(config: Config) -> TrainLoop:
         target = planning_target(c, u[2:], s, a)
         if config.plus:
             target += config.kappa * jnp.sqrt((c.t - c.last_tried[s, a]).astype(jnp.float32))
-        return c.replace(q=c.q.at[s, a].add(config.alpha * (target - c.q[s, a]))), key
+        return c.replace(q=c.q.at[s, a].add(config.alpha * (target - c.q[s, a]))), key_data
 
     def real_step(c: DynaQState) -> tuple[DynaQState, jax.Array, jax.Array]:
         """One real step, its Q-learning and model updates, then n planning updates."""
@@ -302,7 +327,8 @@ def make_loop(config: Config) -> TrainLoop:
             cumulative_reward=c.cumulative_reward + r,
             key=key,
         )
-        c, _ = jax.lax.fori_loop(0, config.planning_steps, planning_update, (c, key_plan))
+        c, _ = jax.lax.fori_loop(0, config.planning_steps, planning_update,
+                                 (c, jax.random.key_data(key_plan)))
         return c, r, terminated | truncated
 
     def evaluate(c: DynaQState, key: jax.Array) -> tuple[jax.Array, jax.Array]:
