@@ -185,8 +185,8 @@ def counter_uniforms(key_data: jax.Array, i: jax.Array, n: int) -> jax.Array:
 
     Distinct (i, j) are distinct counters under one key, so the draws of a loop's iterations
     are independent. A planning update's two uniforms cost one block this way, against three
-    for ``uniform(fold_in(key, i), (2,))`` (the fold-in hashes one, and ``uniform`` pads its
-    count to whole blocks): the hash is most of a tabular update's work (issue 24).
+    for the earlier ``uniform(fold_in(key, i), (3,))`` (the fold-in hashes one, and three
+    words take two blocks): the hash was most of a tabular update's work (issue 24).
 
     Args:
       key_data: the raw key, ``uint32 [2]`` (``jax.random.key_data``). i: the draw's index.
