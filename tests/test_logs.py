@@ -10,6 +10,7 @@ import signal
 import struct
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -109,7 +110,7 @@ def wandb_records(path: str):
 
     with open(path, "rb") as f:
         data = f.read()
-    assert data[:4] == b":W&B"
+    assert data[:4] == b":W&B" or len(data) < 4  # W&B's service may not have flushed yet
     pos, pieces, block = 7, b"", 32768
     while pos + 7 <= len(data):
         left = block - pos % block
@@ -117,6 +118,8 @@ def wandb_records(path: str):
         if left < 7 or (kind == 0 and length == 0):  # a block's padding
             pos += left
             continue
+        if pos + 7 + length > len(data):  # a record still being written
+            return
         chunk = data[pos + 7:pos + 7 + length]
         pos += 7 + length
         pieces = chunk if kind in (1, 2) else pieces + chunk  # full / first, middle / last
@@ -126,12 +129,28 @@ def wandb_records(path: str):
             yield record
 
 
+def wandb_files(directory, timeout: float = 120.0) -> list[str]:
+    """The offline run files under ``directory``, once each is complete.
+
+    ``run.finish()`` returns before W&B's service has written the run's file out (it informs
+    the service and does not wait: wandb 0.31, ``ServiceConnection.inform_finish``), so on a
+    loaded machine a file read at once can still lack its records (CI, stop 43). Wait until
+    every file holds its ``exit`` record."""
+    deadline = time.monotonic() + timeout
+    while True:
+        paths = glob.glob(os.path.join(directory, "wandb", "offline-run-*", "*.wandb"))
+        done = [any(r.WhichOneof("record_type") == "exit" for r in wandb_records(p))
+                for p in paths]
+        if all(done) or time.monotonic() > deadline:
+            return paths
+        time.sleep(0.2)
+
+
 def wandb_runs(directory) -> dict[str, dict]:
     """``{display name: {"id", "group", "job_type", "config", "history"}}`` of every offline
     run under ``directory`` (a resumed run's segments joined, in the order written)."""
-    runs = {}
-    for path in sorted(glob.glob(os.path.join(directory, "wandb", "offline-run-*", "*.wandb")),
-                       key=os.path.getmtime):
+    segments = []
+    for path in wandb_files(directory):
         run, history = None, []
         for record in wandb_records(path):
             kind = record.WhichOneof("record_type")
@@ -141,6 +160,10 @@ def wandb_runs(directory) -> dict[str, dict]:
                 items = {item.key or "/".join(item.nested_key): json.loads(item.value_json)
                          for item in record.history.item}
                 history.append({k: v for k, v in items.items() if k[:1] != "_"})
+        assert run is not None, f"{path} has no run record"
+        segments.append((run, history))
+    runs = {}  # a file's time is its last write, so order the segments by their start
+    for run, history in sorted(segments, key=lambda s: s[0].start_time.ToNanoseconds()):
         config = {item.key: json.loads(item.value_json) for item in run.config.update
                   if item.key != "_wandb"}
         entry = runs.setdefault(run.display_name, {

@@ -294,6 +294,8 @@ class WandB:
         atomic_write(self._state_path, json.dumps(state, indent=1))
 
     def close(self) -> None:
+        """Finish every W&B run. W&B's service writes the files out after ``finish`` returns
+        (at the latest when the process exits), so sync them once the process has ended."""
         for run in self._runs.values():
             run.finish()
         self._runs.clear()
