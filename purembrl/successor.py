@@ -150,14 +150,42 @@ def fit_reward_weights(phi: jax.Array, reward: jax.Array, mask: jax.Array | None
     return jnp.linalg.solve(gram, (phi * m[:, None]).T @ reward)
 
 
+def multitask_feature_loss(phi: jax.Array, reward: jax.Array, task: jax.Array) -> jax.Array:
+    """Multi-task regression of learned features with the weights fixed to the identity:
+    ``0.5 mean_i (r_i - phi_i[task_i])^2``.
+
+    SFQL-h (Barreto et al. 2017, Section 5) learns ``phi~ in R^h`` from the rewards of h tasks
+    so that ``r_j = phi~ . w~_j`` for each; with h outputs the weights can be fixed to
+    ``w~_j = e_j`` without loss of generality (successor features and GPI are unchanged by an
+    invertible linear map of the features), so output j regresses task j's reward.
+
+    Args:
+      phi: ``[B, h]`` predicted features of B transitions; reward: ``[B]``; task: ``[B]`` int,
+        the task (0..h-1) each transition's reward came from.
+    """
+    chex.assert_rank([phi, reward, task], [2, 1, 1])
+    chex.assert_equal_shape_prefix([phi, reward, task], 1)
+    predicted = jnp.take_along_axis(phi, task[:, None].astype(jnp.int32), axis=1)[:, 0]
+    return 0.5 * jnp.mean((reward - predicted) ** 2)
+
+
 def reward_weights_sgd(w: jax.Array, phi: jax.Array, reward: jax.Array,
-                       lr: jax.Array) -> jax.Array:
+                       lr: jax.Array, normalised: bool = False) -> jax.Array:
     """One SGD step on ``0.5 mean (r - w . phi)^2``: ``w + lr mean((r - w . phi) phi)``.
-    ``phi [B, N]`` or ``[N]`` (one transition, as in SFQL's online update of w)."""
+    ``phi [B, N]`` or ``[N]`` (one transition, as in SFQL's online update of w).
+
+    ``normalised``: each row's step is divided by ``max(|phi|^2, 1)`` (normalised least mean
+    squares, Widrow & Hoff): one step moves ``w . phi`` a fraction ``lr`` of the way to ``r``
+    whatever the features' scale, so any ``0 < lr <= 1`` is stable. Plain SGD multiplies the
+    error along phi by ``1 - lr |phi|^2`` and diverges once that is below -1 (learned features
+    of norm above ``sqrt(2 / lr)``). Features of norm at most 1 (one-hot ones) take the same
+    step either way."""
     phi = jnp.atleast_2d(phi)
     reward = jnp.atleast_1d(reward)
     chex.assert_rank([w, phi, reward], [1, 2, 1])
     error = reward - phi @ w
+    if normalised:
+        error = error / jnp.maximum(jnp.sum(phi * phi, axis=1), 1.0)
     return w + lr * jnp.mean(error[:, None] * phi, axis=0)
 
 

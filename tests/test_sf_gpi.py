@@ -128,3 +128,81 @@ def test_sfql_h_fits_features_then_transfers():
     assert np.abs(np.asarray(s_h.psi[h:])).max() > 0
     with pytest.raises(ValueError, match="feature_tasks"):
         sf_gpi.Config.for_env(method="sfql_h", num_tasks=3, feature_tasks=5)
+
+
+def _all_transitions(env):
+    """Every (s, a) of the tabular model from a state the agent can be in (not a wall, not the
+    goal, no uncollected object under the agent): observations ``[P, 2 + K]`` before and
+    after, the state index and the true features ``[P, N]``."""
+    next_index, phi, terminal = env.tabular_model()
+    S, A = next_index.shape
+    K = env.num_objects
+    index = np.arange(S)
+    cell, mask = index // 2 ** K, index % 2 ** K
+    obs = np.concatenate([np.stack([cell // env.cols, cell % env.cols], 1),
+                          (mask[:, None] >> np.arange(K)) & 1], 1).astype(np.int32)
+    under = env.object_at[obs[:, 0], obs[:, 1]]
+    possible = (~terminal & ~env.walls[obs[:, 0], obs[:, 1]]
+                & ((under < 0) | ((mask >> np.maximum(under, 0)) & 1 == 1)))
+    s = np.repeat(index[possible], A)
+    a = np.tile(np.arange(A), possible.sum())
+    return obs[s], obs[next_index[s, a]], s, next_index[s, a], phi[s, a]
+
+
+def test_sfql_h_mlp_features_fit_the_first_tasks_and_generalise():
+    """SFQL-h's network features: Q-learning on the first h tasks (identical to q_restart with
+    the same key), then phi~_j fits task j's reward on every stored transition and, unlike the
+    table (zero there), predicts the rewards of transitions the first tasks never made.
+    Measured on keys 5-7 (3,000 Adam steps): mean error 0.10-0.16 on those, against 0.79-0.86
+    for the table. Under jit(vmap): seeds differ, keys repeat."""
+    h = 2
+    common = dict(num_tasks=3, steps_per_task=2000, eval_every=1000, **SMALL)
+    cfg = sf_gpi.Config.for_env(method="sfql_h", feature_model="mlp", feature_tasks=h,
+                                feature_updates=3000, w_step="nlms", **common)
+    train = jax.jit(jax.vmap(sf_gpi.make_train(cfg)))
+    keys = jnp.stack([jax.random.key(5), jax.random.key(6)])
+    s, m = train(keys)
+    _, again = train(keys)
+    np.testing.assert_array_equal(m["reward"], again["reward"])
+    assert not np.array_equal(m["reward"][0], m["reward"][1])
+    _, m_q = jax.jit(sf_gpi.make_train(sf_gpi.Config.for_env(method="q_restart", **common)))(
+        jax.random.key(5))
+    np.testing.assert_array_equal(m["reward"][0, :2 * h], m_q["reward"][:2 * h])
+    s = jax.tree.map(lambda x: x[0], s)
+    env, _ = envs.make("FourRoomObjects-small")
+    net = sf_gpi.networks.MLP(cfg.feature_hidden_sizes, h, activation="relu")
+    phi_of = lambda o, no: np.asarray(net.apply(s.phi_params, sf_gpi.transition_inputs(  # noqa: E731
+        env, jnp.asarray(o), jnp.asarray(no))))
+    # the fit: every stored transition of task j, output j
+    data = jax.tree.map(np.asarray, s.phi_data)
+    task = np.arange(len(data["reward"])) // common["steps_per_task"]
+    fitted = phi_of(data["obs"], data["next_obs"])[np.arange(len(task)), task]
+    assert np.abs(fitted - data["reward"]).mean() < 0.01
+    assert np.abs(fitted - data["reward"])[data["reward"] != 0].mean() < 0.05
+    # generalisation: the rewarding transitions no stored one made
+    obs, next_obs, s_index, next_s, phi = _all_transitions(env)
+    true = phi @ np.asarray(s.tasks[:h]).T  # [P, h]
+    stored = set(zip(np.asarray(env.obs_to_index(data["obs"])).tolist(),
+                     np.asarray(env.obs_to_index(data["next_obs"])).tolist(), strict=True))
+    pairs = zip(s_index.tolist(), next_s.tolist(), strict=True)
+    new = np.array([pair not in stored for pair in pairs])
+    rewarding = new & (np.abs(true).max(1) > 0)
+    assert rewarding.sum() > 20
+    error = np.abs(phi_of(obs, next_obs) - true).max(1)[rewarding].mean()
+    table_error = np.abs(true).max(1)[rewarding].mean()
+    print(f"mean error on new rewarding transitions: mlp {error:.3f}, table {table_error:.3f}")
+    assert error < 0.4 * table_error
+    # psi slots of the feature-fitting tasks are never used or written
+    np.testing.assert_array_equal(s.psi[:h], 0.0)
+    assert np.abs(np.asarray(s.psi[h:])).max() > 0
+
+
+def test_mlp_feature_config_errors():
+    with pytest.raises(ValueError, match="feature_model"):
+        sf_gpi.Config.for_env(method="sfql_h", feature_model="linear")
+    with pytest.raises(ValueError, match="feature_hidden_sizes"):
+        sf_gpi.Config.for_env(method="sfql_h", feature_hidden_sizes=())
+    with pytest.raises(ValueError, match="feature_lr"):
+        sf_gpi.Config.for_env(method="sfql_h", feature_lr=0.0)
+    with pytest.raises(ValueError, match="w_step"):
+        sf_gpi.Config.for_env(w_step="adam")

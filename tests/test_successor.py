@@ -184,6 +184,35 @@ def test_fit_reward_weights_recovers_planted_w():
     np.testing.assert_allclose(w_sgd, w_true, atol=1e-3)
 
 
+def test_normalised_reward_weight_step():
+    """NLMS: one step moves w . phi a fraction lr of the way to r whatever |phi|; plain SGD's
+    error along phi is multiplied by 1 - lr |phi|^2 and grows once that is below -1. For
+    one-hot features the two steps are the same numbers."""
+    w = jnp.array([0.2, -0.1, 0.4])
+    for phi in (jnp.array([0.0, 1.0, 0.0]), jnp.zeros(3)):
+        np.testing.assert_array_equal(successor.reward_weights_sgd(w, phi, 0.7, 0.5),
+                                      successor.reward_weights_sgd(w, phi, 0.7, 0.5, True))
+    phi, r = jnp.ones(3) * 1.2, 1.0  # |phi|^2 = 4.32: 1 - 0.5 * 4.32 = -1.16
+    step = successor.reward_weights_sgd(w, phi, r, 0.5, normalised=True)
+    np.testing.assert_allclose(r - step @ phi, 0.5 * (r - w @ phi), rtol=1e-6)
+    plain = w
+    for _ in range(20):
+        plain = successor.reward_weights_sgd(plain, phi, r, 0.5)
+    assert abs(r - plain @ phi) > 10 * abs(r - w @ phi)
+
+
+def test_multitask_feature_loss_regresses_each_task_on_its_own_output():
+    """Barreto et al.'s multi-task fit with identity weights: the loss is zero when output j is
+    task j's reward, and only the output of each transition's task gets a gradient."""
+    phi = jnp.array([[0.5, 9.0], [7.0, -1.0], [0.0, 0.0]])
+    reward, task = jnp.array([0.5, -1.0, 0.0]), jnp.array([0, 1, 1])
+    assert float(successor.multitask_feature_loss(phi, reward, task)) == 0.0
+    grad = jax.grad(successor.multitask_feature_loss)(phi + 1.0, reward, task)
+    np.testing.assert_allclose(grad, [[1 / 3, 0.0], [0.0, 1 / 3], [0.0, 1 / 3]], rtol=1e-6)
+    with pytest.raises(AssertionError):
+        successor.multitask_feature_loss(phi, reward, task[:2])
+
+
 def test_gpi_action_against_brute_force():
     rng = np.random.default_rng(5)
     for _ in range(20):

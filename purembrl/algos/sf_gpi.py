@@ -16,12 +16,22 @@ SFQL). On task t the agent
   under its own task's w.
 
 ``method="sfql_h"`` is the paper's SFQL-h: the features are not given but learned. During the
-first h = ``feature_tasks`` tasks the agent runs Q-learning (restarted per task) and fits
-``phi~(s, a) in R^h`` by multi-task least squares of the rewards, ``r_j(s, a) = phi~(s, a) . e_j``
-for task j: with d = h the weights can be fixed to the identity without loss of generality
-(SF and GPI are unchanged by an invertible linear map of the features), which makes the fit
-the per-task mean reward of each (s, a). From task h + 1 on it runs SFQL on phi~, GPI over the
-psi of tasks h+1..t. Being tabular, phi~ knows only the (s, a) seen during the first h tasks.
+first h = ``feature_tasks`` tasks the agent runs Q-learning (restarted per task) and keeps what
+it sees; phi~ in R^h is then fitted by multi-task regression of the rewards,
+``r_j = phi~ . e_j`` for task j (``successor.multitask_feature_loss``: with d = h the weights can
+be fixed to the identity without loss of generality, since SF and GPI are unchanged by an
+invertible linear map of the features). From task h + 1 on it runs SFQL on phi~, GPI over the
+psi of tasks h+1..t. ``feature_model`` says what phi~ is:
+
+* ``"table"`` (the default): the per-task mean reward of each (s, a), known only where the
+  first h tasks went (a small part of the 692,224 states of the four rooms).
+* ``"mlp"`` (a function approximator, the paper's setting): an MLP of the transition,
+  ``phi~(s, a, s') = f([cell(s), objects(s), cell(s'), objects(s') - objects(s)])`` (cells
+  one-hot, ``transition_inputs``), fitted by Adam at the start of task h + 1 on every
+  transition of the first h tasks. It generalises to (s, a) pairs never tried: which object
+  vanished between s and s' says which reward was collected, whatever else is left. Measured
+  (benchmarks/RESULTS.md) it is not better than the table: its small errors on the many
+  transitions that collect nothing act as rewards the agent can repeat.
 
 ``method`` also switches to the paper's baselines, tabular Q-learning restarted at each task
 (``"q_restart"``) or continuing across tasks (``"q_continue"``), on the same tasks and keys.
@@ -34,21 +44,33 @@ plots the reward collected. ``alpha``, ``alpha_w``, ``gamma`` and ``epsilon`` ar
 (vmappable).
 
 Memory: SFQL's tables hold ``num_tasks * S * A * N`` floats: on the 13 x 13 four-room grid
-(S = 169 * 2^12) that is 886 MB per seed for 20 tasks.
+(S = 169 * 2^12) that is 886 MB per seed for 20 tasks. SFQL-h's ``"mlp"`` features keep the
+first h tasks' transitions (``h * steps_per_task`` of them, 2 observations and a reward each).
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import optax
 from flax import struct
 
-from purembrl import envs, interact, successor, value
-from purembrl.config import Presets, check, check_choice, check_int, check_types, static
+from purembrl import envs, interact, networks, successor, value
+from purembrl.config import (
+    Presets,
+    check,
+    check_choice,
+    check_int,
+    check_sizes,
+    check_types,
+    static,
+)
 from purembrl.loop import TrainLoop, as_train
 
 ENVS = ("FourRoomObjects", "FourRoomObjects-small")
 METHODS = ("sfql", "sfql_h", "q_restart", "q_continue")
+FEATURE_MODELS = ("table", "mlp")
+W_STEPS = ("sgd", "nlms")
 # Values this close to the greedy one count as ties: GPI's max over policies of psi . w
 # differs from an equal value in the last bits (``value.random_argmax``).
 TIE_ATOL = 1e-9
@@ -66,6 +88,16 @@ class Config(Presets):
         learned from the first ``feature_tasks`` tasks), ``"q_restart"`` or ``"q_continue"``
         (Q-learning baselines).
       feature_tasks: h of SFQL-h: tasks learned by Q-learning while the features are fitted.
+      feature_model: SFQL-h's phi~: ``"mlp"`` (a network of the transition, generalising
+        across states) or ``"table"`` (per (s, a)); see the module docstring.
+      feature_hidden_sizes, feature_updates, feature_batch_size, feature_lr: the ``"mlp"``
+        features' hidden layers (ReLU) and their fit: Adam steps, transitions per step, step
+        size.
+      w_step: the online step of w: ``"sgd"`` (the paper's) or ``"nlms"``, normalised by
+        ``max(|phi|^2, 1)`` (``successor.reward_weights_sgd``): the same step for the env's
+        one-hot features, stable for learned ones of any norm (SFQL-h's phi~ of the goal is
+        about ``(1, ..., 1)``, norm^2 = h, on which plain SGD with ``alpha_w = 0.5`` diverges
+        for h > 4).
       num_tasks: tasks in sequence. steps_per_task: environment steps on each task.
       eval_every: steps between records within a task (one more at each task's end).
       alpha: step size of the psi (or Q) tables. alpha_w: SGD step size of the reward weights.
@@ -80,6 +112,12 @@ class Config(Presets):
     env_params: str = static("")
     method: str = static("sfql")
     feature_tasks: int = static(5)
+    feature_model: str = static("table")
+    feature_hidden_sizes: tuple = static((64, 64))
+    feature_updates: int = static(20_000)
+    feature_batch_size: int = static(256)
+    feature_lr: float = 1e-3
+    w_step: str = static("sgd")
     num_tasks: int = static(20)
     steps_per_task: int = static(20_000)
     eval_every: int = static(2_000)
@@ -100,6 +138,12 @@ class Config(Presets):
         check_choice("method", self.method, METHODS)
         check_int("num_tasks", self.num_tasks, 1)
         check_int("feature_tasks", self.feature_tasks, 1)
+        check_choice("feature_model", self.feature_model, FEATURE_MODELS)
+        check_sizes("feature_hidden_sizes", self.feature_hidden_sizes)
+        check_choice("w_step", self.w_step, W_STEPS)
+        check_int("feature_updates", self.feature_updates, 1)
+        check_int("feature_batch_size", self.feature_batch_size, 1)
+        check("feature_lr", self.feature_lr, lambda v: v > 0, "feature_lr > 0")
         if self.method == "sfql_h" and self.num_tasks <= self.feature_tasks:
             raise ValueError(f"num_tasks={self.num_tasks} is invalid with method='sfql_h': "
                              f"allowed more than feature_tasks={self.feature_tasks}")
@@ -136,7 +180,11 @@ class SFState:
       psi: ``[T, S, A, D]`` successor features per task's policy (SFQL) or ``[1, 1, 1, D]``;
         D = N, or h for SFQL-h.
       q: ``[S, A]`` action values (Q-learning baselines and SFQL-h's first tasks) or ``[1, 1]``.
-      features: SFQL-h's fit ``[S, A, h, 2]`` (sum of rewards, count per task) or ``[1, 1, 1, 2]``.
+      features: SFQL-h's ``"table"`` fit ``[S, A, h, 2]`` (sum of rewards, count per task) or
+        ``[1, 1, 1, 2]``.
+      phi_params: SFQL-h's ``"mlp"`` features (flax parameters) or ``()``.
+      phi_data: the first h tasks' transitions for that fit, ``{"obs", "next_obs" [h * steps,
+        ...], "reward" [h * steps]}`` (row t: step t, so task ``t // steps_per_task``), or ``()``.
       w: ``[T, D]`` learned reward weights per task; tasks: ``[T, N]`` the true ones.
       task: index of the current task. obs, env_state: the environment now.
       t: environment steps so far. key: the run's PRNG key.
@@ -145,6 +193,8 @@ class SFState:
     psi: jax.Array
     q: jax.Array
     features: jax.Array
+    phi_params: object
+    phi_data: object
     w: jax.Array
     tasks: jax.Array
     task: jax.Array
@@ -160,11 +210,33 @@ def sample_tasks(key: jax.Array, num_tasks: int, num_types: int) -> jax.Array:
     return jnp.concatenate([objects, jnp.ones((num_tasks, 1))], axis=1)
 
 
+def transition_inputs(env, obs: jax.Array, next_obs: jax.Array) -> jax.Array:
+    """The input of SFQL-h's feature network for transitions ``obs -> next_obs`` (``[..., 2 +
+    K]`` four-room observations): ``[one-hot cell(s), objects(s), one-hot cell(s'),
+    objects(s') - objects(s)]``, ``[..., 2 * (rows * cols + K)]`` float32. The transition as a
+    state and its change (as dynamics models predict a change): with ``objects(s')`` in place
+    of the change, the fitted network's mean error on object rewards at object sets the first
+    tasks never saw was 0.25 against 0.16 (2,000 Adam steps, measured on one seed)."""
+    cells = env.rows * env.cols
+
+    def cell(o):
+        return jax.nn.one_hot(o[..., 0] * env.cols + o[..., 1], cells)
+
+    objects, next_objects = obs[..., 2:].astype(jnp.float32), next_obs[..., 2:].astype(jnp.float32)
+    return jnp.concatenate([cell(obs), objects, cell(next_obs), next_objects - objects], axis=-1)
+
+
 def make_loop(config: Config) -> TrainLoop:
     env, base_params = envs.make(config.env, config.env_params)
     S, A, N = env.num_states, env.num_actions, env.num_features
     T, H = config.num_tasks, config.feature_tasks
     learned_phi = config.method == "sfql_h"
+    mlp_phi = learned_phi and config.feature_model == "mlp"
+    table_phi = learned_phi and not mlp_phi
+    phi_net = networks.MLP(config.feature_hidden_sizes, H, activation="relu")
+    phi_rows = H * config.steps_per_task
+    obs_size = 2 + env.num_objects
+    phi_optimiser = optax.adam(config.feature_lr)
     sf = config.method in ("sfql", "sfql_h")  # keeps psi tables
     tabular_q = config.method != "sfql"  # keeps a Q table
     D = H if learned_phi else N
@@ -185,16 +257,50 @@ def make_loop(config: Config) -> TrainLoop:
             return successor.gpi_q(c.psi[:, s], w, valid_policies(c))
         return c.q[s]
 
+    def phi_of(params, obs: jax.Array, next_obs: jax.Array) -> jax.Array:
+        return phi_net.apply(params, transition_inputs(env, obs, next_obs))
+
     def init(key: jax.Array) -> SFState:
         key_tasks, key_reset, key = jax.random.split(key, 3)
         tasks = sample_tasks(key_tasks, T, N - 1)
         obs, env_state = env.reset(key_reset, params_for(tasks[0]))
+        phi_params, phi_data = (), ()
+        if mlp_phi:  # (the network's key is folded from the run's: other draws keep theirs)
+            phi_params = phi_net.init(jax.random.fold_in(key, 1),
+                                      transition_inputs(env, obs, obs))
+            phi_data = {"obs": jnp.zeros((phi_rows, obs_size), jnp.int32),
+                        "next_obs": jnp.zeros((phi_rows, obs_size), jnp.int32),
+                        "reward": jnp.zeros(phi_rows)}
         return SFState(
             psi=jnp.zeros((T, S, A, D) if sf else (1, 1, 1, D)),
             q=jnp.zeros((S, A) if tabular_q else (1, 1)),
-            features=jnp.zeros((S, A, H, 2) if learned_phi else (1, 1, 1, 2)),
+            features=jnp.zeros((S, A, H, 2) if table_phi else (1, 1, 1, 2)),
+            phi_params=phi_params, phi_data=phi_data,
             w=jnp.zeros((T, D)), tasks=tasks, task=jnp.zeros((), jnp.int32), obs=obs,
             env_state=env_state, t=jnp.zeros((), jnp.int32), key=key)
+
+    def fit_features(c: SFState) -> SFState:
+        """SFQL-h's ``"mlp"`` phi~: ``feature_updates`` Adam steps of multi-task regression on
+        minibatches drawn uniformly from the first h tasks' transitions."""
+        task_of_row = jnp.arange(phi_rows) // config.steps_per_task
+        key_fit = jax.random.fold_in(c.key, 2)  # (c.key itself is not advanced)
+
+        def loss(params, rows):
+            phi = phi_of(params, c.phi_data["obs"][rows], c.phi_data["next_obs"][rows])
+            return successor.multitask_feature_loss(phi, c.phi_data["reward"][rows],
+                                                    task_of_row[rows])
+
+        def update(carry, key):
+            params, opt_state = carry
+            rows = jax.random.randint(key, (config.feature_batch_size,), 0, phi_rows)
+            grads = jax.grad(loss)(params, rows)
+            updates, opt_state = phi_optimiser.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), None
+
+        carry = (c.phi_params, phi_optimiser.init(c.phi_params))
+        (params, _), _ = jax.lax.scan(update, carry,
+                                      jax.random.split(key_fit, config.feature_updates))
+        return c.replace(phi_params=params)
 
     def start_task(c: SFState, task: jax.Array) -> SFState:
         """New task: fresh episode; psi_t from psi_{t-1} (SFQL); Q zeroed (``q_restart``,
@@ -227,13 +333,20 @@ def make_loop(config: Config) -> TrainLoop:
         a = jnp.where(explore, jax.random.randint(key_random, (), 0, A), greedy)
         obs, env_state, r, terminated, _, info = env.step(key_env, c.env_state, a, params)
         s_next = env.obs_to_index(info["final_observation"])
-        psi, q, features, learned = c.psi, c.q, c.features, c.w
-        if learned_phi and not use_sf:
+        psi, q, features, learned, phi_data = c.psi, c.q, c.features, c.w, c.phi_data
+        next_obs = info["final_observation"]
+        if table_phi and not use_sf:
             # fit phi~ on the first H tasks: per-task sums and counts of rewards at (s, a)
             # (multi-task least squares with identity weights)
             features = c.features.at[s, a, c.task].add(jnp.stack([r, 1.0]))
+        if mlp_phi and not use_sf:  # keep the transition for the fit at task H
+            phi_data = {"obs": c.phi_data["obs"].at[c.t].set(c.obs),
+                        "next_obs": c.phi_data["next_obs"].at[c.t].set(next_obs),
+                        "reward": c.phi_data["reward"].at[c.t].set(r)}
         if use_sf:
-            if learned_phi:
+            if mlp_phi:
+                phi = phi_of(c.phi_params, c.obs, next_obs)
+            elif learned_phi:
                 fit = c.features[s, a]  # [H, 2]
                 phi = fit[:, 0] / jnp.maximum(fit[:, 1], 1.0)
             else:
@@ -241,7 +354,8 @@ def make_loop(config: Config) -> TrainLoop:
         else:
             phi = info["features"] if not learned_phi else None
         if phi is not None:
-            w_row = successor.reward_weights_sgd(c.w[c.task], phi, r, config.alpha_w)
+            w_row = successor.reward_weights_sgd(c.w[c.task], phi, r, config.alpha_w,
+                                                 normalised=config.w_step == "nlms")
             learned = c.w.at[c.task].set(w_row)
             w = w_row if config.learn_w else w
         if use_sf:
@@ -265,8 +379,8 @@ def make_loop(config: Config) -> TrainLoop:
             cont = 1.0 - terminated.astype(jnp.float32)
             target = r + config.gamma * cont * jnp.max(c.q[s_next])
             q = c.q.at[s, a].add(config.alpha * (target - c.q[s, a]))
-        c = c.replace(psi=psi, q=q, features=features, w=learned, obs=obs, env_state=env_state,
-                      t=c.t + 1, key=key)
+        c = c.replace(psi=psi, q=q, features=features, phi_data=phi_data, w=learned, obs=obs,
+                      env_state=env_state, t=c.t + 1, key=key)
         return c, r
 
     def run_steps(c: SFState, use_sf: bool, length: int) -> tuple[SFState, jax.Array]:
@@ -309,6 +423,9 @@ def make_loop(config: Config) -> TrainLoop:
         task = (c.t // config.steps_per_task).astype(jnp.int32)
         c = jax.lax.cond((c.t % config.steps_per_task == 0) & (c.t > 0),
                          lambda c: start_task(c, task), lambda c: c, c)
+        if mlp_phi:  # phi~ is fitted once, before task H's first step (the iteration index is
+            # the same in every run of a batch, so this stays a branch under vmap)
+            c = jax.lax.cond(index == H * per_task, fit_features, lambda c: c, c)
         if last is full:
             c, reward, ret = full(c)
         else:
