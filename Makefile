@@ -24,8 +24,8 @@ dyna-demo: $(STAMP)
 	$(BIN)/python benchmarks/dyna_maze.py --figure 8.2 --sweep-seeds 0 --out runs/dyna-demo
 
 # One pytest worker per core (pytest-xdist); most of a test is XLA compiling its tiny-budget
-# program, one core each. Measured on a clean clone of a 2-core AMD EPYC (2026-12-04, session
-# 43): 515 tests in 29.4 min, 30.4 with the install (benchmarks/RESULTS.md, "The test suite's
+# program, one core each. Measured on a clean clone of a 2-core AMD EPYC (2026-12-05, session
+# 45): 520 tests in 29.7 min, 30.8 with the install (benchmarks/RESULTS.md, "The test suite's
 # compiles"); --durations lists the slowest, where budgets are worth cutting.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto --durations=25 tests
