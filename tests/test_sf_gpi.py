@@ -197,6 +197,17 @@ def test_sfql_h_mlp_features_fit_the_first_tasks_and_generalise():
     assert np.abs(np.asarray(s.psi[h:])).max() > 0
 
 
+def test_tuple_fields_parse_from_the_command_line():
+    """Every layer-width field of the successor and C-learning configs is ``tuple[int, ...]``,
+    so ``--set NAME=8,8`` gives ``(8, 8)`` (a bare ``tuple`` took the string's characters)."""
+    from purembrl import config as config_lib
+    from purembrl.algos import c_learning, sf_policy_iteration
+
+    for cls, name in ((sf_gpi.Config, "feature_hidden_sizes"), (c_learning.Config, "hidden_sizes"),
+                      (sf_policy_iteration.Config, "hidden_sizes")):
+        assert config_lib.parse_value(cls, name, "8,8") == (8, 8), (cls, name)
+
+
 def test_mlp_feature_config_errors():
     with pytest.raises(ValueError, match="feature_model"):
         sf_gpi.Config.for_env(method="sfql_h", feature_model="linear")

@@ -101,7 +101,7 @@ class Config(Presets):
     updates_per_round: int = static(100)
     batch_size: int = static(256)
     capacity_episodes: int = static(1000)
-    hidden_sizes: tuple = static((128, 128))
+    hidden_sizes: tuple[int, ...] = static((128, 128))
     repr_dim: int = static(32)
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4

@@ -113,7 +113,7 @@ class Config(Presets):
     method: str = static("sfql")
     feature_tasks: int = static(5)
     feature_model: str = static("table")
-    feature_hidden_sizes: tuple = static((64, 64))
+    feature_hidden_sizes: tuple[int, ...] = static((64, 64))
     feature_updates: int = static(20_000)
     feature_batch_size: int = static(256)
     feature_lr: float = 1e-3

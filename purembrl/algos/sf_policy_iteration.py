@@ -71,7 +71,7 @@ class Config(Presets):
     env: str = static("FourRoomObjects-small")
     env_params: str = static("")
     encoding: str = static("index")
-    hidden_sizes: tuple = static(())
+    hidden_sizes: tuple[int, ...] = static(())
     num_iterations: int = static(8)
     steps_per_iteration: int = static(2_000)
     td_updates: int = static(2_000)
