@@ -175,11 +175,11 @@ def reward_weights_sgd(w: jax.Array, phi: jax.Array, reward: jax.Array,
     ``phi [B, N]`` or ``[N]`` (one transition, as in SFQL's online update of w).
 
     ``normalised``: each row's step is divided by ``max(|phi|^2, 1)`` (normalised least mean
-    squares, Widrow & Hoff): one step moves ``w . phi`` a fraction ``lr`` of the way to ``r``
-    whatever the features' scale, so any ``0 < lr <= 1`` is stable. Plain SGD multiplies the
-    error along phi by ``1 - lr |phi|^2`` and diverges once that is below -1 (learned features
-    of norm above ``sqrt(2 / lr)``). Features of norm at most 1 (one-hot ones) take the same
-    step either way."""
+    squares, Widrow & Hoff): for ``|phi| >= 1`` one step moves ``w . phi`` a fraction ``lr`` of
+    the way to ``r`` whatever the features' scale, so any ``0 < lr <= 1`` is stable. Plain SGD
+    multiplies the error along phi by ``1 - lr |phi|^2`` and diverges once that is below -1
+    (learned features of norm above ``sqrt(2 / lr)``). Features of norm at most 1 (one-hot
+    ones) take the same step either way."""
     phi = jnp.atleast_2d(phi)
     reward = jnp.atleast_1d(reward)
     chex.assert_rank([w, phi, reward], [1, 2, 1])

@@ -139,12 +139,11 @@ CASES: dict[str, tuple[str, dict]] = {
     "mbve_normalized": ("mbve", _mbve(normalize_obs=True, td_k=False)),
     "mba": ("mba", _mba()),
     "sf_gpi": ("sf_gpi", dict(num_tasks=2, steps_per_task=600, eval_every=300, **_SF)),
-    # the tabular features, SFQL-h's default when the case was pinned (``"mlp"`` since
-    # 2026-12-05)
     "sf_gpi_h": ("sf_gpi", dict(method="sfql_h", feature_model="table", feature_tasks=1,
                                 num_tasks=2, steps_per_task=600, eval_every=300, **_SF)),
-    "sf_gpi_h_mlp": ("sf_gpi", dict(method="sfql_h", feature_tasks=1, num_tasks=2,
-                                    steps_per_task=600, eval_every=300, feature_updates=50,
+    "sf_gpi_h_mlp": ("sf_gpi", dict(method="sfql_h", feature_model="mlp", w_step="nlms",
+                                    feature_tasks=1, num_tasks=2, steps_per_task=600,
+                                    eval_every=300, feature_updates=50,
                                     feature_hidden_sizes=(16,), **_SF)),
     "sf_policy_iteration": ("sf_policy_iteration", dict(num_iterations=2,
                                                         steps_per_iteration=300, td_updates=50)),

@@ -332,9 +332,9 @@ def make_loop(config: Config) -> TrainLoop:
         explore = jax.random.uniform(key_explore) < config.epsilon
         a = jnp.where(explore, jax.random.randint(key_random, (), 0, A), greedy)
         obs, env_state, r, terminated, _, info = env.step(key_env, c.env_state, a, params)
-        s_next = env.obs_to_index(info["final_observation"])
-        psi, q, features, learned, phi_data = c.psi, c.q, c.features, c.w, c.phi_data
         next_obs = info["final_observation"]
+        s_next = env.obs_to_index(next_obs)
+        psi, q, features, learned, phi_data = c.psi, c.q, c.features, c.w, c.phi_data
         if table_phi and not use_sf:
             # fit phi~ on the first H tasks: per-task sums and counts of rewards at (s, a)
             # (multi-task least squares with identity weights)
