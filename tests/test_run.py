@@ -81,6 +81,24 @@ def test_summary_table_reports_median_and_iqr():
     assert "final eval_return IQM 3 [95% CI " in table  # the mean of 2, 3, 4 of 1..5
 
 
+def test_quantiles_equal_nanpercentile_with_and_without_nan():
+    """The vectorised path (no NaN) gives nanpercentile's numbers and dtypes exactly; with NaN
+    (a diverged run) the NaN is left out, and a column with no run left is NaN."""
+    from purembrl.driver.report import quantiles
+
+    rng = np.random.default_rng(0)
+    for values in (rng.normal(size=(5, 40)).astype(np.float32), rng.normal(size=(3, 7, 2)),
+                   rng.integers(-9, 9, size=(4, 6)), np.round(rng.normal(size=(8, 30)), 1)):
+        want = np.nanpercentile(values, [50, 25, 75], axis=0)
+        for got, w in zip(quantiles(values), want, strict=True):
+            assert got.dtype == w.dtype
+            np.testing.assert_array_equal(got, w)
+    values = np.array([[1.0, np.nan], [2.0, np.nan], [np.nan, np.nan], [4.0, np.nan]])
+    median, q25, q75 = quantiles(values)
+    np.testing.assert_array_equal(median, [2.0, np.nan])
+    np.testing.assert_array_equal([q25[0], q75[0]], [1.5, 3.0])
+
+
 @pytest.mark.skipif(UNWRITABLE is None, reason="no unwritable directory on this machine")
 def test_out_that_cannot_be_written_is_refused_even_for_root():
     """An existing directory that refuses files (sysfs here; even root's ``os.access`` says it

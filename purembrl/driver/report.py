@@ -24,7 +24,16 @@ from purembrl.config import as_dict, flat  # noqa: F401  (flat: report.flat, as 
 
 def quantiles(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Median, 25th and 75th percentile over the seed axis (axis 0), leaving out NaN (runs the
-    divergence guard stopped); NaN where no run is left."""
+    divergence guard stopped); NaN where no run is left.
+
+    Without NaN this is one vectorised ``np.percentile`` (the same numbers: ``nanpercentile``
+    computes each column by the same linear interpolation, but one column at a time through
+    ``apply_along_axis``, which made rewriting a long run's curve after every chunk take 50 ms
+    per chunk at 1000 iterations)."""
+    values = np.asarray(values)
+    if not np.issubdtype(values.dtype, np.floating) or not np.isnan(values).any():
+        q25, median, q75 = np.percentile(values, [25, 50, 75], axis=0)
+        return median, q25, q75
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
         q25, median, q75 = np.nanpercentile(values, [25, 50, 75], axis=0)
@@ -159,11 +168,12 @@ def write_results(out: str | os.PathLike, algo: ModuleType, config: Any, seed: i
     for n in names:
         header += [f"{n}_median", f"{n}_q25", f"{n}_q75"]
     stats = {n: quantiles(metrics[n]) for n in names}
+    steps = np.median(metrics["env_steps"], axis=0) if "env_steps" in metrics else None
     rows = [",".join(header)]
     for i in range(num_iterations):
         row = [str(i + 1)]
-        if "env_steps" in metrics:
-            row.append(f"{np.median(metrics['env_steps'][:, i]):g}")
+        if steps is not None:
+            row.append(f"{steps[i]:g}")
         for n in names:
             row += [f"{s[i]:.6g}" for s in stats[n]]
         rows.append(",".join(row))
