@@ -43,7 +43,9 @@ same as ``mbpo_preset_n10_m10_h10_r20``):
 
 * ``mbpo_true_acrobot`` (for ``--env Acrobot-v1``, which has no MBPO preset): the CartPole
   preset's learner, minibatches, warm-up and multi-step rollouts, with the true dynamics;
-  ``mbpo_acrobot``: the same with the learned ensemble (reward learned, termination known).
+  ``mbpo_acrobot``: the same with the learned ensemble (reward learned, termination known);
+  ``mbpo_acrobot_h5``: its model branches 5 steps long instead of 10 (5-step returns along
+  them).
 * ``mbpo_preset``: MBPO's one-step CartPole preset (learned ensemble, known termination and
   reward).
 * ``mbpo_true``: the same with the env's true dynamics as the model (``true_dynamics``).
@@ -193,6 +195,7 @@ SETTINGS = {
             mbpo.PRESETS["CartPole-v1"]["learner"], lr_decay_updates=47_500)},
     "mbpo_acrobot": MBPO_ACROBOT,
     "mbpo_true_acrobot": {**MBPO_ACROBOT, "true_dynamics": True},
+    "mbpo_acrobot_h5": {**MBPO_ACROBOT, "rollout_schedule": (1, 1, 5, 5)},
     "dyna_preset": {},
     "dyna_true": {"true_dynamics": True},
     "dyna_n10": {"n_step": 10},

@@ -55,3 +55,37 @@ def test_config_errors():
         spi.Config.for_env(encoding="pixels")
     with pytest.raises(ValueError, match="env"):
         spi.Config.for_env(env="CartPole-v1")
+
+
+def test_psi_vs_q_benchmark_feeds_q_the_input_psi_sees():
+    """benchmarks/psi_vs_q.py compares psi and Q on the same input: its ``OneHot`` env observes
+    the grid as ``encode_obs`` does (per-coordinate one-hot), with the inner env's rewards and
+    features; its optimal return is the test's (3.5 on the 4 x 5 layout)."""
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    from psi_vs_q import OneHot
+    from psi_vs_q import optimal_return as bench_optimal
+
+    inner, params = envs.make("FourRoomObjects-small")
+    env = OneHot(inner)
+    high = env.high  # the space's bound per coordinate
+    key = jax.random.key(0)
+    obs, state = env.reset(key, params)
+    inner_obs, inner_state = inner.reset(key, params)
+    assert obs.shape == env.observation_space(params).shape == (env.size,)
+    np.testing.assert_array_equal(obs, spi.encode_obs(inner_obs, high, True))
+    rewards = []  # a pick-up, walls, the goal (its end and the reset), then on
+    for t, action in enumerate([3, 3, 0, 1, 2, 3, 3, 0, 0, 0, 3, 3, 0]):
+        k = jax.random.fold_in(key, t)
+        obs, state, *rest, info = env.step(k, state, action, params)
+        inner_obs, inner_state, *inner_rest, inner_info = inner.step(k, inner_state, action,
+                                                                     params)
+        np.testing.assert_array_equal(obs, spi.encode_obs(inner_obs, high, True))
+        assert [float(x) for x in rest] == [float(x) for x in inner_rest]  # reward, ends
+        rewards.append(float(rest[0]))
+        np.testing.assert_array_equal(info["features"], inner_info["features"])
+    assert -1.0 in rewards and 1.0 in rewards
+    assert bench_optimal(inner, params, 0.95, 100) == optimal_return(
+        inner, np.asarray(inner.task_weights(params)), 0.95, 100) == pytest.approx(3.5)

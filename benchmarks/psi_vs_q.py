@@ -1,0 +1,321 @@
+"""The notes' claim, measured: given good features phi, successor features psi are easier to
+learn than Q itself (issue 25).
+
+    python benchmarks/psi_vs_q.py [--seeds 8] [--rounds 8] [--steps-per-round 4000]
+                                  [--env FourRoomObjects-small] [--seed 0]
+
+The task: Barreto et al.'s four-room object grid (``--env``; the 4 x 5 layout by default), its
+reward r = w . phi linear in the known features phi (which object type was picked up, whether the
+goal was reached). Both learners see the same high-dimensional observation, the grid state one-hot
+per coordinate (position and every object's flag), through the same MLP torso (256 x 256 ReLU,
+Adam at 1e-3, minibatches of 128, a target network copied every 100 updates, gamma 0.95) and the
+same budget: one update per environment step.
+
+* **psi** (``sf_policy_iteration``, the notes' Algorithm 1, ``encoding="obs"``): rounds of
+  ``--steps-per-round`` epsilon-greedy steps (epsilon 0.15), then as many TD updates of
+  psi^pi (one output per action and feature), then w by least squares on (phi, r); the policy is
+  greedy on w . psi. phi is given; psi's targets are phi + gamma psi'(s', pi(s')).
+* **Q** (``dqn``, double DQN on one-step targets, on the observation made one-hot by
+  ``OneHot``): the reward only, epsilon 1 -> 0.15 over the first round's steps, an update every
+  step.
+
+Printed: the greedy return after each round (psi) and at the same env steps (Q, which is
+evaluated every quarter round), median and quartiles over seeds, against the optimal return
+(value iteration on the exact tabular model); how many seeds reach it; and the wall-clock of
+each. Env steps and updates are nearly the same axis (one update per env step for both; Q takes
+none in its first quarter round of random steps, psi takes a round's updates after its steps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from gymnax.environments import environment, spaces
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import machine  # noqa: E402
+
+from purembrl import envs, successor  # noqa: E402
+from purembrl.algos import dqn  # noqa: E402
+from purembrl.algos import sf_policy_iteration as spi  # noqa: E402
+from purembrl.learners import DQNConfig  # noqa: E402
+from purembrl.networks import SuccessorHead  # noqa: E402
+
+HIDDEN = (256, 256)
+
+
+class OneHot(environment.Environment):
+    """A gymnax env with integer observations, observed one-hot per coordinate
+    (``sf_policy_iteration.encode_obs``: what the psi network sees with ``encoding="obs"``),
+    so that Q and psi get the same input. Dynamics, rewards and ``info`` are the inner env's."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+        space = inner.observation_space(inner.default_params)
+        self.high = np.broadcast_to(np.asarray(space.high), space.shape)
+        self.size = int(sum(int(h) + 1 for h in self.high))
+
+    @property
+    def default_params(self):
+        return self.inner.default_params
+
+    @property
+    def num_actions(self) -> int:
+        return self.inner.num_actions
+
+    def _encode(self, obs):
+        return spi.encode_obs(obs, self.high, True)
+
+    def step_env(self, key, state, action, params):
+        obs, state, reward, done, info = self.inner.step_env(key, state, action, params)
+        return self._encode(obs), state, reward, done, info
+
+    def reset_env(self, key, params):
+        obs, state = self.inner.reset_env(key, params)
+        return self._encode(obs), state
+
+    def is_terminated(self, state, params):
+        return self.inner.is_terminated(state, params)
+
+    def is_truncated(self, state, params):
+        return self.inner.is_truncated(state, params)
+
+    def action_space(self, params=None):
+        return self.inner.action_space(params)
+
+    def observation_space(self, params):
+        return spaces.Box(0.0, 1.0, (self.size,), jnp.float32)
+
+
+def optimal_return(env, params, gamma: float, max_steps: int) -> float:
+    """The undiscounted return from the start of the gamma-optimal policy (what the greedy
+    evaluations report), by value iteration on the exact deterministic model
+    (``env.tabular_model()``), the episode cut at ``max_steps``."""
+    next_index, phi, terminal = env.tabular_model()
+    r = phi @ np.asarray(env.task_weights(params))
+    q = np.zeros(r.shape)
+    for _ in range(2000):
+        q = r + gamma * np.where(terminal, 0.0, q.max(1))[next_index]
+    obs = np.concatenate([env.start, np.zeros(env.num_objects, int)])
+    s, ret = int(env.obs_to_index(jnp.asarray(obs))), 0.0
+    for _ in range(max_steps):
+        a = int(np.argmax(q[s]))
+        ret += r[s, a]
+        s = next_index[s, a]
+        if terminal[s]:
+            break
+    return ret
+
+
+def evaluation_problem(env, params, gamma: float):
+    """The fixed-policy part: every (s, a) of the states reachable from the start (goal states
+    excluded), their one-hot observations, phi, r = w . phi, whether s' is terminal, the
+    next state's observation and action under pi (greedy on the optimal Q), and the exact
+    psi^pi(s, a) (iterated to convergence on the exact model)."""
+    next_index, phi, terminal = env.tabular_model()
+    w = np.asarray(env.task_weights(params), np.float64)
+    r = phi @ w
+    q = np.zeros(r.shape)
+    for _ in range(2000):
+        q = r + gamma * np.where(terminal, 0.0, q.max(1))[next_index]
+    pi = q.argmax(1)
+    psi = np.zeros(phi.shape)
+    for _ in range(2000):
+        nxt = psi[next_index, pi[next_index]]
+        psi = phi + gamma * np.where(terminal[next_index], 0.0, 1.0)[..., None] * nxt
+    obs0 = np.concatenate([env.start, np.zeros(env.num_objects, int)])
+    seen, frontier = set(), [int(env.obs_to_index(jnp.asarray(obs0)))]
+    while frontier:
+        s = frontier.pop()
+        if s in seen or terminal[s]:
+            continue
+        seen.add(s)
+        frontier.extend(int(x) for x in next_index[s])
+    states = np.array(sorted(seen))
+    K = env.num_objects
+
+    def obs_of(index):
+        cell, mask = index // 2 ** K, index % 2 ** K
+        return np.concatenate([np.stack([cell // env.cols, cell % env.cols], -1),
+                               (mask[:, None] >> np.arange(K)) & 1], -1)
+
+    S, A = len(states), next_index.shape[1]
+    s_all, a_all = np.repeat(states, A), np.tile(np.arange(A), S)
+    s_next = next_index[s_all, a_all]
+    return dict(obs=obs_of(s_all), action=a_all, phi=phi[s_all, a_all],
+                reward=r[s_all, a_all], terminated=terminal[s_next],
+                next_obs=obs_of(s_next), next_action=pi[s_next],
+                psi=psi[s_all, a_all], q=(psi[s_all, a_all] @ w), q_state=psi[states] @ w,
+                state_obs=obs_of(states), w=w)
+
+
+def fit_policy_evaluation(key, data, targets, readout, high, updates: int, record_every: int,
+                          batch_size=128, lr=1e-3, target_period=100, gamma=0.95):
+    """TD policy evaluation of the fixed pi on the fixed data, with ``targets [D, M]`` as the
+    cumulant (phi: successor features, M = N; r: Q itself, M = 1), the estimate of Q^pi being
+    ``readout . psi_hat``. Returns the RMSE of that estimate against the exact Q^pi over every
+    (s, a) of the data, and the fraction of states where its greedy action is optimal for pi's
+    Q^pi, every ``record_every`` updates."""
+    A, M = 4, targets.shape[1]
+    net = SuccessorHead(A, M, HIDDEN)
+    encode = lambda o: spi.encode_obs(o, high, True)
+    x, x_next = encode(jnp.asarray(data["obs"])), encode(jnp.asarray(data["next_obs"]))
+    x_state = encode(jnp.asarray(data["state_obs"]))
+    q_exact, q_state = jnp.asarray(data["q"], jnp.float32), jnp.asarray(data["q_state"])
+    best = q_state.max(1)
+    targets, readout = jnp.asarray(targets, jnp.float32), jnp.asarray(readout, jnp.float32)
+    action, next_action = jnp.asarray(data["action"]), jnp.asarray(data["next_action"])
+    terminated = jnp.asarray(data["terminated"])
+    key_init, key = jax.random.split(key)
+    params = net.init(key_init, x[:1])
+    optimiser = optax.adam(lr)
+
+    def loss(params, target_params, idx):
+        psi = net.apply(params, x[idx])[jnp.arange(idx.shape[0]), action[idx]]
+        nxt = net.apply(target_params, x_next[idx])[jnp.arange(idx.shape[0]),
+                                                   next_action[idx]]
+        per = jax.vmap(lambda p, c, n, d: successor.sf_td_loss(p, c, n, d, gamma, False))(
+            psi, targets[idx], nxt, terminated[idx])
+        return per.mean()
+
+    def update(carry, t):
+        params, target_params, opt_state, key = carry
+        key, key_batch = jax.random.split(key)
+        idx = jax.random.randint(key_batch, (batch_size,), 0, x.shape[0])
+        grads = jax.grad(loss)(params, target_params, idx)
+        step, opt_state = optimiser.update(grads, opt_state)
+        params = optax.apply_updates(params, step)
+        target_params = jax.tree.map(lambda a, b: jnp.where((t + 1) % target_period == 0, a, b),
+                                     params, target_params)
+        return (params, target_params, opt_state, key), None
+
+    def block(carry, t0):
+        carry, _ = jax.lax.scan(update, carry, t0 + jnp.arange(record_every))
+        q_hat = net.apply(carry[0], x)[jnp.arange(x.shape[0]), action] @ readout
+        greedy = jnp.argmax(net.apply(carry[0], x_state) @ readout, axis=-1)
+        chosen = jnp.take_along_axis(q_state, greedy[:, None], 1)[:, 0]
+        return carry, (jnp.sqrt(jnp.mean((q_hat - q_exact) ** 2)),
+                       jnp.mean(chosen >= best - 1e-6))
+
+    carry = (params, params, optimiser.init(params), key)
+    _, (rmse, agree) = jax.lax.scan(block, carry,
+                                    record_every * jnp.arange(updates // record_every))
+    return rmse, agree
+
+
+def evaluation_part(env_name: str, keys, updates: int, record_every: int) -> None:
+    """psi and Q fitted to the same fixed policy on the same data (the notes' claim itself)."""
+    env, params = envs.make(env_name)
+    gamma = spi.Config.gamma
+    data = evaluation_problem(env, params, gamma)
+    space = env.observation_space(params)
+    high = np.broadcast_to(np.asarray(space.high), space.shape)
+    w = data["w"]
+    runs = {}
+    for label, targets, readout in (("psi", data["phi"], w),
+                                    ("Q", data["reward"][:, None], np.ones(1))):
+        start = time.perf_counter()
+        fit = jax.jit(jax.vmap(lambda k, t=targets, v=readout: fit_policy_evaluation(
+            k, data, t, v, high, updates, record_every, gamma=gamma)))
+        rmse, agree = (np.asarray(v) for v in fit(keys))
+        runs[label] = (rmse, agree, time.perf_counter() - start)
+    scale = float(np.std(data["q"]))
+    print(f"\npolicy evaluation of a fixed pi (greedy on the optimal Q) on every (s, a) of the "
+          f"{len(data['state_obs'])} reachable states ({len(data['q'])} pairs, uniform "
+          f"minibatches); RMSE of the Q^pi estimate against the exact one (std of Q^pi "
+          f"{scale:.3g}) and the fraction of states whose greedy action is optimal for Q^pi, "
+          "median [q25, q75] over seeds")
+    print("| updates | psi: RMSE | Q: RMSE | psi: greedy optimal | Q: greedy optimal |")
+    print("|---|---|---|---|---|")
+    fmt = lambda v: f"{np.median(v):.3g} [{np.percentile(v, 25):.3g}, {np.percentile(v, 75):.3g}]"
+    count = updates // record_every
+    for i in sorted({0, 1, 3, 7, count // 4 - 1, count // 2 - 1, count - 1} & set(range(count))):
+        print(f"| {(i + 1) * record_every} | {fmt(runs['psi'][0][:, i])} | "
+              f"{fmt(runs['Q'][0][:, i])} | {fmt(runs['psi'][1][:, i])} | "
+              f"{fmt(runs['Q'][1][:, i])} |")
+    for label, (rmse, _, seconds) in runs.items():
+        print(f"{label}: final RMSE per seed {[round(float(v), 3) for v in rmse[:, -1]]}; "
+              f"{seconds:.0f} s (compile included)")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="FourRoomObjects-small", choices=spi.ENVS)
+    parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--steps-per-round", type=int, default=4000)
+    parser.add_argument("--part", default="both", choices=("control", "evaluation", "both"))
+    parser.add_argument("--updates", type=int, default=8000,
+                        help="TD updates of the fixed-policy evaluation part")
+    parser.add_argument("--record-every", type=int, default=250)
+    args = parser.parse_args(argv)
+    if min(args.seeds, args.rounds) < 1 or args.steps_per_round < 4 or args.steps_per_round % 4:
+        parser.error("--seeds and --rounds must be >= 1, --steps-per-round a positive multiple "
+                     "of 4")
+    if args.record_every < 1 or args.updates < args.record_every:
+        parser.error("--record-every must be >= 1 and at most --updates")
+    n = args.steps_per_round
+    keys = jax.random.split(jax.random.key(args.seed), args.seeds)
+    print(f"machine: {machine()}; {args.env}, {args.seeds} seeds from key {args.seed}, "
+          f"{args.rounds} rounds of {n} env steps and {n} updates")
+    if args.part != "control":
+        evaluation_part(args.env, keys, args.updates, args.record_every)
+    if args.part == "evaluation":
+        return 0
+
+    psi_cfg = spi.Config.for_env(env=args.env, encoding="obs", hidden_sizes=HIDDEN,
+                                 normalised=False, lr=1e-3, num_iterations=args.rounds,
+                                 steps_per_iteration=n, td_updates=n)
+    start = time.perf_counter()
+    _, m = jax.jit(jax.vmap(spi.make_train(psi_cfg)))(keys)
+    psi = np.asarray(m["eval_return"])
+    psi_seconds = time.perf_counter() - start
+
+    name = f"{args.env}-onehot"
+    envs.register(name, lambda: OneHot(envs.make(args.env)[0]), overwrite=True)
+    q_cfg = dqn.Config(
+        env=name, total_steps=args.rounds * n, eval_every=n // 4, initial_random_steps=n // 4,
+        buffer_size=args.rounds * n, batch_size=psi_cfg.batch_size, updates_per_step=1,
+        eval_episodes=psi_cfg.eval_episodes,
+        learner=DQNConfig(hidden_sizes=HIDDEN, learning_rate=psi_cfg.lr, gamma=psi_cfg.gamma,
+                          double_q=True, target_update="periodic",
+                          target_period=psi_cfg.target_period, eps_end=psi_cfg.epsilon,
+                          eps_decay_steps=n - n // 4))
+    start = time.perf_counter()
+    _, m = jax.jit(jax.vmap(dqn.make_train(q_cfg)))(keys)
+    q = np.asarray(m["eval_return"])
+    q_steps = np.asarray(m["env_steps"])[0]
+    q_seconds = time.perf_counter() - start
+
+    env, params = envs.make(args.env)
+    best = optimal_return(env, params, psi_cfg.gamma, psi_cfg.eval_max_steps)
+    print(f"optimal return {best:.4g}; greedy return after each round, median [q25, q75] over "
+          "seeds")
+    print("| env steps = updates | psi (Algorithm 1) | Q (double DQN) |")
+    print("|---|---|---|")
+    fmt = lambda v: f"{np.median(v):.3g} [{np.percentile(v, 25):.3g}, {np.percentile(v, 75):.3g}]"
+    for i in range(args.rounds):
+        q_col = q[:, np.searchsorted(q_steps, (i + 1) * n)]
+        print(f"| {(i + 1) * n} | {fmt(psi[:, i])} | {fmt(q_col)} |")
+    at_rounds = np.searchsorted(q_steps, n * np.arange(1, args.rounds + 1))
+    for label, curve, seconds in (("psi", psi, psi_seconds), ("Q", q[:, at_rounds], q_seconds)):
+        reached = np.isclose(curve, best, atol=1e-4)
+        first = [int((np.argmax(r) + 1) * n) if r.any() else None for r in reached]
+        print(f"{label}: {int(reached[:, -1].sum())} of {args.seeds} seeds optimal at the end, "
+              f"{int(reached.any(axis=1).sum())} ever; first step optimal per seed {first}; "
+              f"{seconds:.0f} s (compile included)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
