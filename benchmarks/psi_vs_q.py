@@ -116,73 +116,88 @@ def optimal_return(env, params, gamma: float, max_steps: int) -> float:
     return ret
 
 
-def evaluation_problem(env, params, gamma: float):
+def _fixed_point(step, x):
+    """Iterate ``x <- step(x)`` until it stops changing (at most 5000 times)."""
+    for _ in range(5000):
+        new = step(x)
+        if np.array_equal(new, x):
+            break
+        x = new
+    return x
+
+
+def evaluation_problem(env, params, gamma: float, max_pairs: int = 20_000,
+                       max_states: int = 5_000):
     """The fixed-policy part: every (s, a) of the states reachable from the start (goal states
-    excluded), their one-hot observations, phi, r = w . phi, whether s' is terminal, the
-    next state's observation and action under pi (greedy on the optimal Q), and the exact
-    psi^pi(s, a) (iterated to convergence on the exact model)."""
+    excluded), their observations, phi, r = w . phi, whether s' is terminal, the next state's
+    observation and action under pi (greedy on the optimal Q), and the exact Q^pi(s, a) =
+    w . psi^pi(s, a) (iterated to its fixed point on the exact model). Errors are scored on
+    every pair and state, or on ``max_pairs`` / ``max_states`` of them drawn once (a large
+    grid)."""
     next_index, phi, terminal = env.tabular_model()
     w = np.asarray(env.task_weights(params), np.float64)
     r = phi @ w
-    q = np.zeros(r.shape)
-    for _ in range(2000):
-        q = r + gamma * np.where(terminal, 0.0, q.max(1))[next_index]
+    cont = np.where(terminal, 0.0, 1.0)
+    q = _fixed_point(lambda q: r + gamma * (cont * q.max(1))[next_index], np.zeros(r.shape))
     pi = q.argmax(1)
-    psi = np.zeros(phi.shape)
-    for _ in range(2000):
-        nxt = psi[next_index, pi[next_index]]
-        psi = phi + gamma * np.where(terminal[next_index], 0.0, 1.0)[..., None] * nxt
+    psi = _fixed_point(lambda psi: phi + gamma * cont[next_index][..., None]
+                       * psi[next_index, pi[next_index]], np.zeros(phi.shape))
     obs0 = np.concatenate([env.start, np.zeros(env.num_objects, int)])
-    seen, frontier = set(), [int(env.obs_to_index(jnp.asarray(obs0)))]
-    while frontier:
-        s = frontier.pop()
-        if s in seen or terminal[s]:
-            continue
-        seen.add(s)
-        frontier.extend(int(x) for x in next_index[s])
-    states = np.array(sorted(seen))
+    seen = np.zeros(len(terminal), bool)
+    frontier = np.array([int(env.obs_to_index(jnp.asarray(obs0)))])
+    while frontier.size:  # breadth first, a layer at a time
+        frontier = np.unique(frontier[~seen[frontier] & ~terminal[frontier]])
+        seen[frontier] = True
+        frontier = next_index[frontier].ravel()
+    states = np.flatnonzero(seen)
     K = env.num_objects
 
     def obs_of(index):
         cell, mask = index // 2 ** K, index % 2 ** K
         return np.concatenate([np.stack([cell // env.cols, cell % env.cols], -1),
-                               (mask[:, None] >> np.arange(K)) & 1], -1)
+                               (mask[:, None] >> np.arange(K)) & 1], -1).astype(np.int32)
 
     S, A = len(states), next_index.shape[1]
     s_all, a_all = np.repeat(states, A), np.tile(np.arange(A), S)
     s_next = next_index[s_all, a_all]
+    rng = np.random.default_rng(0)
+    pairs = (np.arange(len(s_all)) if len(s_all) <= max_pairs
+             else np.sort(rng.choice(len(s_all), max_pairs, replace=False)))
+    scored = states if S <= max_states else np.sort(rng.choice(states, max_states, False))
+    q_pi = psi @ w
     return dict(obs=obs_of(s_all), action=a_all, phi=phi[s_all, a_all],
                 reward=r[s_all, a_all], terminated=terminal[s_next],
                 next_obs=obs_of(s_next), next_action=pi[s_next],
-                psi=psi[s_all, a_all], q=(psi[s_all, a_all] @ w), q_state=psi[states] @ w,
-                state_obs=obs_of(states), w=w)
+                pairs=pairs, q=q_pi[s_all[pairs], a_all[pairs]], q_state=q_pi[scored],
+                state_obs=obs_of(scored), num_states=S, w=w)
 
 
 def fit_policy_evaluation(key, data, targets, readout, high, updates: int, record_every: int,
                           batch_size=128, lr=1e-3, target_period=100, gamma=0.95):
     """TD policy evaluation of the fixed pi on the fixed data, with ``targets [D, M]`` as the
     cumulant (phi: successor features, M = N; r: Q itself, M = 1), the estimate of Q^pi being
-    ``readout . psi_hat``. Returns the RMSE of that estimate against the exact Q^pi over every
-    (s, a) of the data, and the fraction of states where its greedy action is optimal for pi's
-    Q^pi, every ``record_every`` updates."""
+    ``readout . psi_hat``. Returns the RMSE of that estimate against the exact Q^pi over the
+    scored (s, a) pairs, and the fraction of the scored states where its greedy action is
+    optimal for pi's Q^pi, every ``record_every`` updates."""
     A, M = 4, targets.shape[1]
     net = SuccessorHead(A, M, HIDDEN)
     encode = lambda o: spi.encode_obs(o, high, True)
-    x, x_next = encode(jnp.asarray(data["obs"])), encode(jnp.asarray(data["next_obs"]))
-    x_state = encode(jnp.asarray(data["state_obs"]))
+    obs, next_obs = jnp.asarray(data["obs"]), jnp.asarray(data["next_obs"])
+    pairs = jnp.asarray(data["pairs"])
+    x_scored, x_state = encode(obs[pairs]), encode(jnp.asarray(data["state_obs"]))
     q_exact, q_state = jnp.asarray(data["q"], jnp.float32), jnp.asarray(data["q_state"])
     best = q_state.max(1)
     targets, readout = jnp.asarray(targets, jnp.float32), jnp.asarray(readout, jnp.float32)
     action, next_action = jnp.asarray(data["action"]), jnp.asarray(data["next_action"])
     terminated = jnp.asarray(data["terminated"])
     key_init, key = jax.random.split(key)
-    params = net.init(key_init, x[:1])
+    params = net.init(key_init, x_state[:1])
     optimiser = optax.adam(lr)
 
     def loss(params, target_params, idx):
-        psi = net.apply(params, x[idx])[jnp.arange(idx.shape[0]), action[idx]]
-        nxt = net.apply(target_params, x_next[idx])[jnp.arange(idx.shape[0]),
-                                                   next_action[idx]]
+        rows = jnp.arange(idx.shape[0])
+        psi = net.apply(params, encode(obs[idx]))[rows, action[idx]]
+        nxt = net.apply(target_params, encode(next_obs[idx]))[rows, next_action[idx]]
         per = jax.vmap(lambda p, c, n, d: successor.sf_td_loss(p, c, n, d, gamma, False))(
             psi, targets[idx], nxt, terminated[idx])
         return per.mean()
@@ -190,7 +205,7 @@ def fit_policy_evaluation(key, data, targets, readout, high, updates: int, recor
     def update(carry, t):
         params, target_params, opt_state, key = carry
         key, key_batch = jax.random.split(key)
-        idx = jax.random.randint(key_batch, (batch_size,), 0, x.shape[0])
+        idx = jax.random.randint(key_batch, (batch_size,), 0, obs.shape[0])
         grads = jax.grad(loss)(params, target_params, idx)
         step, opt_state = optimiser.update(grads, opt_state)
         params = optax.apply_updates(params, step)
@@ -200,7 +215,7 @@ def fit_policy_evaluation(key, data, targets, readout, high, updates: int, recor
 
     def block(carry, t0):
         carry, _ = jax.lax.scan(update, carry, t0 + jnp.arange(record_every))
-        q_hat = net.apply(carry[0], x)[jnp.arange(x.shape[0]), action] @ readout
+        q_hat = net.apply(carry[0], x_scored)[jnp.arange(pairs.shape[0]), action[pairs]] @ readout
         greedy = jnp.argmax(net.apply(carry[0], x_state) @ readout, axis=-1)
         chosen = jnp.take_along_axis(q_state, greedy[:, None], 1)[:, 0]
         return carry, (jnp.sqrt(jnp.mean((q_hat - q_exact) ** 2)),
@@ -230,10 +245,10 @@ def evaluation_part(env_name: str, keys, updates: int, record_every: int) -> Non
         runs[label] = (rmse, agree, time.perf_counter() - start)
     scale = float(np.std(data["q"]))
     print(f"\npolicy evaluation of a fixed pi (greedy on the optimal Q) on every (s, a) of the "
-          f"{len(data['state_obs'])} reachable states ({len(data['q'])} pairs, uniform "
-          f"minibatches); RMSE of the Q^pi estimate against the exact one (std of Q^pi "
-          f"{scale:.3g}) and the fraction of states whose greedy action is optimal for Q^pi, "
-          "median [q25, q75] over seeds")
+          f"{data['num_states']} reachable states ({len(data['obs'])} pairs, uniform "
+          f"minibatches); RMSE of the Q^pi estimate against the exact one on {len(data['q'])} "
+          f"pairs (std of Q^pi {scale:.3g}) and the fraction of {len(data['q_state'])} states "
+          "whose greedy action is optimal for Q^pi, median [q25, q75] over seeds")
     print("| updates | psi: RMSE | Q: RMSE | psi: greedy optimal | Q: greedy optimal |")
     print("|---|---|---|---|---|")
     fmt = lambda v: f"{np.median(v):.3g} [{np.percentile(v, 25):.3g}, {np.percentile(v, 75):.3g}]"
