@@ -3,6 +3,9 @@ learn than Q itself (issue 25).
 
     python benchmarks/psi_vs_q.py [--seeds 8] [--rounds 8] [--steps-per-round 4000]
                                   [--env FourRoomObjects-small] [--seed 0]
+                                  [--part both|control|evaluation] [--updates 8000]
+    python benchmarks/psi_vs_q.py --env FourRoomObjects --part evaluation --updates 32000 \
+                                  --record-every 1000       # the 13 x 13 grid, ~13 min here
 
 The task: Barreto et al.'s four-room object grid (``--env``; the 4 x 5 layout by default), its
 reward r = w . phi linear in the known features phi (which object type was picked up, whether the
@@ -18,6 +21,13 @@ same budget: one update per environment step.
 * **Q** (``dqn``, double DQN on one-step targets, on the observation made one-hot by
   ``OneHot``): the reward only, epsilon 1 -> 0.15 over the first round's steps, an update every
   step.
+
+**Policy evaluation** (``--part evaluation``, the claim itself): one fixed policy pi (greedy
+on the optimal Q), the same data (every (s, a) of the states reachable from the start, uniform
+minibatches, the next action pi(s')), the same network, optimiser and updates; psi regresses phi
+(``phi + gamma psi'``), Q the reward (``r + gamma Q'``, the same TD loss with a 1-dim cumulant),
+and each estimate of Q^pi (w . psi, or Q) is scored against the exact Q^pi, on every pair or on a
+fixed sample of them (the 13 x 13 grid).
 
 Printed: the greedy return after each round (psi) and at the same env steps (Q, which is
 evaluated every quarter round), median and quartiles over seeds, against the optimal return
