@@ -106,26 +106,6 @@ class OneHot(environment.Environment):
         return spaces.Box(0.0, 1.0, (self.size,), jnp.float32)
 
 
-def optimal_return(env, params, gamma: float, max_steps: int) -> float:
-    """The undiscounted return from the start of the gamma-optimal policy (what the greedy
-    evaluations report), by value iteration on the exact deterministic model
-    (``env.tabular_model()``), the episode cut at ``max_steps``."""
-    next_index, phi, terminal = env.tabular_model()
-    r = phi @ np.asarray(env.task_weights(params))
-    q = np.zeros(r.shape)
-    for _ in range(2000):
-        q = r + gamma * np.where(terminal, 0.0, q.max(1))[next_index]
-    obs = np.concatenate([env.start, np.zeros(env.num_objects, int)])
-    s, ret = int(env.obs_to_index(jnp.asarray(obs))), 0.0
-    for _ in range(max_steps):
-        a = int(np.argmax(q[s]))
-        ret += r[s, a]
-        s = next_index[s, a]
-        if terminal[s]:
-            break
-    return ret
-
-
 def _fixed_point(step, x):
     """Iterate ``x <- step(x)`` until it stops changing (at most 5000 times)."""
     for _ in range(5000):
@@ -136,6 +116,33 @@ def _fixed_point(step, x):
     return x
 
 
+def exact_model(env, params, gamma: float):
+    """The exact deterministic model (``env.tabular_model()``), the task's w and rewards
+    r = w . phi, the optimal Q by value iteration to its fixed point, and the start's index."""
+    next_index, phi, terminal = env.tabular_model()
+    w = np.asarray(env.task_weights(params), np.float64)
+    r = phi @ w
+    cont = np.where(terminal, 0.0, 1.0)
+    q = _fixed_point(lambda q: r + gamma * (cont * q.max(1))[next_index], np.zeros(r.shape))
+    obs0 = np.concatenate([env.start, np.zeros(env.num_objects, int)])
+    start = int(env.obs_to_index(jnp.asarray(obs0)))
+    return next_index, phi, terminal, w, r, q, start
+
+
+def optimal_return(env, params, gamma: float, max_steps: int) -> float:
+    """The undiscounted return from the start of the gamma-optimal policy (what the greedy
+    evaluations report), the episode cut at ``max_steps``."""
+    next_index, _, terminal, _, r, q, s = exact_model(env, params, gamma)
+    ret = 0.0
+    for _ in range(max_steps):
+        a = int(np.argmax(q[s]))
+        ret += r[s, a]
+        s = next_index[s, a]
+        if terminal[s]:
+            break
+    return ret
+
+
 def evaluation_problem(env, params, gamma: float, max_pairs: int = 20_000,
                        max_states: int = 5_000):
     """The fixed-policy part: every (s, a) of the states reachable from the start (goal states
@@ -144,17 +151,13 @@ def evaluation_problem(env, params, gamma: float, max_pairs: int = 20_000,
     w . psi^pi(s, a) (iterated to its fixed point on the exact model). Errors are scored on
     every pair and state, or on ``max_pairs`` / ``max_states`` of them drawn once (a large
     grid)."""
-    next_index, phi, terminal = env.tabular_model()
-    w = np.asarray(env.task_weights(params), np.float64)
-    r = phi @ w
-    cont = np.where(terminal, 0.0, 1.0)
-    q = _fixed_point(lambda q: r + gamma * (cont * q.max(1))[next_index], np.zeros(r.shape))
+    next_index, phi, terminal, w, r, q, start = exact_model(env, params, gamma)
     pi = q.argmax(1)
+    cont = np.where(terminal, 0.0, 1.0)
     psi = _fixed_point(lambda psi: phi + gamma * cont[next_index][..., None]
                        * psi[next_index, pi[next_index]], np.zeros(phi.shape))
-    obs0 = np.concatenate([env.start, np.zeros(env.num_objects, int)])
     seen = np.zeros(len(terminal), bool)
-    frontier = np.array([int(env.obs_to_index(jnp.asarray(obs0)))])
+    frontier = np.array([start])
     while frontier.size:  # breadth first, a layer at a time
         frontier = np.unique(frontier[~seen[frontier] & ~terminal[frontier]])
         seen[frontier] = True
@@ -189,7 +192,7 @@ def fit_policy_evaluation(key, data, targets, readout, high, updates: int, recor
     ``readout . psi_hat``. Returns the RMSE of that estimate against the exact Q^pi over the
     scored (s, a) pairs, and the fraction of the scored states where its greedy action is
     optimal for pi's Q^pi, every ``record_every`` updates."""
-    A, M = 4, targets.shape[1]
+    A, M = data["q_state"].shape[1], targets.shape[1]
     net = SuccessorHead(A, M, HIDDEN)
     encode = lambda o: spi.encode_obs(o, high, True)
     obs, next_obs = jnp.asarray(data["obs"]), jnp.asarray(data["next_obs"])
@@ -245,13 +248,15 @@ def evaluation_part(env_name: str, keys, updates: int, record_every: int) -> Non
     space = env.observation_space(params)
     high = np.broadcast_to(np.asarray(space.high), space.shape)
     w = data["w"]
+    arrays = {k: data[k] for k in ("obs", "next_obs", "pairs", "state_obs", "q", "q_state",
+                                   "action", "next_action", "terminated")}  # jit arguments
     runs = {}
     for label, targets, readout in (("psi", data["phi"], w),
                                     ("Q", data["reward"][:, None], np.ones(1))):
         start = time.perf_counter()
-        fit = jax.jit(jax.vmap(lambda k, t=targets, v=readout: fit_policy_evaluation(
-            k, data, t, v, high, updates, record_every, gamma=gamma)))
-        rmse, agree = (np.asarray(v) for v in fit(keys))
+        fit = jax.jit(jax.vmap(lambda k, d, t, v: fit_policy_evaluation(
+            k, d, t, v, high, updates, record_every, gamma=gamma), in_axes=(0, None, None, None)))
+        rmse, agree = (np.asarray(v) for v in fit(keys, arrays, targets, readout))
         runs[label] = (rmse, agree, time.perf_counter() - start)
     scale = float(np.std(data["q"]))
     print(f"\npolicy evaluation of a fixed pi (greedy on the optimal Q) on every (s, a) of the "
