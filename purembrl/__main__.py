@@ -86,7 +86,7 @@ def build_config(algo, env: str | None, sets: list[str], base=None):
 
         merged = {**envs.parse_params(config.env_params),
                   **envs.parse_params(",".join(env_sets))}
-        config = config.replace(env_params=",".join(f"{k}={v}" for k, v in merged.items()))
+        config = config.replace(env_params=envs.format_params(merged))
     for group, fields in nested.items():
         current = getattr(config, group)
         if current is None and group == "learner":  # the default for the env's action space

@@ -217,6 +217,42 @@ def test_bad_env_params_are_one_clear_error(env_params, message):
         sac.make_loop(sac.Config.for_env("Pendulum-v1", env_params=env_params))
 
 
+@pytest.mark.parametrize("env_params, message", [
+    ("object_weights=1;-1", "object_weights is a vector of 3 numbers separated by ';'"),
+    ("object_weights=1", "object_weights is a vector of 3 numbers separated by ';'"),
+    ("goal_reward=1;2", "goal_reward is one number"),
+    ("object_weights=1;nan;0", "object_weights=1;nan;0 is invalid: allowed finite numbers"),
+    ("object_weights=1;;0", "object_weights='1;;0' is not a number"),
+])
+def test_bad_vector_env_params_are_one_clear_error(env_params, message):
+    with pytest.raises(ValueError, match=message):
+        envs.make("FourRoomObjects-small", env_params)
+
+
+def test_a_vector_env_parameter_sets_the_task():
+    """Issue 25: ``object_weights=a;b;c`` (numbers separated by ';') replaces a vector
+    parameter, here the object grid's task, from a config and from ``--set env.NAME=...``; the
+    reward of each step is the new w . phi."""
+    from purembrl.__main__ import build_config
+    from purembrl.algos import sf_policy_iteration as spi
+
+    env, params = envs.make("FourRoomObjects-small", "object_weights=0.25;-1;0.5,goal_reward=2")
+    np.testing.assert_array_equal(env.task_weights(params), [0.25, -1, 0.5, 2])
+    assert params.object_weights.dtype == jax.numpy.float32
+    config = build_config(spi, "FourRoomObjects-small",
+                          ["env.goal_reward=2", "env.object_weights=0.25;-1;0.5"])
+    assert config.env_params == "goal_reward=2,object_weights=0.25;-1;0.5"
+    assert envs.parse_params(config.env_params) == {"goal_reward": 2,
+                                                    "object_weights": (0.25, -1, 0.5)}
+    obs, state = env.reset(jax.random.key(0), params)
+    rewards = []
+    for action in (0, 3, 3, 0, 0):  # up (a wall), right, right (onto a type-3 object), up, up
+        obs, state, reward, *_, info = env.step(jax.random.key(1), state, action, params)
+        np.testing.assert_allclose(reward, info["features"] @ env.task_weights(params))
+        rewards.append(float(reward))
+    assert rewards == [0, 0, 0.5, 0, 0]
+
+
 def test_built_in_known_functions_refuse_changed_env_params():
     """CartPole's known termination is written for its default thresholds: with another
     ``x_threshold`` it would be silently wrong, so MBPO's preset is refused; the time limit

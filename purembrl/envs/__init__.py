@@ -94,12 +94,17 @@ def check_name(name: str) -> None:
         raise ValueError(f"unknown env {name!r}; known envs: {', '.join(names())}")
 
 
-def parse_params(text: str) -> dict[str, int | float]:
+def _number(text: str) -> int | float:
+    return int(text) if text.lstrip("+-").isdigit() else float(text)
+
+
+def parse_params(text: str) -> dict[str, int | float | tuple[int | float, ...]]:
     """``"max_speed=10,g=9.81"`` -> ``{"max_speed": 10, "g": 9.81}``: a config's
-    ``env_params``, the environment parameters that replace its defaults (``""``: none).
-    ``ValueError`` naming the malformed part; nothing is built (a config checks its text with
-    it)."""
-    out: dict[str, int | float] = {}
+    ``env_params``, the environment parameters that replace its defaults (``""``: none). A
+    vector parameter takes its numbers separated by ``;``: ``"object_weights=1;-1;0.5"`` ->
+    ``{"object_weights": (1, -1, 0.5)}``. ``ValueError`` naming the malformed part; nothing is
+    built (a config checks its text with it)."""
+    out: dict[str, int | float | tuple[int | float, ...]] = {}
     if not isinstance(text, str):
         raise ValueError(f"env_params={text!r} is invalid: allowed a string NAME=VALUE,...")
     for part in (p.strip() for p in text.split(",")):
@@ -109,23 +114,36 @@ def parse_params(text: str) -> dict[str, int | float]:
         if not eq or not name.isidentifier() or not value:
             raise ValueError(f"env_params={text!r} is invalid: {part!r} is not NAME=VALUE")
         try:
-            number = int(value) if value.lstrip("+-").isdigit() else float(value)
+            number = (tuple(_number(v.strip()) for v in value.split(";")) if ";" in value
+                      else _number(value))
         except ValueError:
             raise ValueError(f"env_params={text!r} is invalid: {name}={value!r} is not a "
-                             "number") from None
+                             "number (a vector: numbers separated by ';')") from None
         if name in out:
             raise ValueError(f"env_params={text!r} is invalid: {name} is given twice")
         out[name] = number
     return out
 
 
+def format_params(values: dict[str, int | float | tuple[int | float, ...]]) -> str:
+    """The inverse of ``parse_params``: ``{"g": 9.81, "w": (1, -1)}`` -> ``"g=9.81,w=1;-1"``."""
+    return ",".join(f"{k}={_show(v)}" for k, v in values.items())
+
+
+def _show(value) -> str:
+    return ";".join(map(str, value)) if isinstance(value, tuple) else repr(value)
+
+
 def with_params(name: str, params: Any, text: str) -> Any:
     """``params`` (an environment's parameter dataclass) with ``text``'s values in place of
-    its own (``parse_params``). ``ValueError`` for a name the parameters lack (listing
-    theirs), a non-integer for an integer parameter or a non-finite value."""
+    its own (``parse_params``; a vector parameter, such as ``FourRoomObjects``'
+    ``object_weights``, takes as many numbers as it holds). ``ValueError`` for a name the
+    parameters lack (listing theirs), a vector for a number or the wrong count of numbers, a
+    non-integer for an integer parameter or a non-finite value."""
     import dataclasses
     import math
 
+    import jax.numpy as jnp
     import numpy as np
 
     overrides = parse_params(text)
@@ -136,13 +154,26 @@ def with_params(name: str, params: Any, text: str) -> Any:
         if key not in fields:
             raise ValueError(f"env_params: {name} has no parameter {key!r}; its parameters are "
                              f"{', '.join(sorted(fields))}")
-        if not math.isfinite(value):
-            raise ValueError(f"env_params: {key}={value!r} is invalid: allowed a finite number")
         default = np.asarray(fields[key])
-        if np.issubdtype(default.dtype, np.integer) or isinstance(fields[key], bool):
+        if default.ndim != (1 if isinstance(value, tuple) else 0) or (
+                isinstance(value, tuple) and len(value) != default.shape[0]):
+            want = (f"a vector of {default.shape[0]} numbers separated by ';'"
+                    if default.ndim == 1 else "one number")
+            raise ValueError(f"env_params: {key}={_show(value)} is invalid: {name}'s {key} is "
+                             f"{want}")
+        if not all(math.isfinite(v) for v in np.ravel(value)):
+            raise ValueError(f"env_params: {key}={_show(value)} is invalid: allowed "
+                             f"{'finite numbers' if default.ndim else 'a finite number'}")
+        if default.ndim == 1:
+            if np.issubdtype(default.dtype, np.integer) and any(
+                    float(v) != int(v) for v in value):
+                raise ValueError(f"env_params: {key}={_show(value)} is invalid: {name}'s {key} "
+                                 "holds integers")
+            overrides[key] = jnp.asarray(value, default.dtype)
+        elif np.issubdtype(default.dtype, np.integer) or isinstance(fields[key], bool):
             if float(value) != int(value):
-                raise ValueError(f"env_params: {key}={value!r} is invalid: {name}'s {key} is an "
-                                 "integer")
+                raise ValueError(f"env_params: {key}={_show(value)} is invalid: {name}'s {key} "
+                                 "is an integer")
             overrides[key] = type(fields[key])(int(value)) if isinstance(
                 fields[key], int | bool) else int(value)
         else:
