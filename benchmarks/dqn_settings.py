@@ -45,7 +45,8 @@ same as ``mbpo_preset_n10_m10_h10_r20``):
   preset's learner, minibatches, warm-up and multi-step rollouts, with the true dynamics;
   ``mbpo_acrobot``: the same with the learned ensemble (reward learned, termination known);
   ``mbpo_acrobot_h5``: its model branches 5 steps long instead of 10 (5-step returns along
-  them).
+  them); ``mbpo_acrobot_r05``: half of each minibatch real (``real_ratio=0.5`` instead of
+  0.1), so that a learned model's errors weigh half as much in the targets.
 * ``mbpo_preset``: MBPO's one-step CartPole preset (learned ensemble, known termination and
   reward).
 * ``mbpo_true``: the same with the env's true dynamics as the model (``true_dynamics``).
@@ -196,6 +197,7 @@ SETTINGS = {
     "mbpo_acrobot": MBPO_ACROBOT,
     "mbpo_true_acrobot": {**MBPO_ACROBOT, "true_dynamics": True},
     "mbpo_acrobot_h5": {**MBPO_ACROBOT, "rollout_schedule": (1, 1, 5, 5)},
+    "mbpo_acrobot_r05": {**MBPO_ACROBOT, "real_ratio": 0.5},
     "dyna_preset": {},
     "dyna_true": {"true_dynamics": True},
     "dyna_n10": {"n_step": 10},

@@ -106,7 +106,7 @@ class OneHot(environment.Environment):
         return spaces.Box(0.0, 1.0, (self.size,), jnp.float32)
 
 
-def _fixed_point(step, x):
+def fixed_point(step, x):
     """Iterate ``x <- step(x)`` until it stops changing (at most 5000 times)."""
     for _ in range(5000):
         new = step(x)
@@ -123,7 +123,7 @@ def exact_model(env, params, gamma: float):
     w = np.asarray(env.task_weights(params), np.float64)
     r = phi @ w
     cont = np.where(terminal, 0.0, 1.0)
-    q = _fixed_point(lambda q: r + gamma * (cont * q.max(1))[next_index], np.zeros(r.shape))
+    q = fixed_point(lambda q: r + gamma * (cont * q.max(1))[next_index], np.zeros(r.shape))
     obs0 = np.concatenate([env.start, np.zeros(env.num_objects, int)])
     start = int(env.obs_to_index(jnp.asarray(obs0)))
     return next_index, phi, terminal, w, r, q, start
@@ -154,7 +154,7 @@ def evaluation_problem(env, params, gamma: float, max_pairs: int = 20_000,
     next_index, phi, terminal, w, r, q, start = exact_model(env, params, gamma)
     pi = q.argmax(1)
     cont = np.where(terminal, 0.0, 1.0)
-    psi = _fixed_point(lambda psi: phi + gamma * cont[next_index][..., None]
+    psi = fixed_point(lambda psi: phi + gamma * cont[next_index][..., None]
                        * psi[next_index, pi[next_index]], np.zeros(phi.shape))
     seen = np.zeros(len(terminal), bool)
     frontier = np.array([start])
@@ -185,6 +185,37 @@ def evaluation_problem(env, params, gamma: float, max_pairs: int = 20_000,
                 state_obs=obs_of(scored), num_states=S, w=w)
 
 
+def td_update(net, optimiser, inputs, next_inputs, action, cumulant, next_action, terminated,
+              batch_size: int, target_period: int, gamma: float):
+    """One minibatch TD step of a fixed policy's successor features on fixed data (or of its
+    Q, with a 1-dim cumulant): ``psi(s, a)`` regresses ``cumulant + gamma psi'(s', a')``
+    (``successor.sf_td_loss``, unnormalised), ``a'`` the policy's ``next_action``, psi' the
+    target network, copied every ``target_period`` steps. ``inputs(idx)`` / ``next_inputs(idx)``
+    give the network's input for rows ``idx``. Returns ``update((params, target, opt_state,
+    key), t) -> (carry, None)`` for ``lax.scan``."""
+
+    def loss(params, target_params, idx):
+        rows = jnp.arange(idx.shape[0])
+        psi = net.apply(params, inputs(idx))[rows, action[idx]]
+        nxt = net.apply(target_params, next_inputs(idx))[rows, next_action[idx]]
+        per = jax.vmap(lambda p, c, n, d: successor.sf_td_loss(p, c, n, d, gamma, False))(
+            psi, cumulant[idx], nxt, terminated[idx])
+        return per.mean()
+
+    def update(carry, t):
+        params, target_params, opt_state, key = carry
+        key, key_batch = jax.random.split(key)
+        idx = jax.random.randint(key_batch, (batch_size,), 0, action.shape[0])
+        grads = jax.grad(loss)(params, target_params, idx)
+        step, opt_state = optimiser.update(grads, opt_state)
+        params = optax.apply_updates(params, step)
+        target_params = jax.tree.map(lambda a, b: jnp.where((t + 1) % target_period == 0, a, b),
+                                     params, target_params)
+        return (params, target_params, opt_state, key), None
+
+    return update
+
+
 def fit_policy_evaluation(key, data, targets, readout, high, updates: int, record_every: int,
                           batch_size=128, lr=1e-3, target_period=100, gamma=0.95):
     """TD policy evaluation of the fixed pi on the fixed data, with ``targets [D, M]`` as the
@@ -207,24 +238,9 @@ def fit_policy_evaluation(key, data, targets, readout, high, updates: int, recor
     params = net.init(key_init, x_state[:1])
     optimiser = optax.adam(lr)
 
-    def loss(params, target_params, idx):
-        rows = jnp.arange(idx.shape[0])
-        psi = net.apply(params, encode(obs[idx]))[rows, action[idx]]
-        nxt = net.apply(target_params, encode(next_obs[idx]))[rows, next_action[idx]]
-        per = jax.vmap(lambda p, c, n, d: successor.sf_td_loss(p, c, n, d, gamma, False))(
-            psi, targets[idx], nxt, terminated[idx])
-        return per.mean()
-
-    def update(carry, t):
-        params, target_params, opt_state, key = carry
-        key, key_batch = jax.random.split(key)
-        idx = jax.random.randint(key_batch, (batch_size,), 0, obs.shape[0])
-        grads = jax.grad(loss)(params, target_params, idx)
-        step, opt_state = optimiser.update(grads, opt_state)
-        params = optax.apply_updates(params, step)
-        target_params = jax.tree.map(lambda a, b: jnp.where((t + 1) % target_period == 0, a, b),
-                                     params, target_params)
-        return (params, target_params, opt_state, key), None
+    update = td_update(net, optimiser, lambda idx: encode(obs[idx]),
+                       lambda idx: encode(next_obs[idx]), action, targets, next_action, terminated,
+                       batch_size, target_period, gamma)
 
     def block(carry, t0):
         carry, _ = jax.lax.scan(update, carry, t0 + jnp.arange(record_every))

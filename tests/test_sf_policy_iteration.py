@@ -1,11 +1,13 @@
 """Successor-feature policy iteration (purembrl.algos.sf_policy_iteration, Algorithm 1)."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purembrl import envs
+from purembrl import envs, interact
 from purembrl.algos import sf_policy_iteration as spi
+from purembrl.networks import SuccessorHead
 from tests.test_sf_gpi import optimal_return
 
 
@@ -89,3 +91,48 @@ def test_psi_vs_q_benchmark_feeds_q_the_input_psi_sees():
     assert -1.0 in rewards and 1.0 in rewards
     assert bench_optimal(inner, params, 0.95, 100) == optimal_return(
         inner, np.asarray(inner.task_weights(params)), 0.95, 100) == pytest.approx(3.5)
+
+
+def test_deep_gpi_benchmark_scores_each_policy_by_its_own_episode():
+    """benchmarks/deep_gpi.py scores a policy on a held-out task w' as w' . (summed phi of one
+    greedy episode): that is the env's own return on w' (``interact.episode_return`` with
+    ``object_weights`` set) for GPI and a single psi alike, and a training policy on its own
+    task is what Algorithm 1's evaluation reported. GPI over copies of one psi is that psi
+    improved on w'. Two tasks, one seed, one short round (the benchmark trains for real)."""
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    import deep_gpi
+
+    tasks = np.array([[-1.0, -1.0, 1.0], [1.0, -1.0, -1.0]])
+    psi_params, policy_w, own_returns, *_ = deep_gpi.train_tasks(
+        "FourRoomObjects-small", jax.random.split(jax.random.key(0), 1), tasks, 1, 300)
+    psi_params = jax.tree.map(lambda p: p[:, 0], psi_params)  # [task, ...] of the one seed
+    policy_w = policy_w[:, 0]
+    transfer = jax.jit(deep_gpi.make_transfer("FourRoomObjects-small", 100))
+    for i, w in enumerate(tasks):  # each policy on its own task, as Algorithm 1 scored it
+        on_own = transfer(psi_params, policy_w, jnp.append(jnp.asarray(w, jnp.float32), 1.0))
+        assert float(on_own[1 + i]) == pytest.approx(own_returns[i, 0], abs=1e-5)
+
+    env, params = envs.make("FourRoomObjects-small")
+    high = np.broadcast_to(np.asarray(env.observation_space(params).high), (2 + 4,))
+    net = SuccessorHead(env.num_actions, env.num_features, deep_gpi.HIDDEN)
+    w_new = jnp.asarray([0.7, -0.3, 0.9, 1.0])
+    gpi, *own, improved0, improved1 = (float(x) for x in transfer(psi_params, policy_w, w_new))
+
+    def env_return(act):
+        def policy(key, obs):
+            x = spi.encode_obs(obs, high, True)
+            return act(jax.vmap(lambda p: net.apply(p, x))(psi_params))  # [P, A, N]
+
+        task = params.replace(object_weights=w_new[:3])
+        return float(interact.episode_return(env, task, policy, jax.random.key(0), 1, 100))
+
+    same = lambda x: pytest.approx(x, abs=1e-5)  # w' . sum(phi) against a sum of rewards
+    assert gpi == same(env_return(lambda psi: jnp.argmax(jnp.max(psi @ w_new, axis=0))))
+    assert own[0] == same(env_return(lambda psi: jnp.argmax(psi[0] @ policy_w[0])))
+    assert improved1 == same(env_return(lambda psi: jnp.argmax(psi[1] @ w_new)))
+    twins = jax.tree.map(lambda p: jnp.stack([p[0], p[0]]), psi_params)
+    assert float(transfer(twins, policy_w, w_new)[0]) == improved0
+    assert gpi != 0.0 and len({gpi, *own, improved0, improved1}) > 1  # not all idle, not alike
