@@ -59,7 +59,14 @@ import optax
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import machine  # noqa: E402
-from psi_vs_q import exact_model, fixed_point, optimal_return, td_update  # noqa: E402
+from psi_vs_q import (  # noqa: E402
+    exact_model,
+    greedy_return,
+    observations,
+    optimal_return,
+    policy_successor_features,
+    td_update,
+)
 
 from purembrl import envs  # noqa: E402
 from purembrl.algos import sf_policy_iteration as spi  # noqa: E402
@@ -190,16 +197,6 @@ def make_transfer(env_name: str, max_steps: int):
     return transfer
 
 
-def all_observations(env) -> np.ndarray:
-    """The observation ``[row, col, collected_0, ...]`` of every tabular index (the inverse of
-    ``obs_to_index``; wall cells included, never visited)."""
-    K = env.num_objects
-    index = np.arange(env.num_states)
-    cell, mask = index // 2 ** K, index % 2 ** K
-    return np.concatenate([np.stack([cell // env.cols, cell % env.cols], -1),
-                           (mask[:, None] >> np.arange(K)) & 1], -1).astype(np.int32)
-
-
 def exact_gpi_returns(env, psi_params, policy_w, w_new, gamma: float, max_steps: int
                       ) -> np.ndarray:
     """``[seed, task]`` returns on ``w_new [T, N]`` of GPI over the exact successor features
@@ -207,7 +204,7 @@ def exact_gpi_returns(env, psi_params, policy_w, w_new, gamma: float, max_steps:
     ``psi^pi = phi + gamma psi^pi(s', pi(s'))`` to its fixed point on the exact model, then one
     greedy GPI episode from the start on that model."""
     next_index, phi, terminal, *_, start = exact_model(env, env.default_params, gamma)
-    obs = jnp.asarray(all_observations(env))
+    obs = jnp.asarray(observations(env, np.arange(env.num_states)))  # walls: never visited
     space = env.observation_space(env.default_params)
     high = np.broadcast_to(np.asarray(space.high), space.shape)
     net = SuccessorHead(env.num_actions, env.num_features, HIDDEN)
@@ -215,22 +212,15 @@ def exact_gpi_returns(env, psi_params, policy_w, w_new, gamma: float, max_steps:
     # each (task, seed) policy at every state: [P, seeds, S]
     policies = np.asarray(jax.jit(jax.vmap(jax.vmap(
         lambda p, w: jnp.argmax(net.apply(p, x) @ w, axis=-1))))(psi_params, policy_w))
-    cont = np.where(terminal, 0.0, 1.0)[next_index][..., None]
     P, seeds = policies.shape[:2]
     out = np.zeros((seeds, len(w_new)))
     for seed in range(seeds):
-        psis = np.stack([fixed_point(
-            lambda psi, pi=policies[i, seed]: phi + gamma * cont * psi[next_index, pi[next_index]],
-            np.zeros(phi.shape)) for i in range(P)])  # [P, S, A, N]
+        psis = np.stack([policy_successor_features(next_index, phi, terminal,
+                                                   policies[i, seed], gamma)
+                         for i in range(P)])  # [P, S, A, N]
         for t, w in enumerate(np.asarray(w_new, np.float64)):
             gpi = np.argmax(np.max(psis @ w, axis=0), axis=-1)  # [S]
-            s, ret = start, 0.0
-            for _ in range(max_steps):
-                ret += float(phi[s, gpi[s]] @ w)
-                s = next_index[s, gpi[s]]
-                if terminal[s]:
-                    break
-            out[seed, t] = ret
+            out[seed, t] = greedy_return(next_index, phi @ w, terminal, gpi, start, max_steps)
     return out
 
 

@@ -129,18 +129,41 @@ def exact_model(env, params, gamma: float):
     return next_index, phi, terminal, w, r, q, start
 
 
-def optimal_return(env, params, gamma: float, max_steps: int) -> float:
-    """The undiscounted return from the start of the gamma-optimal policy (what the greedy
-    evaluations report), the episode cut at ``max_steps``."""
-    next_index, _, terminal, _, r, q, s = exact_model(env, params, gamma)
-    ret = 0.0
+def observations(env, index: np.ndarray) -> np.ndarray:
+    """The observations ``[row, col, collected_0, ...]`` of tabular indices (the inverse of
+    ``obs_to_index``)."""
+    K = env.num_objects
+    cell, mask = index // 2 ** K, index % 2 ** K
+    return np.concatenate([np.stack([cell // env.cols, cell % env.cols], -1),
+                           (mask[:, None] >> np.arange(K)) & 1], -1).astype(np.int32)
+
+
+def policy_successor_features(next_index, phi, terminal, pi, gamma: float) -> np.ndarray:
+    """The exact psi^pi ``[S, A, N]`` of the deterministic policy ``pi [S]`` on the exact
+    model: ``phi + gamma psi^pi(s', pi(s'))`` (no bootstrap into a terminal s') to its fixed
+    point (unnormalised)."""
+    cont = np.where(terminal, 0.0, 1.0)[next_index][..., None]
+    return fixed_point(lambda psi: phi + gamma * cont * psi[next_index, pi[next_index]],
+                       np.zeros(phi.shape))
+
+
+def greedy_return(next_index, r, terminal, pi, start: int, max_steps: int) -> float:
+    """The undiscounted return of the deterministic policy ``pi [S]`` from ``start`` on the
+    exact model with rewards ``r [S, A]``, the episode cut at ``max_steps``."""
+    s, ret = start, 0.0
     for _ in range(max_steps):
-        a = int(np.argmax(q[s]))
-        ret += r[s, a]
-        s = next_index[s, a]
+        ret += r[s, pi[s]]
+        s = next_index[s, pi[s]]
         if terminal[s]:
             break
     return ret
+
+
+def optimal_return(env, params, gamma: float, max_steps: int) -> float:
+    """The undiscounted return from the start of the gamma-optimal policy (what the greedy
+    evaluations report), the episode cut at ``max_steps``."""
+    next_index, _, terminal, _, r, q, start = exact_model(env, params, gamma)
+    return greedy_return(next_index, r, terminal, q.argmax(1), start, max_steps)
 
 
 def evaluation_problem(env, params, gamma: float, max_pairs: int = 20_000,
@@ -153,9 +176,7 @@ def evaluation_problem(env, params, gamma: float, max_pairs: int = 20_000,
     grid)."""
     next_index, phi, terminal, w, r, q, start = exact_model(env, params, gamma)
     pi = q.argmax(1)
-    cont = np.where(terminal, 0.0, 1.0)
-    psi = fixed_point(lambda psi: phi + gamma * cont[next_index][..., None]
-                       * psi[next_index, pi[next_index]], np.zeros(phi.shape))
+    psi = policy_successor_features(next_index, phi, terminal, pi, gamma)
     seen = np.zeros(len(terminal), bool)
     frontier = np.array([start])
     while frontier.size:  # breadth first, a layer at a time
@@ -163,13 +184,6 @@ def evaluation_problem(env, params, gamma: float, max_pairs: int = 20_000,
         seen[frontier] = True
         frontier = next_index[frontier].ravel()
     states = np.flatnonzero(seen)
-    K = env.num_objects
-
-    def obs_of(index):
-        cell, mask = index // 2 ** K, index % 2 ** K
-        return np.concatenate([np.stack([cell // env.cols, cell % env.cols], -1),
-                               (mask[:, None] >> np.arange(K)) & 1], -1).astype(np.int32)
-
     S, A = len(states), next_index.shape[1]
     s_all, a_all = np.repeat(states, A), np.tile(np.arange(A), S)
     s_next = next_index[s_all, a_all]
@@ -178,11 +192,11 @@ def evaluation_problem(env, params, gamma: float, max_pairs: int = 20_000,
              else np.sort(rng.choice(len(s_all), max_pairs, replace=False)))
     scored = states if S <= max_states else np.sort(rng.choice(states, max_states, False))
     q_pi = psi @ w
-    return dict(obs=obs_of(s_all), action=a_all, phi=phi[s_all, a_all],
+    return dict(obs=observations(env, s_all), action=a_all, phi=phi[s_all, a_all],
                 reward=r[s_all, a_all], terminated=terminal[s_next],
-                next_obs=obs_of(s_next), next_action=pi[s_next],
+                next_obs=observations(env, s_next), next_action=pi[s_next],
                 pairs=pairs, q=q_pi[s_all[pairs], a_all[pairs]], q_state=q_pi[scored],
-                state_obs=obs_of(scored), num_states=S, w=w)
+                state_obs=observations(env, scored), num_states=S, w=w)
 
 
 def td_update(net, optimiser, inputs, next_inputs, action, cumulant, next_action, terminated,

@@ -157,8 +157,10 @@ def with_params(name: str, params: Any, text: str) -> Any:
         default = np.asarray(fields[key])
         if default.ndim != (1 if isinstance(value, tuple) else 0) or (
                 isinstance(value, tuple) and len(value) != default.shape[0]):
-            want = (f"a vector of {default.shape[0]} numbers separated by ';'"
-                    if default.ndim == 1 else "one number")
+            want = ("one number" if default.ndim == 0 else
+                    f"a vector of {default.shape[0]} numbers separated by ';'"
+                    if default.ndim == 1 else
+                    f"an array of shape {default.shape}, which env_params cannot set")
             raise ValueError(f"env_params: {key}={_show(value)} is invalid: {name}'s {key} is "
                              f"{want}")
         if not all(math.isfinite(v) for v in np.ravel(value)):
