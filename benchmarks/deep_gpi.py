@@ -2,7 +2,8 @@
 
     python benchmarks/deep_gpi.py [--env FourRoomObjects-small] [--seeds 8] [--seed 0]
                                   [--rounds 8] [--steps-per-round 4000] [--held-out 16]
-                                  [--shared-updates 8000] [--trained FILE]
+                                  [--shared-updates 8000] [--refit-data union]
+                                  [--walk-steps 128000] [--trained FILE]
 
 About 30 minutes on a 2-core CPU at the defaults (the training, 4 x 8 seeds, is most of it;
 ``--trained FILE`` keeps the networks, so another ``--shared-updates`` reuses them).
@@ -27,10 +28,15 @@ being w' . (the sum of phi along the episode). Compared, per held-out task:
 * **one policy improved** (GPI over one psi): greedy on w' . psi_i, the best i per task with
   hindsight;
 * **GPI** over all the psi_i: no choice, no hindsight;
-* GPI over the same policies' psi_i **re-fitted on every task's transitions**
-  (``--shared-updates`` TD steps each, from the trained network, the policy held fixed):
-  Algorithm 1 fits psi_i only where pi_i's own episodes went, GPI reads it where the other
-  policies go too;
+* GPI over the same policies' psi_i **re-fitted on shared transitions** (``--shared-updates``
+  TD steps each, from the trained network, the policy held fixed): Algorithm 1 fits psi_i only
+  where pi_i's own episodes went, GPI reads it where the other policies go too.
+  ``--refit-data`` says on what: every training task's transitions (``union``), a uniform
+  random walk of ``--walk-steps`` per seed (``walk``: task-agnostic, no reward read),
+  epsilon-greedy GPI over the trained psi on 16 practice tasks drawn like the held-out ones
+  but never them (``gpi``: where GPI's mixtures of the policies go), or every
+  (s, a) reachable from the start once (``cover``: uniform coverage, enumerated from the exact
+  model, which only a small grid allows);
 * GPI over the *exact* successor features of the same policies (each training policy's
   psi^pi computed on the exact tabular model): the theorem's own setting, which separates
   what the networks' errors cost from what GPI over these policies can give;
@@ -75,6 +81,7 @@ from purembrl.networks import SuccessorHead  # noqa: E402
 # One object type rewarded, the others penalised; the last penalises all three (the goal only).
 TRAIN_TASKS = ((1.0, -1.0, -1.0), (-1.0, 1.0, -1.0), (-1.0, -1.0, 1.0), (-1.0, -1.0, -1.0))
 HIDDEN = (256, 256)
+REFIT_DATA = ("union", "walk", "gpi", "cover")
 
 
 def held_out_tasks(count: int, num_types: int = 3, seed: int = 123) -> np.ndarray:
@@ -123,14 +130,109 @@ def train_tasks(env: str, keys, tasks, rounds: int, steps: int) -> Trained:
     return Trained(stack(params), jnp.stack(ws), np.stack(returns), stack(replays), seconds)
 
 
+def random_walk(env_name: str, keys, steps: int) -> spi.Step:
+    """``[seed, steps]`` transitions of the uniform random policy from the start (episodes
+    reset at the goal or the time limit), one walk per key: task-agnostic data, no reward
+    used (phi is the env's)."""
+    env, params = envs.make(env_name)
+
+    def walk(key):
+        obs, state = env.reset(key, params)
+
+        def body(carry, key):
+            obs, state = carry
+            key_action, key_env = jax.random.split(key)
+            a = jax.random.randint(key_action, (), 0, env.num_actions).astype(jnp.int32)
+            next_obs, state, r, terminated, _, info = env.step(key_env, state, a, params)
+            step = spi.Step(obs, a, info["features"], r, info["final_observation"], terminated)
+            return (next_obs, state), step
+
+        return jax.lax.scan(body, (obs, state), jax.random.split(key, steps))[1]
+
+    return jax.jit(jax.vmap(walk))(keys)
+
+
+def gpi_practice(env_name: str, psi_params, keys, steps: int, num_tasks: int = 16,
+                 epsilon: float = 0.1) -> spi.Step:
+    """``[seed, steps]`` transitions of epsilon-greedy GPI over the seed's trained psi networks
+    (``psi_params [P, seed, ...]``) on ``num_tasks`` practice tasks per seed, drawn like the
+    held-out ones (object weights ~ U(-1, 1)^3, goal 1) from the seed's key, never the
+    held-out draw; ``steps / num_tasks`` steps each from the start, episodes resetting. GPI
+    goes where a mixture of the policies goes, which no training task's episodes cover."""
+    if not 0.0 <= epsilon <= 1.0:
+        raise ValueError(f"epsilon={epsilon} is invalid: allowed 0 <= epsilon <= 1")
+    if not steps >= num_tasks >= 1:
+        raise ValueError(f"steps={steps}, num_tasks={num_tasks} is invalid: allowed steps >= "
+                         "num_tasks >= 1")
+    env, params = envs.make(env_name)
+    space = env.observation_space(params)
+    high = np.broadcast_to(np.asarray(space.high), space.shape)
+    net = SuccessorHead(env.num_actions, env.num_features, HIDDEN)
+    per_task = steps // num_tasks
+
+    def run_task(psi, key, w):
+        key_reset, key = jax.random.split(key)
+        obs, state = env.reset(key_reset, params)
+
+        def body(carry, key):
+            obs, state = carry
+            key_explore, key_random, key_env = jax.random.split(key, 3)
+            x = spi.encode_obs(obs, high, True)
+            q = jnp.max(jax.vmap(lambda p: net.apply(p, x))(psi) @ w, axis=0)  # [A]
+            a = jnp.where(jax.random.uniform(key_explore) < epsilon,
+                          jax.random.randint(key_random, (), 0, env.num_actions),
+                          jnp.argmax(q)).astype(jnp.int32)
+            next_obs, state, r, terminated, _, info = env.step(key_env, state, a, params)
+            step = spi.Step(obs, a, info["features"], r, info["final_observation"], terminated)
+            return (next_obs, state), step
+
+        return jax.lax.scan(body, (obs, state), jax.random.split(key, per_task))[1]
+
+    def run_seed(psi, key):
+        key_tasks, key = jax.random.split(key)
+        objects = jax.random.uniform(key_tasks, (num_tasks, env.num_features - 1),
+                                     minval=-1.0, maxval=1.0)
+        w = jnp.concatenate([objects, jnp.ones((num_tasks, 1))], axis=1)
+        data = jax.vmap(run_task, in_axes=(None, 0, 0))(psi, jax.random.split(key, num_tasks),
+                                                         w)
+        return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), data)
+
+    return jax.jit(jax.vmap(run_seed, in_axes=(1, 0)))(psi_params, keys)
+
+
+def reachable_pairs(env_name: str) -> spi.Step:
+    """Every (s, a) of every non-terminal state reachable from the start, once, with the exact
+    model's s', phi and termination: uniform coverage of the state space, which only a small
+    tabular env can enumerate (the reward is left zero; the re-fit reads phi)."""
+    env, params = envs.make(env_name)
+    next_index, phi, terminal, *_, start = exact_model(env, params, spi.Config.gamma)
+    seen, frontier = {start}, [start]
+    while frontier:
+        s = frontier.pop()
+        for n in () if terminal[s] else next_index[s].tolist():
+            if n not in seen:
+                seen.add(n)
+                frontier.append(n)
+    states = np.array(sorted(s for s in seen if not terminal[s]))
+    s = np.repeat(states, env.num_actions)
+    a = np.tile(np.arange(env.num_actions), len(states))
+    s_next = next_index[s, a]
+    return spi.Step(obs=jnp.asarray(observations(env, s)), action=jnp.asarray(a, jnp.int32),
+                    phi=jnp.asarray(phi[s, a], jnp.float32), reward=jnp.zeros(len(s)),
+                    next_obs=jnp.asarray(observations(env, s_next)),
+                    terminated=jnp.asarray(terminal[s_next]))
+
+
 def refit_on_shared_data(env_name: str, trained: Trained, updates: int, key,
                          batch_size: int = 128, lr: float = 1e-3, target_period: int = 100,
-                         gamma: float = 0.95):
-    """Each training policy's psi evaluated again, on every task's transitions (its seed's):
+                         gamma: float = 0.95, data: spi.Step | None = None):
+    """Each training policy's psi evaluated again, on shared transitions (its seed's):
     ``updates`` TD steps of ``phi + gamma psi'(s', pi_i(s'))`` from the trained network, pi_i
     fixed (greedy on ``w_i . psi_i`` of the trained network). Algorithm 1 fits psi_i only where
     pi_i's own epsilon-greedy episodes went; GPI reads every psi_i where the *other* policies
-    go as well. Returns the new parameters ``[task, seed, ...]``."""
+    go as well. ``data``: ``[seed, rows]`` transitions (a ``random_walk``, the
+    ``reachable_pairs`` per seed), or ``None``: the union of every training task's
+    transitions. Returns the new parameters ``[task, seed, ...]``."""
     env, params = envs.make(env_name)
     space = env.observation_space(params)
     high = np.broadcast_to(np.asarray(space.high), space.shape)
@@ -138,8 +240,8 @@ def refit_on_shared_data(env_name: str, trained: Trained, updates: int, key,
     optimiser = optax.adam(lr)
     encode = lambda o: spi.encode_obs(o, high, True)
     # the union of the tasks' transitions, per seed: [seed, task * C, ...]
-    union = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1).reshape(
-        x.shape[1], -1, *x.shape[3:]), trained.replay)
+    union = data if data is not None else jax.tree.map(
+        lambda x: jnp.swapaxes(x, 0, 1).reshape(x.shape[1], -1, *x.shape[3:]), trained.replay)
 
     def fit(policy_params, w, data, key):
         next_action = jnp.argmax(net.apply(policy_params, encode(data.next_obs)) @ w, axis=-1)
@@ -241,6 +343,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--shared-updates", type=int, default=8000,
                         help="TD updates re-fitting each psi_i on every task's transitions "
                              "(0: skip that row)")
+    parser.add_argument("--refit-data", default="union", choices=REFIT_DATA,
+                        help="what the re-fit trains on: every training task's transitions, "
+                             "a uniform random walk of --walk-steps per seed, epsilon-greedy "
+                             "GPI on 16 practice tasks for --walk-steps per seed, or every "
+                             "reachable (s, a) once (the exact model's)")
+    parser.add_argument("--walk-steps", type=int, default=128_000,
+                        help="transitions per seed for --refit-data walk, gpi")
     parser.add_argument("--trained", default=None, metavar="FILE",
                         help="keep the trained psi networks in FILE (a pickle): loaded when it "
                              "exists (the same arguments are the caller's duty), written after "
@@ -291,12 +400,30 @@ def main(argv=None) -> dict:
     exact = (exact_gpi_returns(env, psi_params, policy_w, w_new, gamma, max_steps)
              if env.num_states <= 100_000 else None)
     shared = None
+    refit_label = {"union": "every task's transitions",
+                   "walk": f"a random walk ({args.walk_steps} steps per seed)",
+                   "gpi": f"GPI's own epsilon-greedy episodes on 16 practice tasks "
+                          f"({args.walk_steps} steps per seed)",
+                   "cover": "every reachable (s, a) once"}[args.refit_data]
     if args.shared_updates:
         start = time.perf_counter()
+        data = None
+        if args.refit_data == "walk":
+            walk_keys = jax.random.split(jax.random.fold_in(jax.random.key(args.seed), 20_000),
+                                         args.seeds)
+            data = random_walk(args.env, walk_keys, args.walk_steps)
+        elif args.refit_data == "gpi":
+            practice_keys = jax.random.split(
+                jax.random.fold_in(jax.random.key(args.seed), 30_000), args.seeds)
+            data = gpi_practice(args.env, psi_params, practice_keys, args.walk_steps)
+        elif args.refit_data == "cover":
+            data = jax.tree.map(lambda x: jnp.broadcast_to(x, (args.seeds, *x.shape)),
+                                reachable_pairs(args.env))
         refit = refit_on_shared_data(args.env, trained, args.shared_updates,
-                                     jax.random.fold_in(jax.random.key(args.seed), 10_000))
+                                     jax.random.fold_in(jax.random.key(args.seed), 10_000),
+                                     data=data)
         shared = np.asarray(transfer(refit, policy_w, jnp.asarray(w_new)))[..., 0]
-        print(f"(psi_i re-fitted on all tasks' transitions, {args.shared_updates} TD updates "
+        print(f"(psi_i re-fitted on {refit_label}, {args.shared_updates} TD updates "
               f"each: {time.perf_counter() - start:.0f} s)")
     print(f"\n## {len(held)} held-out tasks (object weights ~ U(-1, 1)^3, goal 1): mean over "
           "tasks, median [quartiles] over seeds")
@@ -307,7 +434,7 @@ def main(argv=None) -> dict:
             "one psi improved on w' (best i, hindsight)": best_improved,
             "**GPI over all psi_i**": gpi}
     if shared is not None:
-        rows["**GPI over psi_i re-fitted on every task's transitions**"] = shared
+        rows[f"**GPI over psi_i re-fitted on {refit_label}**"] = shared
     if exact is not None:
         rows["GPI over the exact psi of the same policies"] = exact
     for label, r in rows.items():

@@ -43,10 +43,15 @@ same as ``mbpo_preset_n10_m10_h10_r20``):
 
 * ``mbpo_true_acrobot`` (for ``--env Acrobot-v1``, which has no MBPO preset): the CartPole
   preset's learner, minibatches, warm-up and multi-step rollouts, with the true dynamics;
-  ``mbpo_acrobot``: the same with the learned ensemble (reward learned, termination known);
+  ``mbpo_acrobot``: the same with the learned ensemble (reward and termination learned);
   ``mbpo_acrobot_h5``: its model branches 5 steps long instead of 10 (5-step returns along
   them); ``mbpo_acrobot_r05``: half of each minibatch real (``real_ratio=0.5`` instead of
-  0.1), so that a learned model's errors weigh half as much in the targets.
+  0.1), so that a learned model's errors weigh half as much in the targets;
+  ``mbpo_acrobot_known``: the reward and the termination known (``known.acrobot_reward``,
+  ``known.acrobot_terminated``: MBPO's practice), only the dynamics learned (the three
+  settings before learn both); ``mbpo_acrobot_known_proj``: also the predicted observations
+  projected back onto Acrobot's (``project_obs``: cos/sin pairs on the unit circle, speeds
+  clipped), before the known functions read them.
 * ``mbpo_preset``: MBPO's one-step CartPole preset (learned ensemble, known termination and
   reward).
 * ``mbpo_true``: the same with the env's true dynamics as the model (``true_dynamics``).
@@ -198,6 +203,9 @@ SETTINGS = {
     "mbpo_true_acrobot": {**MBPO_ACROBOT, "true_dynamics": True},
     "mbpo_acrobot_h5": {**MBPO_ACROBOT, "rollout_schedule": (1, 1, 5, 5)},
     "mbpo_acrobot_r05": {**MBPO_ACROBOT, "real_ratio": 0.5},
+    "mbpo_acrobot_known": {**MBPO_ACROBOT, "known_reward": True, "known_termination": True},
+    "mbpo_acrobot_known_proj": {**MBPO_ACROBOT, "known_reward": True, "known_termination": True,
+                                "project_obs": True},
     "dyna_preset": {},
     "dyna_true": {"true_dynamics": True},
     "dyna_n10": {"n_step": 10},

@@ -1,16 +1,18 @@
 """Transfer with successor features: SFQL + GPI vs Q-learning on Barreto et al.'s four rooms.
 
-    python benchmarks/sf_transfer.py [--seeds 8] [--tasks 20] [--steps 20000] [--out DIR]
+    python benchmarks/sf_transfer.py [--seeds 8] [--tasks 20] [--steps 20000] [--seed 0]
+                                     [--seed-batch B] [--methods M,...] [--out DIR]
 
 Barreto et al. 2017, Section 5 / Figure 2 (left): 20 tasks in sequence, 20,000 steps each,
 gamma 0.95, epsilon 0.15, the same w_objects ~ U(-1, 1)^3 sequence for every method within a
 seed. Methods (``purembrl.algos.sf_gpi``): SFQL with GPI (psi tables, w learned online); SFQL-5
 (the features learned from the first 5 tasks' rewards: by a table of (s, a), the default, and
-by a network of the transition with the normalised step of w); tabular Q-learning restarted at
-each task, and continuing across tasks. Seeds run under one ``jit(vmap(train))`` per method.
-Printed: the reward collected during each task (median over seeds), its mean over tasks 2-20
-(transfer), the total, and wall-clock per method; a plot of reward per task with the
-interquartile band goes to ``--out``.
+by a network of the transition with the normalised step of w; each also with the first 5
+tasks' policies given psi~ by TD sweeps over their stored transitions, ``_sweeps``); tabular
+Q-learning restarted at each task, and continuing across tasks. Seeds run under one
+``jit(vmap(train))`` per method. Printed: the reward collected during each task (median over
+seeds), its mean over tasks 2-20 (transfer), the total, and wall-clock per method; a plot of
+reward per task with the interquartile band goes to ``--out``.
 
 The reference: the published curves (and the public reproductions) show SFQL's reward per task
 rising to several hundred within a few tasks while Q-learning (either way) stays far below, and
@@ -36,25 +38,39 @@ from purembrl.algos import sf_gpi  # noqa: E402
 # name: the config's fields (``method`` and what else differs)
 SETTINGS = {
     "sfql": dict(method="sfql"),
-    "sfql_h": dict(method="sfql_h"),  # phi~ a table of (s, a)
-    "sfql_h_mlp": dict(method="sfql_h", feature_model="mlp", w_step="nlms"),
+    # the first 5 tasks' policies left out of GPI (``feature_task_sweeps=0``); phi~ a table
+    "sfql_h": dict(method="sfql_h", feature_task_sweeps=0),
+    "sfql_h_mlp": dict(method="sfql_h", feature_model="mlp", w_step="nlms",
+                       feature_task_sweeps=0),
+    # the default: the first 5 tasks' policies get psi~ by 20 TD sweeps over their stored
+    # transitions once phi~ is fitted, so GPI on task 6 starts from 5 policies
+    "sfql_h_sweeps": dict(method="sfql_h", feature_task_sweeps=20),
+    "sfql_h_mlp_sweeps": dict(method="sfql_h", feature_model="mlp", w_step="nlms",
+                              feature_task_sweeps=20),
     "q_restart": dict(method="q_restart"),
     "q_continue": dict(method="q_continue"),
 }
 METHODS = tuple(SETTINGS)
 
 
-def run(method: str, seeds: int, tasks: int, steps: int, env: str):
+def run(method: str, seeds: int, tasks: int, steps: int, env: str, batch: int = 0,
+        seed: int = 0):
+    """The method's metrics for keys ``split(key(seed), seeds)``, ``batch`` seeds per call of one
+    compiled ``jit(vmap(train))`` (0: all at once; SFQL-h's tables need about 2.3 GB per
+    seed), with the compile and run seconds."""
     cfg = sf_gpi.Config.for_env(env=env, num_tasks=tasks, steps_per_task=steps,
                                 eval_every=steps, **SETTINGS[method])
     train = jax.jit(jax.vmap(sf_gpi.make_train(cfg)))
-    keys = jax.random.split(jax.random.key(0), seeds)
+    keys = jax.random.split(jax.random.key(seed), seeds)
+    batch = batch or seeds
+    if seeds % batch:
+        raise ValueError(f"--seed-batch={batch} is invalid: allowed a divisor of --seeds={seeds}")
     start = time.perf_counter()
-    compiled = train.lower(keys).compile()
+    compiled = train.lower(keys[:batch]).compile()
     compile_s = time.perf_counter() - start
     start = time.perf_counter()
-    _, metrics = compiled(keys)
-    metrics = jax.device_get(metrics)
+    parts = [jax.device_get(compiled(keys[i:i + batch])[1]) for i in range(0, seeds, batch)]
+    metrics = jax.tree.map(lambda *x: np.concatenate(x), *parts)
     run_s = time.perf_counter() - start
     return metrics, compile_s, run_s
 
@@ -67,6 +83,10 @@ def main(argv=None) -> int:
     parser.add_argument("--env", default="FourRoomObjects")
     parser.add_argument("--methods", default=",".join(METHODS),
                         help=f"comma-separated, of {', '.join(METHODS)} (sfql is always run)")
+    parser.add_argument("--seed", type=int, default=0, help="keys split(key(SEED), --seeds)")
+    parser.add_argument("--seed-batch", type=int, default=0,
+                        help="seeds per call (a divisor of --seeds; 0: all at once), to fit "
+                             "SFQL-h's tables in memory")
     parser.add_argument("--out", default="benchmarks/out/sf_transfer")
     args = parser.parse_args(argv)
     methods = ["sfql", *(m for m in args.methods.split(",") if m != "sfql")]
@@ -75,11 +95,12 @@ def main(argv=None) -> int:
         parser.error(f"--methods: unknown {', '.join(unknown)}; allowed {', '.join(METHODS)}")
 
     print(f"machine: {machine()}")
-    print(f"{args.env}: {args.tasks} tasks x {args.steps} steps, {args.seeds} seeds, "
-          "gamma 0.95, epsilon 0.15")
+    print(f"{args.env}: {args.tasks} tasks x {args.steps} steps, {args.seeds} seeds "
+          f"(split(key({args.seed}))), gamma 0.95, epsilon 0.15")
     rewards, times = {}, {}
     for method in methods:
-        metrics, compile_s, run_s = run(method, args.seeds, args.tasks, args.steps, args.env)
+        metrics, compile_s, run_s = run(method, args.seeds, args.tasks, args.steps, args.env,
+                                        args.seed_batch, args.seed)
         rewards[method] = np.asarray(metrics["reward"])  # [seeds, tasks]
         times[method] = (compile_s, run_s)
 

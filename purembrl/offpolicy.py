@@ -81,7 +81,9 @@ class Rollouts(NamedTuple):
     ``reward_fn`` / ``termination_fn``: known functions plugged into the fitted ensemble;
     ``on=False``: no rollouts (the part keeps its place in the schedule, doing nothing);
     ``n_step > 1``: the model buffer holds returns of up to ``n_step`` steps along each branch,
-    discounted by ``gamma``, with their ``discount`` (``rollout.branch_returns``)."""
+    discounted by ``gamma``, with their ``discount`` (``rollout.branch_returns``);
+    ``obs_fn``: the fitted ensemble's predicted observations post-processed
+    (``known.OBS_PROJECTIONS``)."""
 
     buffer_size: int
     horizon: Callable[[jax.Array], jax.Array]
@@ -92,6 +94,7 @@ class Rollouts(NamedTuple):
     on: bool = True
     n_step: int = 1
     gamma: float | None = None
+    obs_fn: Any = None
 
 
 class Parts(NamedTuple):
@@ -285,7 +288,7 @@ def _branch(config, explore: Explore, rollouts: Rollouts,
         starts = buffer.sample(state.replay, key_start, num_starts).obs
         step_fn = rollouts.model_step or dynamics.make_model_step(
             state.model, model_config, reward_fn=rollouts.reward_fn,
-            termination_fn=rollouts.termination_fn)
+            termination_fn=rollouts.termination_fn, obs_fn=rollouts.obs_fn)
         policy = lambda k, obs: explore(state.learner, k, obs, state.env_steps)
         length = rollouts.horizon(state.env_steps)
 

@@ -146,20 +146,24 @@ def test_n_step_dyna_targets_through_the_true_dynamics_are_the_real_n_step_targe
 
 def test_n_step_dyna_learns_cartpole_under_jit_vmap():
     """Deep Dyna-DQN with 10-step heads and a learned ensemble trains under jit(vmap): seeds
-    differ, keys repeat, and it learns beyond random (about 22 steps) on a small budget."""
+    differ, keys repeat, and it learns beyond random (about 22 steps) on a small budget. One
+    call on keys (k0, k1, k0): the repeated key gives the identical run in the same batch
+    (the golden tests check that a second call repeats the first, bit for bit), at 1.5 runs'
+    time instead of two calls' 2. Measured with split(key(b), 2) for b = 0, 1, 2: every row's
+    best evaluation 136-477."""
     cfg = dyna.Config.for_env(env="CartPole-v1", total_steps=3000, eval_every=1500, n_step=10,
                               eval_episodes=5, all_actions=False,  # (the test above has it)
                               model=dynamics.EnsembleConfig(num_members=3, num_elites=2,
                                                     hidden_sizes=(64, 64), max_epochs=10))
     train = jax.jit(jax.vmap(dyna.make_train(cfg)))
     keys = jax.random.split(jax.random.key(0), 2)
-    _, m1 = train(keys)
-    _, m2 = train(keys)
-    np.testing.assert_array_equal(m1["q_loss"], m2["q_loss"])
-    assert not np.array_equal(m1["q_loss"][0], m1["q_loss"][1])
-    best = np.asarray(m1["eval_return"]).max(axis=1)
-    print("n-step Dyna best returns:", np.asarray(m1["eval_return"]))
-    assert (best > 100).all(), np.asarray(m1["eval_return"])
+    _, m = train(jnp.concatenate([keys, keys[:1]]))
+    for name, values in m.items():
+        np.testing.assert_array_equal(values[0], values[2], err_msg=name)
+    assert not np.array_equal(m["q_loss"][0], m["q_loss"][1])
+    best = np.asarray(m["eval_return"]).max(axis=1)
+    print("n-step Dyna best returns:", np.asarray(m["eval_return"]))
+    assert (best > 100).all(), np.asarray(m["eval_return"])
 
 
 def test_other_actions_batch_plans_every_action_not_taken():

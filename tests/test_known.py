@@ -3,9 +3,11 @@ with gymnax's own step."""
 
 import gymnax
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from purembrl import envs
 from purembrl.envs import known
 from purembrl.interact import random_action, step
 
@@ -39,6 +41,29 @@ def test_cartpole_reward_and_termination_match_the_environment():
     assert np.asarray(t.terminated).sum() > 20  # random play ends many episodes
     np.testing.assert_array_equal(np.asarray(known.REWARD_FNS["CartPole-v1"](
         t.obs, t.action, t.next_obs)), np.asarray(t.reward))
+
+
+def test_acrobot_reward_and_termination_match_the_environment():
+    """Random play almost never swings Acrobot up, so the states are drawn instead: 4000
+    uniform joint angles and velocities, each stepped by gymnax; the known functions read the
+    goal (-cos t1 - cos(t1 + t2) > 1) from the next observation's cos/sin as gymnax does from
+    the angles, and give its reward (-1, or 0 at the goal)."""
+    env, params = envs.make("Acrobot-v1")
+    keys = jax.random.split(jax.random.key(3), 4)
+    n = 4000
+    angles = jax.random.uniform(keys[0], (n, 2), minval=-np.pi, maxval=np.pi)
+    speeds = jax.random.uniform(keys[1], (n, 2), minval=-4.0, maxval=4.0)
+    states = jax.vmap(lambda a, v: env.reset_env(keys[2], params)[1].replace(
+        joint_angle1=a[0], joint_angle2=a[1], velocity_1=v[0], velocity_2=v[1]))(angles, speeds)
+    actions = jax.random.randint(keys[3], (n,), 0, 3)
+    obs = jax.vmap(env.get_obs)(states)
+    next_obs, _, reward, done, _ = jax.vmap(env.step_env, in_axes=(None, 0, 0, None))(
+        keys[2], states, actions, params)
+    terminated = known.TERMINATION_FNS["Acrobot-v1"](obs, actions, next_obs)
+    np.testing.assert_array_equal(np.asarray(terminated), np.asarray(done))
+    assert 100 < int(np.asarray(done).sum()) < n - 100
+    np.testing.assert_array_equal(np.asarray(known.REWARD_FNS["Acrobot-v1"](
+        obs, actions, next_obs)), np.asarray(reward))
 
 
 @pytest.mark.parametrize("name", ["Pendulum-v1", "CartPole-v1", "Acrobot-v1"])
@@ -95,3 +120,50 @@ def test_gymnasium_pendulum_reward_matches_the_environment():
     np.testing.assert_allclose(np.asarray(known.REWARD_FNS["gymnasium:Pendulum-v1"](
         obs, action, next_obs)), reward, rtol=1e-4, atol=1e-4)
     assert not terminated.any()
+
+
+@pytest.mark.parametrize("name", ["Pendulum-v1", "Acrobot-v1"])
+def test_observation_projection_keeps_real_observations_and_fixes_predicted_ones(name):
+    """``known.OBS_PROJECTIONS``: the env's own observations are (to float precision) fixed
+    points; a prediction off the set comes back onto it (unit (cos, sin) pairs, speeds within
+    the env's clip). Through the ensemble's step it runs before the known termination reads
+    the prediction, and an MBPO config asks for it by name only where it exists."""
+    from purembrl import dynamics
+    from purembrl.algos import mbpo
+
+    project = known.OBS_PROJECTIONS[name]
+    t = rollout(name)
+    np.testing.assert_allclose(np.asarray(project(t.next_obs)), np.asarray(t.next_obs),
+                               atol=1e-6)
+    off = np.asarray(t.next_obs) * 1.7 + 0.3  # off the circle, speeds scaled up
+    off[:, -1] = 100.0
+    fixed = np.asarray(project(jnp.asarray(off)))
+    pairs = ((0, 1),) if name == "Pendulum-v1" else ((0, 1), (2, 3))
+    for c, s in pairs:
+        np.testing.assert_allclose(np.hypot(fixed[:, c], fixed[:, s]), 1.0, atol=1e-6)
+        np.testing.assert_allclose(np.arctan2(fixed[:, s], fixed[:, c]),
+                                   np.arctan2(off[:, s], off[:, c]), atol=1e-5)
+    bound = 8.0 if name == "Pendulum-v1" else 9 * np.pi
+    np.testing.assert_allclose(fixed[:, -1], bound, rtol=1e-6)
+
+    obs_dim, actions = t.obs.shape[1], t.action.reshape(len(t.action), -1).astype(jnp.float32)
+    config = dynamics.EnsembleConfig(num_members=2, num_elites=2, hidden_sizes=(8,))
+    model = dynamics.init(jax.random.key(0), config, obs_dim=obs_dim,
+                          action_dim=actions.shape[1])
+    seen = []
+
+    def termination(obs, action, next_obs):
+        seen.append(next_obs)
+        return jnp.zeros(obs.shape[0], bool)
+
+    step = dynamics.make_model_step(model, config, termination_fn=termination, obs_fn=project)
+    next_obs, *_ = step(jax.random.key(1), t.obs, actions)
+    np.testing.assert_array_equal(np.asarray(seen[0]), np.asarray(next_obs))
+    c, s = pairs[0]
+    np.testing.assert_allclose(np.hypot(next_obs[:, c], next_obs[:, s]), 1.0, atol=1e-6)
+    assert mbpo.Config.for_env(env=name, project_obs=True).project_obs
+    with pytest.raises(ValueError, match="project_obs=True is invalid for env='CartPole-v1'"):
+        mbpo.Config.for_env(env="CartPole-v1", project_obs=True)
+    with pytest.raises(ValueError, match="project_obs=True is invalid with env_params"):
+        mbpo.Config.for_env(env="Pendulum-v1", env_params="max_speed=10", project_obs=True,
+                            known_termination=False, known_reward=False)

@@ -207,7 +207,7 @@ def test_presets_and_errors():
     with pytest.raises(ValueError, match="rollout_schedule"):
         mbpo.Config.for_env(rollout_schedule=(5, 1, 1, 1))
     with pytest.raises(ValueError, match="known_reward=True is invalid"):
-        mbpo.Config.for_env(env="Acrobot-v1", known_reward=True)
+        mbpo.Config.for_env(env="MountainCar-v0", known_reward=True)
     with pytest.raises(ValueError, match="unknown env"):
         mbpo.Config.for_env(env="Nope-v0")
 

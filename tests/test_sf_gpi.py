@@ -109,8 +109,8 @@ def test_sfql_h_fits_features_then_transfers():
     SF + GPI on phi~."""
     common = dict(num_tasks=4, steps_per_task=2000, eval_every=1000, **SMALL)
     h = 2
-    s_h, m_h = jax.jit(sf_gpi.make_train(sf_gpi.Config.for_env(method="sfql_h", feature_tasks=h,
-                                                               **common)))(jax.random.key(5))
+    s_h, m_h = jax.jit(sf_gpi.make_train(sf_gpi.Config.for_env(
+        method="sfql_h", feature_tasks=h, feature_task_sweeps=0, **common)))(jax.random.key(5))
     _, m_q = jax.jit(sf_gpi.make_train(sf_gpi.Config.for_env(method="q_restart", **common)))(
         jax.random.key(5))
     np.testing.assert_array_equal(m_h["reward"][:2 * h], m_q["reward"][:2 * h])
@@ -123,11 +123,62 @@ def test_sfql_h_fits_features_then_transfers():
     tried = counts > 0
     assert tried.sum() > 100
     np.testing.assert_allclose((sums / np.maximum(counts, 1))[tried], true_r[tried], atol=1e-5)
-    # psi slots of the feature-fitting tasks are never used or written
+    # without sweeps the psi slots of the feature-fitting tasks are never used or written
     np.testing.assert_array_equal(s_h.psi[:h], 0.0)
     assert np.abs(np.asarray(s_h.psi[h:])).max() > 0
     with pytest.raises(ValueError, match="feature_tasks"):
         sf_gpi.Config.for_env(method="sfql_h", num_tasks=3, feature_tasks=5)
+
+
+def test_sfql_h_sweeps_give_the_first_tasks_policies_psi():
+    """``feature_task_sweeps``: once phi~ is fitted, each of the first h tasks' policies (greedy
+    on its final Q table) gets psi~ by TD sweeps over the stored transitions. With alpha = 1 and
+    enough sweeps that is the fixed point of the stored transitions' Bellman equation,
+    ``psi_j(s, a) = phi~(s, a) + g (1 - d) psi_j(s', pi_j(s'))`` (zero at pairs never stored),
+    computed here in NumPy (measured: reversed sweeps reach it after 3 here, one sweep is 0.9
+    off); w_j = e_j; GPI on the later tasks reads them; the default; a config error."""
+    h, steps = 2, 2000
+    cfg = sf_gpi.Config.for_env(method="sfql_h", feature_tasks=h, feature_task_sweeps=20,
+                                alpha=1.0, update_gpi_policy=False, num_tasks=3,
+                                steps_per_task=steps, eval_every=1000, **SMALL)
+    s, _ = jax.jit(sf_gpi.make_train(cfg))(jax.random.key(5))
+    env, _ = envs.make("FourRoomObjects-small")
+    data = jax.tree.map(np.asarray, s.phi_data)
+    rows = h * steps
+    assert data["reward"].shape == (rows,)
+    obs_s = np.asarray(env.obs_to_index(jnp.asarray(data["obs"])))
+    next_s = np.asarray(env.obs_to_index(jnp.asarray(data["next_obs"])))
+    a, done = data["action"], data["terminated"].astype(float)
+    sums, counts = np.asarray(s.features[..., 0]), np.asarray(s.features[..., 1])
+    phi = (sums / np.maximum(counts, 1))[obs_s, a]  # [rows, h]
+    # the stored rewards are task j's for rows of task j: phi~ reproduces them
+    task = np.arange(rows) // steps
+    np.testing.assert_allclose(phi[np.arange(rows), task], data["reward"], atol=1e-5)
+    policies = np.asarray(s.first_policies)  # [h, S]
+    psi = np.zeros((h, env.num_states, env.num_actions, h))
+    for _ in range(2000):  # Jacobi iteration to the fixed point
+        new = np.zeros_like(psi)
+        for j in range(h):
+            nxt = psi[j, next_s, policies[j, next_s]]
+            new[j, obs_s, a] = phi + cfg.gamma * (1 - done)[:, None] * nxt
+        if np.abs(new - psi).max() < 1e-9:
+            break
+        psi = new
+    got = np.asarray(s.psi[:h])
+    assert np.abs(psi).max() > 0.1
+    np.testing.assert_allclose(got[:, obs_s, a], psi[:, obs_s, a], atol=1e-3)
+    np.testing.assert_array_equal(np.delete(got.reshape(h, -1, h), np.unique(
+        obs_s * env.num_actions + a), axis=1), 0.0)
+    np.testing.assert_array_equal(s.w[:h], np.eye(h))
+    # the trained policy (GPI over every slot up to the current task, the first h included)
+    act = sf_gpi.policy(s, cfg)
+    index = np.unique(obs_s)
+    obs = jnp.asarray(data["obs"][np.unique(obs_s, return_index=True)[1]])
+    gpi = np.max(np.asarray(s.psi[:, index]) @ np.asarray(s.w[s.task]), axis=0)  # [states, A]
+    np.testing.assert_array_equal(act(None, obs), gpi.argmax(1))
+    with pytest.raises(ValueError, match="feature_task_sweeps=-1 is invalid"):
+        sf_gpi.Config.for_env(method="sfql_h", feature_task_sweeps=-1)
+    assert sf_gpi.Config().feature_task_sweeps == 20  # the default
 
 
 def _all_transitions(env):
@@ -158,7 +209,8 @@ def test_sfql_h_mlp_features_fit_the_first_tasks_and_generalise():
     h = 2
     common = dict(num_tasks=3, steps_per_task=2000, eval_every=1000, **SMALL)
     cfg = sf_gpi.Config.for_env(method="sfql_h", feature_model="mlp", feature_tasks=h,
-                                feature_updates=3000, w_step="nlms", **common)
+                                feature_updates=3000, w_step="nlms", feature_task_sweeps=0,
+                                **common)
     train = jax.jit(jax.vmap(sf_gpi.make_train(cfg)))
     keys = jnp.stack([jax.random.key(5), jax.random.key(6)])
     s, m = train(keys)
@@ -192,7 +244,7 @@ def test_sfql_h_mlp_features_fit_the_first_tasks_and_generalise():
     table_error = np.abs(true).max(1)[rewarding].mean()
     print(f"mean error on new rewarding transitions: mlp {error:.3f}, table {table_error:.3f}")
     assert error < 0.4 * table_error
-    # psi slots of the feature-fitting tasks are never used or written
+    # without sweeps the psi slots of the feature-fitting tasks are never used or written
     np.testing.assert_array_equal(s.psi[:h], 0.0)
     assert np.abs(np.asarray(s.psi[h:])).max() > 0
 
@@ -217,3 +269,25 @@ def test_mlp_feature_config_errors():
         sf_gpi.Config.for_env(method="sfql_h", feature_lr=0.0)
     with pytest.raises(ValueError, match="w_step"):
         sf_gpi.Config.for_env(w_step="adam")
+
+
+def test_sf_transfer_benchmark_runs_seeds_in_batches_with_the_same_keys():
+    """benchmarks/sf_transfer.py's ``--seed-batch``: the seeds of ``split(key(seed), n)`` run a
+    few per call (SFQL-h's tables need about 2.3 GB per seed) and give the numbers of one call
+    over all of them; another ``--seed`` gives other runs; a batch that does not divide the
+    seeds is refused."""
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    import sf_transfer
+
+    args = ("sfql", 2, 2, 300, "FourRoomObjects-small")
+    together, *_ = sf_transfer.run(*args)
+    apart, *_ = sf_transfer.run(*args, batch=1)
+    for name, values in together.items():
+        np.testing.assert_array_equal(apart[name], values, err_msg=name)
+    other, *_ = sf_transfer.run(*args, seed=1)
+    assert not np.array_equal(other["reward"], together["reward"])
+    with pytest.raises(ValueError, match="--seed-batch=3 is invalid"):
+        sf_transfer.run(*args, batch=3)

@@ -79,7 +79,7 @@ BAD = [
      lambda: c_learning.Config.for_env(env="Pendulum-v1"),
      "env='Pendulum-v1' is invalid"),
     ("known reward where none is known",
-     lambda: mbpo.Config.for_env(env="Acrobot-v1", known_reward=True), "no known reward"),
+     lambda: mbpo.Config.for_env(env="MountainCar-v0", known_reward=True), "no known reward"),
     ("true dynamics of an env whose state is hidden",
      lambda: mba.Config.for_env(env="MountainCarContinuous-v0", true_dynamics=True),
      "true_dynamics=True is invalid"),

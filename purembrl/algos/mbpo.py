@@ -135,6 +135,10 @@ class Config(ModelBasedConfig):
         rollout, capped by its length (``purembrl.rollout.branch_returns``: MBVE's model-based
         value expansion, Feinberg et al. 2018, stored as targets); DQN learners only; 1:
         one-step model transitions.
+      project_obs: the ensemble's predicted observations projected onto the env's
+        observation set before the known reward and termination read them and the model
+        buffer stores them (``known.OBS_PROJECTIONS``: (cos, sin) pairs renormalised, speeds
+        clipped to the env's bounds; PETS's post-processing, Chua et al. 2018).
       learner: the learner's config (any registered in ``purembrl.learners``); ``None``: the
         default for the env's action space (``learners.DEFAULTS``).
     """
@@ -152,6 +156,7 @@ class Config(ModelBasedConfig):
     true_dynamics: bool = static(False)
     n_step: int = static(1)
     model_n_step: int = static(1)
+    project_obs: bool = static(False)
     learner: LearnerConfig | None = None
 
     def __post_init__(self):
@@ -165,6 +170,8 @@ class Config(ModelBasedConfig):
             raise ValueError(f"rollout_schedule={schedule!r} is invalid: allowed integers "
                              "(min_epoch, max_epoch, min_len, max_len) with min_epoch <= "
                              "max_epoch and 1 <= min_len <= max_len")
+        if self.project_obs:
+            known.check_projection(self.env, self.env_params)
 
     @property
     def model_on(self) -> bool:
@@ -224,7 +231,8 @@ def make_parts(config: Config) -> offpolicy.Parts:
         max_horizon=config.rollout_schedule[3], reward_fn=reward_fn,
         termination_fn=termination_fn,
         model_step=known.true_model_step(config.env) if config.true_dynamics else None,
-        n_step=config.model_n_step, gamma=gamma)
+        n_step=config.model_n_step, gamma=gamma,
+        obs_fn=known.OBS_PROJECTIONS[config.env] if config.project_obs else None)
     return offpolicy.make_parts(
         config, env, env_params, learner, offpolicy.repeated(update, config.updates_per_step),
         model_config=model_config, fit=config.model_on and not config.true_dynamics,

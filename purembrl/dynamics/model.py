@@ -269,14 +269,16 @@ def predict_full(state: EnsembleState, config: EnsembleConfig, obs: jax.Array,
 
 def sample_step(state: EnsembleState, config: EnsembleConfig, key: jax.Array, obs: jax.Array,
                 action: jax.Array, *, deterministic: bool = False,
-                reward_fn: RewardFn | None = None, termination_fn: RewardFn | None = None):
+                reward_fn: RewardFn | None = None, termination_fn: RewardFn | None = None,
+                obs_fn=None):
     """One model step for a batch: ``(next_obs [B, obs_dim], reward [B], terminated [B])``.
 
     Each sample uses one elite drawn at random (MBPO's choice) and samples its Gaussian, or
     takes its mean when ``deterministic``. ``reward_fn(obs, action, next_obs)`` and
     ``termination_fn(obs, action, next_obs)``, when given, replace the learned reward and
     termination (required when those are not learned). A learned termination is
-    ``sigmoid(logit) > 0.5``.
+    ``sigmoid(logit) > 0.5``. ``obs_fn(next_obs)``, when given, post-processes the predicted
+    observations before anything reads them (``known.OBS_PROJECTIONS``).
     """
     check_config(state, config)
     if reward_fn is None and not config.learn_reward:
@@ -291,6 +293,8 @@ def sample_step(state: EnsembleState, config: EnsembleConfig, key: jax.Array, ob
         mean = mean + jnp.exp(0.5 * logvar) * jax.random.normal(key_noise, mean.shape)
     offset = int(config.learn_reward)
     next_obs = obs + mean[:, offset:]
+    if obs_fn is not None:
+        next_obs = obs_fn(next_obs)
     if reward_fn is not None:
         reward = reward_fn(obs, action, next_obs)
     else:
@@ -306,11 +310,11 @@ def sample_step(state: EnsembleState, config: EnsembleConfig, key: jax.Array, ob
 
 def make_model_step(state: EnsembleState, config: EnsembleConfig, *,
                     deterministic: bool = False, reward_fn: RewardFn | None = None,
-                    termination_fn: RewardFn | None = None):
+                    termination_fn: RewardFn | None = None, obs_fn=None):
     """``model_step(key, obs, action) -> (next_obs, reward, terminated)`` for ``rollout``."""
     return lambda key, obs, action: sample_step(
         state, config, key, obs, action, deterministic=deterministic, reward_fn=reward_fn,
-        termination_fn=termination_fn)
+        termination_fn=termination_fn, obs_fn=obs_fn)
 
 
 # --- fitting ----------------------------------------------------------------------------------

@@ -50,6 +50,18 @@ def cartpole_reward(obs, action, next_obs):
     return jnp.ones(obs.shape[0])
 
 
+def acrobot_terminated(obs, action, next_obs):
+    """The tip above the bar, -cos(t1) - cos(t1 + t2) > 1, after the step; obs is [cos t1,
+    sin t1, cos t2, sin t2, t1_dot, t2_dot] (gymnax's and gymnasium's Acrobot-v1)."""
+    c1, s1, c2, s2 = (next_obs[:, i] for i in range(4))
+    return -c1 - (c1 * c2 - s1 * s2) > 1.0
+
+
+def acrobot_reward(obs, action, next_obs):
+    """-1 for every step that does not end at the goal, 0 for the one that does."""
+    return -1.0 * (1.0 - acrobot_terminated(obs, action, next_obs).astype(jnp.float32))
+
+
 def brax_hopper_terminated(obs, action, next_obs):
     """Hopper falls, in Brax or gymnasium's MuJoCo Hopper v4/v5 (MBPO's Hopper termination
     function, Janner et al. 2019): after the
@@ -96,12 +108,14 @@ REWARD_FNS: dict[str, StepFn] = {
     "Pendulum-v1": pendulum_reward,
     "NoisyPendulum-v1": pendulum_reward,
     "CartPole-v1": cartpole_reward,
+    "Acrobot-v1": acrobot_reward,
     "gymnasium:Pendulum-v1": pendulum_reward,
 }
 TERMINATION_FNS: dict[str, StepFn] = {
     "Pendulum-v1": never_terminates,
     "NoisyPendulum-v1": never_terminates,
     "CartPole-v1": cartpole_terminated,
+    "Acrobot-v1": acrobot_terminated,
     "brax-hopper": brax_hopper_terminated,
     "brax-inverted_pendulum": brax_inverted_pendulum_terminated,
     "gymnasium:Pendulum-v1": never_terminates,
@@ -111,6 +125,52 @@ TERMINATION_FNS: dict[str, StepFn] = {
         ("Hopper", brax_hopper_terminated), ("Walker2d", walker2d_terminated),
         ("Ant", ant_terminated))},
 }
+
+
+
+
+def _unit_pairs(obs, pairs):
+    """``obs [B, D]`` with each (cos, sin) column pair scaled to unit norm."""
+    for c, s in pairs:
+        norm = jnp.maximum(jnp.hypot(obs[:, c], obs[:, s]), 1e-6)
+        obs = obs.at[:, c].divide(norm).at[:, s].divide(norm)
+    return obs
+
+
+def pendulum_project(obs):
+    """Pendulum's [cos theta, sin theta, theta_dot] back onto its set: the pair on the unit
+    circle, the speed within +-8 (gymnax's ``max_speed``)."""
+    return _unit_pairs(obs, ((0, 1),)).at[:, 2].set(jnp.clip(obs[:, 2], -8.0, 8.0))
+
+
+def acrobot_project(obs):
+    """Acrobot's [cos t1, sin t1, cos t2, sin t2, t1_dot, t2_dot] back onto its set: both pairs
+    on the unit circle, the speeds within +-4 pi and +-9 pi (gymnax's ``max_vel_1/2``)."""
+    obs = _unit_pairs(obs, ((0, 1), (2, 3)))
+    return (obs.at[:, 4].set(jnp.clip(obs[:, 4], -4 * jnp.pi, 4 * jnp.pi))
+            .at[:, 5].set(jnp.clip(obs[:, 5], -9 * jnp.pi, 9 * jnp.pi)))
+
+
+# A model's predicted next observations projected onto the env's observation set (PETS-style
+# post-processing, Chua et al. 2018): a learned ensemble predicts cos/sin deltas freely, off
+# the unit circle, and speeds beyond the env's clip, which the known reward and termination
+# then read as states the env never reaches (Acrobot's goal test passes for cos t1 = -1.3).
+OBS_PROJECTIONS: dict[str, StepFn] = {
+    "Pendulum-v1": pendulum_project,
+    "Acrobot-v1": acrobot_project,
+}
+
+
+def check_projection(env: str, env_params: str = "") -> None:
+    """``ValueError`` when ``project_obs`` is asked for an env without a projection, or with
+    changed ``env_params`` (the bounds are the default parameters')."""
+    if env not in OBS_PROJECTIONS:
+        raise ValueError(f"project_obs=True is invalid for env={env!r}: no observation "
+                         f"projection (known for {', '.join(OBS_PROJECTIONS)})")
+    changed = set(envs.parse_params(env_params)) - {"max_steps_in_episode"}
+    if changed:
+        raise ValueError(f"project_obs=True is invalid with env_params={env_params!r}: the "
+                         f"projection of {env!r} assumes its default parameters")
 
 
 _BUILT_IN = frozenset(REWARD_FNS) | frozenset(TERMINATION_FNS)
