@@ -25,7 +25,7 @@ dyna-demo: $(STAMP)
 
 # One pytest worker per core (pytest-xdist); most of a test is XLA compiling its tiny-budget
 # program, one core each. Measured on a clean clone of a 2-core AMD EPYC (2026-12-05, session
-# 47): 530 tests in 32.4 min, 33.3 with the install (benchmarks/RESULTS.md, "The test suite's
+# 48): 536 tests in 27.8 min, 28.7 with the install (benchmarks/RESULTS.md, "The test suite's
 # compiles"); --durations lists the slowest, where budgets are worth cutting.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto --durations=25 tests

@@ -154,7 +154,7 @@ def acrobot_project(obs):
 # A model's predicted next observations projected onto the env's observation set (PETS-style
 # post-processing, Chua et al. 2018): a learned ensemble predicts cos/sin deltas freely, off
 # the unit circle, and speeds beyond the env's clip, which the known reward and termination
-# then read as states the env never reaches (Acrobot's goal test passes for cos t1 = -1.3).
+# then read as states the env never reaches.
 OBS_PROJECTIONS: dict[str, StepFn] = {
     "Pendulum-v1": pendulum_project,
     "Acrobot-v1": acrobot_project,
