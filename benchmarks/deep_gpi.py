@@ -71,6 +71,7 @@ from psi_vs_q import (  # noqa: E402
     observations,
     optimal_return,
     policy_successor_features,
+    reachable_states,
     td_update,
 )
 
@@ -206,14 +207,7 @@ def reachable_pairs(env_name: str) -> spi.Step:
     tabular env can enumerate (the reward is left zero; the re-fit reads phi)."""
     env, params = envs.make(env_name)
     next_index, phi, terminal, *_, start = exact_model(env, params, spi.Config.gamma)
-    seen, frontier = {start}, [start]
-    while frontier:
-        s = frontier.pop()
-        for n in () if terminal[s] else next_index[s].tolist():
-            if n not in seen:
-                seen.add(n)
-                frontier.append(n)
-    states = np.array(sorted(s for s in seen if not terminal[s]))
+    states = reachable_states(next_index, terminal, start)
     s = np.repeat(states, env.num_actions)
     a = np.tile(np.arange(env.num_actions), len(states))
     s_next = next_index[s, a]

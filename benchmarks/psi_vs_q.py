@@ -166,6 +166,18 @@ def optimal_return(env, params, gamma: float, max_steps: int) -> float:
     return greedy_return(next_index, r, terminal, q.argmax(1), start, max_steps)
 
 
+def reachable_states(next_index, terminal, start: int) -> np.ndarray:
+    """The sorted indices of the non-terminal states reachable from ``start`` on the exact
+    model (breadth first, a layer at a time)."""
+    seen = np.zeros(len(terminal), bool)
+    frontier = np.array([start])
+    while frontier.size:
+        frontier = np.unique(frontier[~seen[frontier] & ~terminal[frontier]])
+        seen[frontier] = True
+        frontier = next_index[frontier].ravel()
+    return np.flatnonzero(seen)
+
+
 def evaluation_problem(env, params, gamma: float, max_pairs: int = 20_000,
                        max_states: int = 5_000):
     """The fixed-policy part: every (s, a) of the states reachable from the start (goal states
@@ -177,13 +189,7 @@ def evaluation_problem(env, params, gamma: float, max_pairs: int = 20_000,
     next_index, phi, terminal, w, r, q, start = exact_model(env, params, gamma)
     pi = q.argmax(1)
     psi = policy_successor_features(next_index, phi, terminal, pi, gamma)
-    seen = np.zeros(len(terminal), bool)
-    frontier = np.array([start])
-    while frontier.size:  # breadth first, a layer at a time
-        frontier = np.unique(frontier[~seen[frontier] & ~terminal[frontier]])
-        seen[frontier] = True
-        frontier = next_index[frontier].ravel()
-    states = np.flatnonzero(seen)
+    states = reachable_states(next_index, terminal, start)
     S, A = len(states), next_index.shape[1]
     s_all, a_all = np.repeat(states, A), np.tile(np.arange(A), S)
     s_next = next_index[s_all, a_all]

@@ -129,4 +129,5 @@ class ModelBasedConfig(OffPolicyConfig):
         rollouts = ("rollout_freq",) if hasattr(self, "rollout_freq") else ()
         super().check(("model_train_freq", *rollouts, *counts), non_negative)
         known.check(self.env, self.known_reward, self.known_termination,
-                    getattr(self, "true_dynamics", False), self.env_params)
+                    getattr(self, "true_dynamics", False), self.env_params,
+                    getattr(self, "project_obs", False))

@@ -170,8 +170,6 @@ class Config(ModelBasedConfig):
             raise ValueError(f"rollout_schedule={schedule!r} is invalid: allowed integers "
                              "(min_epoch, max_epoch, min_len, max_len) with min_epoch <= "
                              "max_epoch and 1 <= min_len <= max_len")
-        if self.project_obs:
-            known.check_projection(self.env, self.env_params)
 
     @property
     def model_on(self) -> bool:

@@ -161,18 +161,6 @@ OBS_PROJECTIONS: dict[str, StepFn] = {
 }
 
 
-def check_projection(env: str, env_params: str = "") -> None:
-    """``ValueError`` when ``project_obs`` is asked for an env without a projection, or with
-    changed ``env_params`` (the bounds are the default parameters')."""
-    if env not in OBS_PROJECTIONS:
-        raise ValueError(f"project_obs=True is invalid for env={env!r}: no observation "
-                         f"projection (known for {', '.join(OBS_PROJECTIONS)})")
-    changed = set(envs.parse_params(env_params)) - {"max_steps_in_episode"}
-    if changed:
-        raise ValueError(f"project_obs=True is invalid with env_params={env_params!r}: the "
-                         f"projection of {env!r} assumes its default parameters")
-
-
 _BUILT_IN = frozenset(REWARD_FNS) | frozenset(TERMINATION_FNS)
 _REGISTERED: set[str] = set()
 
@@ -250,18 +238,21 @@ def _check_outputs(env_name: str, reward_fn, termination_fn) -> None:
 
 
 def check(env: str, known_reward: bool, known_termination: bool,
-          true_dynamics: bool = False, env_params: str = "") -> None:
-    """``ValueError`` when a config asks for a known function (or the true dynamics) this module
-    lacks for ``env``, or asks for a built-in one with ``env_params`` changed: those functions
-    are written for the env's default parameters (CartPole's thresholds, Pendulum's torque
-    limit) and would be silently wrong for others (register your own for a variant with
+          true_dynamics: bool = False, env_params: str = "", project_obs: bool = False) -> None:
+    """``ValueError`` when a config asks for a known function (the true dynamics, an observation
+    projection) this module lacks for ``env``, or asks for a built-in one with ``env_params``
+    changed: those functions are written for the env's default parameters (CartPole's
+    thresholds, Pendulum's torque limit, Acrobot's speed bounds) and would be silently wrong
+    for others (register your own for a variant with
     ``envs.register`` and ``register``). The episode's time limit (``max_steps_in_episode``)
     may change: it truncates episodes and is never part of a known function."""
     used = [name for name, on in (("known_reward", known_reward),
                                   ("known_termination", known_termination),
-                                  ("true_dynamics", true_dynamics)) if on]
+                                  ("true_dynamics", true_dynamics),
+                                  ("project_obs", project_obs)) if on]
     changed = set(envs.parse_params(env_params)) - {"max_steps_in_episode"}
-    if changed and used and env in _BUILT_IN | frozenset(STATE_FROM_OBS):
+    if changed and used and env in _BUILT_IN | frozenset(STATE_FROM_OBS) | frozenset(
+            OBS_PROJECTIONS):
         raise ValueError(f"{used[0]}=True is invalid with env_params={env_params!r}: the "
                          f"built-in functions of {env!r} assume its default parameters; set "
                          f"{used[0]}=False, or register the variant (purembrl.envs.register) "
@@ -272,6 +263,9 @@ def check(env: str, known_reward: bool, known_termination: bool,
     if known_termination and env not in TERMINATION_FNS:
         raise ValueError(f"known_termination=True is invalid for env={env!r}: no known "
                          f"termination function (known for {', '.join(TERMINATION_FNS)})")
+    if project_obs and env not in OBS_PROJECTIONS:
+        raise ValueError(f"project_obs=True is invalid for env={env!r}: no observation "
+                         f"projection (known for {', '.join(OBS_PROJECTIONS)})")
     if true_dynamics and env not in STATE_FROM_OBS:
         raise ValueError(f"true_dynamics=True is invalid for env={env!r}: its state cannot be "
                          f"read from its observation (allowed for {', '.join(STATE_FROM_OBS)})")
