@@ -240,7 +240,7 @@ def _check_counts(args) -> None:
         raise ValueError(f"--seed {args.seed}: allowed an integer in [-2**63, 2**63 - 1]")
     if args.seeds < 1:
         raise ValueError(f"--seeds {args.seeds}: allowed an integer >= 1")
-    if args.chunks < 1:
+    if args.chunks is not None and args.chunks < 1:
         raise ValueError(f"--chunks {args.chunks}: allowed an integer >= 1")
 
 
@@ -555,7 +555,10 @@ def _run_options(parser) -> None:
                              "run's results is refused unless --resume or --overwrite")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the results of a previous run in --out")
-    parser.add_argument("--chunks", type=int, default=10, help="chunks the run is split into")
+    parser.add_argument("--chunks", type=int, default=None,
+                        help="chunks the run is split into (default: the whole run at once "
+                             "where its runs can play their episodes without waiting for "
+                             "each other, tabular Dyna-Q's episode mode; else 10)")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     parser.add_argument("--no-checkpoint", action="store_true",
                         help="do not save the training state after each chunk")

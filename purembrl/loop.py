@@ -40,3 +40,130 @@ def as_train(loop: TrainLoop) -> Callable[[jax.Array], tuple[Any, dict[str, jax.
         return jax.lax.scan(loop.step, carry, jnp.arange(loop.num_iterations, dtype=jnp.int32))
 
     return train
+
+
+class EpisodeLoop(NamedTuple):
+    """A run of ``num_episodes`` episodes, one iteration per episode, as pure functions of
+    one real step, so that a batch of runs need not move in lockstep (``pool_episodes``).
+
+    Attributes:
+      init: ``input -> carry`` (the input: a key, or whatever a batch's lanes hold).
+      begin: ``carry -> (carry, aux)``, before each episode (e.g. the evaluation's key). It
+        should leave the carry's other fields as they are (``pool_episodes`` selects between
+        its output and its input every step; unchanged fields cost nothing there).
+      step: ``carry -> (carry, reward, done)``, one real step; after ``done`` the carry holds
+        the next episode's first state (the environments reset themselves).
+      end: ``(carry, aux, length, episode_return) -> record``, what the episode's metrics
+        need, kept when it ends (a small pytree of fixed shapes).
+      report: ``record -> metrics``, the episode's metrics (its evaluation, say); it may run
+        long after the episode, on the record alone.
+      num_episodes: episodes in a run (a Python int).
+    """
+
+    init: Callable[[Any], Any]
+    begin: Callable[[Any], tuple[Any, Any]]
+    step: Callable[[Any], tuple[Any, jax.Array, jax.Array]]
+    end: Callable[[Any, Any, jax.Array, jax.Array], Any]
+    report: Callable[[Any], dict[str, jax.Array]]
+    num_episodes: int
+
+
+def _episode(loop: EpisodeLoop, carry):
+    """One whole episode from ``carry``: ``(carry, record)``."""
+    carry, aux = loop.begin(carry)
+
+    def body(x):
+        carry, length, ret, _ = x
+        carry, reward, done = loop.step(carry)
+        return carry, length + 1, ret + reward, done
+
+    init = (carry, jnp.zeros((), jnp.int32), jnp.zeros(()), jnp.zeros((), bool))
+    carry, length, ret, _ = jax.lax.while_loop(lambda x: ~x[3], body, init)
+    return carry, loop.end(carry, aux, length, ret)
+
+
+def episodes_loop(loop: EpisodeLoop) -> TrainLoop:
+    """The ``TrainLoop`` of an ``EpisodeLoop``: iteration i plays episode i to its end, then
+    reports it. Under ``vmap`` every run waits for the batch's slowest episode;
+    ``pool_episodes`` computes the same numbers without that wait."""
+
+    def step(carry, iteration):
+        carry, record = _episode(loop, carry)
+        return carry, loop.report(record)
+
+    return TrainLoop(init=loop.init, step=step, num_iterations=loop.num_episodes)
+
+
+def pool_episodes(loop: EpisodeLoop, carries, width: int):
+    """Play N runs (``carries``: their ``init`` outputs, leading axis N) to the end on
+    ``width`` slots that do not wait for each other: ``(final carries [N], metrics [N,
+    num_episodes, ...])``, the numbers of ``jax.vmap(as_train(episodes_loop(loop)))`` bit for
+    bit (each run makes the same computations on its own carry, only when differs).
+
+    Why: vmapped runs move in lockstep, so every episode of a batch lasts as long as its
+    slowest run's; a tabular Dyna-Q batch of 1000 runs does 4-6x the steps its runs need
+    (issue 24). Here every slot plays one run's episodes back to back, one real step per
+    loop iteration, and takes the next waiting run as soon as its run ends; an ended
+    episode's ``record`` is stored, and the ``report``s (evaluations) run at the end, all
+    at once. The loop ends when every run has; with ``width`` < N the slots' wait for the
+    last runs is shorter than a lockstep batch's (a run's total, not the sum of the
+    episodes' maxima). Every slot steps every iteration (an idle one on garbage, discarded).
+
+    Args:
+      loop: the runs' ``EpisodeLoop``. carries: N initial carries (``vmap(loop.init)``).
+      width: slots, 1 <= width (more than N is N).
+    """
+    n = jax.tree.leaves(carries)[0].shape[0]
+    width = max(1, min(width, n))
+    episodes = loop.num_episodes
+    first = jax.tree.map(lambda x: x[:width], carries)
+    one = jax.tree.map(lambda x: x[0], carries)
+    aux_shape = jax.eval_shape(loop.begin, one)[1]
+    record_shape = jax.eval_shape(
+        lambda c, a: loop.end(c, a, jnp.zeros((), jnp.int32), jnp.zeros(())), one, aux_shape)
+    records = jax.tree.map(lambda s: jnp.zeros((n, episodes, *s.shape), s.dtype), record_shape)
+
+    def where(mask, a, b):
+        return jax.tree.map(lambda x, y: jnp.where(mask.reshape(-1, *[1] * (x.ndim - 1)), x, y),
+                            a, b)
+
+    slots, aux = jax.vmap(loop.begin)(first)
+    state = dict(slots=slots, aux=aux, run=jnp.arange(width, dtype=jnp.int32),
+                 episode=jnp.zeros(width, jnp.int32), length=jnp.zeros(width, jnp.int32),
+                 ret=jnp.zeros(width), next_run=jnp.int32(width), records=records,
+                 finals=carries)
+
+    def body(s):
+        active = s["run"] < n
+        slots, reward, done = jax.vmap(loop.step)(s["slots"])
+        length, ret = s["length"] + 1, s["ret"] + reward
+        ended = done & active
+        record = jax.vmap(loop.end)(slots, s["aux"], length, ret)
+        at = jnp.where(ended, s["run"], n)  # rows out of range are dropped
+        records = jax.tree.map(lambda r, x: r.at[at, s["episode"]].set(x, mode="drop"),
+                               s["records"], record)
+        episode = s["episode"] + ended
+        finished = ended & (episode == episodes)
+        wanted = s["next_run"] + jnp.cumsum(finished) - 1
+        run = jnp.where(finished, jnp.where(wanted < n, wanted, n), s["run"])
+
+        def refill(slots, finals):  # keep the ended runs' carries, start the next runs
+            at = jnp.where(finished, s["run"], n)
+            finals = jax.tree.map(lambda f, x: f.at[at].set(x, mode="drop"), finals, slots)
+            fresh = jax.tree.map(lambda x: x[jnp.minimum(run, n - 1)], carries)
+            return where(finished, fresh, slots), finals
+
+        slots, finals = jax.lax.cond(finished.any(), refill, lambda *x: x, slots, s["finals"])
+        began, aux = jax.vmap(loop.begin)(slots)
+        return dict(slots=where(ended, began, slots), aux=where(ended, aux, s["aux"]), run=run,
+                    episode=jnp.where(finished, 0, episode),
+                    length=jnp.where(ended, 0, length), ret=jnp.where(ended, 0.0, ret),
+                    next_run=s["next_run"] + finished.sum(dtype=jnp.int32), records=records,
+                    finals=finals)
+
+    state = jax.lax.while_loop(lambda s: (s["run"] < n).any(), body, state)
+    # Reports episode by episode: a batch of evaluations waits for its longest, and the
+    # early episodes' evaluations (greedy policies that loop to a cap) are the long ones.
+    by_episode = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), state["records"])
+    metrics = jax.lax.map(jax.vmap(loop.report), by_episode)
+    return state["finals"], jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), metrics)

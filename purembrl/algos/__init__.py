@@ -12,6 +12,11 @@ The contract every algorithm module keeps:
 * ``policy(state, config)``: the trained agent as ``(key, obs [B, ...]) -> action [B, ...]``.
 * optional ``curve(config) -> (x, y)``: the metric names of its learning curve (default
   ``("env_steps", "eval_return")``).
+* optional ``make_episode_loop(config) -> purembrl.loop.EpisodeLoop | None``: where each
+  iteration is one episode, the same run as per-step functions, ``make_loop`` being
+  ``episodes_loop`` of it; ``train`` and ``sweep`` then play the seeds as a pool of runs that
+  do not wait for each other's episodes (``purembrl.loop.pool_episodes``), with the same
+  numbers (tabular Dyna-Q's episode mode).
 
 ``get(name)`` imports one by name for the driver and the command line; the registry below is the
 only place that lists them, so the driver itself knows no algorithm. A user's algorithm (a module

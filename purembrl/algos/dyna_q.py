@@ -27,7 +27,8 @@ leaves: ``jax.vmap`` over a batch of configs sweeps them in one compile.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -44,7 +45,7 @@ from purembrl.config import (
     check_types,
     static,
 )
-from purembrl.loop import TrainLoop, as_train
+from purembrl.loop import EpisodeLoop, TrainLoop, as_train, episodes_loop
 
 ENVS = ("DynaMaze", "BlockingMaze", "ShortcutMaze")
 MODELS = ("deterministic", "counts")
@@ -231,8 +232,20 @@ def sample_categorical(u: jax.Array, probs: jax.Array) -> jax.Array:
     return jnp.minimum(samples, last)
 
 
-def make_loop(config: Config) -> TrainLoop:
-    """The Dyna-Q run as ``init`` / ``step`` (see ``purembrl.loop``)."""
+class Parts(NamedTuple):
+    """A run's pieces, shared by the step-mode loop and the episode loop.
+
+    ``init(key) -> DynaQState``; ``real_step(c) -> (c, reward, done)``: one real step, its
+    Q-learning and model updates and n planning updates; ``evaluate(q, env_state, key) ->
+    (mean return, mean length)`` of greedy episodes on ``q`` (the env as in ``env_state``)."""
+
+    init: Callable[[jax.Array], DynaQState]
+    real_step: Callable[[DynaQState], tuple[DynaQState, jax.Array, jax.Array]]
+    evaluate: Callable[[jax.Array, Any, jax.Array], tuple[jax.Array, jax.Array]]
+
+
+def make_parts(config: Config) -> Parts:
+    """The pieces of a Dyna-Q run for ``config`` (see ``Parts``)."""
     env, env_params = envs.make(config.env, config.env_params)
     env_params = env_params.replace(slip_prob=config.slip_prob,
                                     max_steps_in_episode=config.max_episode_steps)
@@ -331,14 +344,15 @@ def make_loop(config: Config) -> TrainLoop:
                                  (c, jax.random.key_data(key_plan)))
         return c, r, terminated | truncated
 
-    def evaluate(c: DynaQState, key: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Mean undiscounted return and length of greedy episodes (capped at eval_max_steps)."""
+    def evaluate(q: jax.Array, env_now, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Mean undiscounted return and length of greedy episodes on ``q`` (capped at
+        eval_max_steps), a changing maze's walls as in ``env_now``."""
 
         def episode(key):
             key_reset, key_run = jax.random.split(key)
             obs, env_state = env.reset(key_reset, env_params)
             if hasattr(env_state, "total_steps"):  # a maze whose walls move: evaluate it as now
-                env_state = env_state.replace(total_steps=c.env_state.total_steps)
+                env_state = env_state.replace(total_steps=env_now.total_steps)
 
             def cond(x):
                 return ~x[4] & (x[3] < config.eval_max_steps)
@@ -346,7 +360,7 @@ def make_loop(config: Config) -> TrainLoop:
             def body(x):
                 obs, env_state, key, length, _, ret = x
                 key, key_act, key_env = jax.random.split(key, 3)
-                a = value.random_argmax(jax.random.uniform(key_act), c.q[env.obs_to_index(obs)])
+                a = value.random_argmax(jax.random.uniform(key_act), q[env.obs_to_index(obs)])
                 obs, env_state, r, term, trunc, _ = env.step(key_env, env_state, a, env_params)
                 return obs, env_state, key, length + 1, term | trunc, ret + r
 
@@ -358,28 +372,60 @@ def make_loop(config: Config) -> TrainLoop:
         returns, lengths = jax.vmap(episode)(jax.random.split(key, config.eval_episodes))
         return returns.mean(), lengths.mean()
 
-    def episode_step(c: DynaQState, iteration) -> tuple[DynaQState, dict[str, jax.Array]]:
-        """One training episode (to the goal or the time limit), then one evaluation."""
+    return Parts(init=init, real_step=real_step, evaluate=evaluate)
+
+
+@struct.dataclass
+class EpisodeRecord:
+    """What an episode's metrics need, kept when it ends: the greedy evaluation runs later on
+    ``q`` (so a run need not wait for its evaluation, see ``purembrl.loop.pool_episodes``)."""
+
+    q: jax.Array
+    env_state: Any
+    env_steps: jax.Array
+    key_eval: jax.Array
+    length: jax.Array
+    ret: jax.Array
+
+
+def make_episode_loop(config: Config) -> EpisodeLoop | None:
+    """An episode-mode run as an ``EpisodeLoop`` (``purembrl.loop``): one training episode per
+    iteration, then a greedy evaluation on its final Q. ``None`` in step mode. The sweep
+    runs these as a pool of runs that do not wait for each other (issue 24)."""
+    if config.num_steps > 0:
+        return None
+    parts = make_parts(config)
+
+    def begin(c: DynaQState) -> tuple[DynaQState, jax.Array]:
         key, key_eval = jax.random.split(c.key)
-        c = c.replace(key=key)
+        return c.replace(key=key), key_eval
 
-        def body(x):
-            c, length, ret, _ = x
-            c, r, done = real_step(c)
-            return c, length + 1, ret + r, done
+    def end(c: DynaQState, key_eval, length, ret) -> EpisodeRecord:
+        return EpisodeRecord(q=c.q, env_state=c.env_state, env_steps=c.t, key_eval=key_eval,
+                             length=length, ret=ret)
 
-        init = (c, jnp.zeros((), jnp.int32), jnp.zeros(()), jnp.zeros((), bool))
-        c, length, ret, _ = jax.lax.while_loop(lambda x: ~x[3], body, init)
-        eval_return, eval_length = evaluate(c, key_eval)
-        return c, {"steps_per_episode": length, "episode_return": ret, "env_steps": c.t,
-                   "eval_return": eval_return, "eval_length": eval_length}
+    def report(record: EpisodeRecord) -> dict[str, jax.Array]:
+        eval_return, eval_length = parts.evaluate(record.q, record.env_state, record.key_eval)
+        return {"steps_per_episode": record.length, "episode_return": record.ret,
+                "env_steps": record.env_steps, "eval_return": eval_return,
+                "eval_length": eval_length}
+
+    return EpisodeLoop(init=parts.init, begin=begin, step=parts.real_step, end=end,
+                       report=report, num_episodes=config.num_episodes)
+
+
+def make_loop(config: Config) -> TrainLoop:
+    """The Dyna-Q run as ``init`` / ``step`` (see ``purembrl.loop``)."""
+    if config.num_steps == 0:
+        return episodes_loop(make_episode_loop(config))
+    init, real_step, evaluate = make_parts(config)
 
     def steps_step(length: int):
         """``length`` real steps, then one evaluation."""
         def step(c: DynaQState, iteration) -> tuple[DynaQState, dict[str, jax.Array]]:
             key, key_eval = jax.random.split(c.key)
             c = jax.lax.fori_loop(0, length, lambda i, c: real_step(c)[0], c.replace(key=key))
-            eval_return, eval_length = evaluate(c, key_eval)
+            eval_return, eval_length = evaluate(c.q, c.env_state, key_eval)
             return c, {"env_steps": c.t, "cumulative_reward": c.cumulative_reward,
                        "episodes": c.episodes, "eval_return": eval_return,
                        "eval_length": eval_length}
@@ -387,8 +433,6 @@ def make_loop(config: Config) -> TrainLoop:
         return step
 
     n = config.num_iterations
-    if config.num_steps == 0:
-        return TrainLoop(init=init, step=episode_step, num_iterations=n)
     # evaluations every eval_every steps and at the end: the last period may be shorter
     full, tail = steps_step(config.eval_every), config.num_steps - (n - 1) * config.eval_every
     if tail == config.eval_every:

@@ -37,8 +37,14 @@ from purembrl import checkpoint as ckpt
 from purembrl import interrupts
 from purembrl.driver import report, rundir
 from purembrl.driver.devices import is_main_process, shard_batch, to_host
+from purembrl.loop import pool_episodes
 
 CHECKPOINT = "checkpoint.npz"
+DEFAULT_CHUNKS = 10  # Options.num_chunks=None where the whole run cannot go in one piece
+# slots of ``pooled`` per group of lanes: tabular Dyna-Q's Figure 8.2 sweep at 1000 runs per n
+# ran in 14.7 / 12.0-12.6 / 13.5 / 13.1-13.5 / 17.5 s with 32 / 64 / 96 / 128 / 256 slots
+# on a 2-core CPU (benchmarks/RESULTS.md, issue 24)
+POOL_WIDTH = 64
 
 
 def batched(fn, in_axes=0):
@@ -215,7 +221,9 @@ class Options:
     Attributes:
       out: directory for results and the checkpoint (None: nothing is written).
       num_chunks: about how many chunks the run is cut into (progress and checkpoints move
-        between chunks; results do not depend on it).
+        between chunks; results do not depend on it). ``None`` (the default): the whole run
+        in one piece where the batch offers that (``Batch.whole``: runs of episodes that do
+        not wait for each other, ``purembrl.loop.pool_episodes``), else 10 chunks.
       progress: print a progress line after every chunk. table: print the final table.
       checkpoint: save ``out/checkpoint.npz`` after every chunk (needs ``out``).
       resume: continue from that checkpoint (``CheckpointError`` if it is missing, corrupt or
@@ -234,7 +242,7 @@ class Options:
     """
 
     out: str | os.PathLike | None = None
-    num_chunks: int = 10
+    num_chunks: int | None = None
     progress: bool = True
     table: bool = True
     checkpoint: bool = True
@@ -244,6 +252,10 @@ class Options:
     progress_fn: Any = None
 
     def __post_init__(self):
+        if self.num_chunks is not None and (not isinstance(self.num_chunks, int)
+                                            or self.num_chunks < 1):
+            raise ValueError(f"num_chunks={self.num_chunks!r} is invalid: allowed an integer "
+                             ">= 1, or None")
         if self.stop_after_chunks is not None and self.stop_after_chunks < 1:
             raise ValueError(f"stop_after_chunks={self.stop_after_chunks} is invalid: "
                              "allowed >= 1")
@@ -276,6 +288,9 @@ class Batch:
     identity: dict[str, Any]
     curve: tuple[str, str]
     resumes: dict[str, Any] | None = None  # the identity a checkpoint may hold (extend)
+    # ``whole(carry) -> (carry, metrics)``: the whole run at once, the numbers of the chunks
+    # wherever its ``nonfinite`` metric is all False (``pooled``); None: chunks only
+    whole: Any = None
 
 
 def _describe_placement(inputs) -> None:
@@ -333,7 +348,9 @@ def drive(batch: Batch, options: Options):
     chunk by chunk, with progress, checkpoints and resume. Returns ``(carry, metrics, seconds,
     iterations done)``."""
     progress = options.progress and is_main_process()  # ``writing`` made options.out
-    chunk = chunk_length(batch.num_iterations, options.num_chunks)
+    whole = (batch.whole is not None and options.num_chunks is None and not options.resume
+             and options.stop_after_chunks is None and jax.device_count() == 1)
+    chunk = chunk_length(batch.num_iterations, options.num_chunks or DEFAULT_CHUNKS)
     inputs = shard_batch(batch.inputs)
     _describe_placement(inputs)
     init = jax.jit(batch.init)
@@ -350,14 +367,18 @@ def drive(batch: Batch, options: Options):
         print(config_text(batch.label, batch.identity), file=sys.stderr)
         print(f"{batch.label}: memory {description}", file=sys.stderr, flush=True)
         if batch.num_iterations > 0:
-            print(f"{batch.label}: compiling, then the first chunk ({chunk} of "
-                  f"{batch.num_iterations} iterations)", file=sys.stderr, flush=True)
+            what = (f"the whole run ({batch.num_iterations} iterations, runs not waiting for "
+                    "each other)" if whole else
+                    f"the first chunk ({chunk} of {batch.num_iterations} iterations)")
+            print(f"{batch.label}: compiling, then {what}", file=sys.stderr, flush=True)
 
     start = time.perf_counter()
     interrupts.set_out(options.out)
     carry, pieces, done = _start(batch, options, init, inputs)
     display = report.ProgressDisplay(batch.label, batch.num_iterations) if progress else None
     try:
+        if whole:
+            carry, pieces, done = _whole(batch, options, carry, display, start)
         carry, pieces, done = _chunks(batch, options, run_chunk, chunk, carry, pieces, done,
                                       display, start)
     finally:
@@ -368,6 +389,82 @@ def drive(batch: Batch, options: Options):
     if not pieces:
         raise ValueError("the run has no iterations to report")
     return to_host(carry), concat(pieces), seconds, done
+
+
+def _whole(batch: Batch, options: Options, carry, display, start: float):
+    """``drive``'s run in one piece (``Batch.whole``), then the checkpoint, the progress and
+    ``progress_fn`` as after a last chunk. If a run's numbers went non-finite, nothing is
+    kept and the chunks redo the batch from the start under the per-iteration guard (which
+    decides where each diverged run stops); ``(carry, [], 0)`` then."""
+    new, metrics = jax.jit(batch.whole)(carry)
+    metrics = jax.tree.map(np.asarray, to_host(metrics))
+    if bool(metrics["nonfinite"].any()):
+        if display is not None:
+            print(f"{batch.label}: a run went non-finite; redoing the batch in chunks with the "
+                  "divergence guard", file=sys.stderr, flush=True)
+        return carry, [], 0
+    done = batch.num_iterations
+    if options.checkpoint_path is not None and options.checkpoint:
+        _save(batch, options, new, metrics, done)
+    interrupts.set_graceful(True)
+    if display is not None:
+        display.update(done, metrics, batch.curve, time.perf_counter() - start, eta=0.0,
+                       first=True, steps_per_second=None)
+    if options.progress_fn is not None and is_main_process():
+        options.progress_fn(done, metrics)
+    return new, [metrics], done
+
+
+def episode_loop(algo: ModuleType, config: Any):
+    """``algo.make_episode_loop(config)`` (an ``EpisodeLoop``: runs whose iterations are
+    episodes), or None where the algorithm or this config has none."""
+    make = getattr(algo, "make_episode_loop", None)
+    return None if make is None else make(config)
+
+
+def pooled(loop, groups: np.ndarray | None = None, width: int = POOL_WIDTH):
+    """``Batch.whole`` for a batch of guarded runs of one ``EpisodeLoop`` (carry ``(state,
+    healthy)``, lanes leading): ``purembrl.loop.pool_episodes`` on ``width`` slots per group
+    of lanes (``groups``: ``sweeps.lane_groups``'s order, a ``lax.map`` over groups; None:
+    one group). ``loop`` may be a function ``states -> EpisodeLoop`` of one group's states
+    (a sweep fixes the settings its group shares, so that a loop's trip count is not
+    batched: ``sweeps.sweep_member_episodes``).
+
+    The divergence guard, in one piece: an iteration is marked ``nonfinite`` (and every one
+    after it) where a float in the carry at its episode's end, or in its metrics, or in the
+    run's final carry, is not finite. ``drive`` keeps the result only if no run was marked;
+    otherwise the chunks redo the batch under the per-iteration guard. While every number is
+    finite the result is the chunks' bit for bit."""
+    def checked(loop):
+        return loop._replace(
+            end=lambda c, aux, length, ret: (loop.end(c, aux, length, ret), _all_finite(c)),
+            report=lambda record: {**loop.report(record[0]), "_finite": record[1]})
+
+    def play(states):
+        lanes = jax.tree.leaves(states)[0].shape[0]
+        return pool_episodes(checked(loop(states) if callable(loop) else loop), states,
+                             min(width, lanes))
+
+    def whole(carry):
+        states, healthy = carry
+        if groups is None:
+            finals, metrics = play(states)
+        else:
+            order, inverse = groups.reshape(-1), np.argsort(groups.reshape(-1))
+            split = jax.tree.map(lambda x: x[order].reshape(*groups.shape, *x.shape[1:]),
+                                 states)
+            finals, metrics = jax.tree.map(
+                lambda x: x.reshape(order.size, *x.shape[2:])[inverse],
+                jax.lax.map(play, split))
+        ok = metrics.pop("_finite") & healthy[:, None]
+        for value in metrics.values():
+            if jnp.issubdtype(value.dtype, jnp.inexact):
+                ok &= jnp.isfinite(value).reshape(*value.shape[:2], -1).all(axis=2)
+        ok = ok.at[:, -1].set(ok[:, -1] & jax.vmap(_all_finite)(finals))
+        nonfinite = jnp.cumsum(~ok, axis=1) > 0
+        return (finals, ~nonfinite[:, -1]), {**metrics, "nonfinite": nonfinite}
+
+    return whole
 
 
 def _chunks(batch: Batch, options: Options, run_chunk, chunk: int, carry, pieces: list,

@@ -53,13 +53,15 @@ def run(algo: ModuleType, config: Any, num_seeds: int = 1, *, seed: int = 0,
     if num_seeds < 1:
         raise ValueError(f"num_seeds={num_seeds} is invalid: allowed an integer >= 1")
     loop = algo.make_loop(config)
+    episodes = engine.episode_loop(algo, config)
     init, scan_steps = engine.guarded(loop.init, loop.step)
     batch = engine.Batch(
         label=f"[{report.algo_name(algo)}] seeds {num_seeds}", init=engine.batched(init),
         scan_steps=engine.batched(scan_steps, in_axes=(0, None, None)),
         inputs=(engine.seed_keys(seed, num_seeds),), num_iterations=loop.num_iterations,
         identity=run_identity(algo, config, seed, num_seeds), curve=curve,
-        resumes=extended_identity(algo, config, seed, num_seeds, opts) if opts.extend else None)
+        resumes=extended_identity(algo, config, seed, num_seeds, opts) if opts.extend else None,
+        whole=None if episodes is None else engine.pooled(episodes))
     with engine.writing(opts):  # one writer per run directory
         carry, metrics, seconds, done = engine.drive(batch, opts)
         result = RunResult(state=carry[0], metrics=metrics, seconds=seconds, curve=curve,
