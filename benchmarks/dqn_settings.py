@@ -41,7 +41,8 @@ restores it: one-step targets, 100 rollouts per env step on the schedule (1, 10,
 the rows of RESULTS.md stay reproducible; ``mbpo_default`` is the preset as it is now (the
 same as ``mbpo_preset_n10_m10_h10_r20``):
 
-* ``mbpo_true_acrobot`` (for ``--env Acrobot-v1``, which has no MBPO preset): the CartPole
+* ``mbpo_true_acrobot`` (for ``--env Acrobot-v1``; its MBPO preset is ``mbpo_acrobot_known_proj``
+  since 2026-12-05, and these settings set every field that differs from it): the CartPole
   preset's learner, minibatches, warm-up and multi-step rollouts, with the true dynamics;
   ``mbpo_acrobot``: the same with the learned ensemble (reward and termination learned);
   ``mbpo_acrobot_h5``: its model branches 5 steps long instead of 10 (5-step returns along
@@ -126,10 +127,12 @@ def _one_step(n_step=1, **learner) -> dict:
 MBPO_ONESTEP = {"n_step": 1, "model_n_step": 1, "rollouts_per_step": 100,
                 "rollout_schedule": (1, 10, 1, 5)}
 
-# Acrobot has no MBPO preset: the CartPole preset's learner, minibatches, warm-up and multi-step
-# rollouts (the base of the mbpo_*acrobot settings)
+# The CartPole preset's learner, minibatches, warm-up and multi-step rollouts, with the reward
+# and termination learned (the base of the mbpo_*acrobot settings; since 2026-12-05 Acrobot's
+# MBPO preset is mbpo_acrobot_known_proj, so the known functions are switched off explicitly)
 MBPO_ACROBOT = {"n_step": 10, "model_n_step": 10, "rollout_schedule": (1, 1, 10, 10),
-                "rollouts_per_step": 20,
+                "rollouts_per_step": 20, "known_reward": False, "known_termination": False,
+                "project_obs": False,
                 **{k: mbpo.PRESETS["CartPole-v1"][k] for k in (
                     "batch_size", "updates_per_step", "real_ratio", "rollout_freq",
                     "initial_random_steps", "learner")}}

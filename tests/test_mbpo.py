@@ -185,15 +185,25 @@ def test_presets_and_errors():
     cartpole = mbpo.Config.for_env(env="CartPole-v1")
     assert cartpole.total_steps == mbpo.PRESETS["CartPole-v1"]["total_steps"]
     assert isinstance(cartpole.learner, DQNConfig)
-    generic = mbpo.Config.for_env(env="Acrobot-v1")
-    assert generic == mbpo.Config(env="Acrobot-v1")  # no preset: the class's defaults
+    generic = mbpo.Config.for_env(env="MountainCarContinuous-v0")
+    assert generic == mbpo.Config(env="MountainCarContinuous-v0")  # no preset: the defaults
     assert generic.updates_per_step == 20 and generic.real_ratio == 0.05  # the paper's
     assert generic.model == dynamics.EnsembleConfig()  # MBPO's ensemble, the paper's batch 256
     pendulum = mbpo.Config.for_env(env="Pendulum-v1")
     assert pendulum.model.batch_size == 32 and pendulum.rollout_freq == 1
     # a model given in full replaces the preset's
     assert mbpo.Config.for_env(env="Pendulum-v1", model=TINY_MODEL).model == TINY_MODEL
-    assert generic.learner is None  # the env's action space chooses: DQN for Acrobot
+    assert generic.learner is None  # the env's action space chooses: SAC here
+    # Acrobot's preset is the setting measured in benchmarks/dqn_settings.py
+    acrobot = mbpo.Config.for_env(env="Acrobot-v1")
+    assert acrobot.known_reward and acrobot.known_termination and acrobot.project_obs
+    assert isinstance(acrobot.learner, DQNConfig) and acrobot.total_steps == 10_000
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    import dqn_settings
+
+    measured = {**dqn_settings.MBPO_ONESTEP, **dqn_settings.SETTINGS["mbpo_acrobot_known_proj"]}
+    assert acrobot == mbpo.Config.for_env(env="Acrobot-v1", total_steps=10_000, eval_every=500,
+                                          eval_episodes=10, **measured)
     with pytest.raises(ValueError, match="learner=SACConfig is invalid for this env"):
         mbpo.make_train(mbpo.Config.for_env(env="CartPole-v1", learner=SACConfig()))
     with pytest.raises(ValueError, match="learner=DQNConfig is invalid for this env"):
