@@ -98,16 +98,16 @@ def pool_episodes(loop: EpisodeLoop, carries, width: int):
     """Play N runs (``carries``: their ``init`` outputs, leading axis N) to the end on
     ``width`` slots that do not wait for each other: ``(final carries [N], metrics [N,
     num_episodes, ...])``, the numbers of ``jax.vmap(as_train(episodes_loop(loop)))`` bit for
-    bit (each run makes the same computations on its own carry, only when differs).
+    bit (each run makes the same computations on its own carry; only their timing differs).
 
     Why: vmapped runs move in lockstep, so every episode of a batch lasts as long as its
     slowest run's; a tabular Dyna-Q batch of 1000 runs does 4-6x the steps its runs need
     (issue 24). Here every slot plays one run's episodes back to back, one real step per
     loop iteration, and takes the next waiting run as soon as its run ends; an ended
-    episode's ``record`` is stored, and the ``report``s (evaluations) run at the end, all
-    at once. The loop ends when every run has; with ``width`` < N the slots' wait for the
-    last runs is shorter than a lockstep batch's (a run's total, not the sum of the
-    episodes' maxima). Every slot steps every iteration (an idle one on garbage, discarded).
+    episode's ``record`` is stored, and the ``report``s (evaluations) run at the end, one
+    episode index at a time. The loop ends when every run has; with ``width`` < N the slots'
+    wait for the last runs is shorter than a lockstep batch's (a run's total, not the sum of
+    the episodes' maxima). Every slot steps every iteration (an idle one on garbage, discarded).
 
     Args:
       loop: the runs' ``EpisodeLoop``. carries: N initial carries (``vmap(loop.init)``).

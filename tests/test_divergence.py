@@ -6,19 +6,13 @@ import types
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import struct
 
 from purembrl import run
 from purembrl.algos import sac
 from purembrl.learners import SACConfig
 from purembrl.loop import TrainLoop
 
-
-@struct.dataclass
-class GrowConfig:
-    env: str = struct.field(pytree_node=False, default="none")
-    iterations: int = struct.field(pytree_node=False, default=12)
-    low: float = struct.field(pytree_node=False, default=20.0)
+from .helpers import GrowConfig
 
 
 def grow_module():

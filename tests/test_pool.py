@@ -9,12 +9,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import struct
 
 from purembrl import run
 from purembrl.algos import dyna_q
 from purembrl.driver import engine
 from purembrl.loop import EpisodeLoop, episodes_loop, pool_episodes
+
+from .helpers import GrowConfig
 
 
 def raw(tree):
@@ -70,13 +71,6 @@ def test_run_and_sweep_take_the_pool_and_match_their_chunks(capsys):
         assert_same(whole.state, chunked.state)
 
 
-@struct.dataclass
-class GrowConfig:
-    env: str = struct.field(pytree_node=False, default="none")
-    episodes: int = struct.field(pytree_node=False, default=12)
-    low: float = struct.field(pytree_node=False, default=20.0)
-
-
 def grow_module():
     """A stand-in episode-indexed algorithm: w starts at 10^(low + 20u) (u uniform per seed)
     and grows 10x per step; an episode lasts 1-3 steps (the seed's own), so with low = 20
@@ -96,7 +90,7 @@ def grow_module():
             end=lambda c, aux, length, ret: {"w": c["w"], "t": c["t"], "length": length},
             report=lambda r: {"env_steps": r["t"], "eval_return": jnp.log10(r["w"]),
                               "length": r["length"]},
-            num_episodes=config.episodes)
+            num_episodes=config.iterations)
 
     module = types.ModuleType("grow_episodes")
     module.make_episode_loop = make_episode_loop

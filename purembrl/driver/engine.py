@@ -415,6 +415,20 @@ def _whole(batch: Batch, options: Options, carry, display, start: float):
     return new, [metrics], done
 
 
+def by_groups(fn, groups: np.ndarray):
+    """``fn`` of a batch (leading lane axis) applied group by group: the lanes reordered into
+    ``groups`` (``[groups, lanes per group]``, ``sweeps.lane_groups``'s order), one call per
+    group under ``lax.map`` (one compile), the outputs put back in lane order."""
+    order, inverse = groups.reshape(-1), np.argsort(groups.reshape(-1))
+
+    def call(batch):
+        split = jax.tree.map(lambda x: x[order].reshape(*groups.shape, *x.shape[1:]), batch)
+        return jax.tree.map(lambda x: x.reshape(order.size, *x.shape[2:])[inverse],
+                            jax.lax.map(fn, split))
+
+    return call
+
+
 def episode_loop(algo: ModuleType, config: Any):
     """``algo.make_episode_loop(config)`` (an ``EpisodeLoop``: runs whose iterations are
     episodes), or None where the algorithm or this config has none."""
@@ -447,15 +461,7 @@ def pooled(loop, groups: np.ndarray | None = None, width: int = POOL_WIDTH):
 
     def whole(carry):
         states, healthy = carry
-        if groups is None:
-            finals, metrics = play(states)
-        else:
-            order, inverse = groups.reshape(-1), np.argsort(groups.reshape(-1))
-            split = jax.tree.map(lambda x: x[order].reshape(*groups.shape, *x.shape[1:]),
-                                 states)
-            finals, metrics = jax.tree.map(
-                lambda x: x.reshape(order.size, *x.shape[2:])[inverse],
-                jax.lax.map(play, split))
+        finals, metrics = play(states) if groups is None else by_groups(play, groups)(states)
         ok = metrics.pop("_finite") & healthy[:, None]
         for value in metrics.values():
             if jnp.issubdtype(value.dtype, jnp.inexact):
