@@ -76,11 +76,24 @@ def figure_8_2(args) -> dict:
     experiment()
     t_warm = time.perf_counter() - start
 
-    baseline, t_numpy = None, None
-    if not args.no_baseline:
-        start = time.perf_counter()
-        baseline = numpy_dyna_q.figure_8_2(runs=runs, ns=ns, episodes=episodes, seed=args.seed)
-        t_numpy = time.perf_counter() - start
+    baseline, numpy_times = None, []
+
+    def numpy_loop():
+        nonlocal baseline
+        if not args.no_baseline:
+            start = time.perf_counter()
+            baseline = numpy_dyna_q.figure_8_2(runs=runs, ns=ns, episodes=episodes,
+                                               seed=args.seed)
+            numpy_times.append(time.perf_counter() - start)
+
+    # the NumPy loop and the sweep command take turns (``--repeat`` rounds, medians): this
+    # machine's speed drifts by 10-15% within minutes, which one round each cannot separate
+    sweep = (sweep_command(args.sweep_seeds, ns, args.repeat, before_each=numpy_loop)
+             if args.sweep_seeds else None)
+    if sweep is None:
+        for _ in range(args.repeat):
+            numpy_loop()
+    t_numpy = float(np.median(numpy_times)) if numpy_times else None
 
     print(f"\nFigure 8.2: Dyna maze, {runs} runs, mean steps per episode")
     cols = list(range(2, 11)) + [50]
@@ -113,14 +126,15 @@ def figure_8_2(args) -> dict:
     print(f"  purembrl, jit(vmap) over {runs} runs x {len(ns)} n, compile included: "
           f"{t_ours:.2f} s (without compile: {t_warm:.2f} s)")
     if t_numpy is not None:
-        print(f"  NumPy loop, same experiment: {t_numpy:.2f} s")
+        print(f"  NumPy loop, same experiment: {t_numpy:.2f} s (median of "
+              f"{', '.join(f'{t:.2f}' for t in numpy_times)})")
         print(f"  speed-up: {t_numpy / t_ours:.1f}x with compile, {t_numpy / t_warm:.1f}x "
               f"without (goal: 30x with compile)")
-    if args.sweep_seeds:
-        sweep = sweep_command(args.sweep_seeds, ns)
+    if sweep is not None:
         print(f"  the command `{sweep['command']}`: {sweep['seconds']:.2f} s for "
-              f"{args.sweep_seeds} runs x {len(ns)} n, from start to end (compile cache "
-              f"empty; the same command again, cache warm: {sweep['warm_seconds']:.2f} s)")
+              f"{args.sweep_seeds} runs x {len(ns)} n, from start to end, compile cache empty "
+              f"(median of {', '.join(f'{t:.2f}' for t in sweep['cold'])}; the same command "
+              f"again, cache warm: {sweep['warm_seconds']:.2f} s)")
         if t_numpy is not None:
             per_run = (t_numpy / runs) / (sweep["seconds"] / args.sweep_seeds)
             print(f"  against the NumPy loop's {runs} runs: {t_numpy / sweep['seconds']:.2f}x "
@@ -138,26 +152,36 @@ def figure_8_2(args) -> dict:
             "t_numpy": t_numpy, "ok": all(ok for _, ok in verdicts)}
 
 
-def sweep_command(seeds: int, ns) -> dict:
-    """Figure 8.2 through ``python -m purembrl sweep``, timed from start to end: its seconds
-    and the steps per episode of every run, ``{n: [seeds, 50]}``."""
-    with tempfile.TemporaryDirectory() as out, tempfile.TemporaryDirectory() as cache:
+def sweep_command(seeds: int, ns, repeat: int = 1, before_each=None) -> dict:
+    """Figure 8.2 through ``python -m purembrl sweep``, timed from start to end, ``repeat``
+    times with an empty compile cache (``before_each()`` called before each: the NumPy loop
+    takes turns with it), then once more with the cache warm: the median and every cold
+    time, the warm time, and the steps per episode of every run, ``{n: [seeds, 50]}``."""
+    with tempfile.TemporaryDirectory() as out:
         command = [sys.executable, "-m", "purembrl", "sweep", "dyna_q", "--env", "DynaMaze",
                    "--grid", "planning_steps=" + ",".join(map(str, ns)), "--seeds", str(seeds),
                    "--set", "num_episodes=50", "--quiet", "--out", out, "--overwrite"]
-        env = {**os.environ, "PUREMBRL_CACHE_DIR": cache}  # a first run: nothing compiled yet
-        times = []
-        for _ in range(2):  # then the same command again, as a user repeating it
+
+        def timed(cache: str) -> float:
+            env = {**os.environ, "PUREMBRL_CACHE_DIR": cache}
             start = time.perf_counter()
             subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
-            times.append(time.perf_counter() - start)
-        seconds = times[0]
+            return time.perf_counter() - start
+
+        cold = []
+        with tempfile.TemporaryDirectory() as cache:
+            for i in range(repeat):
+                if before_each is not None:
+                    before_each()
+                fresh = os.path.join(cache, str(i))  # a first run: nothing compiled yet
+                cold.append(timed(fresh))
+            warm = timed(fresh)  # the same command again, as a user repeating it
         with open(os.path.join(out, "sweep.json")) as f:
             data = json.load(f)
     steps = np.asarray(data["metrics"]["steps_per_episode"])  # [points, seeds, episodes]
     shown = " ".join(command[1:command.index("--quiet")])
-    return {"seconds": seconds, "warm_seconds": times[1], "command": f"python {shown}",
-            "steps": {n: steps[i] for i, n in enumerate(ns)}}
+    return {"seconds": float(np.median(cold)), "cold": cold, "warm_seconds": warm,
+            "command": f"python {shown}", "steps": {n: steps[i] for i, n in enumerate(ns)}}
 
 
 def changing_maze(env: str, num_steps: int, planning_steps: int, kappa: float, args) -> dict:
@@ -244,6 +268,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-baseline", action="store_true", help="skip the NumPy loop")
     parser.add_argument("--sweep-seeds", type=int, default=1000,
                         help="runs per n of Figure 8.2 through the sweep command (0: skip)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="timed rounds of the NumPy loop and the sweep command (medians)")
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     ok = True

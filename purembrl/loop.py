@@ -121,11 +121,8 @@ def pool_episodes(loop: EpisodeLoop, carries, width: int):
     aux_shape = jax.eval_shape(loop.begin, one)[1]
     record_shape = jax.eval_shape(
         lambda c, a: loop.end(c, a, jnp.zeros((), jnp.int32), jnp.zeros(())), one, aux_shape)
-    records = jax.tree.map(lambda s: jnp.zeros((n, episodes, *s.shape), s.dtype), record_shape)
-
-    def where(mask, a, b):
-        return jax.tree.map(lambda x, y: jnp.where(mask.reshape(-1, *[1] * (x.ndim - 1)), x, y),
-                            a, b)
+    # episode-major, as the reports read them
+    records = jax.tree.map(lambda s: jnp.zeros((episodes, n, *s.shape), s.dtype), record_shape)
 
     slots, aux = jax.vmap(loop.begin)(first)
     state = dict(slots=slots, aux=aux, run=jnp.arange(width, dtype=jnp.int32),
@@ -133,37 +130,42 @@ def pool_episodes(loop: EpisodeLoop, carries, width: int):
                  ret=jnp.zeros(width), next_run=jnp.int32(width), records=records,
                  finals=carries)
 
+    def close(x):
+        """The lowest-numbered slot whose episode ended: store its record; if its run is
+        over, take the next run; begin its next episode. One slot at a time, so that XLA
+        updates the tables in place (a select over every slot copied them each step)."""
+        s, todo = x
+        i = jnp.argmax(todo)
+        run, episode = s["run"][i], s["episode"][i] + 1
+        # The slot's carry goes to ``finals`` at every episode's end (the last one stays), and
+        # what follows reads it back from there: every read of the slots then comes before
+        # their update below, which XLA can then make in place instead of copying them.
+        finals = jax.tree.map(lambda f, v: f.at[run].set(v[i]), s["finals"], s["slots"])
+        one = jax.tree.map(lambda f: f[run], finals)
+        record = loop.end(one, jax.tree.map(lambda v: v[i], s["aux"]), s["length"][i],
+                          s["ret"][i])
+        records = jax.tree.map(lambda r, v: r.at[episode - 1, run].set(v), s["records"], record)
+        finished = episode == episodes
+        next_run = jnp.where(finished, s["next_run"], run)  # this slot's run from now on
+        fresh = jax.tree.map(lambda c: c[jnp.minimum(next_run, n - 1)], carries)
+        one, aux = loop.begin(jax.tree.map(lambda a, b: jnp.where(finished, a, b), fresh, one))
+        put = lambda all_, v: all_.at[i].set(v)  # noqa: E731
+        s = dict(slots=jax.tree.map(put, s["slots"], one), aux=jax.tree.map(put, s["aux"], aux),
+                 run=s["run"].at[i].set(jnp.minimum(next_run, n)),
+                 episode=s["episode"].at[i].set(jnp.where(finished, 0, episode)),
+                 length=s["length"].at[i].set(0), ret=s["ret"].at[i].set(0.0),
+                 next_run=s["next_run"] + finished.astype(jnp.int32), records=records,
+                 finals=finals)
+        return s, todo.at[i].set(False)
+
     def body(s):
         active = s["run"] < n
         slots, reward, done = jax.vmap(loop.step)(s["slots"])
-        length, ret = s["length"] + 1, s["ret"] + reward
-        ended = done & active
-        record = jax.vmap(loop.end)(slots, s["aux"], length, ret)
-        at = jnp.where(ended, s["run"], n)  # rows out of range are dropped
-        records = jax.tree.map(lambda r, x: r.at[at, s["episode"]].set(x, mode="drop"),
-                               s["records"], record)
-        episode = s["episode"] + ended
-        finished = ended & (episode == episodes)
-        wanted = s["next_run"] + jnp.cumsum(finished) - 1
-        run = jnp.where(finished, jnp.where(wanted < n, wanted, n), s["run"])
-
-        def refill(slots, finals):  # keep the ended runs' carries, start the next runs
-            at = jnp.where(finished, s["run"], n)
-            finals = jax.tree.map(lambda f, x: f.at[at].set(x, mode="drop"), finals, slots)
-            fresh = jax.tree.map(lambda x: x[jnp.minimum(run, n - 1)], carries)
-            return where(finished, fresh, slots), finals
-
-        slots, finals = jax.lax.cond(finished.any(), refill, lambda *x: x, slots, s["finals"])
-        began, aux = jax.vmap(loop.begin)(slots)
-        return dict(slots=where(ended, began, slots), aux=where(ended, aux, s["aux"]), run=run,
-                    episode=jnp.where(finished, 0, episode),
-                    length=jnp.where(ended, 0, length), ret=jnp.where(ended, 0.0, ret),
-                    next_run=s["next_run"] + finished.sum(dtype=jnp.int32), records=records,
-                    finals=finals)
+        s = {**s, "slots": slots, "length": s["length"] + 1, "ret": s["ret"] + reward}
+        return jax.lax.while_loop(lambda x: x[1].any(), close, (s, done & active))[0]
 
     state = jax.lax.while_loop(lambda s: (s["run"] < n).any(), body, state)
     # Reports episode by episode: a batch of evaluations waits for its longest, and the
     # early episodes' evaluations (greedy policies that loop to a cap) are the long ones.
-    by_episode = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), state["records"])
-    metrics = jax.lax.map(jax.vmap(loop.report), by_episode)
+    metrics = jax.lax.map(jax.vmap(loop.report), state["records"])
     return state["finals"], jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), metrics)

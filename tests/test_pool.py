@@ -47,6 +47,36 @@ def test_pool_equals_the_lockstep_batch_bit_for_bit(fields):
         assert_same(finals, state)
 
 
+def test_pooled_parts_on_threads_give_the_same_numbers():
+    """``engine.pooled`` cuts the lanes in one part per worker thread; the numbers may not
+    depend on the cut (6 lanes: 1, 2 and 3 parts; 4 workers do not divide 6, so 3; 6 would
+    leave parts of one lane, whose programs differ from a batch's in the last bits, so 3)."""
+    config = dyna_q.Config.for_env(planning_steps=3, num_episodes=4)
+    loop = dyna_q.make_episode_loop(config)
+    states = jax.vmap(loop.init)(jax.random.split(jax.random.key(5), 6))
+    carry = (states, jnp.ones(6, bool))
+    one = engine.pooled(loop, width=2, workers=1)(carry)
+    for workers in (2, 3, 4, 6):
+        assert_same(engine.pooled(loop, width=2, workers=workers)(carry), one)
+    assert not np.asarray(one[1]["nonfinite"]).any()
+
+
+def test_pooled_memory_counts_the_episode_records():
+    """A whole run keeps every episode's record until the reports: its estimate counts them
+    (a record per episode per run, plus the guard's finite flag), beside the carry twice."""
+    config = dyna_q.Config.for_env(planning_steps=3, num_episodes=4)
+    loop = dyna_q.make_episode_loop(config)
+    carry = jax.eval_shape(lambda k: (jax.vmap(loop.init)(k), jnp.ones(6, bool)),
+                           jax.random.split(jax.random.key(5), 6))
+    record = jax.eval_shape(
+        lambda k: (c := loop.init(k), loop.end(c, loop.begin(c)[1], jnp.int32(0), 0.0))[1],
+        jax.random.key(0))
+    record_bytes = (engine.nbytes(record) + 1) * 4 * 6
+    total, text = engine.pooled(loop, width=2).memory(carry)
+    assert f"episode records {engine.human(record_bytes)}" in text
+    assert total >= 2 * engine.nbytes(carry[0]) + record_bytes
+
+
 def test_step_mode_has_no_episode_loop():
     assert dyna_q.make_episode_loop(dyna_q.Config.for_env(num_steps=100)) is None
 
@@ -122,7 +152,7 @@ def test_pooled_marks_the_episode_where_a_run_went_non_finite():
     loop = module.make_episode_loop(GrowConfig())
     keys = run.seed_keys(0, 6)
     states = jax.vmap(loop.init)(keys)
-    (_, healthy), metrics = jax.jit(engine.pooled(loop, width=4))((states, jnp.ones(6, bool)))
+    (_, healthy), metrics = engine.pooled(loop, width=4)((states, jnp.ones(6, bool)))
     finite = np.isfinite(np.asarray(metrics["eval_return"]))
     flags = np.asarray(metrics["nonfinite"])
     for lane in range(6):

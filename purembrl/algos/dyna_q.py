@@ -294,8 +294,8 @@ def make_parts(config: Config) -> Parts:
     num_uniforms = 2 + (config.num_next_samples if config.model == "counts" else 0)
 
     def planning_update(i, carry):
-        c, key_data = carry
-        u = counter_uniforms(key_data, i, num_uniforms)
+        c, draws = carry  # the updates' uniforms [n, K], or the planning key's data
+        u = counter_uniforms(draws, i, num_uniforms) if draws.ndim == 1 else draws[i]
         s = c.observed[jnp.minimum(jnp.floor(u[0] * c.num_observed).astype(jnp.int32),
                                    c.num_observed - 1)]
         allowed = jnp.ones((num_actions,), bool) if config.plus else c.tried[s]
@@ -303,7 +303,7 @@ def make_parts(config: Config) -> Parts:
         target = planning_target(c, u[2:], s, a)
         if config.plus:
             target += config.kappa * jnp.sqrt((c.t - c.last_tried[s, a]).astype(jnp.float32))
-        return c.replace(q=c.q.at[s, a].add(config.alpha * (target - c.q[s, a]))), key_data
+        return c.replace(q=c.q.at[s, a].add(config.alpha * (target - c.q[s, a]))), draws
 
     def real_step(c: DynaQState) -> tuple[DynaQState, jax.Array, jax.Array]:
         """One real step, its Q-learning and model updates, then n planning updates."""
@@ -331,7 +331,9 @@ def make_parts(config: Config) -> Parts:
             q=c.q.at[s, a].add(config.alpha * (target - c.q[s, a])),
             tried=c.tried.at[s, a].set(True),
             last_tried=c.last_tried.at[s, a].set(c.t + 1),
-            observed=jnp.where(first_visit, c.observed.at[c.num_observed].set(s), c.observed),
+            # a dropped write, not a select of two tables: XLA then updates it in place
+            observed=c.observed.at[jnp.where(first_visit, c.num_observed, num_states)].set(
+                s, mode="drop"),
             num_observed=c.num_observed + first_visit,
             obs=obs,
             env_state=env_state,
@@ -340,8 +342,13 @@ def make_parts(config: Config) -> Parts:
             cumulative_reward=c.cumulative_reward + r,
             key=key,
         )
-        c, _ = jax.lax.fori_loop(0, config.planning_steps, planning_update,
-                                 (c, jax.random.key_data(key_plan)))
+        draws = jax.random.key_data(key_plan)
+        if not isinstance(config.planning_steps, jax.core.Tracer) and config.planning_steps:
+            # n known: every update's uniforms in one vectorised hash instead of n (the
+            # same numbers: the draws are counter-based); a swept n draws them one by one
+            draws = jax.vmap(counter_uniforms, in_axes=(None, 0, None))(
+                draws, jnp.arange(config.planning_steps), num_uniforms)
+        c, _ = jax.lax.fori_loop(0, config.planning_steps, planning_update, (c, draws))
         return c, r, terminated | truncated
 
     def evaluate(q: jax.Array, env_now, key: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -18,6 +18,7 @@ itself right after its k-th checkpoint of this call.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import math
 import os
@@ -37,14 +38,15 @@ from purembrl import checkpoint as ckpt
 from purembrl import interrupts
 from purembrl.driver import report, rundir
 from purembrl.driver.devices import is_main_process, shard_batch, to_host
-from purembrl.loop import pool_episodes
+from purembrl.loop import EpisodeLoop, pool_episodes
 
 CHECKPOINT = "checkpoint.npz"
 DEFAULT_CHUNKS = 10  # Options.num_chunks=None where the whole run cannot go in one piece
-# slots of ``pooled`` per group of lanes: tabular Dyna-Q's Figure 8.2 sweep at 1000 runs per n
-# ran in 14.7 / 12.0-12.6 / 13.5 / 13.1-13.5 / 17.5 s with 32 / 64 / 96 / 128 / 256 slots
-# on a 2-core CPU (benchmarks/RESULTS.md, issue 24)
-POOL_WIDTH = 64
+# slots of ``pooled`` per part of a group of lanes: on a 2-core CPU, the pooled runs of tabular
+# Dyna-Q's Figure 8.2 sweep at 1000 runs per n (two parts of 500 per n) took 5.3-5.5 s with
+# 128 slots and 5.7 s with 64; one n = 50 group alone 4.3 s (32: 7.7 s, 64: 5.4 s, 96: 5.0 s,
+# 192: 7.4 s) (benchmarks/RESULTS.md, issue 24)
+POOL_WIDTH = 128
 
 
 def batched(fn, in_axes=0):
@@ -289,7 +291,8 @@ class Batch:
     curve: tuple[str, str]
     resumes: dict[str, Any] | None = None  # the identity a checkpoint may hold (extend)
     # ``whole(carry) -> (carry, metrics)``: the whole run at once, the numbers of the chunks
-    # wherever its ``nonfinite`` metric is all False (``pooled``); None: chunks only
+    # wherever its ``nonfinite`` metric is all False (``pooled``), with ``whole.memory(carry
+    # shapes) -> (bytes, description)`` if it has one; None: chunks only
     whole: Any = None
 
 
@@ -358,10 +361,13 @@ def drive(batch: Batch, options: Options):
     run_chunk = jax.jit(batch.scan_steps, static_argnums=2, donate_argnums=donate)
 
     state_shape = init.eval_shape(*inputs)  # traced once: the calls below reuse the trace
-    chunk_metrics = run_chunk.eval_shape(state_shape, jnp.int32(0), chunk)[1]
-    num_runs = jax.tree.leaves(batch.inputs)[0].shape[0]
-    total, description = memory_estimate(state_shape, chunk_metrics, chunk,
-                                         batch.num_iterations, num_runs)
+    if whole and hasattr(batch.whole, "memory"):  # the chunks' program is then not traced
+        total, description = batch.whole.memory(state_shape)
+    else:
+        chunk_metrics = run_chunk.eval_shape(state_shape, jnp.int32(0), chunk)[1]
+        num_runs = jax.tree.leaves(batch.inputs)[0].shape[0]
+        total, description = memory_estimate(state_shape, chunk_metrics, chunk,
+                                             batch.num_iterations, num_runs)
     check_memory(total, description, available_memory())
     if progress:
         print(config_text(batch.label, batch.identity), file=sys.stderr)
@@ -396,7 +402,7 @@ def _whole(batch: Batch, options: Options, carry, display, start: float):
     ``progress_fn`` as after a last chunk. If a run's numbers went non-finite, nothing is
     kept and the chunks redo the batch from the start under the per-iteration guard (which
     decides where each diverged run stops); ``(carry, [], 0)`` then."""
-    new, metrics = jax.jit(batch.whole)(carry)
+    new, metrics = batch.whole(carry)
     metrics = jax.tree.map(np.asarray, to_host(metrics))
     if bool(metrics["nonfinite"].any()):
         if display is not None:
@@ -436,41 +442,148 @@ def episode_loop(algo: ModuleType, config: Any):
     return None if make is None else make(config)
 
 
-def pooled(loop, groups: np.ndarray | None = None, width: int = POOL_WIDTH):
+def pooled(loop, groups: np.ndarray | None = None, width: int = POOL_WIDTH,
+           workers: int | None = None) -> Pooled:
     """``Batch.whole`` for a batch of guarded runs of one ``EpisodeLoop`` (carry ``(state,
     healthy)``, lanes leading): ``purembrl.loop.pool_episodes`` on ``width`` slots per group
-    of lanes (``groups``: ``sweeps.lane_groups``'s order, a ``lax.map`` over groups; None:
-    one group). ``loop`` may be a function ``states -> EpisodeLoop`` of one group's states
-    (a sweep fixes the settings its group shares, so that a loop's trip count is not
-    batched: ``sweeps.sweep_member_episodes``).
+    of lanes (``groups``: ``sweeps.lane_groups``'s order; None: one group). ``loop`` may be a
+    function ``states -> EpisodeLoop`` of one group's states (a sweep fixes the settings its
+    group shares, so that a loop's trip count is not batched:
+    ``sweeps.sweep_member_episodes``).
+
+    The runs use every core: each group is cut in ``workers`` equal parts (fewer where its
+    lanes do not divide, or a part would hold one lane), each part one call of one compiled
+    program, the calls made from ``workers`` threads. XLA's CPU client runs a program of this
+    size on one core and runs calls from different threads side by side, and every thread
+    gets an equal share of every group (the groups' costs differ: Figure 8.2's n = 50 runs
+    cost 3x n = 5's). ``workers`` None: the CPU cores this process may use on the CPU
+    backend, 1 elsewhere. A run's numbers do not depend on the part it is played in
+    (``tests/test_pool.py``).
 
     The divergence guard, in one piece: an iteration is marked ``nonfinite`` (and every one
     after it) where a float in the carry at its episode's end, or in its metrics, or in the
     run's final carry, is not finite. ``drive`` keeps the result only if no run was marked;
     otherwise the chunks redo the batch under the per-iteration guard. While every number is
     finite the result is the chunks' bit for bit."""
-    def checked(loop):
+    return Pooled(loop, groups, width, workers)
+
+
+class Pooled:
+    """``pooled``'s ``whole(carry) -> (carry, metrics)``, and ``memory``, its estimate."""
+
+    def __init__(self, loop, groups, width: int, workers: int | None):
+        self.loop, self.groups, self.width = loop, groups, width
+        self.workers = workers or (_cores() if jax.default_backend() == "cpu" else 1)
+        self._programs = {}
+
+    def _loop(self, states) -> EpisodeLoop:
+        loop = self.loop(states) if callable(self.loop) else self.loop
         return loop._replace(
             end=lambda c, aux, length, ret: (loop.end(c, aux, length, ret), _all_finite(c)),
             report=lambda record: {**loop.report(record[0]), "_finite": record[1]})
 
-    def play(states):
+    def _play(self, states, healthy):
         lanes = jax.tree.leaves(states)[0].shape[0]
-        return pool_episodes(checked(loop(states) if callable(loop) else loop), states,
-                             min(width, lanes))
-
-    def whole(carry):
-        states, healthy = carry
-        finals, metrics = play(states) if groups is None else by_groups(play, groups)(states)
+        finals, metrics = pool_episodes(self._loop(states), states, min(self.width, lanes))
         ok = metrics.pop("_finite") & healthy[:, None]
         for value in metrics.values():
             if jnp.issubdtype(value.dtype, jnp.inexact):
                 ok &= jnp.isfinite(value).reshape(*value.shape[:2], -1).all(axis=2)
         ok = ok.at[:, -1].set(ok[:, -1] & jax.vmap(_all_finite)(finals))
-        nonfinite = jnp.cumsum(~ok, axis=1) > 0
-        return (finals, ~nonfinite[:, -1]), {**metrics, "nonfinite": nonfinite}
+        return finals, {**metrics, "nonfinite": jnp.cumsum(~ok, axis=1) > 0}
 
-    return whole
+    def _tasks(self, lanes: int) -> np.ndarray:
+        """The lanes of each call, ``[calls, lanes per call]``: every group in equal parts,
+        one per thread, so that each thread gets an equal share of every group's work; equal
+        parts only (one compile), and of two lanes or more (a batch of one lane compiles to
+        other instructions, whose floats differ in the last bits from a batch's: measured on
+        tabular Dyna-Q's Q-tables)."""
+        tasks = np.arange(lanes)[None] if self.groups is None else np.asarray(self.groups)
+        parts = self.workers
+        while parts > 1 and (tasks.shape[1] % parts or tasks.shape[1] // parts < 2):
+            parts -= 1
+        return tasks.reshape(len(tasks) * parts, -1)
+
+    def _program(self, carry):
+        """The jitted call on flat leaves (a config in the states would be checked, and
+        refused, with the abstract values that lowering and ``eval_shape`` put in its
+        fields), one per carry structure, so that ``memory``'s trace serves ``__call__``."""
+        structure = jax.tree.structure(carry)
+        if structure not in self._programs:
+            self._programs[structure] = jax.jit(
+                lambda *leaves: self._play(*structure.unflatten(leaves)))
+        return self._programs[structure]
+
+    def memory(self, carry) -> tuple[int, str]:
+        """``memory_estimate``'s ``(bytes, description)`` for the pooled run of ``carry``
+        (shapes: ``jax.eval_shape``'s): the carry twice (the runs' inputs and outputs), the
+        episode records every call keeps until its reports (``pool_episodes``) and the
+        metrics. It traces the program that ``__call__`` then compiles (the trace is kept)."""
+        states = carry[0]
+        lanes = jax.tree.leaves(states)[0].shape[0]
+        rows = self._tasks(lanes)[0]
+        part = [jax.ShapeDtypeStruct((len(rows), *x.shape[1:]), x.dtype)
+                for x in jax.tree.leaves(carry)]
+        metrics = jax.eval_shape(self._program(carry), *part)[1]
+
+        def record(states):
+            loop = self._loop(states)
+            one = jax.tree.map(lambda x: x[0], states)
+            aux = loop.begin(one)[1]
+            return loop.end(one, aux, jnp.zeros((), jnp.int32), jnp.zeros(()))
+
+        flat = jax.tree.structure(states)
+        one_record = jax.eval_shape(lambda *x: record(flat.unflatten(x)), *part[:flat.num_leaves])
+        episodes = jax.tree.leaves(metrics)[0].shape[1]
+        state_bytes = nbytes(states)
+        record_bytes = nbytes(one_record) * episodes * lanes
+        metric_bytes = nbytes(metrics) * lanes // len(rows)
+        total = 2 * state_bytes + record_bytes + metric_bytes
+        return total, (f"about {human(total)} (state {human(state_bytes / lanes)} per run x "
+                       f"{lanes} runs, held twice; episode records {human(record_bytes)}; "
+                       f"metrics {human(metric_bytes)})")
+
+    def __call__(self, carry):
+        tasks = self._tasks(np.asarray(carry[1]).shape[0])
+        leaves = jax.tree.leaves(carry)
+        inputs = [[_take(x, t) for x in leaves] for t in tasks]  # split on the host
+        program = self._program(carry).lower(*inputs[0]).compile()  # before the threads
+        if self.workers > 1 and len(tasks) > 1:
+            with concurrent.futures.ThreadPoolExecutor(min(self.workers, len(tasks))) as pool:
+                outputs = list(pool.map(lambda x: jax.block_until_ready(program(*x)), inputs))
+        else:
+            outputs = [program(*x) for x in inputs]
+        inverse = np.argsort(tasks.reshape(-1))
+        finals, metrics = jax.tree.map(lambda *xs: _take(_concatenate(xs), inverse), *outputs)
+        return (finals, ~metrics["nonfinite"][:, -1]), metrics
+
+
+def _is_key(x) -> bool:
+    return jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _take(x, rows: np.ndarray):
+    """``x[rows]`` on the host (NumPy: no compile per leaf), typed PRNG keys kept typed."""
+    if _is_key(x):
+        return jax.random.wrap_key_data(np.asarray(jax.random.key_data(x))[rows],
+                                        impl=jax.random.key_impl(x))
+    return np.asarray(x)[rows]
+
+
+def _concatenate(xs):
+    if _is_key(xs[0]):
+        return jax.random.wrap_key_data(
+            np.concatenate([np.asarray(jax.random.key_data(x)) for x in xs]),
+            impl=jax.random.key_impl(xs[0]))
+    return np.concatenate([np.asarray(x) for x in xs])
+
+
+def _cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _chunks(batch: Batch, options: Options, run_chunk, chunk: int, carry, pieces: list,
