@@ -232,6 +232,12 @@ SETTINGS = {
     "dyna_true_all": {"true_dynamics": True, "all_actions": True},
     "dyna_true_n10_all": {"true_dynamics": True, "n_step": 10, "all_actions": True},
     "dyna_n10_all": {"n_step": 10, "all_actions": True},
+    # the DQN preset with Polyak-averaged targets (tau 0.005) instead of a copy every 200
+    # updates, and with epsilon ending at 0.01 instead of 0.05 (issue 20, session 50)
+    "preset_polyak": {"learner": dataclasses.replace(
+        dqn.PRESETS["CartPole-v1"]["learner"], target_update="polyak", tau=0.005)},
+    "preset_eps01": {"learner": dataclasses.replace(
+        dqn.PRESETS["CartPole-v1"]["learner"], eps_end=0.01)},
     "dyna_n10_tp500": {"n_step": 10, "learner": dataclasses.replace(
         dyna.PRESETS["CartPole-v1"]["learner"], target_period=500)},
 }

@@ -48,9 +48,7 @@ class EpisodeLoop(NamedTuple):
 
     Attributes:
       init: ``input -> carry`` (the input: a key, or whatever a batch's lanes hold).
-      begin: ``carry -> (carry, aux)``, before each episode (e.g. the evaluation's key). It
-        should leave the carry's other fields as they are (``pool_episodes`` selects between
-        its output and its input every step; unchanged fields cost nothing there).
+      begin: ``carry -> (carry, aux)``, before each episode (e.g. the evaluation's key).
       step: ``carry -> (carry, reward, done)``, one real step; after ``done`` the carry holds
         the next episode's first state (the environments reset themselves).
       end: ``(carry, aux, length, episode_return) -> record``, what the episode's metrics
@@ -107,7 +105,11 @@ def pool_episodes(loop: EpisodeLoop, carries, width: int):
     episode's ``record`` is stored, and the ``report``s (evaluations) run at the end, one
     episode index at a time. The loop ends when every run has; with ``width`` < N the slots'
     wait for the last runs is shorter than a lockstep batch's (a run's total, not the sum of
-    the episodes' maxima). Every slot steps every iteration (an idle one on garbage, discarded).
+    the episodes' maxima). Every slot steps every iteration (an idle one on garbage, discarded);
+    the slots whose episode ended are then closed one at a time, so that XLA updates the
+    slots' tables in place (a select over all slots copied every table at every step).
+    A batch of one slot compiles to other instructions than a batch's, so ``width`` 1 can
+    differ from the lockstep batch in the last bits of its floats.
 
     Args:
       loop: the runs' ``EpisodeLoop``. carries: N initial carries (``vmap(loop.init)``).
