@@ -70,7 +70,10 @@ def measure(algo_name: str, num_seeds: int) -> dict:
     return out
 
 
-SETTINGS = {"default": {}, "O1": {"XLA_FLAGS": "--xla_backend_optimization_level=1"}}
+SETTINGS = {"default": {}, "O1": {"XLA_FLAGS": "--xla_backend_optimization_level=1"},
+            # XLA's CPU code generation split into this many parts compiled in parallel
+            **{f"split{k}": {"XLA_FLAGS": f"--xla_cpu_parallel_codegen_split_count={k}"}
+               for k in (1, 2, 4, 8)}}
 
 
 def child(algo_name: str, num_seeds: int, setting: str) -> dict:
