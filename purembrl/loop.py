@@ -92,6 +92,12 @@ def episodes_loop(loop: EpisodeLoop) -> TrainLoop:
     return TrainLoop(init=loop.init, step=step, num_iterations=loop.num_episodes)
 
 
+def episode_record(loop: EpisodeLoop, carry):
+    """A record as ``loop.end`` makes it for an episode begun at ``carry`` (for its shapes:
+    ``pool_episodes`` keeps one per episode per run)."""
+    return loop.end(carry, loop.begin(carry)[1], jnp.zeros((), jnp.int32), jnp.zeros(()))
+
+
 def pool_episodes(loop: EpisodeLoop, carries, width: int):
     """Play N runs (``carries``: their ``init`` outputs, leading axis N) to the end on
     ``width`` slots that do not wait for each other: ``(final carries [N], metrics [N,
@@ -120,9 +126,7 @@ def pool_episodes(loop: EpisodeLoop, carries, width: int):
     episodes = loop.num_episodes
     first = jax.tree.map(lambda x: x[:width], carries)
     one = jax.tree.map(lambda x: x[0], carries)
-    aux_shape = jax.eval_shape(loop.begin, one)[1]
-    record_shape = jax.eval_shape(
-        lambda c, a: loop.end(c, a, jnp.zeros((), jnp.int32), jnp.zeros(())), one, aux_shape)
+    record_shape = jax.eval_shape(lambda c: episode_record(loop, c), one)
     # episode-major, as the reports read them
     records = jax.tree.map(lambda s: jnp.zeros((episodes, n, *s.shape), s.dtype), record_shape)
 

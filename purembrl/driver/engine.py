@@ -38,7 +38,7 @@ from purembrl import checkpoint as ckpt
 from purembrl import interrupts
 from purembrl.driver import report, rundir
 from purembrl.driver.devices import is_main_process, shard_batch, to_host
-from purembrl.loop import EpisodeLoop, pool_episodes
+from purembrl.loop import EpisodeLoop, episode_record, pool_episodes
 
 CHECKPOINT = "checkpoint.npz"
 DEFAULT_CHUNKS = 10  # Options.num_chunks=None where the whole run cannot go in one piece
@@ -421,20 +421,6 @@ def _whole(batch: Batch, options: Options, carry, display, start: float):
     return new, [metrics], done
 
 
-def by_groups(fn, groups: np.ndarray):
-    """``fn`` of a batch (leading lane axis) applied group by group: the lanes reordered into
-    ``groups`` (``[groups, lanes per group]``, ``sweeps.lane_groups``'s order), one call per
-    group under ``lax.map`` (one compile), the outputs put back in lane order."""
-    order, inverse = groups.reshape(-1), np.argsort(groups.reshape(-1))
-
-    def call(batch):
-        split = jax.tree.map(lambda x: x[order].reshape(*groups.shape, *x.shape[1:]), batch)
-        return jax.tree.map(lambda x: x.reshape(order.size, *x.shape[2:])[inverse],
-                            jax.lax.map(fn, split))
-
-    return call
-
-
 def episode_loop(algo: ModuleType, config: Any):
     """``algo.make_episode_loop(config)`` (an ``EpisodeLoop``: runs whose iterations are
     episodes), or None where the algorithm or this config has none."""
@@ -526,14 +512,10 @@ class Pooled:
                 for x in jax.tree.leaves(carry)]
         metrics = jax.eval_shape(self._program(carry), *part)[1]
 
-        def record(states):
-            loop = self._loop(states)
-            one = jax.tree.map(lambda x: x[0], states)
-            aux = loop.begin(one)[1]
-            return loop.end(one, aux, jnp.zeros((), jnp.int32), jnp.zeros(()))
-
         flat = jax.tree.structure(states)
-        one_record = jax.eval_shape(lambda *x: record(flat.unflatten(x)), *part[:flat.num_leaves])
+        one_record = jax.eval_shape(lambda *x: episode_record(
+            self._loop(s := flat.unflatten(x)), jax.tree.map(lambda v: v[0], s)),
+            *part[:flat.num_leaves])
         episodes = jax.tree.leaves(metrics)[0].shape[1]
         state_bytes = nbytes(states)
         record_bytes = nbytes(one_record) * episodes * lanes

@@ -126,11 +126,15 @@ def lane_groups(configs: Sequence[Any], num_seeds: int) -> np.ndarray | None:
 
 def by_groups(scan_steps, groups: np.ndarray):
     """``scan_steps(carry, start, length)`` batched over the lanes of ``carry`` group by group
-    (``groups``: ``lane_groups``'s order): one ``vmap`` per group under ``lax.map``."""
+    (``groups``: ``lane_groups``'s order): one ``vmap`` per group under ``lax.map`` (one
+    compile), the outputs put back in lane order."""
     vmapped = jax.vmap(scan_steps, in_axes=(0, None, None))
+    order, inverse = groups.reshape(-1), np.argsort(groups.reshape(-1))
 
     def call(carry, start, length):
-        return engine.by_groups(lambda c: vmapped(c, start, length), groups)(carry)
+        split = jax.tree.map(lambda x: x[order].reshape(*groups.shape, *x.shape[1:]), carry)
+        out = jax.lax.map(lambda c: vmapped(c, start, length), split)
+        return jax.tree.map(lambda x: x.reshape(order.size, *x.shape[2:])[inverse], out)
 
     return call
 
