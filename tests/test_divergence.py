@@ -96,3 +96,24 @@ def test_a_run_whose_every_seed_diverged_stops_early(capsys):
     assert flags.shape[1] - by < 2  # stopped at the end of the chunk where the last one went
     healthy = run.run(grow_module(), GrowConfig(), 6, num_chunks=3, progress=False, table=False)
     assert healthy.complete and run.all_diverged(healthy.metrics) is None
+
+
+def test_the_finite_check_joins_small_leaves_and_sees_every_leaf(monkeypatch):
+    """The guard's check joins the float leaves of up to GUARD_JOIN_LIMIT elements, one vector
+    per dtype, and checks larger ones alone: a NaN or an inf in any leaf, joined or not, of
+    either dtype, is seen; integer leaves are not checked; the joined bytes are counted."""
+    from purembrl.driver import engine
+
+    monkeypatch.setattr(engine, "GUARD_JOIN_LIMIT", 6)
+    tree = {"big": jnp.zeros(8), "small": jnp.zeros((2, 3)), "half": jnp.zeros(4, jnp.float16),
+            "count": jnp.zeros(9, jnp.int32)}
+    check = jax.jit(engine._all_finite)
+    assert bool(check(tree))
+    for name in ("big", "small", "half"):
+        for bad in (jnp.nan, jnp.inf, -jnp.inf):
+            broken = {**tree, name: tree[name].ravel().at[-1].set(bad).reshape(tree[name].shape)}
+            assert not bool(check(broken)), (name, bad)
+    # 6 float32 and 4 float16 elements joined, each with a one-byte flag; "big" is left alone
+    assert engine.guard_bytes(tree) == 6 * 5 + 4 * 3
+    # per run: two runs of 4 elements each are joined, not one leaf of 8
+    assert engine.guard_bytes({"w": jnp.zeros((2, 4))}, num_runs=2) == 8 * 5
