@@ -3,6 +3,7 @@ batch of episode-indexed runs on slots, each run through its own episodes, and m
 numbers of the lockstep ``jax.vmap`` bit for bit; the driver uses it for whole runs and sweeps,
 and falls back to the chunks' per-iteration guard when a run goes non-finite."""
 
+import threading
 import types
 
 import jax
@@ -60,6 +61,15 @@ def test_pooled_parts_on_threads_give_the_same_numbers():
         assert_same(engine.pooled(loop, width=2, workers=workers)(carry), one)
     assert not np.asarray(one[1]["nonfinite"]).any()
 
+    # progress: each finished part is reported (runs done, runs), on the calling thread,
+    # and reporting changes no number
+    calls = []
+    reported = engine.pooled(loop, width=2, workers=3)(
+        carry, on_part=lambda done, runs: calls.append((done, runs, threading.get_ident())))
+    assert_same(reported, one)
+    assert [c[:2] for c in calls] == [(2, 6), (4, 6), (6, 6)]
+    assert {c[2] for c in calls} == {threading.get_ident()}
+
 
 def test_pooled_memory_counts_the_episode_records():
     """A whole run keeps every episode's record until the reports: its estimate counts them
@@ -84,7 +94,9 @@ def test_step_mode_has_no_episode_loop():
 def test_run_and_sweep_take_the_pool_and_match_their_chunks(capsys):
     config = dyna_q.Config.for_env(planning_steps=5, num_episodes=5)
     whole = run.run(dyna_q, config, 3, seed=2, table=False)
-    assert "runs not waiting for each other" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "runs not waiting for each other" in err
+    assert "3 of 3 runs done" in err  # the progress of a pooled run: its finished parts
     chunked = run.run(dyna_q, config, 3, seed=2, num_chunks=2, progress=False, table=False)
     assert_same(whole.metrics, chunked.metrics)
     assert_same(whole.state, chunked.state)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import inspect
 import math
 import os
 import signal
@@ -323,7 +324,8 @@ class Batch:
     resumes: dict[str, Any] | None = None  # the identity a checkpoint may hold (extend)
     # ``whole(carry) -> (carry, metrics)``: the whole run at once, the numbers of the chunks
     # wherever its ``nonfinite`` metric is all False (``pooled``), with ``whole.memory(carry
-    # shapes) -> (bytes, description)`` if it has one; None: chunks only
+    # shapes) -> (bytes, description)`` if it has one, and a keyword ``on_part(runs done,
+    # runs)`` for progress if it takes one; None: chunks only
     whole: Any = None
 
 
@@ -433,7 +435,12 @@ def _whole(batch: Batch, options: Options, carry, display, start: float):
     ``progress_fn`` as after a last chunk. If a run's numbers went non-finite, nothing is
     kept and the chunks redo the batch from the start under the per-iteration guard (which
     decides where each diverged run stops); ``(carry, [], 0)`` then."""
-    new, metrics = batch.whole(carry)
+    def on_part(runs_done: int, runs: int):
+        print(f"{batch.label}: {runs_done:,} of {runs:,} runs done | "
+              f"{time.perf_counter() - start:.1f}s", file=sys.stderr, flush=True)
+
+    takes_parts = display is not None and "on_part" in inspect.signature(batch.whole).parameters
+    new, metrics = batch.whole(carry, on_part=on_part) if takes_parts else batch.whole(carry)
     metrics = jax.tree.map(np.asarray, to_host(metrics))
     if bool(metrics["nonfinite"].any()):
         if display is not None:
@@ -556,16 +563,31 @@ class Pooled:
                        f"{lanes} runs, held twice; episode records {human(record_bytes)}; "
                        f"metrics {human(metric_bytes)})")
 
-    def __call__(self, carry):
+    def __call__(self, carry, on_part=None):
+        """The whole run of ``carry``; ``on_part(runs done, runs)``, if given, is called on
+        this thread each time a part of the runs has finished (the progress a pooled run can
+        show: its parts run to their ends inside one program each)."""
         tasks = self._tasks(np.asarray(carry[1]).shape[0])
         leaves = jax.tree.leaves(carry)
         inputs = [[_take(x, t) for x in leaves] for t in tasks]  # split on the host
         program = self._program(carry).lower(*inputs[0]).compile()  # before the threads
+        outputs, finished = [None] * len(tasks), 0
+
+        def finish(i, output):
+            nonlocal finished
+            outputs[i], finished = output, finished + 1
+            if on_part is not None:
+                on_part(finished * tasks.shape[1], tasks.size)
+
         if self.workers > 1 and len(tasks) > 1:
             with concurrent.futures.ThreadPoolExecutor(min(self.workers, len(tasks))) as pool:
-                outputs = list(pool.map(lambda x: jax.block_until_ready(program(*x)), inputs))
+                futures = {pool.submit(lambda x: jax.block_until_ready(program(*x)), x): i
+                           for i, x in enumerate(inputs)}
+                for future in concurrent.futures.as_completed(futures):
+                    finish(futures[future], future.result())
         else:
-            outputs = [program(*x) for x in inputs]
+            for i, x in enumerate(inputs):
+                finish(i, jax.block_until_ready(program(*x)))
         inverse = np.argsort(tasks.reshape(-1))
         finals, metrics = jax.tree.map(lambda *xs: _take(_concatenate(xs), inverse), *outputs)
         return (finals, ~metrics["nonfinite"][:, -1]), metrics
