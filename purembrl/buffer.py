@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from purembrl import rng
+
 
 @struct.dataclass
 class BufferState:
@@ -90,7 +92,7 @@ def sample(state: BufferState, key: jax.Array, batch_size: int) -> Any:
     Sampling an empty buffer returns the zero-initialised first entry; guard with
     ``can_sample`` where that can happen.
     """
-    index = jax.random.randint(key, (batch_size,), 0, jnp.maximum(state.size, 1))
+    index = rng.randint(key, (batch_size,), 0, jnp.maximum(state.size, 1))
     return jax.tree.map(lambda d: d[index], state.data)
 
 
@@ -154,7 +156,7 @@ def _windows(state: BufferState, key: jax.Array, batch_size: int, n: int, caller
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise ValueError(f"n={n!r} is invalid: allowed an integer >= 1")
     capacity = state.capacity
-    start = jax.random.randint(key, (batch_size,), 0, jnp.maximum(state.size, 1))
+    start = rng.randint(key, (batch_size,), 0, jnp.maximum(state.size, 1))
     rows = (start[:, None] + jnp.arange(n)) % capacity  # [B, n]
     newest = (state.insert - 1 - start) % capacity  # how many rows follow the start
     ended = state.data.episode_end[rows].astype(bool)

@@ -18,7 +18,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from purembrl import classifier
+from purembrl import classifier, rng
 
 STRATEGIES = ("her", "mixture", "future")
 
@@ -69,11 +69,11 @@ def sample(episodes: Episodes, count: jax.Array, key: jax.Array, batch_size: int
     capacity, length = episodes.state.shape[:2]
     filled = jnp.minimum(count, capacity)
     B = batch_size
-    e = jax.random.randint(key_e, (B,), 0, filled)
-    t = jax.random.randint(key_t, (B,), 0, length)
+    e = rng.randint(key_e, (B,), 0, filled)
+    t = rng.randint(key_t, (B,), 0, length)
     future = episodes.next_state[e, classifier.future_offsets(key_f, t, length, gamma)]
-    random = episodes.next_state[jax.random.randint(key_re, (B,), 0, filled),
-                                 jax.random.randint(key_rt, (B,), 0, length)]
+    random = episodes.next_state[rng.randint(key_re, (B,), 0, filled),
+                                 rng.randint(key_rt, (B,), 0, length)]
     use_future = jax.random.uniform(key_mix, (B,)) < future_prob
     if strategy == "her":
         goal = jnp.where(use_future[:, None], future, episodes.goal[e, t])

@@ -42,7 +42,7 @@ import optax
 from flax import struct
 from gymnax.environments import spaces
 
-from purembrl import classifier, envs, relabel, value
+from purembrl import classifier, envs, relabel, rng, value
 from purembrl.config import (
     Presets,
     check,
@@ -257,7 +257,7 @@ def make_loop(config: Config) -> TrainLoop:
         B = state.shape[0]
         key_random, key_explore = jax.random.split(key)
         if discrete:
-            random = jax.random.randint(key_random, (B,), 0, A)
+            random = rng.randint(key_random, (B,), 0, A)
             if mode == "random":
                 return random
             best = greedy(c.critic, state, goal)

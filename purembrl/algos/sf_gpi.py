@@ -68,7 +68,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from purembrl import envs, interact, networks, successor, value
+from purembrl import envs, interact, networks, rng, successor, value
 from purembrl.config import (
     Presets,
     check,
@@ -326,7 +326,7 @@ def make_loop(config: Config) -> TrainLoop:
 
         def update(carry, key):
             params, opt_state = carry
-            rows = jax.random.randint(key, (config.feature_batch_size,), 0, phi_rows)
+            rows = rng.randint(key, (config.feature_batch_size,), 0, phi_rows)
             grads = jax.grad(loss)(params, rows)
             updates, opt_state = phi_optimiser.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), None
@@ -396,7 +396,7 @@ def make_loop(config: Config) -> TrainLoop:
         greedy = value.random_argmax(jax.random.uniform(key_tie), greedy_q(c, s, w, use_sf),
                                       atol=TIE_ATOL)
         explore = jax.random.uniform(key_explore) < config.epsilon
-        a = jnp.where(explore, jax.random.randint(key_random, (), 0, A), greedy)
+        a = jnp.where(explore, rng.randint(key_random, (), 0, A), greedy)
         obs, env_state, r, terminated, _, info = env.step(key_env, c.env_state, a, params)
         next_obs = info["final_observation"]
         s_next = env.obs_to_index(next_obs)

@@ -31,7 +31,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from purembrl import buffer, envs, interact, successor
+from purembrl import buffer, envs, interact, rng, successor
 from purembrl.config import (
     Presets,
     check,
@@ -183,7 +183,7 @@ def make_loop(config: Config) -> TrainLoop:
         key, key_explore, key_random, key_tie, key_env = jax.random.split(c.key, 5)
         a = greedy(c.policy_params, c.policy_w, c.obs, key_tie)
         a = jnp.where(jax.random.uniform(key_explore) < config.epsilon,
-                      jax.random.randint(key_random, (), 0, A), a).astype(jnp.int32)
+                      rng.randint(key_random, (), 0, A), a).astype(jnp.int32)
         obs, env_state, r, terminated, _, info = env.step(key_env, c.env_state, a, env_params)
         item = Step(c.obs, a, info["features"], r, info["final_observation"], terminated)
         replay = buffer.add(c.replay, jax.tree.map(lambda x: x[None], item))

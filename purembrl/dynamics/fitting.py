@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from purembrl import rng
 from purembrl.buffer import BufferState
 from purembrl.dynamics.model import (
     EnsembleConfig,
@@ -111,7 +112,7 @@ def bootstrap_rows(data: FitData, pos: jax.Array) -> jax.Array:
     the training part is ``num_train`` draws with replacement; its position p holds training
     row ``hash(key_m, p) mod num_train``, so no ``[E, capacity]`` table is stored and nothing
     depends on the buffer's capacity."""
-    draw = jax.vmap(jax.vmap(lambda k, p: jax.random.randint(
+    draw = jax.vmap(jax.vmap(lambda k, p: rng.randint(
         jax.random.fold_in(k, p), (), 0, data.num_train), in_axes=(None, 0)))(
         data.member_keys, pos)
     return data.train_rows[draw]
@@ -150,7 +151,7 @@ def sgd_epoch(state: EnsembleState, config: EnsembleConfig, data: FitData, param
     def sgd_step(i, carry):
         params, opt_state, key, nll_sum = carry
         key, key_batch = jax.random.split(key)
-        rows = bootstrap_rows(data, jax.random.randint(key_batch, (E, B), 0, data.num_train))
+        rows = bootstrap_rows(data, rng.randint(key_batch, (E, B), 0, data.num_train))
         params, opt_state, nll = train_step(state, config, params, opt_state, data.normalizer,
                                             data.x[rows], data.y[rows], data.done[rows])
         return params, opt_state, key, nll_sum + nll

@@ -16,6 +16,7 @@ import numpy as np
 import optax
 from flax import struct
 
+from purembrl import rng
 from purembrl.config import check, check_choice, check_int, check_sizes, check_types, static
 from purembrl.networks import ACTIVATIONS, MLP, ensemble_apply, ensemble_init
 
@@ -286,7 +287,7 @@ def sample_step(state: EnsembleState, config: EnsembleConfig, key: jax.Array, ob
     key_member, key_noise = jax.random.split(key)
     mean, logvar, logit = predict_full(state, config, obs, action)
     batch = obs.shape[0]
-    member = state.elites[jax.random.randint(key_member, (batch,), 0, state.elites.shape[0])]
+    member = state.elites[rng.randint(key_member, (batch,), 0, state.elites.shape[0])]
     pick = lambda x: x[member, jnp.arange(batch)]
     mean, logvar = pick(mean), pick(logvar)
     if not deterministic:

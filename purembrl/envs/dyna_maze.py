@@ -28,6 +28,8 @@ import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from purembrl import rng
+
 # Moves for actions up, down, left, right as (d_row, d_col).
 MOVES = np.array([[-1, 0], [1, 0], [0, -1], [0, 1]], np.int32)
 
@@ -95,7 +97,7 @@ class GridMaze(environment.Environment[EnvState, EnvParams]):
                  params: EnvParams) -> tuple[jax.Array, EnvState, jax.Array, jax.Array, dict]:
         key_slip, key_action = jax.random.split(key)
         slip = jax.random.uniform(key_slip) < params.slip_prob
-        action = jnp.where(slip, jax.random.randint(key_action, (), 0, 4), action)
+        action = jnp.where(slip, rng.randint(key_action, (), 0, 4), action)
         walls = self.walls_at(state.total_steps, params)
         target = state.pos + jnp.asarray(MOVES)[action]
         inside = (target >= 0).all() & (target[0] < self.rows) & (target[1] < self.cols)

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from gymnax.environments import environment, spaces
 from gymnax.environments.misc.rooms import EnvParams, EnvState
 
+from purembrl import rng
 from purembrl.envs.point_maze import GoalObservation
 
 
@@ -48,9 +49,9 @@ class GoalFourRooms(GoalObservation, environment.Environment[EnvState, EnvParams
     def reset_env(self, key, params: EnvParams):
         key_start, key_goal = jax.random.split(key)
         n = self.coords.shape[0]
-        start = jax.random.randint(key_start, (), 0, n)
+        start = rng.randint(key_start, (), 0, n)
         # a goal different from the start: shift by 1..n-1 places
-        goal = (start + jax.random.randint(key_goal, (), 1, n)) % n
+        goal = (start + rng.randint(key_goal, (), 1, n)) % n
         state = EnvState(pos=self.coords[start], goal=self.coords[goal],
                          time=jnp.zeros((), jnp.int32))
         return self.get_obs(state), state

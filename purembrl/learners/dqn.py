@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from purembrl import value
+from purembrl import rng, value
 from purembrl.config import check, check_choice, check_int, check_sizes, check_types, static
 from purembrl.learners.base import Learner, linear_epsilon
 from purembrl.networks import ACTIVATIONS, MLP
@@ -178,7 +178,7 @@ def make_dqn(config: DQNConfig, obs_dim: int, num_actions: int) -> Learner:
         key_explore, key_random = jax.random.split(key)
         greedy = jnp.argmax(net.apply(state.params, obs), axis=-1).astype(jnp.int32)
         batch = obs.shape[0]
-        random = jax.random.randint(key_random, (batch,), 0, num_actions)
+        random = rng.randint(key_random, (batch,), 0, num_actions)
         use_random = explore & (jax.random.uniform(key_explore, (batch,)) < epsilon)
         return jnp.where(use_random, random, greedy)
 
