@@ -314,7 +314,8 @@ def make_parts(config: Config) -> Parts:
                                                                   env_params)
         s_next = env.obs_to_index(info["final_observation"])
         target = r + config.gamma * (1.0 - terminated) * c.q[s_next].max()
-        first_visit = ~c.tried[s].any()
+        tried_row = c.tried[s]
+        first_visit = ~tried_row.any()
         if config.model == "counts":
             c = c.replace(
                 counts=c.counts.at[s, a, s_next].add(1.0),
@@ -329,7 +330,9 @@ def make_parts(config: Config) -> Parts:
             )
         c = c.replace(
             q=c.q.at[s, a].add(config.alpha * (target - c.q[s, a])),
-            tried=c.tried.at[s, a].set(True),
+            # the row written back is the row read: the read then comes before the write, and
+            # XLA updates the table in place instead of copying it
+            tried=c.tried.at[s].set(tried_row.at[a].set(True)),
             last_tried=c.last_tried.at[s, a].set(c.t + 1),
             # a dropped write, not a select of two tables: XLA then updates it in place
             observed=c.observed.at[jnp.where(first_visit, c.num_observed, num_states)].set(
