@@ -16,7 +16,7 @@ import sys
 
 MODULES = [
     # building blocks
-    "purembrl.types", "purembrl.buffer", "purembrl.networks", "purembrl.value",
+    "purembrl.types", "purembrl.buffer", "purembrl.networks", "purembrl.value", "purembrl.rng",
     "purembrl.learners.base", "purembrl.learners", "purembrl.learners.sac",
     "purembrl.learners.dqn", "purembrl.learners.naf", "purembrl.learners.normalize",
     "purembrl.dynamics.model", "purembrl.dynamics.fitting",
