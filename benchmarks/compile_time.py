@@ -60,6 +60,7 @@ def measure(algo_name: str, num_seeds: int) -> dict:
     middle = time.perf_counter()
     compiled = lowered.compile()
     out["step_lower"], out["step_compile"] = middle - start, time.perf_counter() - middle
+    out["step_kernels"] = compiled.as_text().count(" fusion(")  # XLA's fused kernels
     metrics = []
     for i in range(min(2, loop.num_iterations)):
         start = time.perf_counter()
@@ -109,10 +110,11 @@ def main() -> None:
     import jax
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"jax {jax.__version__}; {args.seeds} seed(s); seconds (trace+lower, compile, the "
-          "second chunk's run); 'same': metrics equal the first setting's bit for bit")
+          "second chunk's run), the step program's fused kernels; 'same': metrics equal the "
+          "first setting's bit for bit")
     head = f"{'algorithm':<20} {'env':<22}"
     for setting in settings:
-        head += f" | {setting + ': lower':>15} {'compile':>8} {'run':>7}"
+        head += f" | {setting + ': lower':>15} {'compile':>8} {'run':>7} {'kernels':>7}"
         head += f" {'same':>5}" if setting != settings[0] else ""
     print(head)
     for name in names:
@@ -120,7 +122,8 @@ def main() -> None:
         line = f"{name:<20} {rows[0]['env']:<22}"
         for i, row in enumerate(rows):
             line += (f" | {row['init_lower'] + row['step_lower']:>15.2f} "
-                     f"{row['init_compile'] + row['step_compile']:>8.2f} {row['chunk_run']:>7.3f}")
+                     f"{row['init_compile'] + row['step_compile']:>8.2f} {row['chunk_run']:>7.3f}"
+                     f" {row['step_kernels']:>7}")
             if i:
                 line += f" {'yes' if row['metrics'] == rows[0]['metrics'] else 'no':>5}"
         print(line, flush=True)
