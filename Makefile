@@ -24,8 +24,8 @@ dyna-demo: $(STAMP)
 	$(BIN)/python benchmarks/dyna_maze.py --figure 8.2 --sweep-seeds 0 --out runs/dyna-demo
 
 # One pytest worker per core (pytest-xdist); most of a test is XLA compiling its tiny-budget
-# program, one core each. Measured on a clean clone of a 2-core AMD EPYC (2026-12-05, session
-# 48): 536 tests in 27.8 min, 28.7 with the install (benchmarks/RESULTS.md, "The test suite's
+# program, one core each. Measured on a clean clone of a 2-core AMD EPYC (2026-12-07, session
+# 51): 556 tests in 35.3 min, 36.4 with the install (benchmarks/RESULTS.md, "The test suite's
 # compiles"); --durations lists the slowest, where budgets are worth cutting.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto --durations=60 tests
