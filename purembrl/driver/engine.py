@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import inspect
 import math
 import os
 import signal
@@ -195,7 +194,7 @@ def _all_finite(tree) -> jax.Array:
     dtype and checked at once; larger leaves (big replay buffers) on their own, so that the
     check never copies them. A check per leaf compiles to about three kernels per leaf, and
     the guard runs on every leaf of a training state (125 in MBPO): joined, MBPO's step
-    program has 217 fewer kernels (benchmarks/RESULTS.md, "The divergence guard's compile")."""
+    program has 217 fewer kernels (benchmarks/RESULTS.md, "Fewer kernels, the same numbers")."""
     joined, checks = {}, []
     for x in jax.tree.leaves(tree):
         if not jnp.issubdtype(x.dtype, jnp.inexact):
@@ -322,10 +321,10 @@ class Batch:
     identity: dict[str, Any]
     curve: tuple[str, str]
     resumes: dict[str, Any] | None = None  # the identity a checkpoint may hold (extend)
-    # ``whole(carry) -> (carry, metrics)``: the whole run at once, the numbers of the chunks
-    # wherever its ``nonfinite`` metric is all False (``pooled``), with ``whole.memory(carry
-    # shapes) -> (bytes, description)`` if it has one, and a keyword ``on_part(runs done,
-    # runs)`` for progress if it takes one; None: chunks only
+    # ``whole(carry, on_part) -> (carry, metrics)``: the whole run at once, the numbers of the
+    # chunks wherever its ``nonfinite`` metric is all False (``pooled``), calling ``on_part(runs
+    # done, runs)`` (None: nothing) as parts of it end, with ``whole.memory(carry shapes) ->
+    # (bytes, description)`` if it has one; None: chunks only
     whole: Any = None
 
 
@@ -439,8 +438,7 @@ def _whole(batch: Batch, options: Options, carry, display, start: float):
         print(f"{batch.label}: {runs_done:,} of {runs:,} runs done | "
               f"{time.perf_counter() - start:.1f}s", file=sys.stderr, flush=True)
 
-    takes_parts = display is not None and "on_part" in inspect.signature(batch.whole).parameters
-    new, metrics = batch.whole(carry, on_part=on_part) if takes_parts else batch.whole(carry)
+    new, metrics = batch.whole(carry, on_part=None if display is None else on_part)
     metrics = jax.tree.map(np.asarray, to_host(metrics))
     if bool(metrics["nonfinite"].any()):
         if display is not None:
