@@ -31,7 +31,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto --durations=60 tests
 
 lint: $(STAMP)
-	$(BIN)/ruff check purembrl tests benchmarks examples
+	$(BIN)/ruff check purembrl tests benchmarks examples docs
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/dyna_maze.py --out runs/bench

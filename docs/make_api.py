@@ -23,7 +23,8 @@ MODULES = [
     "purembrl.rollout", "purembrl.successor",
     "purembrl.classifier", "purembrl.relabel", "purembrl.interact",
     # loops, the driver and checkpoints
-    "purembrl.loop", "purembrl.offpolicy", "purembrl.periods", "purembrl.run", "purembrl.driver.engine",
+    "purembrl.loop", "purembrl.offpolicy", "purembrl.periods", "purembrl.run",
+    "purembrl.driver.engine",
     "purembrl.driver.training", "purembrl.driver.sweeps", "purembrl.driver.devices",
     "purembrl.driver.evaluation", "purembrl.driver.report", "purembrl.driver.logs",
     "purembrl.driver.compare",

@@ -168,12 +168,27 @@ def config(name: str):
     return algos.get(algo_name).Config.for_env(**fields)
 
 
-def metrics(name: str) -> dict[str, np.ndarray]:
-    """The case's metrics, ``[seeds, evaluations, ...]`` each, as NumPy arrays."""
+def keys() -> jax.Array:
+    """The cases' seed keys: ``split(key(0), SEEDS)``."""
+    return jax.random.split(jax.random.key(0), SEEDS)
+
+
+def train(name: str):
+    """The case's ``jit(vmap(train))``: seed keys in, ``{metric: [seeds, evaluations, ...]}``
+    out as NumPy arrays (the final states dropped)."""
     algo = algos.get(CASES[name][0])
-    train = jax.jit(jax.vmap(algo.make_train(config(name))))
-    _, out = train(jax.random.split(jax.random.key(0), SEEDS))
-    return {k: np.asarray(v) for k, v in out.items()}
+    program = jax.jit(jax.vmap(algo.make_train(config(name))))
+
+    def run(seed_keys: jax.Array) -> dict[str, np.ndarray]:
+        _, out = program(seed_keys)
+        return {k: np.asarray(v) for k, v in out.items()}
+
+    return run
+
+
+def metrics(name: str) -> dict[str, np.ndarray]:
+    """The case's metrics for ``keys()``, ``[seeds, evaluations, ...]`` each, as NumPy arrays."""
+    return train(name)(keys())
 
 
 def load() -> dict[str, dict[str, np.ndarray]]:

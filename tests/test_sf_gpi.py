@@ -66,17 +66,6 @@ def test_sfql_on_one_task_is_q_learning():
     np.testing.assert_array_equal(m_sf["reward"], m_q["reward"])
 
 
-def test_jit_vmap_seeds_differ_and_keys_repeat():
-    cfg = sf_gpi.Config.for_env(num_tasks=2, steps_per_task=1000, eval_every=500, **SMALL)
-    train = jax.jit(jax.vmap(sf_gpi.make_train(cfg)))
-    keys = jax.random.split(jax.random.key(0), 2)
-    _, m1 = train(keys)
-    _, m2 = train(keys)
-    np.testing.assert_array_equal(m1["reward"], m2["reward"])
-    assert m1["reward"].shape == (2, 4)
-    assert not np.array_equal(m1["reward"][0], m1["reward"][1])
-
-
 def test_config_errors():
     with pytest.raises(ValueError, match="method"):
         sf_gpi.Config.for_env(method="dqn")

@@ -1,0 +1,44 @@
+"""Importing purembrl defers gymnax's plotting imports (``purembrl._load_on_first_use``)
+without changing what a user's own import of them gets."""
+
+import subprocess
+import sys
+
+CHECK = """
+import sys
+import purembrl.envs, gymnax
+assert 'scipy.stats' not in sys.modules and 'pandas' not in sys.modules, 'loaded at import'
+import seaborn as sns
+import matplotlib
+import matplotlib.pyplot as plt
+assert 'pandas' not in sys.modules, 'a plain import loaded seaborn'
+assert plt is matplotlib.pyplot is sys.modules['matplotlib.pyplot']
+matplotlib.use('Agg')
+fig, ax = plt.subplots()
+assert plt.get_backend().lower() == 'agg'
+assert len(sns.color_palette('cubehelix', 3)) == 3 and type(sns).__name__ == 'module'
+env, params = gymnax.make('Pong-misc')
+import purembrl.driver.report as report, numpy as np, os, tempfile
+path = os.path.join(tempfile.mkdtemp(), 'c.png')
+report.plot_curves(path, [('x', {'r': np.ones((2, 3))})], ('step', 'r'))
+assert os.path.getsize(path) > 0
+print('ok')
+"""
+
+
+def _python(code):
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_plotting_modules_load_on_first_use_and_then_work():
+    out = _python(CHECK)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+
+
+def test_modules_imported_before_purembrl_are_left_as_they_are():
+    out = _python("import seaborn, matplotlib.pyplot as plt, sys\n"
+                  "import purembrl.envs\n"
+                  "assert sys.modules['seaborn'] is seaborn and type(seaborn).__name__ == "
+                  "'module'\nassert sys.modules['matplotlib.pyplot'] is plt\nprint('ok')")
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
