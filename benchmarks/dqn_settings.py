@@ -37,9 +37,10 @@ The settings are where each comes from:
 Settings named ``mbpo_*`` run MBPO-DQN (``mbpo.Config.for_env``) instead, to separate the
 learner from the model (issue 20's diagnosis; use ``--steps 10000 --eval-every 500``). Each
 is relative to MBPO's one-step CartPole preset as it was until 2026-12-04 (``MBPO_ONESTEP``
-restores it: one-step targets, 100 rollouts per env step on the schedule (1, 10, 1, 5)), so
-the rows of RESULTS.md stay reproducible; ``mbpo_default`` is the preset as it is now (the
-same as ``mbpo_preset_n10_m10_h10_r20``):
+restores it: one-step targets, 100 rollouts per env step on the schedule (1, 10, 1, 5), and
+Adam's constant rate of the preset before 2026-12-07, ``MBPO_LEARNER``), so the rows of
+RESULTS.md stay reproducible; ``mbpo_default`` is the preset as it is now (the same as
+``mbpo_preset_n10_m10_h10_r20_lrdecay`` since 2026-12-07):
 
 * ``mbpo_true_acrobot`` (for ``--env Acrobot-v1``; its MBPO preset is ``mbpo_acrobot_known_proj``
   since 2026-12-05, and these settings set every field that differs from it): the CartPole
@@ -123,9 +124,12 @@ def _one_step(n_step=1, **learner) -> dict:
     return {"n_step": n_step, "learner": dataclasses.replace(ONE_STEP, **learner)}
 
 
+# MBPO's CartPole learner before 2026-12-07 (a constant rate; the preset's decays since)
+MBPO_LEARNER = dataclasses.replace(mbpo.PRESETS["CartPole-v1"]["learner"], lr_decay_updates=0)
+
 # MBPO's CartPole preset before 2026-12-04, the base of every mbpo_* setting below
 MBPO_ONESTEP = {"n_step": 1, "model_n_step": 1, "rollouts_per_step": 100,
-                "rollout_schedule": (1, 10, 1, 5)}
+                "rollout_schedule": (1, 10, 1, 5), "learner": MBPO_LEARNER}
 
 # The CartPole preset's learner, minibatches, warm-up and multi-step rollouts, with the reward
 # and termination learned (the base of the mbpo_*acrobot settings; since 2026-12-05 Acrobot's
@@ -135,7 +139,7 @@ MBPO_ACROBOT = {"n_step": 10, "model_n_step": 10, "rollout_schedule": (1, 1, 10,
                 "project_obs": False,
                 **{k: mbpo.PRESETS["CartPole-v1"][k] for k in (
                     "batch_size", "updates_per_step", "real_ratio", "rollout_freq",
-                    "initial_random_steps", "learner")}}
+                    "initial_random_steps")}, "learner": MBPO_LEARNER}
 
 SETTINGS = {
     "preset": {},
@@ -172,15 +176,15 @@ SETTINGS = {
     "mbpo_default": None,  # the library's preset, MBPO_ONESTEP not applied
     "mbpo_true": {"true_dynamics": True},
     "mbpo_true_tp1000": {"true_dynamics": True, "learner": dataclasses.replace(
-        mbpo.PRESETS["CartPole-v1"]["learner"], target_period=1000)},
+        MBPO_LEARNER, target_period=1000)},
     "mbpo_true_real": {"true_dynamics": True, "real_ratio": 1.0},
     "mbpo_true_eps30": {"true_dynamics": True, "learner": dataclasses.replace(
-        mbpo.PRESETS["CartPole-v1"]["learner"], eps_end=0.3)},
+        MBPO_LEARNER, eps_end=0.3)},
     "mbpo_true_r50": {"true_dynamics": True, "real_ratio": 0.5},
     "mbpo_true_tp50": {"true_dynamics": True, "learner": dataclasses.replace(
-        mbpo.PRESETS["CartPole-v1"]["learner"], target_period=50)},
+        MBPO_LEARNER, target_period=50)},
     "mbpo_true_g95": {"true_dynamics": True, "learner": dataclasses.replace(
-        mbpo.PRESETS["CartPole-v1"]["learner"], gamma=0.95)},
+        MBPO_LEARNER, gamma=0.95)},
     "mbpo_preset_n10": {"n_step": 10},
     "mbpo_true_n10": {"true_dynamics": True, "n_step": 10},
     "mbpo_true_real_n10": {"true_dynamics": True, "real_ratio": 1.0, "n_step": 10},
@@ -197,11 +201,11 @@ SETTINGS = {
     "mbpo_preset_n10_m10_h10_r20_lrdecay": {
         "n_step": 10, "model_n_step": 10, "rollout_schedule": (1, 1, 10, 10),
         "rollouts_per_step": 20, "learner": dataclasses.replace(
-            mbpo.PRESETS["CartPole-v1"]["learner"], lr_decay_updates=47_500)},
+            MBPO_LEARNER, lr_decay_updates=47_500)},
     "mbpo_true_n10_m10_h10_lrdecay": {
         "true_dynamics": True, "n_step": 10, "model_n_step": 10,
         "rollout_schedule": (1, 1, 10, 10), "learner": dataclasses.replace(
-            mbpo.PRESETS["CartPole-v1"]["learner"], lr_decay_updates=47_500)},
+            MBPO_LEARNER, lr_decay_updates=47_500)},
     "mbpo_acrobot": MBPO_ACROBOT,
     "mbpo_true_acrobot": {**MBPO_ACROBOT, "true_dynamics": True},
     "mbpo_acrobot_h5": {**MBPO_ACROBOT, "rollout_schedule": (1, 1, 5, 5)},

@@ -170,6 +170,12 @@ def test_presets_and_errors():
     cartpole = mbpo.Config.for_env(env="CartPole-v1")
     assert cartpole.total_steps == mbpo.PRESETS["CartPole-v1"]["total_steps"]
     assert isinstance(cartpole.learner, DQNConfig)
+    # CartPole's rate decays over its first 10k env steps' updates; Acrobot's, measured
+    # without it, does not
+    trained = 10_000 - cartpole.initial_random_steps
+    assert cartpole.learner.lr_decay_updates == trained * cartpole.updates_per_step
+    acrobot = mbpo.Config.for_env(env="Acrobot-v1")
+    assert acrobot.learner == cartpole.learner.replace(lr_decay_updates=0)
     generic = mbpo.Config.for_env(env="MountainCarContinuous-v0")
     assert generic == mbpo.Config(env="MountainCarContinuous-v0")  # no preset: the defaults
     assert generic.updates_per_step == 20 and generic.real_ratio == 0.05  # the paper's
