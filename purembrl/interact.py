@@ -7,6 +7,9 @@ the returned ``obs`` is the auto-reset one, to act from next.
 
 from __future__ import annotations
 
+import purembrl._deferred_imports  # noqa: F401  (first: defers gymnax's plotting imports)
+
+# isort: split
 from collections.abc import Callable
 from typing import Any, NamedTuple
 

@@ -306,13 +306,14 @@ def test_killed_at_random_moments_the_last_checkpoint_always_loads(tmp_path,
 def test_signals_at_random_moments_stop_cleanly_and_resume_bit_identical(tmp_path, sig,
                                                                           long_uninterrupted):
     """SIGINT (Ctrl-C) or SIGTERM four times (``PUREMBRL_SIGNAL_TRIES``, e.g. 10 for the
-    reliability table) over one directory: half of them at a random moment 0.5-3
-    s after the start (while jax is imported and the program compiles: the process stops at
-    once), half at a random moment up to 0.3 s after the process's first checkpoint (while
-    chunks run and checkpoints are written: it stops after the running chunk). Never a
-    traceback or a crash; exit code 128 + the signal (or 0 if the run had finished); one line
-    saying what was kept and how to resume; a complete checkpoint. Resumed to the end, the
-    metrics equal an uninterrupted run's."""
+    reliability table) over one directory: half of them at a random moment 0.2-1.5 s after the
+    start (mostly while jax is imported and the program compiles or loads: the process stops
+    at once; with a warm compile cache a later moment can fall in the first chunk), half at a
+    random moment up to 0.3 s after the process's first checkpoint (while chunks run and
+    checkpoints are written: it stops after the running chunk). Never a traceback or a crash;
+    exit code 128 + the signal (or 0 if the run had finished); one line saying what was kept
+    and how to resume ("at once" whenever the process wrote no checkpoint); a complete
+    checkpoint. Resumed to the end, the metrics equal an uninterrupted run's."""
     out, path = tmp_path / "stopped", tmp_path / "stopped" / run.CHECKPOINT
     rng = random.Random(int(sig))
     stamp = lambda: path.stat().st_mtime_ns if path.exists() else None
@@ -321,7 +322,7 @@ def test_signals_at_random_moments_stop_cleanly_and_resume_bit_identical(tmp_pat
         proc = subprocess.Popen([*LONG, "--resume" if path.exists() else "--out", str(out)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if attempt % 2 == 0:
-            time.sleep(rng.uniform(0.5, 3.0))
+            time.sleep(rng.uniform(0.2, 1.5))
         else:
             while proc.poll() is None and stamp() == before:  # this process has saved once
                 time.sleep(0.001)
@@ -333,9 +334,13 @@ def test_signals_at_random_moments_stop_cleanly_and_resume_bit_identical(tmp_pat
         if proc.returncode:
             last = err.strip().splitlines()[-1]
             assert signal.Signals(sig).name in last, err
+            after_chunk = "stopped after a complete chunk; resume with the same command and " \
+                f"--resume {out}"
             if attempt % 2:
-                assert "stopped after a complete chunk; resume with the same command and " \
-                       f"--resume {out}" in last, err
+                assert after_chunk in last, err
+            elif stamp() != before:  # the early signal fell in the first chunk or its save
+                assert after_chunk in last or (
+                    "stopped at once" in last and f"--resume {out}" in last), err
             else:
                 assert ("stopped at once" in last and (
                     f"resume with the same command and --resume {out}" in last

@@ -1,5 +1,6 @@
-"""Importing purembrl defers gymnax's plotting imports (``purembrl._load_on_first_use``)
-without changing what a user's own import of them gets."""
+"""purembrl defers gymnax's plotting imports (``purembrl._deferred_imports``) without changing
+what a user's own import of them gets, and ``import purembrl`` itself stays instant (the command
+line installs its signal handling after it)."""
 
 import subprocess
 import sys
@@ -41,4 +42,12 @@ def test_modules_imported_before_purembrl_are_left_as_they_are():
                   "import purembrl.envs\n"
                   "assert sys.modules['seaborn'] is seaborn and type(seaborn).__name__ == "
                   "'module'\nassert sys.modules['matplotlib.pyplot'] is plt\nprint('ok')")
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+
+
+def test_the_package_imports_nothing_and_every_path_to_gymnax_defers():
+    out = _python("import sys\nimport purembrl\n"
+                  "assert 'matplotlib' not in sys.modules and 'jax' not in sys.modules\n"
+                  "import purembrl.interact, purembrl.algos.c_learning\n"
+                  "assert 'gymnax' in sys.modules and 'pandas' not in sys.modules\nprint('ok')")
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]

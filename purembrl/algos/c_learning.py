@@ -36,6 +36,9 @@ some step), ``final_distance`` and ``eval_return`` (steps spent within the succe
 
 from __future__ import annotations
 
+import purembrl._deferred_imports  # noqa: F401  (first: defers gymnax's plotting imports)
+
+# isort: split
 import jax
 import jax.numpy as jnp
 import optax

@@ -16,6 +16,9 @@ one (from the command line: ``--import MODULE`` runs the module that registers i
 
 from __future__ import annotations
 
+import purembrl._deferred_imports  # noqa: F401  (first: defers gymnax's plotting imports)
+
+# isort: split
 from collections.abc import Callable
 from typing import Any
 
