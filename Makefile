@@ -25,8 +25,9 @@ dyna-demo: $(STAMP)
 
 # One pytest worker per core (pytest-xdist); most of a test is XLA compiling its tiny-budget
 # program, one core each. Measured on a clean clone of a 2-core AMD EPYC (2026-12-07, session
-# 51): 556 tests in 35.3 min, 36.4 with the install (benchmarks/RESULTS.md, "The test suite's
-# compiles"); --durations lists the slowest, where budgets are worth cutting.
+# 52): 554 tests in 29.7-34.1 min (two runs the same hour), plus about 1.3 min of install
+# (benchmarks/RESULTS.md, "The test suite's compiles"); --durations lists the slowest, where
+# budgets are worth cutting.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto --durations=60 tests
 
