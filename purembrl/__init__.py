@@ -7,5 +7,3 @@ returning ``train(key) -> (state, metrics)``, which ``jax.jit(jax.vmap(train))``
 """
 
 __version__ = "0.1.0"
-
-

@@ -27,27 +27,33 @@ print('ok')
 """
 
 
-def _python(code):
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300)
+def assert_runs(code: str) -> None:
+    """``code`` in a fresh Python process prints ``ok``."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
 
 
 def test_plotting_modules_load_on_first_use_and_then_work():
-    out = _python(CHECK)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+    assert_runs(CHECK)
 
 
 def test_modules_imported_before_purembrl_are_left_as_they_are():
-    out = _python("import seaborn, matplotlib.pyplot as plt, sys\n"
-                  "import purembrl.envs\n"
-                  "assert sys.modules['seaborn'] is seaborn and type(seaborn).__name__ == "
-                  "'module'\nassert sys.modules['matplotlib.pyplot'] is plt\nprint('ok')")
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+    assert_runs("""
+import seaborn, matplotlib.pyplot as plt, sys
+import purembrl.envs
+assert sys.modules['seaborn'] is seaborn and type(seaborn).__name__ == 'module'
+assert sys.modules['matplotlib.pyplot'] is plt
+print('ok')
+""")
 
 
 def test_the_package_imports_nothing_and_every_path_to_gymnax_defers():
-    out = _python("import sys\nimport purembrl\n"
-                  "assert 'matplotlib' not in sys.modules and 'jax' not in sys.modules\n"
-                  "import purembrl.interact, purembrl.algos.c_learning\n"
-                  "assert 'gymnax' in sys.modules and 'pandas' not in sys.modules\nprint('ok')")
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+    assert_runs("""
+import sys
+import purembrl
+assert 'matplotlib' not in sys.modules and 'jax' not in sys.modules
+import purembrl.interact, purembrl.algos.c_learning
+assert 'gymnax' in sys.modules and 'pandas' not in sys.modules
+print('ok')
+""")
