@@ -8,7 +8,9 @@ gamma 0.95, epsilon 0.15, the same w_objects ~ U(-1, 1)^3 sequence for every met
 seed. Methods (``purembrl.algos.sf_gpi``): SFQL with GPI (psi tables, w learned online); SFQL-5
 (the features learned from the first 5 tasks' rewards: by a table of (s, a), the default, and
 by a network of the transition with the normalised step of w; each also with the first 5
-tasks' policies given psi~ by TD sweeps over their stored transitions, ``_sweeps``); tabular
+tasks' policies given psi~ by TD sweeps over their stored transitions, ``_sweeps``; the
+network's also gated to zero where a learned classifier says nothing is collected,
+``sfql_h_mlp_gate_sweeps``); tabular
 Q-learning restarted at each task, and continuing across tasks. Seeds run under one
 ``jit(vmap(train))`` per method. Printed: the reward collected during each task (median over
 seeds), its mean over tasks 2-20 (transfer), the total, and wall-clock per method; a plot of
@@ -40,13 +42,18 @@ SETTINGS = {
     "sfql": dict(method="sfql"),
     # the first 5 tasks' policies left out of GPI (``feature_task_sweeps=0``); phi~ a table
     "sfql_h": dict(method="sfql_h", feature_task_sweeps=0),
+    # the network's phi~ without its gate (``feature_gate=False``)
     "sfql_h_mlp": dict(method="sfql_h", feature_model="mlp", w_step="nlms",
-                       feature_task_sweeps=0),
+                       feature_task_sweeps=0, feature_gate=False),
     # the default: the first 5 tasks' policies get psi~ by 20 TD sweeps over their stored
     # transitions once phi~ is fitted, so GPI on task 6 starts from 5 policies
     "sfql_h_sweeps": dict(method="sfql_h", feature_task_sweeps=20),
     "sfql_h_mlp_sweeps": dict(method="sfql_h", feature_model="mlp", w_step="nlms",
-                              feature_task_sweeps=20),
+                              feature_task_sweeps=20, feature_gate=False),
+    # the network's phi~ gated to exactly zero where a learned classifier says the
+    # transition collects nothing (``feature_gate``, the default since 2026-12-07)
+    "sfql_h_mlp_gate_sweeps": dict(method="sfql_h", feature_model="mlp", w_step="nlms",
+                                   feature_task_sweeps=20, feature_gate=True),
     "q_restart": dict(method="q_restart"),
     "q_continue": dict(method="q_continue"),
 }

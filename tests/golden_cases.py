@@ -25,8 +25,9 @@ pins a budget whose periods divide nothing (the last evaluation period cut at th
 ``dqn_n_step`` was recorded when n-step returns were added (2026-12-03), ``dyna_dqn_n_step``
 when deep Dyna took them (2026-12-03, on an AMD EPYC). ``sf_gpi_h_mlp`` was recorded when
 SFQL-h's features could be a network (2026-12-05). Both SFQL-h cases say
-``feature_task_sweeps=0`` since that field was added with a default of 20 (2026-12-05): the
-protocol they pinned, bit for bit.
+``feature_task_sweeps=0`` since that field was added with a default of 20 (2026-12-05), and
+``sf_gpi_h_mlp`` says ``feature_gate=False`` since that one was added with a default of True
+(2026-12-07): the protocol they pinned, bit for bit.
 ``dyna_q``, ``dyna_q_plus``
 (2026-12-04: a planning update's two uniforms come from one Threefry block of the counters
 (update, 0) under the real step's planning key, ``dyna_q.counter_uniforms``, instead of
@@ -145,8 +146,9 @@ CASES: dict[str, tuple[str, dict]] = {
                                 feature_task_sweeps=0, num_tasks=2, steps_per_task=600,
                                 eval_every=300, **_SF)),
     "sf_gpi_h_mlp": ("sf_gpi", dict(method="sfql_h", feature_model="mlp", w_step="nlms",
-                                    feature_task_sweeps=0, feature_tasks=1, num_tasks=2,
-                                    steps_per_task=600, eval_every=300, feature_updates=50,
+                                    feature_task_sweeps=0, feature_gate=False, feature_tasks=1,
+                                    num_tasks=2, steps_per_task=600, eval_every=300,
+                                    feature_updates=50,
                                     feature_hidden_sizes=(16,), **_SF)),
     "sf_policy_iteration": ("sf_policy_iteration", dict(num_iterations=2,
                                                         steps_per_iteration=300, td_updates=50)),

@@ -30,9 +30,11 @@ psi of tasks h+1..t and (``feature_task_sweeps``, by default) of the first h tas
   ``phi~(s, a, s') = f([cell(s), objects(s), cell(s'), objects(s') - objects(s)])`` (cells
   one-hot, ``transition_inputs``), fitted by Adam at the start of task h + 1 on every
   transition of the first h tasks. It generalises to (s, a) pairs never tried: which object
-  vanished between s and s' says which reward was collected, whatever else is left. Measured
-  (benchmarks/RESULTS.md) it is not better than the table: its small errors on the many
-  transitions that collect nothing act as rewards the agent can repeat.
+  vanished between s and s' says which reward was collected, whatever else is left. Alone
+  it is not better than the table (benchmarks/RESULTS.md): its small errors on the many
+  transitions that collect nothing act as rewards the agent can repeat. So by default
+  (``feature_gate``) a second network, fitted beside it to classify ``reward != 0``, sets
+  phi~ to exactly zero where it says nothing is collected.
 
 With ``feature_task_sweeps > 0`` (the default, 20), SFQL-h also gives psi~ to the first h
 tasks' policies once phi~ exists: pi_j greedy on task j's final Q table is evaluated by that
@@ -62,6 +64,9 @@ first h tasks' transitions (``h * steps_per_task`` of them, 2 observations and a
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -111,6 +116,14 @@ class Config(Presets):
         task's final Q) once phi~ is fitted, so that GPI includes them (20, measured: 0.84 and
         0.88 of SFQL's total on two sets of 8 keys, against 0.55 and 0.66 without); 0: GPI
         over the policies of tasks h+1.. only. Unused by the other methods.
+      feature_gate: the ``"mlp"`` features times a learned gate (True, the default): a
+        second network of the transition, fitted beside them by logistic regression of
+        ``reward != 0``, sets phi~ to exactly zero where it says nothing is collected
+        (logit <= 0), so that the values' small errors there are no reward an agent can loop
+        on; the values' own fit is the ungated one's. Measured (benchmarks/RESULTS.md, with
+        the sweeps): 0.83 and 1.08 of SFQL's total on two sets of 8 keys, against 0.62
+        ungated. False: the network's output as it is. A table, zero where no reward was
+        seen already, ignores this as it does the other ``feature_*`` fields.
       w_step: the online step of w: ``"sgd"`` (the paper's) or ``"nlms"``, normalised by
         ``max(|phi|^2, 1)`` (``successor.reward_weights_sgd``): the same step for the env's
         one-hot features, stable for learned ones of any norm (SFQL-h's phi~ of the goal is
@@ -136,6 +149,7 @@ class Config(Presets):
     feature_batch_size: int = static(256)
     feature_lr: float = 1e-3
     feature_task_sweeps: int = static(20)
+    feature_gate: bool = static(True)
     w_step: str = static("sgd")
     num_tasks: int = static(20)
     steps_per_task: int = static(20_000)
@@ -250,6 +264,60 @@ def transition_inputs(env, obs: jax.Array, next_obs: jax.Array) -> jax.Array:
     return jnp.concatenate([cell(obs), objects, cell(next_obs), next_objects - objects], axis=-1)
 
 
+class FeatureModel(NamedTuple):
+    """SFQL-h's ``"mlp"`` phi~ as pure functions of flax parameters.
+
+    Attributes:
+      init: ``(run key, obs) -> params`` (the network's key is folded from the run's, so the
+        run's other draws keep theirs).
+      apply: ``(params, obs [..., 2 + K], next_obs) -> phi~ [..., h]``.
+      loss: ``(params, obs [B, ...], next_obs, reward [B], task [B]) -> scalar``: the
+        multi-task regression (``successor.multitask_feature_loss``), plus the gate's logistic
+        loss on ``reward != 0`` when gated.
+    """
+
+    init: Callable
+    apply: Callable
+    loss: Callable
+
+
+def feature_model(config: Config, env) -> FeatureModel:
+    """phi~ of ``config`` (``feature_hidden_sizes``, ``feature_tasks`` outputs, and with
+    ``feature_gate`` a second network, the gate, whose logit <= 0 sets phi~ to exactly zero:
+    the values' parameters and fit are then the ungated ones', under ``"phi"``, beside
+    ``"gate"``)."""
+    values = networks.MLP(config.feature_hidden_sizes, config.feature_tasks, activation="relu")
+    gate = networks.MLP(config.feature_hidden_sizes, 1, activation="relu")
+
+    def init(key: jax.Array, obs: jax.Array):
+        inputs = transition_inputs(env, obs, obs)
+        params = values.init(jax.random.fold_in(key, 1), inputs)
+        if not config.feature_gate:
+            return params
+        return {"phi": params, "gate": gate.init(jax.random.fold_in(key, 3), inputs)}
+
+    def apply(params, obs: jax.Array, next_obs: jax.Array) -> jax.Array:
+        inputs = transition_inputs(env, obs, next_obs)
+        if not config.feature_gate:
+            return values.apply(params, inputs)
+        collects = gate.apply(params["gate"], inputs) > 0.0
+        return jnp.where(collects, values.apply(params["phi"], inputs), 0.0)
+
+    def loss(params, obs, next_obs, reward, task) -> jax.Array:
+        inputs = transition_inputs(env, obs, next_obs)
+        if not config.feature_gate:
+            return successor.multitask_feature_loss(values.apply(params, inputs), reward, task)
+        # the values regress every transition's reward, as ungated (a gradient of the sum
+        # reaches each network from its own term only); the gate classifies reward != 0
+        regression = successor.multitask_feature_loss(values.apply(params["phi"], inputs),
+                                                      reward, task)
+        logits = gate.apply(params["gate"], inputs)[:, 0]
+        return regression + jnp.mean(optax.sigmoid_binary_cross_entropy(
+            logits, (reward != 0.0).astype(jnp.float32)))
+
+    return FeatureModel(init=init, apply=apply, loss=loss)
+
+
 def make_loop(config: Config) -> TrainLoop:
     env, base_params = envs.make(config.env, config.env_params)
     S, A, N = env.num_states, env.num_actions, env.num_features
@@ -260,7 +328,7 @@ def make_loop(config: Config) -> TrainLoop:
     # > 0: psi~ for the first H tasks' policies
     sweeps = config.feature_task_sweeps if learned_phi else 0
     keep_data = mlp_phi or sweeps > 0  # the first H tasks' transitions are stored
-    phi_net = networks.MLP(config.feature_hidden_sizes, H, activation="relu")
+    phi_model = feature_model(config, env)
     phi_rows = H * config.steps_per_task
     obs_size = 2 + env.num_objects
     phi_optimiser = optax.adam(config.feature_lr)
@@ -286,17 +354,13 @@ def make_loop(config: Config) -> TrainLoop:
             return successor.gpi_q(c.psi[:, s], w, valid_policies(c))
         return c.q[s]
 
-    def phi_of(params, obs: jax.Array, next_obs: jax.Array) -> jax.Array:
-        return phi_net.apply(params, transition_inputs(env, obs, next_obs))
-
     def init(key: jax.Array) -> SFState:
         key_tasks, key_reset, key = jax.random.split(key, 3)
         tasks = sample_tasks(key_tasks, T, N - 1)
         obs, env_state = env.reset(key_reset, params_for(tasks[0]))
         phi_params, phi_data = (), ()
         if mlp_phi:  # (the network's key is folded from the run's: other draws keep theirs)
-            phi_params = phi_net.init(jax.random.fold_in(key, 1),
-                                      transition_inputs(env, obs, obs))
+            phi_params = phi_model.init(key, obs)
         if keep_data:
             phi_data = {"obs": jnp.zeros((phi_rows, obs_size), jnp.int32),
                         "next_obs": jnp.zeros((phi_rows, obs_size), jnp.int32),
@@ -320,9 +384,8 @@ def make_loop(config: Config) -> TrainLoop:
         key_fit = jax.random.fold_in(c.key, 2)  # (c.key itself is not advanced)
 
         def loss(params, rows):
-            phi = phi_of(params, c.phi_data["obs"][rows], c.phi_data["next_obs"][rows])
-            return successor.multitask_feature_loss(phi, c.phi_data["reward"][rows],
-                                                    task_of_row[rows])
+            return phi_model.loss(params, c.phi_data["obs"][rows], c.phi_data["next_obs"][rows],
+                                  c.phi_data["reward"][rows], task_of_row[rows])
 
         def update(carry, key):
             params, opt_state = carry
@@ -361,7 +424,7 @@ def make_loop(config: Config) -> TrainLoop:
         s, s_next = env.obs_to_index(data["obs"]), env.obs_to_index(data["next_obs"])
         a = data["action"]
         if mlp_phi:
-            phi = phi_of(c.phi_params, data["obs"], data["next_obs"])  # [rows, H]
+            phi = phi_model.apply(c.phi_params, data["obs"], data["next_obs"])  # [rows, H]
         else:
             fit = c.features[s, a]  # [rows, H, 2]
             phi = fit[..., 0] / jnp.maximum(fit[..., 1], 1.0)
@@ -413,7 +476,7 @@ def make_loop(config: Config) -> TrainLoop:
                         for name, value in row.items()}
         if use_sf:
             if mlp_phi:
-                phi = phi_of(c.phi_params, c.obs, next_obs)
+                phi = phi_model.apply(c.phi_params, c.obs, next_obs)
             elif learned_phi:
                 fit = c.features[s, a]  # [H, 2]
                 phi = fit[:, 0] / jnp.maximum(fit[:, 1], 1.0)
