@@ -9,7 +9,10 @@ first one's bit for bit. The settings:
 
 * ``default``: XLA's default flags, as ``python -m purembrl train`` runs;
 * ``O1``: ``XLA_FLAGS=--xla_backend_optimization_level=1`` (LLVM's lighter optimisation; its
-  numbers differ from the default's in the last bits, which training then grows).
+  numbers differ from the default's in the last bits, which training then grows);
+* ``split1`` ... ``split8``: XLA's parallel code generation;
+* ``rbg``, ``unsafe_rbg``: JAX's other PRNG key implementations (``JAX_DEFAULT_PRNG_IMPL``;
+  other random numbers, so other runs).
 
     python benchmarks/compile_time.py [--algos mbpo,sac] [--seeds 1] [--settings default,O1]
 
@@ -74,7 +77,12 @@ def measure(algo_name: str, num_seeds: int) -> dict:
 SETTINGS = {"default": {}, "O1": {"XLA_FLAGS": "--xla_backend_optimization_level=1"},
             # XLA's CPU code generation split into this many parts compiled in parallel
             **{f"split{k}": {"XLA_FLAGS": f"--xla_cpu_parallel_codegen_split_count={k}"}
-               for k in (1, 2, 4, 8)}}
+               for k in (1, 2, 4, 8)},
+            # JAX's other key implementations (every random number changes): "rbg" draws bits
+            # with XLA's RngBitGenerator but still splits keys by Threefry; "unsafe_rbg" also
+            # splits with it (no guarantee that split streams are independent)
+            "rbg": {"JAX_DEFAULT_PRNG_IMPL": "rbg"},
+            "unsafe_rbg": {"JAX_DEFAULT_PRNG_IMPL": "unsafe_rbg"}}
 
 
 def child(algo_name: str, num_seeds: int, setting: str) -> dict:

@@ -12,16 +12,25 @@ from purembrl.learners import NAFConfig, SACConfig, sac
 from purembrl.types import Transition
 
 
-def test_learns_cartpole_on_a_small_budget():
+def test_learns_cartpole_on_a_small_budget_under_jit_vmap():
     """Double DQN on K = 5 model samples per (s, a), with a small ensemble and the preset's
-    10-step heads and planned actions. Measured (2 seeds, 3500 env steps): best evaluations
-    265 and 500; a random policy lasts about 22 steps.
-    (Pendulum learns too, -120 and -134 after 1750 steps, but takes minutes on 2 cores.)"""
+    10-step heads and planned actions, under jit(vmap): seeds differ, keys repeat, and it
+    learns beyond random (a random policy lasts about 22 steps). One call on keys (k0, k1, k0):
+    the repeated key gives the identical run in the same batch (the golden tests check that
+    a second call repeats the first, bit for bit). Measured (3500 env steps): best evaluations
+    351 and 500 (265 and 500 when the batch is the two keys alone: the last bits of a run can
+    depend on the batch, which training amplifies; tests/golden_cases.py). (Pendulum learns
+    too, -120 and -134 after 1750 steps, but takes minutes on 2 cores.)"""
     cfg = dyna.Config.for_env(env="CartPole-v1", total_steps=3500,
                               model=dynamics.EnsembleConfig(num_members=5, num_elites=3,
                                                     hidden_sizes=(64, 64), max_epochs=20))
-    _, m = jax.jit(jax.vmap(dyna.make_train(cfg)))(jax.random.split(jax.random.key(0), 2))
+    keys = jax.random.split(jax.random.key(0), 2)
+    _, m = jax.jit(jax.vmap(dyna.make_train(cfg)))(jnp.concatenate([keys, keys[:1]]))
+    for name, values in m.items():
+        np.testing.assert_array_equal(values[0], values[2], err_msg=name)
+    assert not np.array_equal(m["q_loss"][0], m["q_loss"][1])
     best = np.asarray(m["eval_return"]).max(axis=1)
+    print("Dyna-DQN best returns:", best)
     assert (best > 150).all(), np.asarray(m["eval_return"])
     assert not np.asarray(m["model_nonfinite"]).any()
 
@@ -142,28 +151,6 @@ def test_n_step_dyna_targets_through_the_true_dynamics_are_the_real_n_step_targe
     np.testing.assert_allclose(dqn_targets(net, cfg.learner, state.learner, batch),
                                dqn_targets(net, cfg.learner, state.learner, full),
                                rtol=1e-5, atol=1e-5)
-
-
-def test_n_step_dyna_learns_cartpole_under_jit_vmap():
-    """Deep Dyna-DQN with 10-step heads and a learned ensemble trains under jit(vmap): seeds
-    differ, keys repeat, and it learns beyond random (about 22 steps) on a small budget. One
-    call on keys (k0, k1, k0): the repeated key gives the identical run in the same batch
-    (the golden tests check that a second call repeats the first, bit for bit), at 1.5 runs'
-    time instead of two calls' 2. Measured with split(key(b), 2) for b = 0, 1, 2: every row's
-    best evaluation 136-477."""
-    cfg = dyna.Config.for_env(env="CartPole-v1", total_steps=3000, eval_every=1500, n_step=10,
-                              eval_episodes=5, all_actions=False,  # (the test above has it)
-                              model=dynamics.EnsembleConfig(num_members=3, num_elites=2,
-                                                    hidden_sizes=(64, 64), max_epochs=10))
-    train = jax.jit(jax.vmap(dyna.make_train(cfg)))
-    keys = jax.random.split(jax.random.key(0), 2)
-    _, m = train(jnp.concatenate([keys, keys[:1]]))
-    for name, values in m.items():
-        np.testing.assert_array_equal(values[0], values[2], err_msg=name)
-    assert not np.array_equal(m["q_loss"][0], m["q_loss"][1])
-    best = np.asarray(m["eval_return"]).max(axis=1)
-    print("n-step Dyna best returns:", np.asarray(m["eval_return"]))
-    assert (best > 100).all(), np.asarray(m["eval_return"])
 
 
 def test_other_actions_batch_plans_every_action_not_taken():
