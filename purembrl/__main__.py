@@ -300,7 +300,7 @@ def _stored_sweep(args):
 
 
 def cmd_train(args) -> int:
-    from purembrl import run  # imports jax; list and errors stay fast without it
+    from purembrl import checkpoint, run  # imports jax; list and errors stay fast without it
     from purembrl.driver.engine import TooLarge, curve_of
     from purembrl.driver.logs import combine
 
@@ -323,6 +323,9 @@ def cmd_train(args) -> int:
                          extend=extend, progress_fn=combine(*loggers))
     except TooLarge as err:
         return _refused(err, out, created)
+    except checkpoint.CheckpointError as err:  # a resumed checkpoint refused as it loads
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     finally:
         for logger in loggers:
             logger.close()
@@ -372,7 +375,7 @@ def _interrupted(result, out: str, args) -> int:
 def cmd_sweep(args) -> int:
     import itertools
 
-    from purembrl import run
+    from purembrl import checkpoint, run
     from purembrl.driver.engine import TooLarge, curve_of
     from purembrl.driver.logs import combine
 
@@ -407,6 +410,9 @@ def cmd_sweep(args) -> int:
                            progress_fn=combine(*loggers))
     except TooLarge as err:
         return _refused(err, out, created)
+    except checkpoint.CheckpointError as err:  # a resumed checkpoint refused as it loads
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     finally:
         for logger in loggers:
             logger.close()

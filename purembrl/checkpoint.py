@@ -209,6 +209,12 @@ def load(path: str | os.PathLike, template: Any,
         impl = header["key_impls"].get(str(i))
         if impl is not None:
             value = jax.random.wrap_key_data(value, impl=impl)
+            if (jax.dtypes.issubdtype(like.dtype, jax.dtypes.prng_key)
+                    and value.dtype != like.dtype):
+                raise CheckpointError(
+                    f"checkpoint {path} holds PRNG keys of JAX's {impl!r} implementation, this "
+                    f"process makes {jax.config.jax_default_prng_impl!r} keys: run it with "
+                    f"JAX_DEFAULT_PRNG_IMPL={impl} as when it was written")
         if value.shape != like.shape or value.dtype != like.dtype:
             raise CheckpointError(f"checkpoint {path}: array {i} is {value.dtype}"
                                   f"{list(value.shape)}, this run expects {like.dtype}"

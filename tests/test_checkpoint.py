@@ -110,6 +110,24 @@ def test_a_template_of_other_shapes_is_refused(tmp_path):
         checkpoint.load(path, jax.eval_shape(lambda: {"only": jnp.zeros(1)}))
 
 
+def test_keys_of_another_prng_implementation_are_refused_naming_it(tmp_path):
+    """A checkpoint written with ``JAX_DEFAULT_PRNG_IMPL=unsafe_rbg`` loads into a template of
+    such keys and is refused, naming both implementations and the setting, where this
+    process makes Threefry keys (``train --resume``: one line, exit 2)."""
+    path = tmp_path / "c.npz"
+    rbg = {"key": jax.random.split(jax.random.key(0, impl="unsafe_rbg"), 2), "x": jnp.ones(3)}
+    checkpoint.save(path, rbg)
+    restored, _, _ = checkpoint.load(path, jax.eval_shape(lambda: rbg))
+    np.testing.assert_array_equal(jax.random.key_data(restored["key"]),
+                                  jax.random.key_data(rbg["key"]))
+    fry = {"key": jax.random.split(jax.random.key(0), 2), "x": jnp.ones(3)}
+    with pytest.raises(checkpoint.CheckpointError,
+                       match="holds PRNG keys of JAX's 'unsafe_rbg' implementation, this "
+                             "process makes 'threefry2x32' keys: run it with "
+                             "JAX_DEFAULT_PRNG_IMPL=unsafe_rbg"):
+        checkpoint.load(path, jax.eval_shape(lambda: fry))
+
+
 def tiny_sac(**fields):
     base = dict(env="Pendulum-v1", total_steps=700, eval_every=100, initial_random_steps=200,
                 eval_episodes=2, batch_size=32, learner=SACConfig(hidden_sizes=(32, 32)))
