@@ -32,7 +32,9 @@ being w' . (the sum of phi along the episode). Compared, per held-out task:
   TD steps each, from the trained network, the policy held fixed): Algorithm 1 fits psi_i only
   where pi_i's own episodes went, GPI reads it where the other policies go too.
   ``--refit-data`` says on what: every training task's transitions (``union``), a uniform
-  random walk of ``--walk-steps`` per seed (``walk``: task-agnostic, no reward read),
+  random walk of ``--walk-steps`` per seed (``walk``: task-agnostic, no reward read), the
+  same walk with each (s, a) it saw kept once and repeated (``walk_even``: the agent's own
+  data, evened out by its own counts),
   epsilon-greedy GPI over the trained psi on 16 practice tasks drawn like the held-out ones
   but never them (``gpi``: where GPI's mixtures of the policies go), or every
   (s, a) reachable from the start once (``cover``: uniform coverage, enumerated from the exact
@@ -82,7 +84,7 @@ from purembrl.networks import SuccessorHead  # noqa: E402
 # One object type rewarded, the others penalised; the last penalises all three (the goal only).
 TRAIN_TASKS = ((1.0, -1.0, -1.0), (-1.0, 1.0, -1.0), (-1.0, -1.0, 1.0), (-1.0, -1.0, -1.0))
 HIDDEN = (256, 256)
-REFIT_DATA = ("union", "walk", "gpi", "cover")
+REFIT_DATA = ("union", "walk", "walk_even", "gpi", "cover")
 
 
 def held_out_tasks(count: int, num_types: int = 3, seed: int = 123) -> np.ndarray:
@@ -151,6 +153,23 @@ def random_walk(env_name: str, keys, steps: int) -> spi.Step:
         return jax.lax.scan(body, (obs, state), jax.random.split(key, steps))[1]
 
     return jax.jit(jax.vmap(walk))(keys)
+
+
+def evened_out(env_name: str, data: spi.Step, rows: int = 16_384) -> spi.Step:
+    """``[seed, rows]``: each seed's transitions with every distinct (s, a) among them kept
+    once (its first occurrence) and the set repeated to ``rows`` rows, so that a uniform
+    minibatch draws each (s, a) the agent saw equally often, however often it was visited.
+    (The env is deterministic, so a pair is one transition.) This is the agent's own data
+    and its own counts, reweighted: no pair it never tried is added."""
+    env, _ = envs.make(env_name)
+    index = np.asarray(env.obs_to_index(data.obs)) * env.num_actions + np.asarray(data.action)
+    picks = []
+    for seed_index in index:
+        _, first = np.unique(seed_index, return_index=True)
+        picks.append(np.resize(np.sort(first), rows))
+    picks = np.stack(picks)  # [seed, rows]
+    return jax.tree.map(lambda x: jnp.asarray(np.take_along_axis(
+        np.asarray(x), picks.reshape(picks.shape + (1,) * (x.ndim - 2)), axis=1)), data)
 
 
 def gpi_practice(env_name: str, psi_params, keys, steps: int, num_tasks: int = 16,
@@ -339,11 +358,12 @@ def main(argv=None) -> dict:
                              "(0: skip that row)")
     parser.add_argument("--refit-data", default="union", choices=REFIT_DATA,
                         help="what the re-fit trains on: every training task's transitions, "
-                             "a uniform random walk of --walk-steps per seed, epsilon-greedy "
+                             "a uniform random walk of --walk-steps per seed (as it is, or "
+                             "each (s, a) it saw equally often), epsilon-greedy "
                              "GPI on 16 practice tasks for --walk-steps per seed, or every "
                              "reachable (s, a) once (the exact model's)")
     parser.add_argument("--walk-steps", type=int, default=128_000,
-                        help="transitions per seed for --refit-data walk, gpi")
+                        help="transitions per seed for --refit-data walk, walk_even, gpi")
     parser.add_argument("--trained", default=None, metavar="FILE",
                         help="keep the trained psi networks in FILE (a pickle): loaded when it "
                              "exists (the same arguments are the caller's duty), written after "
@@ -396,16 +416,20 @@ def main(argv=None) -> dict:
     shared = None
     refit_label = {"union": "every task's transitions",
                    "walk": f"a random walk ({args.walk_steps} steps per seed)",
+                   "walk_even": f"a random walk ({args.walk_steps} steps per seed), each "
+                                "(s, a) it saw equally often",
                    "gpi": f"GPI's own epsilon-greedy episodes on 16 practice tasks "
                           f"({args.walk_steps} steps per seed)",
                    "cover": "every reachable (s, a) once"}[args.refit_data]
     if args.shared_updates:
         start = time.perf_counter()
         data = None
-        if args.refit_data == "walk":
+        if args.refit_data in ("walk", "walk_even"):
             walk_keys = jax.random.split(jax.random.fold_in(jax.random.key(args.seed), 20_000),
                                          args.seeds)
             data = random_walk(args.env, walk_keys, args.walk_steps)
+            if args.refit_data == "walk_even":
+                data = evened_out(args.env, data)
         elif args.refit_data == "gpi":
             practice_keys = jax.random.split(
                 jax.random.fold_in(jax.random.key(args.seed), 30_000), args.seeds)

@@ -133,8 +133,8 @@ def test_deep_gpi_benchmark_scores_each_policy_by_its_own_episode():
 def test_deep_gpi_random_walk_is_the_envs_own_transitions():
     """benchmarks/deep_gpi.py's task-agnostic re-fit data: a uniform random walk per seed whose
     every transition is the exact model's (next state, features, termination), with resets;
-    the seeds' walks differ; GPI's practice episodes likewise; and the uniform coverage of
-    every reachable (s, a)."""
+    the seeds' walks differ; GPI's practice episodes likewise; the uniform coverage of
+    every reachable (s, a); and the walk evened out over the pairs it saw."""
     import os
     import sys
 
@@ -181,3 +181,17 @@ def test_deep_gpi_random_walk_is_the_envs_own_transitions():
                                   next_index[s_cover, cover.action])
     np.testing.assert_array_equal(cover.phi, phi[s_cover, cover.action])
     assert set(s[~terminal[s]].tolist()) <= set(s_cover.tolist())
+    # the walk evened out: exactly the (s, a) it saw, each as often as any other, each row
+    # one of its own transitions
+    even = jax.tree.map(np.asarray, deep_gpi.evened_out("FourRoomObjects-small",
+                                                         jax.tree.map(jnp.asarray, walk), 1000))
+    assert even.obs.shape[:2] == (2, 1000)
+    for i in range(2):
+        s_even = np.asarray(env.obs_to_index(jnp.asarray(even.obs[i])))
+        seen = s[i] * env.num_actions + walk.action[i]
+        counts = np.bincount(s_even * env.num_actions + even.action[i])
+        assert set(np.nonzero(counts)[0]) == set(seen.tolist())
+        assert counts[counts > 0].max() - counts[counts > 0].min() <= 1
+        np.testing.assert_array_equal(env.obs_to_index(jnp.asarray(even.next_obs[i])),
+                                      next_index[s_even, even.action[i]])
+        np.testing.assert_array_equal(even.phi[i], phi[s_even, even.action[i]])
