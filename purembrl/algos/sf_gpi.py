@@ -121,8 +121,8 @@ class Config(Presets):
         ``reward != 0``, sets phi~ to exactly zero where it says nothing is collected
         (logit <= 0), so that the values' small errors there are no reward an agent can loop
         on; the values' own fit is the ungated one's. Measured (benchmarks/RESULTS.md, with
-        the sweeps): 0.83 and 1.08 of SFQL's total on two sets of 8 keys, against 0.62
-        ungated. False: the network's output as it is. A table, zero where no reward was
+        the sweeps): 0.83 and 1.08 of SFQL's total on two sets of 8 keys, against 0.62 and
+        0.89 ungated. False: the network's output as it is. A table, zero where no reward was
         seen already, ignores this as it does the other ``feature_*`` fields.
       w_step: the online step of w: ``"sgd"`` (the paper's) or ``"nlms"``, normalised by
         ``max(|phi|^2, 1)`` (``successor.reward_weights_sgd``): the same step for the env's
