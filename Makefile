@@ -24,8 +24,8 @@ dyna-demo: $(STAMP)
 	$(BIN)/python benchmarks/dyna_maze.py --figure 8.2 --sweep-seeds 0 --out runs/dyna-demo
 
 # One pytest worker per core (pytest-xdist); most of a test is XLA compiling its tiny-budget
-# program, one core each. Measured on a clean clone of a 2-core AMD EPYC (2026-12-07, session
-# 52): 554 tests in 29.7-34.1 min (two runs the same hour), plus about 1.3 min of install
+# program, one core each. Measured on a clean clone of a 2-core AMD EPYC (2026-12-07, sessions
+# 52-53): 554-555 tests in 29.7-34.3 min (three runs), plus about 1 min of install
 # (benchmarks/RESULTS.md, "The test suite's compiles"); --durations lists the slowest, where
 # budgets are worth cutting.
 test: $(STAMP)
