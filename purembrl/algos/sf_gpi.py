@@ -216,7 +216,8 @@ class SFState:
       q: ``[S, A]`` action values (Q-learning baselines and SFQL-h's first tasks) or ``[1, 1]``.
       features: SFQL-h's ``"table"`` fit ``[S, A, h, 2]`` (sum of rewards, count per task) or
         ``[1, 1, 1, 2]``.
-      phi_params: SFQL-h's ``"mlp"`` features (flax parameters) or ``()``.
+      phi_params: SFQL-h's ``"mlp"`` features (flax parameters, ``{"phi", "gate"}`` with
+        ``feature_gate``; ``feature_model``) or ``()``.
       phi_data: the first h tasks' transitions for that fit, ``{"obs", "next_obs" [h * steps,
         ...], "reward" [h * steps]}`` (row t: step t, so task ``t // steps_per_task``; with
         ``feature_task_sweeps`` also ``"action"`` and ``"terminated"``), or ``()``.
