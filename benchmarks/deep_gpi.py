@@ -473,6 +473,8 @@ def main(argv=None) -> dict:
                   f"optimal in {int(np.sum(np.abs(r - opt) < 1e-4))}; seeds whose mean beats "
                   f"the best single policy's: {int(np.sum(r.mean(1) > best_own.mean(1)))} of "
                   f"{r.shape[0]}")
+            margins = ", ".join(f"{m:+.3f}" for m in r.mean(1) - best_own.mean(1))
+            print(f"  per seed, its mean return minus the best single policy's: {margins}")
     return dict(gpi=gpi, own=own, improved=improved, optimal=opt, train_returns=own_returns,
                 train_optimal=train_best, exact_gpi=exact, shared_gpi=shared)
 
