@@ -44,6 +44,12 @@ class Presets:
     """
 
     PRESETS: Mapping[str, Mapping[str, Any]] = {}
+    # Fields added after runs were saved, whose default changed what those runs do: {field: the
+    # value that reproduces them}. A stored config (a checkpoint's, a results file's) that lacks
+    # such a field reads back with this value instead of today's default (``from_dict``), so an
+    # old run resumes as it ran; a field added with a default that keeps the old behaviour
+    # needs no entry.
+    ADDED_FIELDS: Mapping[str, Any] = {}
 
     @classmethod
     def for_env(cls, env: str | None = None, **overrides: Any):
@@ -421,9 +427,11 @@ def _tuples(value: Any) -> Any:
 
 def from_dict(config_cls: type, data: dict[str, Any]) -> Any:
     """The ``config_cls`` config whose ``as_dict`` is ``data`` (also as read back from JSON:
-    lists become tuples, nested dicts nested configs). ``ValueError`` for an unknown field."""
+    lists become tuples, nested dicts nested configs). ``ValueError`` for an unknown field.
+    A field that ``data`` lacks takes the class's ``ADDED_FIELDS`` value (the behaviour of runs
+    stored before the field existed; ``Presets``), else its default."""
     types = field_types(config_cls)
-    values = {}
+    values = dict(getattr(config_cls, "ADDED_FIELDS", {}))
     for name, value in data.items():
         if name not in types:
             raise ValueError(f"unknown field {name!r} for {config_cls.__name__}")

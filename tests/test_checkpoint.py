@@ -171,6 +171,49 @@ def test_a_checkpoint_of_another_run_is_refused_naming_the_fields(tmp_path):
         run.run(sac, config, 2, seed=1, out=tmp_path, progress=False, table=False, resume=True)
 
 
+def test_a_checkpoint_written_before_a_field_existed_resumes_as_it_ran(tmp_path):
+    """A field added to a Config after a run was saved: the stored config, which lacks it,
+    reads back with the value that reproduces the run (``Config.ADDED_FIELDS``), and the run
+    resumes bit for bit; today's default, which differs, is refused naming the field.
+    SFQL-h's ``feature_task_sweeps`` (added 2026-12-05 with a default of 20) and
+    ``feature_gate`` (2026-12-07, True): the runs stored before them ran with 0 and False."""
+    from purembrl.algos import sf_gpi
+    from purembrl.config import as_dict, from_dict
+    from purembrl.driver import training
+
+    old = sf_gpi.Config.for_env(env="FourRoomObjects-small", method="sfql_h", feature_tasks=1,
+                                feature_task_sweeps=0, feature_gate=False, num_tasks=2,
+                                steps_per_task=300, eval_every=100, eval_max_steps=60)
+    kwargs = dict(num_chunks=6, progress=False, table=False)
+    whole = run.run(sf_gpi, old, 2, out=tmp_path / "whole", **kwargs)
+    run.run(sf_gpi, old, 2, out=tmp_path / "split", stop_after_chunks=2, **kwargs)
+    # the checkpoint as a version without the two fields wrote it
+    path = tmp_path / "split" / run.CHECKPOINT
+    with np.load(path) as npz:
+        stored = {name: npz[name] for name in npz.files}
+    header = json.loads(stored["header"].tobytes().decode())
+    for name in ("feature_task_sweeps", "feature_gate"):
+        del header["meta"]["config"][name]
+    stored["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **stored)
+
+    config = training.stored_config(sf_gpi, tmp_path / "split")  # what `--resume DIR` reads
+    assert config == old
+    resumed = run.run(sf_gpi, config, 2, out=tmp_path / "split", resume=True, **kwargs)
+    assert resumed.complete
+    for name, value in whole.metrics.items():
+        np.testing.assert_array_equal(resumed.metrics[name], value, err_msg=name)
+    today = sf_gpi.Config.for_env(**{**as_dict(old), "feature_task_sweeps": 20})
+    with pytest.raises(checkpoint.CheckpointError,
+                       match=r"config.feature_task_sweeps: 0 in the checkpoint, 20 now"):
+        run.run(sf_gpi, today, 2, out=tmp_path / "split", resume=True, **kwargs)
+    # a field whose default kept the old behaviour needs no entry: its default reads back
+    plain = as_dict(old)
+    del plain["w_step"]
+    assert from_dict(sf_gpi.Config, plain) == old
+
+
 # --- the command line, in subprocesses: SIGKILL and resume ------------------------------------
 
 TRAIN = [sys.executable, "-m", "purembrl", "train", "dyna_q", "--env", "DynaMaze", "--seeds",

@@ -139,6 +139,9 @@ class Config(Presets):
       eval_episodes: greedy evaluation episodes per record; eval_max_steps: their length cap.
     """
 
+    # runs stored before these fields existed (2026-12-05, 2026-12-07) ran without them
+    ADDED_FIELDS = {"feature_task_sweeps": 0, "feature_gate": False}
+
     env: str = static("FourRoomObjects")
     env_params: str = static("")
     method: str = static("sfql")

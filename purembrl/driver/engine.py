@@ -705,10 +705,33 @@ def concat(pieces: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 IDENTITY = ("algorithm", "config", "sweep", "seed", "num_seeds")
 
 
+def stored_as_today(meta: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's ``meta`` with its stored config (or a sweep's configs) as today's class
+    of its algorithm reads them back (``config.from_dict``): a field the checkpoint predates
+    gets the value that reproduces the stored run (``ADDED_FIELDS``) or its default. ``meta``
+    unchanged where its algorithm or one of its fields is unknown (then compared as stored)."""
+    from purembrl import algos
+    from purembrl.config import as_dict, from_dict
+
+    try:
+        config_cls = algos.get(meta["algorithm"]).Config
+        out = dict(meta)
+        if "config" in meta:
+            out["config"] = report.plain(as_dict(from_dict(config_cls, meta["config"])))
+        if "sweep" in meta:
+            out["sweep"] = report.plain([as_dict(from_dict(config_cls, c))
+                                         for c in meta["sweep"]])
+        return out
+    except (KeyError, TypeError, ValueError):
+        return meta
+
+
 def check_same_run(path: str, meta: dict[str, Any], identity: dict[str, Any]) -> None:
-    """``CheckpointError`` naming each field where the checkpoint's run differs from this one."""
+    """``CheckpointError`` naming each field where the checkpoint's run differs from this one.
+    The stored config is compared as today's config class reads it back (``stored_as_today``),
+    so a field added since the checkpoint was written differs only if it changes the run."""
     ours = report.flat({k: v for k, v in identity.items() if k in IDENTITY})
-    theirs = report.flat({k: v for k, v in meta.items() if k in IDENTITY})
+    theirs = report.flat({k: v for k, v in stored_as_today(meta).items() if k in IDENTITY})
     differ = [f"{name}: {theirs.get(name, '(absent)')!r} in the checkpoint, "
               f"{ours.get(name, '(absent)')!r} now"
               for name in sorted(set(ours) | set(theirs)) if ours.get(name) != theirs.get(name)]
