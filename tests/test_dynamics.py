@@ -69,7 +69,8 @@ def test_fit_recovers_a_linear_system():
     assert float(np.max(info["val_mse"])) < 2e-3  # standardised units
     # on fresh data, the elites' means predict [reward, delta obs] in original units
     test = linear_transitions(jax.random.key(3), 500)
-    mean, logvar = dynamics.predict(state, config, test.obs, test.action)
+    mean, logvar = jax.jit(dynamics.predict, static_argnums=1)(state, config, test.obs,
+                                                                test.action)
     assert mean.shape == (4, 500, 4) and logvar.shape == (4, 500, 4)
     truth = np.concatenate([np.asarray(test.reward)[:, None],
                             np.asarray(test.next_obs - test.obs)], axis=1)
@@ -78,9 +79,10 @@ def test_fit_recovers_a_linear_system():
     scale = truth.std(axis=0)
     assert np.all(rmse < 0.05 * scale), (rmse, scale)
     # sampled steps: next_obs itself, near the truth
-    next_obs, reward, terminated = dynamics.sample_step(state, config, jax.random.key(4),
-                                                        test.obs, test.action,
-                                                        deterministic=True)
+    # each under jit: one program, not a compile per operation
+    sample = jax.jit(lambda s, *args: dynamics.sample_step(s, config, *args,
+                                                            deterministic=True))
+    next_obs, reward, terminated = sample(state, jax.random.key(4), test.obs, test.action)
     np.testing.assert_allclose(np.asarray(next_obs), np.asarray(test.next_obs),
                                atol=0.1 * float(scale[1:].max()))
     assert reward.shape == (500,) and terminated.dtype == bool
