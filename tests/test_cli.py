@@ -247,8 +247,8 @@ def test_a_run_whose_every_seed_diverged_stops_early_and_exits_1(tmp_path):
 
 def test_the_compile_cache_is_used_by_default_and_changes_no_number(tmp_path):
     """Issue 22: a second identical ``train`` loads its compiled programs from the persistent
-    cache (``$PUREMBRL_CACHE_DIR``); the metrics of a cold, a warm and an uncached run are
-    identical; ``--no-compile-cache`` writes nothing."""
+    cache (``$PUREMBRL_CACHE_DIR``), the small ones too; the metrics of a cold, a warm and an
+    uncached run are identical; ``--no-compile-cache`` writes nothing."""
     args = ["train", "sac", "--env", "Pendulum-v1", "--seeds", "2", "--set", "total_steps=300",
             "--set", "eval_every=100", "--set", "initial_random_steps=200", "--set",
             "eval_episodes=1", "--set", "batch_size=16", "--set", "learner.hidden_sizes=16,16",
@@ -266,7 +266,9 @@ def test_the_compile_cache_is_used_by_default_and_changes_no_number(tmp_path):
         runs[name] = saved
         if name == "cold":
             stored = sorted(os.listdir(tmp_path / "cache"))
-            assert stored, "the training program was not stored"
+            # the two training programs (init, one chunk) and the small ones under a second
+            # that JAX's default threshold would skip (a Brax env's set-up is 600 of them)
+            assert len(stored) > 2, stored
     assert runs["cold"] == runs["warm"] == runs["off"]
     assert sorted(os.listdir(tmp_path / "cache")) == stored  # warm: loaded, nothing new
     assert not (tmp_path / "unused").exists()
