@@ -25,7 +25,7 @@ dyna-demo: $(STAMP)
 
 # One pytest worker per core (pytest-xdist); most of a test is XLA compiling its tiny-budget
 # program, one core each. Measured on a clean clone of a 2-core AMD EPYC (2026-12-07, sessions
-# 52-54): 554-556 tests in 29.7-34.3 min (four runs), plus about 1 min of install
+# 52-55): 554-556 tests in 29.7-34.6 min (five runs), plus about 1 min of install
 # (benchmarks/RESULTS.md, "The test suite's compiles"); --durations lists the slowest, where
 # budgets are worth cutting.
 test: $(STAMP)
