@@ -605,7 +605,7 @@ def _compile_cache(args) -> None:
     compiling it (benchmarks/RESULTS.md has the seconds saved). Every program is stored, not
     only those that compile in over a second (JAX's default threshold): setting up a Brax
     environment runs about 600 single operations eagerly, each its own small compile, 22 s for
-    Hopper, which a warm cache loads in a few seconds. A threshold the user set
+    Hopper, which a warm cache loads in about 6 s. A threshold the user set
     (``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS``) is kept."""
     if getattr(args, "no_compile_cache", False):
         return

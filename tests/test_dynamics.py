@@ -69,6 +69,7 @@ def test_fit_recovers_a_linear_system():
     assert float(np.max(info["val_mse"])) < 2e-3  # standardised units
     # on fresh data, the elites' means predict [reward, delta obs] in original units
     test = linear_transitions(jax.random.key(3), 500)
+    # predict and sample under jit: one program each, not a compile per operation
     mean, logvar = jax.jit(dynamics.predict, static_argnums=1)(state, config, test.obs,
                                                                 test.action)
     assert mean.shape == (4, 500, 4) and logvar.shape == (4, 500, 4)
@@ -79,7 +80,6 @@ def test_fit_recovers_a_linear_system():
     scale = truth.std(axis=0)
     assert np.all(rmse < 0.05 * scale), (rmse, scale)
     # sampled steps: next_obs itself, near the truth
-    # each under jit: one program, not a compile per operation
     sample = jax.jit(lambda s, *args: dynamics.sample_step(s, config, *args,
                                                             deterministic=True))
     next_obs, reward, terminated = sample(state, jax.random.key(4), test.obs, test.action)

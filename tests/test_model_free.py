@@ -11,9 +11,9 @@ from purembrl.learners import SACConfig
 
 def test_sac_learns_pendulum_on_a_small_budget():
     """A random policy scores about -1200 on Pendulum-v1; -500 is clearly swinging up. The
-    preset's settings with 128 x 128 networks instead of 256 x 256 (a quarter of the test's
-    run time, which was the suite's second slowest; the preset itself is measured at full
-    budgets in benchmarks/). Measured 2026-12-07, 4000 steps, final returns: these keys -207,
+    preset's settings with 128 x 128 networks instead of 256 x 256 (the suite's second slowest
+    test took 71 s, now 24 s alone and 35 s in the suite; the preset itself is measured at
+    full budgets in benchmarks/). Measured 2026-12-07, 4000 steps, final returns: these keys -207,
     -120; the other two of ``split(key(0), 4)`` -192, -196; ``split(key(1), 2)`` -173, -171.
     (64 x 64 learns too, but one of four seeds ended at -433.)"""
     config = sac.Config.for_env(env="Pendulum-v1", total_steps=4000, eval_every=1000)
