@@ -75,6 +75,11 @@ RESULTS.md stay reproducible; ``mbpo_default`` is the preset as it is now (the s
   long from the first epoch (``rollout_schedule=(1, 1, 10, 10)``); ``_lrdecay``: Adam's rate
   decayed to zero over the run's 47,500 updates; ``_r20``: 20 rollouts per env step instead
   of 100 (a fifth of the rollout work).
+* ``mbpo_true_default``: the preset as it is now (``mbpo_default``) with the true dynamics;
+  ``_settled``: its branched rollouts act with the epsilon the schedule ends at (0.05) instead
+  of the real steps' current one (``mbpo.Config.rollout_policy="settled"``); ``_greedy``: they
+  act greedily (``"greedy"``); ``mbpo_default_settled``, ``mbpo_default_greedy``: the same
+  with the learned model (issue 20, session 56).
 
 Settings named ``dyna_*`` run deep Dyna-DQN (``dyna.Config.for_env``: T = 1, K = 5 model draws
 of s' per (s, a), G = 2 updates per step): ``dyna_preset``, ``dyna_true`` (the true dynamics
@@ -130,6 +135,7 @@ MBPO_LEARNER = dataclasses.replace(mbpo.PRESETS["CartPole-v1"]["learner"], lr_de
 # MBPO's CartPole preset before 2026-12-04, the base of every mbpo_* setting below
 MBPO_ONESTEP = {"n_step": 1, "model_n_step": 1, "rollouts_per_step": 100,
                 "rollout_schedule": (1, 10, 1, 5), "learner": MBPO_LEARNER}
+MBPO_PRESET = {name: mbpo.PRESETS["CartPole-v1"][name] for name in MBPO_ONESTEP}  # undoes it
 
 # The CartPole preset's learner, minibatches, warm-up and multi-step rollouts, with the reward
 # and termination learned (the base of the mbpo_*acrobot settings; since 2026-12-05 Acrobot's
@@ -206,6 +212,13 @@ SETTINGS = {
         "true_dynamics": True, "n_step": 10, "model_n_step": 10,
         "rollout_schedule": (1, 1, 10, 10), "learner": dataclasses.replace(
             MBPO_LEARNER, lr_decay_updates=47_500)},
+    "mbpo_true_default": {**MBPO_PRESET, "true_dynamics": True},
+    "mbpo_true_default_settled": {**MBPO_PRESET, "true_dynamics": True,
+                                  "rollout_policy": "settled"},
+    "mbpo_true_default_greedy": {**MBPO_PRESET, "true_dynamics": True,
+                                 "rollout_policy": "greedy"},
+    "mbpo_default_settled": {**MBPO_PRESET, "rollout_policy": "settled"},
+    "mbpo_default_greedy": {**MBPO_PRESET, "rollout_policy": "greedy"},
     "mbpo_acrobot": MBPO_ACROBOT,
     "mbpo_true_acrobot": {**MBPO_ACROBOT, "true_dynamics": True},
     "mbpo_acrobot_h5": {**MBPO_ACROBOT, "rollout_schedule": (1, 1, 5, 5)},

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from purembrl import buffer, dynamics, envs, interact, learners, periods, rollout
+from purembrl.config import check_choice
 from purembrl.learners import Learner
 from purembrl.loop import TrainLoop
 from purembrl.types import Transition
@@ -83,7 +84,7 @@ class Rollouts(NamedTuple):
     ``n_step > 1``: the model buffer holds returns of up to ``n_step`` steps along each branch,
     discounted by ``gamma``, with their ``discount`` (``rollout.branch_returns``);
     ``obs_fn``: the fitted ensemble's predicted observations post-processed
-    (``known.OBS_PROJECTIONS``)."""
+    (``known.OBS_PROJECTIONS``); ``policy``: how the rollouts act (``ROLLOUT_POLICIES``)."""
 
     buffer_size: int
     horizon: Callable[[jax.Array], jax.Array]
@@ -95,6 +96,15 @@ class Rollouts(NamedTuple):
     n_step: int = 1
     gamma: float | None = None
     obs_fn: Any = None
+    policy: str = "behaviour"
+
+
+# How branched rollouts act. "behaviour": the real steps' exploring policy, on its schedule
+# (MBPO's choice); "settled": the learner's exploration as at the end of its schedule (DQN at
+# eps_end; SAC's and NAF's noise has no schedule, so for them it is "behaviour"); "greedy": the
+# learner's deterministic action.
+ROLLOUT_POLICIES = ("behaviour", "settled", "greedy")
+_SETTLED = 2**30  # a step past any exploration schedule (epsilon's decay is clipped there)
 
 
 class Parts(NamedTuple):
@@ -126,8 +136,8 @@ class Parts(NamedTuple):
 def behaviour_policy(config, learner: Learner) -> Explore:
     """``(learner_state, key, obs [B, d], env_steps) -> action [B, ...]``: the learner's
     exploring ``act``, its ``step`` counted from the end of the ``initial_random_steps``
-    warm-up (DQN's epsilon schedule; SAC and NAF sample their own noise). Real steps and model
-    rollouts both act with it."""
+    warm-up (DQN's epsilon schedule; SAC and NAF sample their own noise). Real steps act with
+    it, and so do model rollouts unless ``Rollouts.policy`` says otherwise."""
     def explore(learner_state, key, obs, env_steps):
         return learner.act(learner_state, key, obs, True, env_steps - config.initial_random_steps)
 
@@ -198,6 +208,7 @@ def make_parts(config, env, env_params, learner: Learner, updates: Part, *,
     env_spec = interact.spec(env, env_params)
     _check_rows("buffer_size", config.buffer_size)
     if rollouts is not None:
+        check_choice("Rollouts.policy", rollouts.policy, ROLLOUT_POLICIES)
         if rollouts.n_step > 1 and rollouts.gamma is None:
             raise ValueError(f"Rollouts(n_step={rollouts.n_step}) needs the learner's gamma")
         _check_rows("the model buffer's size (from rollouts_per_step, rollout_freq, the "
@@ -207,7 +218,7 @@ def make_parts(config, env, env_params, learner: Learner, updates: Part, *,
     if model_config is not None:
         fit_part = _fit(model_config) if fit else (lambda state, key: (state, {}))
     if rollouts is not None:
-        branch_part = (_branch(config, explore, rollouts, model_config) if rollouts.on
+        branch_part = (_branch(config, learner, rollouts, model_config) if rollouts.on
                        else (lambda state, key: (state, {})))
 
     def init(key):
@@ -272,7 +283,7 @@ def _fit(model_config: dynamics.EnsembleConfig) -> Part:
     return fit
 
 
-def _branch(config, explore: Explore, rollouts: Rollouts,
+def _branch(config, learner: Learner, rollouts: Rollouts,
             model_config: dynamics.EnsembleConfig | None) -> Part:
     """``rollouts_per_step * rollout_freq`` rollouts of ``horizon(env_steps)`` steps from
     start states drawn from the replay buffer, through ``rollouts.model_step`` (else the fitted
@@ -280,6 +291,7 @@ def _branch(config, explore: Explore, rollouts: Rollouts,
     starts: every member of the ensemble sees every start, so one 100k-start batch would hold
     [members, 100k, width] activations per layer."""
     num_starts = config.rollouts_per_step * config.rollout_freq
+    explore = behaviour_policy(config, learner)
     chunk = max(d for d in range(1, min(num_starts, config.rollout_chunk) + 1)
                 if num_starts % d == 0)
 
@@ -289,7 +301,12 @@ def _branch(config, explore: Explore, rollouts: Rollouts,
         step_fn = rollouts.model_step or dynamics.make_model_step(
             state.model, model_config, reward_fn=rollouts.reward_fn,
             termination_fn=rollouts.termination_fn, obs_fn=rollouts.obs_fn)
-        policy = lambda k, obs: explore(state.learner, k, obs, state.env_steps)
+        if rollouts.policy == "greedy":
+            policy = lambda k, obs: learner.act(state.learner, k, obs, False)
+        else:
+            steps = (state.env_steps if rollouts.policy == "behaviour"
+                     else jnp.int32(_SETTLED))
+            policy = lambda k, obs: explore(state.learner, k, obs, steps)
         length = rollouts.horizon(state.env_steps)
 
         def one_chunk(inputs):

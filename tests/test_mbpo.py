@@ -102,6 +102,38 @@ def test_discrete_actions_use_dqn_with_a_learned_model():
     assert 200 <= int(metrics["rollouts_added"][-1]) <= 600
 
 
+@pytest.mark.parametrize("policy, greedy_share", [("behaviour", None), ("settled", 1.0),
+                                                  ("greedy", 1.0)])
+def test_rollout_policy_sets_how_branched_rollouts_act(policy, greedy_share):
+    # epsilon 1 -> 0 over a schedule that has not begun: the real steps (and "behaviour"
+    # rollouts) act at random; "settled" rollouts act at the schedule's end (epsilon 0) and
+    # "greedy" ones without exploring, so every stored model action is the greedy one
+    config = mbpo.Config.for_env(env="CartPole-v1", total_steps=600, initial_random_steps=500,
+                                 rollout_freq=100, rollouts_per_step=4, true_dynamics=True,
+                                 rollout_schedule=(1, 1, 2, 2), rollout_policy=policy,
+                                 n_step=1, model_n_step=1,
+                                 learner=DQNConfig(hidden_sizes=(16,), eps_start=1.0,
+                                                   eps_end=0.0, eps_decay_steps=10_000))
+    parts = mbpo.make_parts(config)
+    state = jax.jit(parts.init)(jax.random.key(8))
+    branched, _ = jax.jit(parts.branch)(state, jax.random.key(9))
+    rows = int(branched.model_buffer.size)
+    assert rows >= 400  # 400 starts, up to 2 steps each
+    data = jax.tree.map(lambda x: x[:rows], branched.model_buffer.data)
+    greedy = parts.learner.act(state.learner, jax.random.key(0), data.obs, False)
+    share = float(np.mean(np.asarray(data.action) == np.asarray(greedy)))
+    if greedy_share is None:  # uniform over CartPole's two actions
+        assert 0.4 < share < 0.6
+    else:
+        assert share == greedy_share
+
+
+def test_rollout_policy_is_checked():
+    with pytest.raises(ValueError, match="rollout_policy='eps' is invalid: allowed one of "
+                                         "'behaviour', 'settled', 'greedy'"):
+        tiny(rollout_policy="eps")
+
+
 def test_n_step_mixes_real_n_step_returns_with_one_step_model_data():
     example = Transition(obs=jnp.zeros(3), action=jnp.zeros((), jnp.int32),
                          reward=jnp.zeros(()), next_obs=jnp.zeros(3),

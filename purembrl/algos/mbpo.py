@@ -41,7 +41,7 @@ from flax import struct
 
 from purembrl import buffer, dynamics, envs, interact, learners, offpolicy
 from purembrl.algos.base import ModelBasedConfig
-from purembrl.config import check, check_episode_horizon, static
+from purembrl.config import check, check_choice, check_episode_horizon, static
 from purembrl.envs import known
 from purembrl.learners import DQNConfig, LearnerConfig, SACConfig
 from purembrl.loop import TrainLoop, as_train
@@ -153,6 +153,11 @@ class Config(ModelBasedConfig):
         rollout, capped by its length (``purembrl.rollout.branch_returns``: MBVE's model-based
         value expansion, Feinberg et al. 2018, stored as targets); DQN learners only; 1:
         one-step model transitions.
+      rollout_policy: how branched rollouts act (``purembrl.offpolicy.ROLLOUT_POLICIES``):
+        ``"behaviour"`` as the real steps do (MBPO's choice; DQN's epsilon on its schedule),
+        ``"settled"`` with the exploration the schedule ends at (DQN's ``eps_end``; the same
+        as ``"behaviour"`` for SAC and NAF, whose noise has no schedule), ``"greedy"`` with
+        the learner's deterministic action.
       project_obs: the ensemble's predicted observations projected onto the env's
         observation set before the known reward and termination read them and the model
         buffer stores them (``known.OBS_PROJECTIONS``: (cos, sin) pairs renormalised, speeds
@@ -175,6 +180,7 @@ class Config(ModelBasedConfig):
     n_step: int = static(1)
     model_n_step: int = static(1)
     project_obs: bool = static(False)
+    rollout_policy: str = static("behaviour")
     learner: LearnerConfig | None = None
 
     def __post_init__(self):
@@ -182,6 +188,7 @@ class Config(ModelBasedConfig):
                            "rollout_chunk", "n_step", "model_n_step"),
                    non_negative=("updates_per_step",))
         check("real_ratio", self.real_ratio, lambda v: (v >= 0) & (v <= 1), "0 <= real_ratio <= 1")
+        check_choice("rollout_policy", self.rollout_policy, offpolicy.ROLLOUT_POLICIES)
         schedule = self.rollout_schedule
         if (len(schedule) != 4 or any(not isinstance(v, int) for v in schedule)
                 or schedule[0] > schedule[1] or not 1 <= schedule[2] <= schedule[3]):
@@ -248,7 +255,8 @@ def make_parts(config: Config) -> offpolicy.Parts:
         termination_fn=termination_fn,
         model_step=known.true_model_step(config.env) if config.true_dynamics else None,
         n_step=config.model_n_step, gamma=gamma,
-        obs_fn=known.OBS_PROJECTIONS[config.env] if config.project_obs else None)
+        obs_fn=known.OBS_PROJECTIONS[config.env] if config.project_obs else None,
+        policy=config.rollout_policy)
     return offpolicy.make_parts(
         config, env, env_params, learner, offpolicy.repeated(update, config.updates_per_step),
         model_config=model_config, fit=config.model_on and not config.true_dynamics,
