@@ -37,10 +37,11 @@ The settings are where each comes from:
 Settings named ``mbpo_*`` run MBPO-DQN (``mbpo.Config.for_env``) instead, to separate the
 learner from the model (issue 20's diagnosis; use ``--steps 10000 --eval-every 500``). Each
 is relative to MBPO's one-step CartPole preset as it was until 2026-12-04 (``MBPO_ONESTEP``
-restores it: one-step targets, 100 rollouts per env step on the schedule (1, 10, 1, 5), and
-Adam's constant rate of the preset before 2026-12-07, ``MBPO_LEARNER``), so the rows of
-RESULTS.md stay reproducible; ``mbpo_default`` is the preset as it is now (the same as
-``mbpo_preset_n10_m10_h10_r20_lrdecay`` since 2026-12-07):
+restores it: one-step targets, 100 rollouts per env step on the schedule (1, 10, 1, 5),
+Adam's constant rate of the preset before 2026-12-07, ``MBPO_LEARNER``, and rollouts that act
+as the real steps, the preset's before 2026-12-08), so the rows of RESULTS.md stay
+reproducible; ``mbpo_default`` is the preset as it is now (the same as
+``mbpo_default_settled`` since 2026-12-08):
 
 * ``mbpo_true_acrobot`` (for ``--env Acrobot-v1``; its MBPO preset is ``mbpo_acrobot_known_proj``
   since 2026-12-05, and these settings set every field that differs from it): the CartPole
@@ -134,8 +135,11 @@ MBPO_LEARNER = dataclasses.replace(mbpo.PRESETS["CartPole-v1"]["learner"], lr_de
 
 # MBPO's CartPole preset before 2026-12-04, the base of every mbpo_* setting below
 MBPO_ONESTEP = {"n_step": 1, "model_n_step": 1, "rollouts_per_step": 100,
-                "rollout_schedule": (1, 10, 1, 5), "learner": MBPO_LEARNER}
-MBPO_PRESET = {name: mbpo.PRESETS["CartPole-v1"][name] for name in MBPO_ONESTEP}  # undoes it
+                "rollout_schedule": (1, 10, 1, 5), "learner": MBPO_LEARNER,
+                "rollout_policy": "behaviour"}
+# the preset of 2026-12-07 (rollouts acting as the real steps, from MBPO_ONESTEP)
+MBPO_PRESET = {name: mbpo.PRESETS["CartPole-v1"][name] for name in
+               ("n_step", "model_n_step", "rollouts_per_step", "rollout_schedule", "learner")}
 
 # The CartPole preset's learner, minibatches, warm-up and multi-step rollouts, with the reward
 # and termination learned (the base of the mbpo_*acrobot settings; since 2026-12-05 Acrobot's

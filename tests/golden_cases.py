@@ -27,7 +27,9 @@ when deep Dyna took them (2026-12-03, on an AMD EPYC). ``sf_gpi_h_mlp`` was reco
 SFQL-h's features could be a network (2026-12-05). Both SFQL-h cases say
 ``feature_task_sweeps=0`` since that field was added with a default of 20 (2026-12-05), and
 ``sf_gpi_h_mlp`` says ``feature_gate=False`` since that one was added with a default of True
-(2026-12-07): the protocol they pinned, bit for bit.
+(2026-12-07): the protocol they pinned, bit for bit. ``mbpo_dqn`` says
+``rollout_policy="behaviour"`` since the CartPole preset's rollouts act at the end of
+epsilon's schedule (2026-12-08).
 ``dyna_q``, ``dyna_q_plus``
 (2026-12-04: a planning update's two uniforms come from one Threefry block of the counters
 (update, 0) under the real step's planning key, ``dyna_q.counter_uniforms``, instead of
@@ -73,10 +75,11 @@ def _mbpo(**fields):
 
 
 def _mbpo_cartpole(**fields):
-    # one-step targets, as the CartPole preset had them when the case was pinned (the preset
-    # has n_step = model_n_step = 10 since 2026-12-04)
+    # one-step targets and rollouts acting as the real steps, as the CartPole preset had them
+    # when the case was pinned (the preset has n_step = model_n_step = 10 since 2026-12-04 and
+    # rollout_policy="settled" since 2026-12-08)
     return _mbpo(env="CartPole-v1", learner=_dqn(eps_decay_steps=200), n_step=1,
-                 model_n_step=1, **fields)
+                 model_n_step=1, rollout_policy="behaviour", **fields)
 
 
 def _dyna(**fields):

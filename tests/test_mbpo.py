@@ -208,6 +208,8 @@ def test_presets_and_errors():
     assert cartpole.learner.lr_decay_updates == trained * cartpole.updates_per_step
     acrobot = mbpo.Config.for_env(env="Acrobot-v1")
     assert acrobot.learner == cartpole.learner.replace(lr_decay_updates=0)
+    # CartPole's rollouts act at the end of epsilon's schedule; Acrobot's, as measured, do not
+    assert cartpole.rollout_policy == "settled" and acrobot.rollout_policy == "behaviour"
     generic = mbpo.Config.for_env(env="MountainCarContinuous-v0")
     assert generic == mbpo.Config(env="MountainCarContinuous-v0")  # no preset: the defaults
     assert generic.updates_per_step == 20 and generic.real_ratio == 0.05  # the paper's
