@@ -80,7 +80,13 @@ reproducible; ``mbpo_default`` is the preset as it is now (the same as
   ``_settled``: its branched rollouts act with the epsilon the schedule ends at (0.05) instead
   of the real steps' current one (``mbpo.Config.rollout_policy="settled"``); ``_greedy``: they
   act greedily (``"greedy"``); ``mbpo_default_settled``, ``mbpo_default_greedy``: the same
-  with the learned model (issue 20, session 56).
+  with the learned model (issue 20, session 56). With the true dynamics and settled rollouts
+  (session 57): ``mbpo_true_settled_eps2500`` (epsilon 1 -> 0.05 over 2,500 steps instead of
+  5,000), ``_g10`` (G = 10 updates per env step instead of 5, Adam's rate decayed over twice the
+  updates, so again to zero at 10k env steps), ``_tp100`` (the target copied
+  every 100 updates instead of 200), ``_r40`` (40 branched rollouts per env step instead of
+  20); ``mbpo_default_settled_eps2500``: the preset (settled rollouts) with epsilon over 2,500
+  steps, with the learned model.
 
 Settings named ``dyna_*`` run deep Dyna-DQN (``dyna.Config.for_env``: T = 1, K = 5 model draws
 of s' per (s, a), G = 2 updates per step): ``dyna_preset``, ``dyna_true`` (the true dynamics
@@ -222,6 +228,20 @@ SETTINGS = {
     "mbpo_true_default_greedy": {**MBPO_PRESET, "true_dynamics": True,
                                  "rollout_policy": "greedy"},
     "mbpo_default_settled": {**MBPO_PRESET, "rollout_policy": "settled"},
+    "mbpo_true_settled_eps2500": {**MBPO_PRESET, "true_dynamics": True,
+                                  "rollout_policy": "settled", "learner": dataclasses.replace(
+                                      MBPO_PRESET["learner"], eps_decay_steps=2500)},
+    "mbpo_default_settled_eps2500": {**MBPO_PRESET, "rollout_policy": "settled",
+                                     "learner": dataclasses.replace(
+                                         MBPO_PRESET["learner"], eps_decay_steps=2500)},
+    "mbpo_true_settled_g10": {**MBPO_PRESET, "true_dynamics": True, "rollout_policy": "settled",
+                              "updates_per_step": 10, "learner": dataclasses.replace(
+                                  MBPO_PRESET["learner"], lr_decay_updates=95_000)},
+    "mbpo_true_settled_tp100": {**MBPO_PRESET, "true_dynamics": True,
+                                "rollout_policy": "settled", "learner": dataclasses.replace(
+                                    MBPO_PRESET["learner"], target_period=100)},
+    "mbpo_true_settled_r40": {**MBPO_PRESET, "true_dynamics": True, "rollout_policy": "settled",
+                              "rollouts_per_step": 40},
     "mbpo_default_greedy": {**MBPO_PRESET, "rollout_policy": "greedy"},
     "mbpo_acrobot": MBPO_ACROBOT,
     "mbpo_true_acrobot": {**MBPO_ACROBOT, "true_dynamics": True},

@@ -28,7 +28,10 @@ def _compiles_per_chunk(monkeypatch, algo, config, **options):
                         lambda *a, **k: (marks.append(len(_events)), progress(*a, **k)))
     start = len(_events)
     loop = algo.make_loop(config)
-    result = run.run(algo, config, 2, num_chunks=loop.num_iterations, table=False, **options)
+    # one seed: the driver vmaps a batch of one, so the chunks' programs are the batched ones
+    # a run of many seeds compiles, at the least compile time (MBPO's compiled in 11.2 s at
+    # one seed, 14.3 s at two: benchmarks/RESULTS.md)
+    result = run.run(algo, config, 1, num_chunks=loop.num_iterations, table=False, **options)
     return [m - start for m in marks], result
 
 
