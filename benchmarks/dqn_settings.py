@@ -146,6 +146,13 @@ MBPO_ONESTEP = {"n_step": 1, "model_n_step": 1, "rollouts_per_step": 100,
 # the preset of 2026-12-07 (rollouts acting as the real steps, from MBPO_ONESTEP)
 MBPO_PRESET = {name: mbpo.PRESETS["CartPole-v1"][name] for name in
                ("n_step", "model_n_step", "rollouts_per_step", "rollout_schedule", "learner")}
+# the preset as it is now (rollouts at the end of epsilon's schedule), and its learner changed
+SETTLED = {**MBPO_PRESET, "rollout_policy": "settled"}
+
+
+def _preset_learner(**fields):
+    return dataclasses.replace(MBPO_PRESET["learner"], **fields)
+
 
 # The CartPole preset's learner, minibatches, warm-up and multi-step rollouts, with the reward
 # and termination learned (the base of the mbpo_*acrobot settings; since 2026-12-05 Acrobot's
@@ -228,21 +235,15 @@ SETTINGS = {
     "mbpo_true_default_greedy": {**MBPO_PRESET, "true_dynamics": True,
                                  "rollout_policy": "greedy"},
     "mbpo_default_settled": {**MBPO_PRESET, "rollout_policy": "settled"},
-    "mbpo_true_settled_eps2500": {**MBPO_PRESET, "true_dynamics": True,
-                                  "rollout_policy": "settled", "learner": dataclasses.replace(
-                                      MBPO_PRESET["learner"], eps_decay_steps=2500)},
-    "mbpo_default_settled_eps2500": {**MBPO_PRESET, "rollout_policy": "settled",
-                                     "learner": dataclasses.replace(
-                                         MBPO_PRESET["learner"], eps_decay_steps=2500)},
-    "mbpo_true_settled_g10": {**MBPO_PRESET, "true_dynamics": True, "rollout_policy": "settled",
-                              "updates_per_step": 10, "learner": dataclasses.replace(
-                                  MBPO_PRESET["learner"], lr_decay_updates=95_000)},
-    "mbpo_true_settled_tp100": {**MBPO_PRESET, "true_dynamics": True,
-                                "rollout_policy": "settled", "learner": dataclasses.replace(
-                                    MBPO_PRESET["learner"], target_period=100)},
-    "mbpo_true_settled_r40": {**MBPO_PRESET, "true_dynamics": True, "rollout_policy": "settled",
-                              "rollouts_per_step": 40},
     "mbpo_default_greedy": {**MBPO_PRESET, "rollout_policy": "greedy"},
+    "mbpo_true_settled_eps2500": {**SETTLED, "true_dynamics": True,
+                                  "learner": _preset_learner(eps_decay_steps=2500)},
+    "mbpo_true_settled_g10": {**SETTLED, "true_dynamics": True, "updates_per_step": 10,
+                              "learner": _preset_learner(lr_decay_updates=95_000)},
+    "mbpo_true_settled_tp100": {**SETTLED, "true_dynamics": True,
+                                "learner": _preset_learner(target_period=100)},
+    "mbpo_true_settled_r40": {**SETTLED, "true_dynamics": True, "rollouts_per_step": 40},
+    "mbpo_default_settled_eps2500": {**SETTLED, "learner": _preset_learner(eps_decay_steps=2500)},
     "mbpo_acrobot": MBPO_ACROBOT,
     "mbpo_true_acrobot": {**MBPO_ACROBOT, "true_dynamics": True},
     "mbpo_acrobot_h5": {**MBPO_ACROBOT, "rollout_schedule": (1, 1, 5, 5)},
